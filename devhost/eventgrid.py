@@ -1,0 +1,396 @@
+"""The local Event Grid: system events for new blobs in Azurite, custom topics, and delivery with retries
+and dead-lettering, to the same webhook endpoints Azure Event Grid calls on a Functions app.
+
+Subscriptions are read from one small JSON file (``devhost/subscriptions.json``) that mirrors the Event
+Grid subscriptions ``infra/`` declares. Deliveries go over HTTP to the host's webhook URLs, one event
+per request (``maxEventsPerBatch: 1``), and follow Azure's rules: 200-204 is success; 400 and 413 are
+dead-lettered at once; anything else is retried on the (locally shortened) schedule until
+``maxDeliveryAttempts`` or the event's time to live is exhausted, then dead-lettered.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LocalEventGrid", "Subscription", "load_subscriptions", "storage_topic", "to_cloudevent"]
+
+log = logging.getLogger("devhost.eventgrid")
+
+BLOB_CREATED = "Microsoft.Storage.BlobCreated"
+_LOCAL_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+_NO_RETRY = {400: "BadRequest", 413: "RequestEntityTooLarge"}
+_OUTCOMES = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 408: "TimedOut", 503: "ServiceUnavailable"}
+
+
+def storage_topic(account: str) -> str:
+    """The ARM id Event Grid uses as ``topic`` for a storage account's system events."""
+    return (
+        f"/subscriptions/{_LOCAL_SUBSCRIPTION}/resourceGroups/scorehook-local/providers/"
+        f"Microsoft.Storage/storageAccounts/{account}"
+    )
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def to_cloudevent(event: dict[str, Any]) -> dict[str, Any]:
+    """An Event Grid schema event in CloudEvents 1.0 form, as Event Grid converts it for a subscription."""
+    if "specversion" in event:
+        return event
+    return {
+        "specversion": "1.0",
+        "id": event["id"],
+        "source": event.get("topic", ""),
+        "subject": event.get("subject", ""),
+        "type": event["eventType"],
+        "time": event.get("eventTime"),
+        "datacontenttype": "application/json",
+        "data": event.get("data"),
+    }
+
+
+@dataclass
+class Subscription:
+    """One event subscription: which events (source, types, subject filters) go to which endpoint."""
+
+    name: str
+    function: str | None = None
+    endpoint_type: str = "eventgrid"  # "eventgrid" | "blobs" | "webhook"
+    webhook_url: str | None = None
+    storage_account: str | None = None
+    topic: str | None = None
+    event_types: tuple[str, ...] = ()
+    subject_begins_with: str = ""
+    subject_ends_with: str = ""
+    schema: str = "EventGridSchema"
+    max_attempts: int = 30
+    ttl_minutes: float = 1440
+    dead_letter_container: str | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Subscription:
+        source, endpoint = raw.get("source", {}), raw.get("endpoint", {})
+        retry, filters = raw.get("retryPolicy", {}), raw.get("filter", {})
+        return cls(
+            name=raw["name"],
+            function=endpoint.get("functionName"),
+            endpoint_type=endpoint.get("type", "eventgrid"),
+            webhook_url=endpoint.get("url"),
+            storage_account=source.get("storageAccount"),
+            topic=source.get("topic"),
+            event_types=tuple(filters.get("includedEventTypes", ())),
+            subject_begins_with=filters.get("subjectBeginsWith", ""),
+            subject_ends_with=filters.get("subjectEndsWith", ""),
+            schema=raw.get("eventDeliverySchema", "EventGridSchema"),
+            max_attempts=int(retry.get("maxDeliveryAttempts", 30)),
+            ttl_minutes=float(retry.get("eventTimeToLiveInMinutes", 1440)),
+            dead_letter_container=(raw.get("deadLetterDestination") or {}).get("container"),
+        )
+
+    @property
+    def watched_container(self) -> str | None:
+        """The container a storage subscription's subject filter names (what the watcher polls)."""
+        prefix = "/blobServices/default/containers/"
+        if self.storage_account and self.subject_begins_with.startswith(prefix):
+            return self.subject_begins_with[len(prefix) :].split("/", 1)[0] or None
+        return None
+
+    def matches(self, event: dict[str, Any], *, account: str | None = None, topic: str | None = None) -> bool:
+        if account is not None and account != self.storage_account:
+            return False
+        if topic is not None and topic != self.topic:
+            return False
+        event_type = event.get("eventType") or event.get("type") or ""
+        if self.event_types and event_type.lower() not in {t.lower() for t in self.event_types}:
+            return False
+        subject = event.get("subject") or ""
+        return subject.startswith(self.subject_begins_with) and subject.endswith(self.subject_ends_with)
+
+    def path(self) -> str:
+        if self.endpoint_type == "blobs":
+            return f"/runtime/webhooks/blobs?functionName=Host.Functions.{self.function}"
+        if self.endpoint_type == "webhook":
+            return self.webhook_url or ""
+        return f"/runtime/webhooks/eventgrid?functionName={self.function}"
+
+
+def load_subscriptions(path: str | Path) -> tuple[list[Subscription], dict[str, Any], dict[str, Any]]:
+    """Read the subscriptions file: (subscriptions, topics, local delivery options)."""
+    raw = json.loads(Path(path).read_text())
+    return [Subscription.from_dict(s) for s in raw.get("subscriptions", [])], raw.get("topics", {}), raw.get("delivery", {})
+
+
+@dataclass(order=True)
+class _Delivery:
+    due: float
+    seq: int
+    subscription: Subscription = field(compare=False)
+    event: dict[str, Any] = field(compare=False)
+    published: float = field(compare=False, default=0.0)
+    attempts: int = field(compare=False, default=0)
+    last_status: int | None = field(compare=False, default=None)
+    last_outcome: str = field(compare=False, default="")
+
+
+class LocalEventGrid:
+    """Watches Azurite containers, accepts custom-topic events, and delivers them to subscribers.
+
+    ``base_url`` is the devhost server the webhooks live on; ``blob_service`` a ``BlobServiceClient`` on
+    Azurite (polled for new blobs, and where dead letters are written).
+    """
+
+    def __init__(
+        self,
+        subscriptions: list[Subscription],
+        base_url: str,
+        blob_service: Any,
+        *,
+        topics: dict[str, Any] | None = None,
+        retry_delays: list[float] | None = None,
+        poll_interval: float = 0.25,
+        workers: int = 4,
+        timeout: float = 30.0,
+    ) -> None:
+        self.subscriptions = subscriptions
+        self.base_url = base_url.rstrip("/")
+        self.blob_service = blob_service
+        self.topics = topics or {}
+        self.retry_delays = retry_delays or [0.5, 1, 2, 5, 10, 30, 60]
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.history: deque[dict[str, Any]] = deque(maxlen=10_000)
+        self._heap: list[_Delivery] = []
+        self._seq = itertools.count()
+        self._sequencer = itertools.count(1)
+        self._cv = threading.Condition()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eventgrid-delivery")
+        self._stop = threading.Event()
+        self._seen: dict[tuple[str, str], str] = {}
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> LocalEventGrid:
+        self._scan(emit=False)  # blobs already there are not "created" now
+        for target, name in ((self._schedule_loop, "eventgrid-scheduler"), (self._watch_loop, "eventgrid-watcher")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cv:
+            self._cv.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- sources --------------------------------------------------------------------------------
+    def _watched(self) -> dict[str, set[str]]:
+        watched: dict[str, set[str]] = {}
+        for s in self.subscriptions:
+            if s.watched_container:
+                watched.setdefault(s.storage_account or "", set()).add(s.watched_container)
+        return watched
+
+    def _watch_loop(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            try:
+                self._scan(emit=True)
+            except Exception as exc:  # storage hiccup: keep watching
+                log.warning("blob watcher scan failed: %s", exc)
+
+    def _scan(self, emit: bool) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        account = self.blob_service.account_name
+        for container in sorted(self._watched().get(account, set())):
+            client = self.blob_service.get_container_client(container)
+            try:
+                blobs = list(client.list_blobs())
+            except ResourceNotFoundError:
+                continue
+            for blob in blobs:
+                key = (container, blob.name)
+                if self._seen.get(key) == blob.etag:
+                    continue
+                self._seen[key] = blob.etag
+                if emit:
+                    self.publish_system_event(self._blob_created(account, container, blob, client.url))
+
+    def _blob_created(self, account: str, container: str, blob: Any, container_url: str) -> dict[str, Any]:
+        sequencer = f"{time.time_ns():016x}{next(self._sequencer):016x}"
+        return {
+            "topic": storage_topic(account),
+            "subject": f"/blobServices/default/containers/{container}/blobs/{blob.name}",
+            "eventType": BLOB_CREATED,
+            "eventTime": _now_iso(),
+            "id": str(uuid.uuid4()),
+            "data": {
+                "api": "PutBlob",
+                "clientRequestId": str(uuid.uuid4()),
+                "requestId": str(uuid.uuid4()),
+                "eTag": blob.etag if blob.etag.startswith('"') else f'"{blob.etag}"',
+                "contentType": blob.content_settings.content_type or "application/octet-stream",
+                "contentLength": blob.size,
+                "blobType": "BlockBlob",
+                "url": f"{container_url}/{urllib.parse.quote(blob.name)}",
+                "sequencer": sequencer,
+                "storageDiagnostics": {"batchId": str(uuid.uuid4())},
+            },
+            "dataVersion": "",
+            "metadataVersion": "1",
+        }
+
+    def publish_system_event(self, event: dict[str, Any]) -> int:
+        """Route a storage system event to the matching subscriptions; returns how many matched."""
+        account = event["topic"].rsplit("/", 1)[-1]
+        return self._route(event, [s for s in self.subscriptions if s.matches(event, account=account)])
+
+    def publish_to_topic(self, topic: str, key: str | None, events: list[dict[str, Any]]) -> int:
+        """Accept events published to a custom topic (key-checked); returns how many deliveries queued."""
+        if topic not in self.topics:
+            raise LookupError(f"topic {topic!r} does not exist")
+        expected = self.topics[topic].get("key")
+        if not expected or key != expected:
+            raise PermissionError("the aeg-sas-key header is missing or does not match the topic's key")
+        queued = 0
+        for event in events:
+            if "specversion" not in event:
+                event.setdefault("topic", f"/subscriptions/{_LOCAL_SUBSCRIPTION}/resourceGroups/scorehook-local"
+                                          f"/providers/Microsoft.EventGrid/topics/{topic}")
+                event.setdefault("metadataVersion", "1")
+            queued += self._route(event, [s for s in self.subscriptions if s.matches(event, topic=topic)])
+        return queued
+
+    # -- delivery -------------------------------------------------------------------------------
+    def _route(self, event: dict[str, Any], subscriptions: list[Subscription]) -> int:
+        now = time.monotonic()
+        with self._cv:
+            for subscription in subscriptions:
+                heapq.heappush(self._heap, _Delivery(now, next(self._seq), subscription, event, published=now))
+            self._cv.notify()
+        return len(subscriptions)
+
+    def _schedule_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._cv:
+                while not self._stop.is_set() and (not self._heap or self._heap[0].due > time.monotonic()):
+                    self._cv.wait(None if not self._heap else max(0.0, self._heap[0].due - time.monotonic()))
+                if self._stop.is_set():
+                    return
+                delivery = heapq.heappop(self._heap)
+            self._pool.submit(self._deliver, delivery)
+
+    def _deliver(self, delivery: _Delivery) -> None:
+        subscription = delivery.subscription
+        delivery.attempts += 1
+        body_event = to_cloudevent(delivery.event) if subscription.schema.startswith("CloudEvent") else delivery.event
+        content_type = "application/cloudevents-batch+json" if "specversion" in body_event else "application/json"
+        path = subscription.path()
+        url = path if path.startswith("http") else f"{self.base_url}{path}"
+        request = urllib.request.Request(
+            url,
+            data=json.dumps([body_event]).encode(),
+            method="POST",
+            headers={
+                "Content-Type": f"{content_type}; charset=utf-8",
+                "aeg-event-type": "Notification",
+                "aeg-subscription-name": subscription.name.upper(),
+                "aeg-delivery-count": str(delivery.attempts - 1),
+                "aeg-metadata-version": "1",
+                "aeg-data-version": str(delivery.event.get("dataVersion", "")),
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except OSError:
+            status = 0
+        self._record(delivery, status)
+        if 200 <= status <= 204:
+            return
+        delivery.last_status = status
+        delivery.last_outcome = _NO_RETRY.get(status) or _OUTCOMES.get(status) or ("Aborted" if not status else "GenericError")
+        expired = time.monotonic() - delivery.published > subscription.ttl_minutes * 60
+        if status in _NO_RETRY and subscription.dead_letter_container:
+            self._dead_letter(delivery, delivery.last_outcome)
+        elif delivery.attempts >= subscription.max_attempts:
+            self._dead_letter(delivery, "MaxDeliveryAttemptsExceeded")
+        elif expired:
+            self._dead_letter(delivery, "TimeToLiveExceeded")
+        else:
+            delay = self.retry_delays[min(delivery.attempts - 1, len(self.retry_delays) - 1)]
+            delivery.due = time.monotonic() + delay
+            with self._cv:
+                heapq.heappush(self._heap, delivery)
+                self._cv.notify()
+
+    def _record(self, delivery: _Delivery, status: int) -> None:
+        self.history.append({
+            "subscription": delivery.subscription.name,
+            "event_id": delivery.event.get("id"),
+            "event_type": delivery.event.get("eventType") or delivery.event.get("type"),
+            "subject": delivery.event.get("subject"),
+            "attempt": delivery.attempts,
+            "status": status,
+            "time": _now_iso(),
+        })  # fmt: skip
+
+    def _dead_letter(self, delivery: _Delivery, reason: str) -> None:
+        subscription = delivery.subscription
+        self.history.append({
+            "subscription": subscription.name, "event_id": delivery.event.get("id"),
+            "subject": delivery.event.get("subject"), "attempt": delivery.attempts, "dead_lettered": reason,
+            "time": _now_iso(),
+        })  # fmt: skip
+        if not subscription.dead_letter_container:
+            log.warning("event %s dropped after %d attempts (%s): no dead-letter destination",
+                        delivery.event.get("id"), delivery.attempts, reason)
+            return
+        cloud = "specversion" in delivery.event
+        names = ("deadletterreason", "deliveryattempts", "lastdeliveryoutcome", "lastHttpStatusCode", "publishtime",
+                 "lastdeliveryattempttime") if cloud else ("deadLetterReason", "deliveryAttempts", "lastDeliveryOutcome",
+                 "lastHttpStatusCode", "publishTime", "lastDeliveryAttemptTime")  # fmt: skip
+        published = datetime.now(UTC).timestamp() - (time.monotonic() - delivery.published)
+        record = {
+            **delivery.event,
+            **dict(zip(names, (
+                reason, delivery.attempts, delivery.last_outcome or "Probation", delivery.last_status,
+                datetime.fromtimestamp(published, UTC).isoformat().replace("+00:00", "Z"), _now_iso(),
+            ), strict=True)),
+        }  # fmt: skip
+        now = datetime.now(UTC)
+        topic_name = (delivery.event.get("topic") or delivery.event.get("source") or "topic").rsplit("/", 1)[-1]
+        blob = f"{topic_name}/{subscription.name.upper()}/{now:%Y/%m/%d/%H}/{delivery.event.get('id')}.json"
+        try:
+            container = self.blob_service.get_container_client(subscription.dead_letter_container)
+            if not container.exists():
+                container.create_container()
+            container.upload_blob(blob, json.dumps([record], indent=2), overwrite=True)
+            log.warning("event %s dead-lettered to %s/%s (%s)", delivery.event.get("id"),
+                        subscription.dead_letter_container, blob, reason)
+        except Exception as exc:
+            log.error("dead-lettering event %s failed: %s", delivery.event.get("id"), exc)
+
+    def pending(self) -> int:
+        with self._cv:
+            return len(self._heap)

@@ -1,0 +1,172 @@
+"""devhost put together: app settings → function index → HTTP server, local Event Grid, timers, queues.
+
+Example:
+    >>> with DevHost(env=local_settings["Values"], port=0) as dev:     # doctest: +SKIP
+    ...     print(dev.base_url)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from devhost.services import PROJECT_ROOT, Azurite, free_port
+
+__all__ = ["DevHost", "local_settings", "DEFAULT_SUBSCRIPTIONS", "TOPIC_NAME"]
+
+log = logging.getLogger("devhost")
+DEFAULT_SUBSCRIPTIONS = PROJECT_ROOT / "devhost" / "subscriptions.json"
+TOPIC_NAME = "scorehook-events"
+
+
+def local_settings(azurite: Azurite, mlflow_uri: str, port: int, *, log_file: str | None = None) -> dict[str, Any]:
+    """The content of ``local.settings.json`` for services on loopback and a devhost on ``port``."""
+    values = {
+        "FUNCTIONS_WORKER_RUNTIME": "python",
+        "AzureWebJobsStorage": azurite.connection_string,
+        "DataStorage": azurite.connection_string,
+        "MLFLOW_TRACKING_URI": mlflow_uri,
+        "SCOREHOOK_ALLOWED_STORAGE_ACCOUNTS": "devstoreaccount1",
+        "SCOREHOOK_EVENTS_TOPIC_ENDPOINT": f"http://127.0.0.1:{port}/topics/{TOPIC_NAME}/api/events",
+        "SCOREHOOK_EVENTS_TOPIC_KEY": secrets.token_urlsafe(24),
+    }
+    if log_file:
+        values["SCOREHOOK_LOG_FILE"] = log_file
+    return {
+        "IsEncrypted": False,
+        "Values": values,
+        "Host": {"LocalHttpPort": port, "FunctionKey": secrets.token_urlsafe(24), "MasterKey": secrets.token_urlsafe(24)},
+    }
+
+
+class _OutputSink:
+    """Writes values of queue and blob output bindings to Azurite, as the host's extensions do."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def _connection(self, binding: dict[str, Any]) -> str:
+        return self.env.get(binding.get("connection") or "AzureWebJobsStorage") or self.env["AzureWebJobsStorage"]
+
+    def __call__(self, binding: dict[str, Any], value: Any) -> None:
+        values = value if isinstance(value, list) else [value]
+        if binding["type"] == "queue":
+            from azure.storage.queue import BinaryBase64EncodePolicy, QueueClient
+
+            client = QueueClient.from_connection_string(
+                self._connection(binding), binding["queueName"], message_encode_policy=BinaryBase64EncodePolicy()
+            )
+            try:
+                client.create_queue()
+            except Exception:
+                pass
+            for item in values:
+                client.send_message(item.encode() if isinstance(item, str) else bytes(item))
+        elif binding["type"] == "blob":
+            from azure.storage.blob import BlobServiceClient
+
+            container, _, name = binding["path"].partition("/")
+            service = BlobServiceClient.from_connection_string(self._connection(binding))
+            service.get_blob_client(container, name).upload_blob(value, overwrite=True)
+        else:
+            log.warning("output binding type %s is not supported by devhost; value dropped", binding["type"])
+
+
+class DevHost:
+    """The local Functions host: serves ``app_spec`` on loopback with its triggers wired to Azurite."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        app_spec: str = "function_app:app",
+        port: int = 0,
+        function_key: str = "",
+        master_key: str = "",
+        subscriptions: str | Path | None = DEFAULT_SUBSCRIPTIONS,
+        retry_delays: list[float] | None = None,
+        poll_interval: float = 0.25,
+    ) -> None:
+        self.env = dict(env)
+        os.environ.update(self.env)  # app settings reach the worker as environment variables
+        from devhost.host import FunctionHost
+        from devhost.server import DevServer
+
+        self.host = FunctionHost.load(app_spec, output_sink=_OutputSink(self.env))
+        self.server = DevServer(
+            self.host, port=port or free_port(), function_key=function_key, master_key=master_key,
+            blob_reader=self._read_blob if self._storage() else None,
+        )  # fmt: skip
+        self.base_url = self.server.base_url
+        self.eventgrid = None
+        if subscriptions and self._storage():
+            self.eventgrid = self._build_eventgrid(Path(subscriptions), retry_delays, poll_interval)
+            self.server.eventgrid = self.eventgrid
+        from devhost.triggers import QueuePoller, TimerScheduler
+
+        self.timers = TimerScheduler(self.host)
+        self.queues = QueuePoller(self.host, self.env) if self._storage() else None
+
+    def _storage(self) -> str:
+        return self.env.get("DataStorage") or self.env.get("AzureWebJobsStorage") or ""
+
+    def _blob_service(self) -> Any:
+        from azure.storage.blob import BlobServiceClient
+
+        return BlobServiceClient.from_connection_string(self._storage())
+
+    def _read_blob(self, container: str, name: str) -> tuple[bytes, str, dict[str, Any]]:
+        client = self._blob_service().get_blob_client(container, name)
+        downloader = client.download_blob()
+        props = downloader.properties
+        properties = {"ContentLength": props.size, "ETag": props.etag, "ContentType": props.content_settings.content_type,
+                      "Metadata": dict(props.metadata or {})}  # fmt: skip
+        return downloader.readall(), client.url, properties
+
+    def _build_eventgrid(self, path: Path, retry_delays: list[float] | None, poll_interval: float) -> Any:
+        from devhost.eventgrid import LocalEventGrid, load_subscriptions
+
+        subscriptions, topics, delivery = load_subscriptions(path)
+        topic_keys = {name: {"key": self.env.get(t.get("keySetting", ""), t.get("key"))} for name, t in topics.items()}
+        return LocalEventGrid(
+            subscriptions, self.base_url, self._blob_service(), topics=topic_keys,
+            retry_delays=retry_delays or delivery.get("retryDelaysSeconds"), poll_interval=poll_interval,
+        )  # fmt: skip
+
+    def start(self) -> DevHost:
+        self.server.start()
+        if self.eventgrid:
+            self.eventgrid.start()
+        self.timers.start()
+        if self.queues:
+            self.queues.start()
+        log.info("devhost listening on %s with functions %s", self.base_url, ", ".join(sorted(self.host.functions)))
+        return self
+
+    def stop(self) -> None:
+        self.timers.stop()
+        if self.queues:
+            self.queues.stop()
+        if self.eventgrid:
+            self.eventgrid.stop()
+        self.server.stop()
+
+    def __enter__(self) -> DevHost:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @classmethod
+    def from_settings_file(cls, path: str | Path, **kwargs: Any) -> DevHost:
+        """Build from a ``local.settings.json`` (Values → environment, Host → port and keys)."""
+        data = json.loads(Path(path).read_text())
+        host = data.get("Host", {})
+        kwargs.setdefault("port", int(host.get("LocalHttpPort", 0)))
+        kwargs.setdefault("function_key", host.get("FunctionKey", ""))
+        kwargs.setdefault("master_key", host.get("MasterKey", ""))
+        return cls(data.get("Values", {}), **kwargs)

@@ -1,0 +1,138 @@
+"""Timer and queue triggers, run as the Functions host runs them.
+
+* Timers fire on their NCRONTAB schedule (six fields, seconds first), ``runOnStartup`` honoured.
+* Queue triggers poll their Azurite queue, decode the host's default base64 message encoding, delete a
+  message after a successful invocation, and move it to ``<queue>-poison`` after ``maxDequeueCount``
+  (5) failed attempts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+import threading
+from datetime import datetime
+from typing import Any
+
+from devhost.host import FunctionHost, InvocationError
+
+__all__ = ["TimerScheduler", "QueuePoller", "next_fire"]
+
+log = logging.getLogger("devhost.triggers")
+
+
+def next_fire(schedule: str, after: datetime) -> datetime:
+    """The next time an NCRONTAB schedule fires after ``after``.
+
+    Example:
+        >>> next_fire("0 */15 * * * *", datetime(2026, 1, 1, 10, 7, 30)).isoformat()
+        '2026-01-01T10:15:00'
+    """
+    from croniter import croniter
+
+    fields = schedule.split()
+    if len(fields) == 5:  # classic cron is accepted too
+        fields = ["0", *fields]
+    if len(fields) != 6:
+        raise ValueError(f"NCRONTAB schedule {schedule!r} must have 6 fields (second minute hour day month weekday)")
+    return croniter(" ".join([*fields[1:], fields[0]]), after).get_next(datetime)
+
+
+class TimerScheduler:
+    """Fires every timer-triggered function of a host on its schedule, in a thread of its own."""
+
+    def __init__(self, host: FunctionHost) -> None:
+        self.host = host
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> TimerScheduler:
+        for info in self.host.by_trigger("timerTrigger"):
+            thread = threading.Thread(target=self._run, args=(info,), name=f"timer-{info.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _run(self, info: Any) -> None:
+        if info.trigger.get("runOnStartup"):
+            self._fire(info.name)
+        while not self._stop.is_set():
+            now = datetime.now()
+            due = next_fire(info.trigger["schedule"], now)
+            if self._stop.wait((due - now).total_seconds()):
+                return
+            self._fire(info.name)
+
+    def _fire(self, name: str) -> None:
+        try:
+            self.host.invoke_timer(name)
+        except InvocationError:
+            pass  # logged by the host; the next occurrence runs as scheduled
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class QueuePoller:
+    """Polls the queues of queue-triggered functions in Azurite and invokes the functions."""
+
+    def __init__(self, host: FunctionHost, env: dict[str, str] | None = None, interval: float = 0.25,
+                 max_dequeue_count: int = 5, visibility_timeout: int = 2) -> None:  # fmt: skip
+        self.host, self.env = host, env if env is not None else dict(os.environ)
+        self.interval, self.max_dequeue_count, self.visibility_timeout = interval, max_dequeue_count, visibility_timeout
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _client(self, connection: str, queue: str) -> Any:
+        from azure.storage.queue import QueueClient
+
+        conn = self.env.get(connection or "AzureWebJobsStorage") or self.env.get("AzureWebJobsStorage", "")
+        client = QueueClient.from_connection_string(conn, queue)
+        try:
+            client.create_queue()
+        except Exception:  # already there
+            pass
+        return client
+
+    def start(self) -> QueuePoller:
+        for info in self.host.by_trigger("queueTrigger"):
+            thread = threading.Thread(target=self._run, args=(info,), name=f"queue-{info.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _run(self, info: Any) -> None:
+        queue_name, connection = info.trigger["queueName"], info.trigger.get("connection", "")
+        client = self._client(connection, queue_name)
+        poison = self._client(connection, f"{queue_name}-poison")
+        while not self._stop.is_set():
+            try:
+                messages = list(client.receive_messages(max_messages=16, visibility_timeout=self.visibility_timeout))
+            except Exception as exc:
+                log.warning("polling queue %s failed: %s", queue_name, exc)
+                messages = []
+            for message in messages:
+                self._handle(info, client, poison, message)
+            if not messages:
+                self._stop.wait(self.interval)
+
+    def _handle(self, info: Any, client: Any, poison: Any, message: Any) -> None:
+        try:
+            body = base64.b64decode(message.content, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            body = message.content  # not base64: the host would fail; we pass the raw text on
+        try:
+            self.host.invoke_queue(info.name, body, message.id, message.dequeue_count, message.inserted_on)
+        except InvocationError:
+            if message.dequeue_count >= self.max_dequeue_count:
+                poison.send_message(message.content)
+                client.delete_message(message)
+                log.warning("message %s moved to %s-poison after %d attempts", message.id,
+                            info.trigger["queueName"], message.dequeue_count)
+            return  # otherwise it becomes visible again after the visibility timeout
+        client.delete_message(message)
+
+    def stop(self) -> None:
+        self._stop.set()

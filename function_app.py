@@ -1,0 +1,13 @@
+"""Composition root: builds the FunctionApp and registers one Blueprint per concern.
+
+Importing this module is cheap: heavy libraries (mlflow, onnxruntime, pyarrow, SDK clients) load on
+first use inside the functions.
+"""
+
+import azure.functions as func
+
+from functions import ops, scoring
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(scoring.bp)
+app.register_functions(ops.bp)

@@ -1,0 +1,77 @@
+"""Wiring shared by the blueprints: the services built once per process from the app settings,
+and the translation of ``azure.functions`` trigger objects into plain dicts for ``shared.events``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import azure.functions as func
+
+from shared.logs import configure_logging
+from shared.settings import get_settings, reset_settings
+
+__all__ = ["event_as_dict", "scoring_service", "reset_services"]
+
+
+@lru_cache(maxsize=1)
+def _logging_configured() -> bool:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_file)
+    return True
+
+
+@lru_cache(maxsize=1)
+def scoring_service() -> Any:
+    """The scoring use case with its real adapters (built on first use, then reused)."""
+    from shared.adapters import AzureBlobStore, TableLedger
+    from shared.adapters.mlflow_registry import MlflowRegistry
+    from shared.adapters.publisher import publisher_from_settings
+    from shared.models import ModelCache
+    from shared.scoring import ScoringService
+
+    _logging_configured()
+    settings = get_settings()
+    blobs = AzureBlobStore.from_settings(settings)
+    blobs.ensure_containers(settings.output_container, settings.failed_container)
+    return ScoringService(
+        blobs=blobs,
+        ledger=TableLedger.from_settings(settings),
+        registry=MlflowRegistry(settings.require("mlflow_tracking_uri")),
+        publisher=publisher_from_settings(settings),
+        models=ModelCache(settings.model_cache_size),
+        settings=settings,
+    )
+
+
+def reset_services() -> None:
+    """Forget settings and services (after the environment changed: devhost, tests)."""
+    reset_settings()
+    scoring_service.cache_clear()
+    _logging_configured.cache_clear()
+
+
+def event_as_dict(event: func.EventGridEvent | func.CloudEvent) -> dict[str, Any]:
+    """The wire form of a trigger's event object, in its own schema, for ``shared.events.parse_event``."""
+    if isinstance(event, func.CloudEvent):
+        body: dict[str, Any] = {
+            "specversion": event.specversion,
+            "id": event.id,
+            "source": event.source,
+            "type": event.type,
+            "subject": event.subject,
+            "time": event.time.isoformat() if event.time else None,
+            "datacontenttype": event.datacontenttype,
+            "data": event.get_json(),
+        }
+        body.update(getattr(event, "extension_attrs", None) or {})
+        return {k: v for k, v in body.items() if v is not None}
+    return {
+        "id": event.id,
+        "topic": event.topic,
+        "subject": event.subject,
+        "eventType": event.event_type,
+        "eventTime": event.event_time.isoformat() if event.event_time else None,
+        "data": event.get_json(),
+        "dataVersion": event.data_version,
+    }

@@ -1,0 +1,31 @@
+"""Scoring on arrival: ``BlobCreated`` (Event Grid or CloudEvents schema) → score the file."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions._runtime import event_as_dict, scoring_service
+from shared.errors import InputError
+from shared.events import parse_blob_created
+from shared.logs import bind, get_logger
+
+bp = func.Blueprint()
+_log = get_logger("functions.scoring")
+
+
+@bp.function_name("score_blob")
+@bp.event_grid_trigger(arg_name="event")
+def score_blob(event: func.EventGridEvent, context: func.Context) -> None:
+    """Score the blob a ``Microsoft.Storage.BlobCreated`` event announces.
+
+    A bad event or a bad file is recorded and acknowledged (never retried); a transient failure raises,
+    so Event Grid delivers the event again.
+    """
+    with bind(invocation_id=context.invocation_id, function="score_blob", event_id=event.id):
+        service = scoring_service()
+        try:
+            blob_created = parse_blob_created(event_as_dict(event))
+        except InputError as exc:
+            _log.warning("event rejected", extra={"reason": exc.reason, "error": exc.message})
+            return
+        service.score(blob_created)

@@ -1,0 +1,34 @@
+"""Shared helpers for the Azure SDK adapters: credentials and error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from shared.errors import ScorehookError, StorageUnavailableError
+
+
+@contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Map azure-core errors raised inside the block to our own: 5xx/429/transport → StorageUnavailableError."""
+    from azure.core.exceptions import AzureError, HttpResponseError
+
+    try:
+        yield
+    except ScorehookError:
+        raise
+    except HttpResponseError as exc:
+        status = exc.status_code or 0
+        if status >= 500 or status in (408, 429) or status == 0:
+            raise StorageUnavailableError(f"{what}: storage answered {status}: {exc.reason}", status=status) from exc
+        raise
+    except AzureError as exc:
+        raise StorageUnavailableError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def credential_for(uri: str | None) -> Any:
+    """Managed identity / developer credential for identity-based connections (Azure)."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()

@@ -1,0 +1,188 @@
+"""Blob storage adapter on azure-storage-blob (connection string locally, managed identity in Azure)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from shared.adapters._azure import credential_for, storage_errors
+from shared.errors import BlobChangedError, BlobNotFoundError, ConfigurationError
+from shared.ports import BlobInfo
+from shared.settings import Settings
+
+__all__ = ["AzureBlobStore"]
+
+
+class AzureBlobStore:
+    """:class:`shared.ports.BlobStore` on a ``BlobServiceClient``.
+
+    Example:
+        >>> store = AzureBlobStore.from_settings(settings)   # doctest: +SKIP
+        >>> store.write_blocks("scored", "a.csv", [b"id,p\\n", b"1,0.3\\n"])  # doctest: +SKIP
+    """
+
+    def __init__(self, service: Any) -> None:
+        self._service = service
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AzureBlobStore:
+        """Connect with ``DataStorage`` (connection string) or ``DataStorage__blobServiceUri`` (identity)."""
+        from azure.storage.blob import BlobServiceClient
+
+        if settings.data_connection_string:
+            return cls(BlobServiceClient.from_connection_string(settings.data_connection_string))
+        if settings.data_blob_service_uri:
+            uri = settings.data_blob_service_uri
+            return cls(BlobServiceClient(uri, credential=credential_for(uri)))
+        raise ConfigurationError("set DataStorage or DataStorage__blobServiceUri", setting="DataStorage")
+
+    @property
+    def account_name(self) -> str:
+        return str(self._service.account_name)
+
+    def _blob(self, container: str, name: str) -> Any:
+        return self._service.get_blob_client(container, name)
+
+    def ensure_containers(self, *containers: str) -> None:
+        """Create the containers that do not exist yet."""
+        from azure.core.exceptions import ResourceExistsError
+
+        for container in containers:
+            with storage_errors(f"create container {container}"):
+                try:
+                    self._service.create_container(container)
+                except ResourceExistsError:
+                    pass
+
+    def properties(self, container: str, name: str) -> BlobInfo:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with storage_errors(f"read properties of {container}/{name}"):
+            try:
+                props = self._blob(container, name).get_blob_properties()
+            except ResourceNotFoundError as exc:
+                raise BlobNotFoundError(f"blob {container}/{name} does not exist", blob=f"{container}/{name}") from exc
+        return BlobInfo(
+            container=container,
+            name=name,
+            etag=props.etag,
+            size=props.size,
+            content_type=props.content_settings.content_type,
+            metadata=dict(props.metadata or {}),
+            url=self._blob(container, name).url,
+        )
+
+    def read_chunks(
+        self, container: str, name: str, chunk_size: int = 4 << 20, etag: str | None = None
+    ) -> Iterator[bytes]:
+        """Ranged downloads of ``chunk_size`` bytes, each conditional on the eTag of the first read."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        client = self._blob(container, name)
+        where = f"{container}/{name}"
+        offset, size = 0, None
+        with storage_errors(f"read {where}"):
+            try:
+                while size is None or offset < size:
+                    conditions: dict[str, Any] = (
+                        {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+                    )
+                    downloader = client.download_blob(offset=offset, length=chunk_size, **conditions)
+                    size = downloader.properties.size
+                    etag = etag or downloader.properties.etag
+                    data = downloader.readall()
+                    if not data:
+                        break
+                    offset += len(data)
+                    yield data
+            except ResourceNotFoundError as exc:
+                raise BlobNotFoundError(f"blob {where} does not exist", blob=where) from exc
+            except ResourceModifiedError as exc:
+                raise BlobChangedError(
+                    f"blob {where} changed while it was read (eTag {etag} is stale)", blob=where
+                ) from exc
+            except Exception as exc:
+                if getattr(exc, "status_code", None) == 416 and offset == 0:
+                    return  # an empty blob: no range to read
+                raise
+
+    def read_bytes(self, container: str, name: str) -> bytes:
+        return b"".join(self.read_chunks(container, name))
+
+    def write_bytes(
+        self,
+        container: str,
+        name: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        overwrite: bool = True,
+    ) -> str:
+        from azure.storage.blob import ContentSettings
+
+        with storage_errors(f"write {container}/{name}"):
+            result = self._blob(container, name).upload_blob(
+                data,
+                overwrite=overwrite,
+                metadata=dict(metadata or {}),
+                content_settings=ContentSettings(content_type=content_type) if content_type else None,
+            )
+        return str(result["etag"])
+
+    def write_blocks(
+        self,
+        container: str,
+        name: str,
+        blocks: Iterable[bytes],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        from azure.storage.blob import BlobBlock, ContentSettings
+
+        client = self._blob(container, name)
+        block_ids: list[BlobBlock] = []
+        with storage_errors(f"stage blocks of {container}/{name}"):
+            for index, block in enumerate(blocks):
+                if not block:
+                    continue
+                block_id = base64.b64encode(f"{index:08d}".encode()).decode()
+                client.stage_block(block_id, block)
+                block_ids.append(BlobBlock(block_id=block_id))
+            result = client.commit_block_list(
+                block_ids,
+                metadata=dict(metadata or {}),
+                content_settings=ContentSettings(content_type=content_type) if content_type else None,
+            )
+        return str(result["etag"])
+
+    def list_blobs(self, container: str, prefix: str | None = None) -> Iterator[BlobInfo]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with storage_errors(f"list {container}"):
+            try:
+                for item in self._service.get_container_client(container).list_blobs(
+                    name_starts_with=prefix, include=["metadata"]
+                ):
+                    yield BlobInfo(
+                        container=container,
+                        name=item.name,
+                        etag=item.etag,
+                        size=item.size,
+                        content_type=item.content_settings.content_type,
+                        metadata=dict(item.metadata or {}),
+                    )
+            except ResourceNotFoundError:
+                return
+
+    def delete(self, container: str, name: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with storage_errors(f"delete {container}/{name}"):
+            try:
+                self._blob(container, name).delete_blob()
+            except ResourceNotFoundError:
+                pass

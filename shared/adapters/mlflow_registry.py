@@ -1,0 +1,89 @@
+"""The MLflow model registry adapter (tracking/registry server over REST; mlflow imported lazily)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from shared.errors import ModelNotFoundError, RegistryUnavailableError
+from shared.ports import ModelVersion
+
+__all__ = ["MlflowRegistry", "parse_model_reference"]
+
+_REFERENCE = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+
+
+def parse_model_reference(reference: str) -> tuple[str, str | None, str | None]:
+    """Split a registry reference into (name, alias, version).
+
+    Example:
+        >>> parse_model_reference("models:/churn@champion")
+        ('churn', 'champion', None)
+        >>> parse_model_reference("models:/churn/3")
+        ('churn', None, '3')
+    """
+    match = _REFERENCE.match(reference.strip())
+    if not match:
+        raise ModelNotFoundError(
+            f"model reference {reference!r} is not models:/NAME@ALIAS or models:/NAME/VERSION", reference=reference
+        )
+    return match["name"], match["alias"], match["version"]
+
+
+class MlflowRegistry:
+    """:class:`shared.ports.ModelRegistry` on ``MlflowClient``.
+
+    Example:
+        >>> MlflowRegistry("http://127.0.0.1:5000").resolve("models:/scorehook-sample@champion")  # doctest: +SKIP
+        ModelVersion(name='scorehook-sample', version='1', ...)
+    """
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return self._client
+
+    def _call(self, what: str, reference: str, fn: Any, *args: Any) -> Any:
+        from mlflow.exceptions import MlflowException, RestException
+
+        try:
+            return fn(*args)
+        except RestException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+                raise ModelNotFoundError(f"{what}: {reference} is not registered ({exc.error_code})",
+                                         reference=reference) from exc
+            raise RegistryUnavailableError(f"{what}: registry error {exc.error_code}: {exc}") from exc
+        except MlflowException as exc:
+            raise RegistryUnavailableError(f"{what}: registry at {self.tracking_uri} unavailable: {exc}") from exc
+        except OSError as exc:
+            raise RegistryUnavailableError(f"{what}: registry at {self.tracking_uri} unreachable: {exc}") from exc
+
+    def resolve(self, reference: str) -> ModelVersion:
+        name, alias, version = parse_model_reference(reference)
+        if alias:
+            mv = self._call("resolve alias", reference, self.client.get_model_version_by_alias, name, alias)
+        else:
+            mv = self._call("resolve version", reference, self.client.get_model_version, name, version)
+        return ModelVersion(
+            name=mv.name, version=str(mv.version), source=mv.source, run_id=mv.run_id, tags=dict(mv.tags or {})
+        )
+
+    def download(self, version: ModelVersion, destination: str) -> str:
+        import mlflow.artifacts
+
+        return str(
+            self._call(
+                "download model",
+                version.uri,
+                lambda: mlflow.artifacts.download_artifacts(
+                    artifact_uri=version.uri, dst_path=destination, tracking_uri=self.tracking_uri
+                ),
+            )
+        )

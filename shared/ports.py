@@ -1,0 +1,162 @@
+"""Ports: the small interfaces behind which every external system sits.
+
+Real adapters live in ``shared/adapters`` (azure-storage-blob, azure-data-tables, azure-eventgrid,
+MLflow); in-memory fakes for tests live in ``shared/testing.py``. The core only sees these protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "BlobInfo",
+    "BlobStore",
+    "LedgerRecord",
+    "Ledger",
+    "EventPublisher",
+    "ModelVersion",
+    "ModelRegistry",
+]
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """What a blob store says about one blob."""
+
+    container: str
+    name: str
+    etag: str
+    size: int
+    content_type: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    url: str | None = None
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Blob storage, by container and blob name."""
+
+    def properties(self, container: str, name: str) -> BlobInfo:
+        """Properties of one blob; ``FileNotFoundError`` when it does not exist."""
+        ...
+
+    def read_chunks(self, container: str, name: str, chunk_size: int = 4 << 20, etag: str | None = None) -> Iterator[bytes]:
+        """The blob's bytes in ranged chunks; with ``etag``, fails if the blob changed meanwhile."""
+        ...
+
+    def read_bytes(self, container: str, name: str) -> bytes:
+        """The whole blob (small blobs only: records, configs)."""
+        ...
+
+    def write_bytes(
+        self,
+        container: str,
+        name: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        overwrite: bool = True,
+    ) -> str:
+        """Write a small blob in one request; returns its eTag."""
+        ...
+
+    def write_blocks(
+        self,
+        container: str,
+        name: str,
+        blocks: Iterable[bytes],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        """Stage every block, then commit them once: nothing is visible before the commit. Returns the eTag."""
+        ...
+
+    def list_blobs(self, container: str, prefix: str | None = None) -> Iterator[BlobInfo]:
+        """The blobs of a container (optionally under a prefix)."""
+        ...
+
+    def delete(self, container: str, name: str) -> None:
+        """Delete a blob if it exists."""
+        ...
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    """One idempotency key's state in the ledger."""
+
+    key: str
+    status: str  # "claimed" | "succeeded" | "failed"
+    owner: str
+    attempts: int = 1
+    expires_at: float = 0.0
+    details: Mapping[str, Any] = field(default_factory=dict)
+    etag: str | None = None
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    """Where every action is claimed before it runs, and its outcome recorded."""
+
+    def claim(self, key: str, owner: str, ttl_seconds: float, details: Mapping[str, Any] | None = None) -> LedgerRecord | None:
+        """Claim ``key``. Returns the new claim, or ``None`` with the existing record readable by :meth:`get`
+        when the key is finished or held by a live claim. An expired claim is taken over."""
+        ...
+
+    def finish(self, claim: LedgerRecord, status: str, details: Mapping[str, Any]) -> LedgerRecord:
+        """Record the outcome of a claim (``succeeded`` or ``failed``)."""
+        ...
+
+    def release(self, claim: LedgerRecord) -> None:
+        """Give a claim up (the work will be retried)."""
+        ...
+
+    def get(self, key: str) -> LedgerRecord | None:
+        """The record of ``key``, if any."""
+        ...
+
+    def records(self, status: str | None = None) -> Iterator[LedgerRecord]:
+        """All records, optionally with one status."""
+        ...
+
+
+@runtime_checkable
+class EventPublisher(Protocol):
+    """Publishes Scorehook's own events (Event Grid custom topic)."""
+
+    def publish(self, event_type: str, subject: str, data: Mapping[str, Any]) -> None:
+        """Publish one event."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A concrete, registered model version a reference resolved to."""
+
+    name: str
+    version: str
+    source: str
+    flavors: tuple[str, ...] = ()
+    run_id: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def uri(self) -> str:
+        """``models:/name/version``."""
+        return f"models:/{self.name}/{self.version}"
+
+
+@runtime_checkable
+class ModelRegistry(Protocol):
+    """The model registry (MLflow locally; MLflow or Azure ML in Azure)."""
+
+    def resolve(self, reference: str) -> ModelVersion:
+        """``models:/name@alias`` or ``models:/name/3`` → the concrete version (``ModelNotFoundError``)."""
+        ...
+
+    def download(self, version: ModelVersion, destination: str) -> str:
+        """Download the version's model directory; returns the local path."""
+        ...

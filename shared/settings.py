@@ -1,0 +1,111 @@
+"""App settings, read once into a frozen dataclass.
+
+Every app setting name is defined here and only here (``SETTING_NAMES``); ``infra/`` and
+``local.settings.json.example`` use the same names, and a test checks that they agree.
+An explicit argument beats the setting, which beats the default.
+
+Example:
+    >>> s = Settings.from_env({"SCOREHOOK_INPUT_CONTAINER": "drop"}, output_container="out")
+    >>> (s.input_container, s.output_container, s.failed_container)
+    ('drop', 'out', 'failed')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from shared.errors import ConfigurationError
+
+__all__ = ["Settings", "SETTING_NAMES", "get_settings", "reset_settings"]
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _setting(name: str, default: Any = None, parse: Any = str, secret: bool = False) -> Any:
+    return field(default=default, metadata={"setting": name, "parse": parse, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app reads from its environment.
+
+    Storage is reached either through a connection string (``DataStorage``, local runs) or, in Azure,
+    through managed identity and the service URIs (``DataStorage__blobServiceUri`` and friends).
+    """
+
+    data_connection_string: str | None = _setting("DataStorage", secret=True)
+    data_blob_service_uri: str | None = _setting("DataStorage__blobServiceUri")
+    data_queue_service_uri: str | None = _setting("DataStorage__queueServiceUri")
+    data_table_service_uri: str | None = _setting("DataStorage__tableServiceUri")
+    allowed_storage_accounts: tuple[str, ...] = _setting(
+        "SCOREHOOK_ALLOWED_STORAGE_ACCOUNTS", ("devstoreaccount1",), _csv
+    )
+    input_container: str = _setting("SCOREHOOK_INPUT_CONTAINER", "incoming")
+    output_container: str = _setting("SCOREHOOK_OUTPUT_CONTAINER", "scored")
+    failed_container: str = _setting("SCOREHOOK_FAILED_CONTAINER", "failed")
+    ledger_table: str = _setting("SCOREHOOK_LEDGER_TABLE", "ScorehookLedger")
+    model_uri: str = _setting("SCOREHOOK_MODEL_URI", "models:/scorehook-sample@champion")
+    model_cache_size: int = _setting("SCOREHOOK_MODEL_CACHE_SIZE", 4, int)
+    claim_ttl_seconds: int = _setting("SCOREHOOK_CLAIM_TTL_SECONDS", 900, int)
+    mlflow_tracking_uri: str | None = _setting("MLFLOW_TRACKING_URI")
+    events_topic_endpoint: str | None = _setting("SCOREHOOK_EVENTS_TOPIC_ENDPOINT")
+    events_topic_key: str | None = _setting("SCOREHOOK_EVENTS_TOPIC_KEY", secret=True)
+    log_level: str = _setting("SCOREHOOK_LOG_LEVEL", "INFO")
+    log_file: str | None = _setting("SCOREHOOK_LOG_FILE")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``env`` (default: ``os.environ``); keyword arguments win over it."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in overrides:
+                values[f.name] = overrides.pop(f.name)
+                continue
+            raw = env.get(f.metadata["setting"])
+            if raw is not None and raw != "":
+                try:
+                    values[f.name] = f.metadata["parse"](raw)
+                except ValueError as exc:
+                    raise ConfigurationError(
+                        f"setting {f.metadata['setting']} has an invalid value", setting=f.metadata["setting"]
+                    ) from exc
+        if overrides:
+            raise TypeError(f"unknown settings: {sorted(overrides)}")
+        return cls(**values)
+
+    def require(self, attribute: str) -> Any:
+        """The value of ``attribute``, or a ``ConfigurationError`` naming the app setting to set."""
+        value = getattr(self, attribute)
+        if value in (None, "", ()):
+            name = next(f.metadata["setting"] for f in dataclasses.fields(self) if f.name == attribute)
+            raise ConfigurationError(f"app setting {name} is not set", setting=name)
+        return value
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with secrets masked, safe to log."""
+        return {
+            f.name: ("***" if f.metadata["secret"] and getattr(self, f.name) else getattr(self, f.name))
+            for f in dataclasses.fields(self)
+        }
+
+
+SETTING_NAMES: tuple[str, ...] = tuple(f.metadata["setting"] for f in dataclasses.fields(Settings))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings.from_env()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests, and devhost after it writes the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,189 @@
+"""In-memory fakes of every port, for unit tests of the core (hand-written, no mocks).
+
+Example:
+    >>> blobs = FakeBlobStore()
+    >>> etag = blobs.write_blocks("scored", "a.csv", [b"id,p\\n", b"1,0.5\\n"], metadata={"m": "1"})
+    >>> blobs.read_bytes("scored", "a.csv"), blobs.properties("scored", "a.csv").metadata
+    (b'id,p\\n1,0.5\\n', {'m': '1'})
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from shared.errors import AlreadyClaimedError, BlobChangedError, BlobNotFoundError, ModelNotFoundError
+from shared.ports import BlobInfo, LedgerRecord, ModelVersion
+
+__all__ = ["FakeBlobStore", "FakeLedger", "FakePublisher", "FakeRegistry"]
+
+
+class FakeBlobStore:
+    """Blobs in a dict; eTags change on every write; block writes become visible only on commit."""
+
+    def __init__(self, account: str = "devstoreaccount1") -> None:
+        self.account_name = account
+        self._blobs: dict[tuple[str, str], tuple[bytes, BlobInfo]] = {}
+        self._etags = itertools.count(1)
+        self._lock = threading.Lock()
+        self.fail_next: Exception | None = None
+
+    def _maybe_fail(self) -> None:
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
+
+    def names(self, container: str) -> list[str]:
+        return sorted(name for (c, name) in self._blobs if c == container)
+
+    def properties(self, container: str, name: str) -> BlobInfo:
+        self._maybe_fail()
+        try:
+            return self._blobs[(container, name)][1]
+        except KeyError:
+            raise BlobNotFoundError(f"blob {container}/{name} does not exist", blob=f"{container}/{name}") from None
+
+    def read_chunks(self, container: str, name: str, chunk_size: int = 4 << 20, etag: str | None = None) -> Iterator[bytes]:
+        info = self.properties(container, name)
+        if etag and info.etag != etag:
+            raise BlobChangedError(f"blob {container}/{name} changed (eTag {etag} is stale)")
+        data = self._blobs[(container, name)][0]
+        for start in range(0, len(data), chunk_size):
+            yield data[start : start + chunk_size]
+
+    def read_bytes(self, container: str, name: str) -> bytes:
+        return b"".join(self.read_chunks(container, name))
+
+    def write_bytes(
+        self, container: str, name: str, data: bytes, *, metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None, overwrite: bool = True,
+    ) -> str:  # fmt: skip
+        self._maybe_fail()
+        with self._lock:
+            if not overwrite and (container, name) in self._blobs:
+                raise FileExistsError(f"{container}/{name}")
+            etag = f'"0x{next(self._etags):016X}"'
+            url = f"http://127.0.0.1:10000/{self.account_name}/{container}/{name}"
+            info = BlobInfo(container, name, etag, len(data), content_type, dict(metadata or {}), url)
+            self._blobs[(container, name)] = (bytes(data), info)
+        return etag
+
+    def write_blocks(
+        self, container: str, name: str, blocks: Iterable[bytes], *, metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> str:  # fmt: skip
+        staged = [bytes(b) for b in blocks]  # an error while producing blocks leaves nothing visible
+        return self.write_bytes(container, name, b"".join(staged), metadata=metadata, content_type=content_type)
+
+    def list_blobs(self, container: str, prefix: str | None = None) -> Iterator[BlobInfo]:
+        for (c, name), (_, info) in sorted(self._blobs.items()):
+            if c == container and name.startswith(prefix or ""):
+                yield info
+
+    def delete(self, container: str, name: str) -> None:
+        self._blobs.pop((container, name), None)
+
+
+class FakeLedger:
+    """The ledger in a dict, with the same claim/expiry/takeover rules as the table adapter."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._records: dict[str, LedgerRecord] = {}
+        self._lock = threading.Lock()
+        self._versions = itertools.count(1)
+        self.clock = clock
+
+    def get(self, key: str) -> LedgerRecord | None:
+        return self._records.get(key)
+
+    def claim(self, key: str, owner: str, ttl_seconds: float, details: Mapping[str, Any] | None = None) -> LedgerRecord | None:
+        with self._lock:
+            now = self.clock()
+            existing = self._records.get(key)
+            if existing and not (existing.status == "claimed" and existing.expires_at <= now):
+                return None
+            attempts = existing.attempts + 1 if existing else 1
+            record = LedgerRecord(key, "claimed", owner, attempts, now + ttl_seconds, dict(details or {}), str(next(self._versions)))
+            self._records[key] = record
+            return record
+
+    def _owned(self, claim: LedgerRecord) -> None:
+        current = self._records.get(claim.key)
+        if current is None or current.etag != claim.etag:
+            raise AlreadyClaimedError(f"claim on {claim.key} was lost to another owner", key=claim.key)
+
+    def finish(self, claim: LedgerRecord, status: str, details: Mapping[str, Any]) -> LedgerRecord:
+        with self._lock:
+            self._owned(claim)
+            record = replace(claim, status=status, expires_at=0.0, details={**claim.details, **details},
+                             etag=str(next(self._versions)))
+            self._records[claim.key] = record
+            return record
+
+    def release(self, claim: LedgerRecord) -> None:
+        with self._lock:
+            current = self._records.get(claim.key)
+            if current is not None and current.etag == claim.etag:
+                del self._records[claim.key]
+
+    def records(self, status: str | None = None) -> Iterator[LedgerRecord]:
+        return iter([r for r in self._records.values() if status is None or r.status == status])
+
+
+class FakePublisher:
+    """Collects published events as ``(event_type, subject, data)``."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, dict[str, Any]]] = []
+
+    def publish(self, event_type: str, subject: str, data: Mapping[str, Any]) -> None:
+        self.events.append((event_type, subject, dict(data)))
+
+    def types(self) -> list[str]:
+        return [e[0] for e in self.events]
+
+
+class FakeRegistry:
+    """A registry of model versions whose artifacts are local paths (a model dir or an ``.onnx`` file)."""
+
+    def __init__(self) -> None:
+        self._versions: dict[tuple[str, str], tuple[ModelVersion, Path]] = {}
+        self._aliases: dict[tuple[str, str], str] = {}
+        self.resolves = 0
+
+    def register(self, name: str, path: str | Path, alias: str | None = None) -> ModelVersion:
+        version = str(1 + sum(1 for (n, _) in self._versions if n == name))
+        mv = ModelVersion(name=name, version=version, source=str(path), flavors=("onnx",))
+        self._versions[(name, version)] = (mv, Path(path))
+        if alias:
+            self._aliases[(name, alias)] = version
+        return mv
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self._aliases[(name, alias)] = version
+
+    def resolve(self, reference: str) -> ModelVersion:
+        from shared.adapters.mlflow_registry import parse_model_reference
+
+        self.resolves += 1
+        name, alias, version = parse_model_reference(reference)
+        version = self._aliases.get((name, alias or ""), version) if alias else version
+        try:
+            return self._versions[(name, str(version))][0]
+        except KeyError:
+            raise ModelNotFoundError(f"{reference} is not registered", reference=reference) from None
+
+    def download(self, version: ModelVersion, destination: str) -> str:
+        source = self._versions[(version.name, version.version)][1]
+        target = Path(destination) / source.name
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy(source, target)
+        return str(target)

@@ -1,0 +1,129 @@
+"""Shared fixtures: real Azurite and a real MLflow server, started once per test session on free
+loopback ports and stopped at the end; a devhost subprocess for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = Path(__file__).resolve().parent / "events"
+sys.path.insert(0, str(ROOT))
+
+from devhost.runtime import local_settings  # noqa: E402
+from devhost.services import Azurite, MlflowServer, free_port  # noqa: E402
+
+
+def load_event(name: str) -> Any:
+    """A fixture event file from ``tests/events``."""
+    return json.loads((EVENTS / name).read_text())
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    with Azurite(log_dir=tmp_path_factory.mktemp("azurite")) as service:
+        yield service  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    with MlflowServer(data_dir=tmp_path_factory.mktemp("mlflow")) as service:
+        yield service  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking_uri(mlflow_server: MlflowServer) -> str:
+    return mlflow_server.tracking_uri
+
+
+@pytest.fixture
+def blob_service(azurite: Azurite) -> Any:
+    from azure.storage.blob import BlobServiceClient
+
+    return BlobServiceClient.from_connection_string(azurite.connection_string)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix for containers, tables and model names (tests share one Azurite)."""
+    return uuid.uuid4().hex[:8]
+
+
+class DevhostProcess:
+    """A devhost running as its own process (as ``func start`` would), reached over HTTP."""
+
+    def __init__(self, settings: dict[str, Any], settings_path: Path, process: subprocess.Popen[str], log: Path):
+        self.settings, self.settings_path, self.process, self.log = settings, settings_path, process, log
+        self.base_url = f"http://127.0.0.1:{settings['Host']['LocalHttpPort']}"
+        self.function_key = settings["Host"]["FunctionKey"]
+        self.master_key = settings["Host"]["MasterKey"]
+        self.env = settings["Values"]
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+                timeout: float = 60) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        _, _, body = self.request("GET", "/admin/eventgrid/deliveries", headers={"x-functions-key": self.master_key})
+        return json.loads(body)["deliveries"]
+
+    def wait_for(self, predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = predicate()
+            if result:
+                return result
+            if self.process.poll() is not None:
+                raise AssertionError(f"devhost exited: {self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}; devhost log:\n{self.log.read_text()[-3000:]}")
+
+
+def start_devhost(tmp_path: Path, azurite: Azurite, mlflow_uri: str, *, app: str = "function_app:app",
+                  subscriptions: Path | None = None, extra: dict[str, str] | None = None) -> DevhostProcess:  # fmt: skip
+    """Write a local.settings.json for the running services and start devhost on a free port."""
+    port = free_port()
+    settings = local_settings(azurite, mlflow_uri, port)
+    settings["Values"].update(extra or {})
+    path = tmp_path / "local.settings.json"
+    path.write_text(json.dumps(settings))
+    log = tmp_path / "devhost.log"
+    argv = [sys.executable, "-m", "devhost", "host", "--settings", str(path), "--app", app]
+    if subscriptions:
+        argv += ["--subscriptions", str(subscriptions)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "e2e")])}
+    process = subprocess.Popen(argv, cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True, env=env)  # noqa: SIM115
+    dev = DevhostProcess(settings, path, process, log)
+
+    def up() -> bool:
+        try:
+            return dev.request("GET", "/admin/host/status", headers={"x-functions-key": dev.master_key}, timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    dev.wait_for(up, timeout=60, what="devhost to start")
+    return dev
+
+
+def stop_devhost(dev: DevhostProcess) -> None:
+    dev.process.terminate()
+    try:
+        dev.process.wait(10)
+    except subprocess.TimeoutExpired:
+        dev.process.kill()
