@@ -14,6 +14,14 @@ from shared.settings import Settings
 __all__ = ["AzureBlobStore"]
 
 
+def _total_size(properties: Any) -> int:
+    """A ranged download's properties give the range's size; the blob's is after the slash of Content-Range."""
+    content_range = getattr(properties, "content_range", None)
+    if content_range and "/" in content_range:
+        return int(content_range.rsplit("/", 1)[1])
+    return int(properties.size)
+
+
 class AzureBlobStore:
     """:class:`shared.ports.BlobStore` on a ``BlobServiceClient``.
 
@@ -90,7 +98,7 @@ class AzureBlobStore:
                         {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
                     )
                     downloader = client.download_blob(offset=offset, length=chunk_size, **conditions)
-                    size = downloader.properties.size
+                    size = _total_size(downloader.properties)
                     etag = etag or downloader.properties.etag
                     data = downloader.readall()
                     if not data:

@@ -1,0 +1,47 @@
+# Scorehook: every target bootstraps what it needs (venv, pip and npm packages) by itself.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: bootstrap demo run test test-unit test-integration test-e2e lint bench clean
+
+bootstrap: $(STAMP) node_modules/.installed
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: bootstrap
+	$(PY) -m devhost demo
+
+run: bootstrap
+	$(PY) -m devhost run
+
+test: bootstrap
+	$(PY) -m pytest
+
+test-unit: bootstrap
+	$(PY) -m pytest tests/unit shared
+
+test-integration: bootstrap
+	$(PY) -m pytest tests/integration
+
+test-e2e: bootstrap
+	$(PY) -m pytest tests/e2e
+
+lint: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+bench: bootstrap
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache

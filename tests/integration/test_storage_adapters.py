@@ -1,0 +1,127 @@
+"""The blob and ledger adapters against real Azurite."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from shared.adapters import AzureBlobStore, TableLedger
+from shared.errors import AlreadyClaimedError, BlobChangedError, BlobNotFoundError
+from shared.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(azurite, unique):
+    store = AzureBlobStore.from_settings(Settings.from_env({"DataStorage": azurite.connection_string}))
+    store.ensure_containers(f"c{unique}")
+    store.container = f"c{unique}"
+    return store
+
+
+@pytest.fixture
+def ledger_factory(azurite, unique):
+    settings = Settings.from_env({"DataStorage": azurite.connection_string}, ledger_table=f"ledger{unique}")
+
+    def make(clock=None):
+        ledger = TableLedger.from_settings(settings)
+        if clock is not None:
+            ledger._clock = clock
+        return ledger
+
+    return make
+
+
+def test_blocks_are_invisible_until_the_single_commit(store):
+    def blocks():
+        yield b"a,b\n"
+        yield b"1,2\n"
+        raise RuntimeError("producer failed mid-way")
+
+    with pytest.raises(RuntimeError):
+        store.write_blocks(store.container, "out.csv", blocks())
+    with pytest.raises(BlobNotFoundError):
+        store.properties(store.container, "out.csv")
+
+    etag = store.write_blocks(store.container, "out.csv", iter([b"a,b\n", b"1,2\n"]), metadata={"model_version": "3"})
+    info = store.properties(store.container, "out.csv")
+    assert info.etag == etag and info.size == 8 and info.metadata == {"model_version": "3"}
+    assert store.read_bytes(store.container, "out.csv") == b"a,b\n1,2\n"
+
+
+def test_ranged_reads_are_pinned_to_the_etag(store):
+    data = bytes(range(256)) * 40
+    etag = store.write_bytes(store.container, "in.bin", data)
+    chunks = list(store.read_chunks(store.container, "in.bin", chunk_size=1000, etag=etag))
+    assert [len(c) for c in chunks] == [1000] * 10 + [240]
+    assert b"".join(chunks) == data
+
+    reader = store.read_chunks(store.container, "in.bin", chunk_size=1000, etag=etag)
+    next(reader)
+    store.write_bytes(store.container, "in.bin", b"new content")
+    with pytest.raises(BlobChangedError):
+        list(reader)
+    assert list(store.read_chunks(store.container, "empty", etag=store.write_bytes(store.container, "empty", b""))) == []
+
+
+def test_missing_blobs_raise_blob_not_found(store):
+    with pytest.raises(BlobNotFoundError):
+        list(store.read_chunks(store.container, "nope.csv"))
+    assert [b.name for b in store.list_blobs(store.container)] == []
+    store.write_bytes(store.container, "x/1", b"1")
+    store.write_bytes(store.container, "y/2", b"2")
+    assert [b.name for b in store.list_blobs(store.container, prefix="x/")] == ["x/1"]
+    store.delete(store.container, "x/1")
+    store.delete(store.container, "x/1")  # deleting twice is fine
+    assert [b.name for b in store.list_blobs(store.container)] == ["y/2"]
+
+
+def test_a_key_is_claimed_once_and_finished(ledger_factory):
+    ledger = ledger_factory()
+    claim = ledger.claim("blob:http://h/a.csv@0x1", "host-a", ttl_seconds=60, details={"event_id": "e1"})
+    assert claim is not None and claim.status == "claimed"
+    assert ledger.claim("blob:http://h/a.csv@0x1", "host-b", ttl_seconds=60) is None
+    done = ledger.finish(claim, "succeeded", {"rows": 3})
+    assert ledger.get(claim.key).status == "succeeded"
+    assert ledger.get(claim.key).details == {"event_id": "e1", "rows": 3} == done.details
+    assert ledger.claim(claim.key, "host-b", ttl_seconds=60) is None
+    assert [r.key for r in ledger.records("succeeded")] == [claim.key]
+
+
+def test_an_expired_claim_is_taken_over_and_the_old_owner_loses_it(ledger_factory):
+    now = [1000.0]
+    ledger = ledger_factory(clock=lambda: now[0])
+    old = ledger.claim("blob:k@1", "crashed-host", ttl_seconds=10)
+    now[0] += 11
+    new = ledger.claim("blob:k@1", "host-b", ttl_seconds=10)
+    assert new is not None and new.owner == "host-b" and new.attempts == 2
+    with pytest.raises(AlreadyClaimedError):
+        ledger.finish(old, "succeeded", {})
+    ledger.finish(new, "succeeded", {})
+    assert ledger.get("blob:k@1").owner == "host-b"
+
+
+def test_racing_claims_have_exactly_one_winner(ledger_factory):
+    ledgers = [ledger_factory() for _ in range(8)]
+    barrier, results = threading.Barrier(8), []
+
+    def race(ledger):
+        barrier.wait()
+        results.append(ledger.claim("blob:race@1", "host", ttl_seconds=60))
+
+    threads = [threading.Thread(target=race, args=(ledger,)) for ledger in ledgers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r is not None for r in results) == 1
+
+
+def test_release_lets_the_key_be_claimed_again(ledger_factory):
+    ledger = ledger_factory()
+    claim = ledger.claim("blob:rel@1", "host", ttl_seconds=60)
+    ledger.release(claim)
+    assert ledger.get("blob:rel@1") is None
+    assert ledger.claim("blob:rel@1", "host", ttl_seconds=60) is not None

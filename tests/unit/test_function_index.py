@@ -1,0 +1,67 @@
+"""The function index is pinned; the core stays plain Python; importing the app stays cheap."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+EXPECTED = {
+    "score_blob": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
+    "health": [
+        {"direction": "IN", "type": "httpTrigger", "name": "req", "methods": ["GET"], "authLevel": "ANONYMOUS",
+         "route": "health"},
+        {"direction": "OUT", "type": "http", "name": "$return"},
+    ],
+    "status": [
+        {"direction": "IN", "type": "httpTrigger", "name": "req", "methods": ["GET"], "authLevel": "FUNCTION",
+         "route": "status"},
+        {"direction": "OUT", "type": "http", "name": "$return"},
+    ],
+}
+
+
+def _index() -> dict[str, list[dict]]:
+    code = (
+        "import json, function_app\n"
+        "print(json.dumps({f.get_function_name(): [json.loads(b) for b in f.get_raw_bindings()]"
+        " for f in function_app.app.get_functions()}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_function_index_is_pinned():
+    assert _index() == EXPECTED
+
+
+def test_shared_never_imports_the_functions_runtime_or_devhost():
+    offenders = []
+    for path in (ROOT / "shared").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith(("azure.functions", "devhost"))]
+    assert offenders == []
+
+
+def test_importing_function_app_is_fast_and_loads_no_heavy_library():
+    code = (
+        "import sys, time\n"
+        "t = time.perf_counter(); import function_app; elapsed = time.perf_counter() - t\n"
+        "heavy = [m for m in ('mlflow', 'onnxruntime', 'pyarrow', 'pandas', 'sklearn', 'azure.storage.blob',"
+        " 'azure.data.tables', 'azure.eventgrid') if m in sys.modules]\n"
+        "print(elapsed, ','.join(heavy))"
+    )
+    best = None
+    for _ in range(3):  # best of three: the first run may pay for a cold disk cache
+        out = subprocess.run([sys.executable, "-c", code],
+                             cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+        elapsed, heavy = float(out[0]), (out[1] if len(out) > 1 else "")
+        assert heavy == "", f"importing function_app loaded {heavy}"
+        best = elapsed if best is None else min(best, elapsed)
+    assert best < 0.5, f"import function_app took {best:.3f}s"
