@@ -55,7 +55,7 @@ def check_envelope(body: bytes) -> list[dict[str, Any]]:
             raise ValueError(f"event[{index}] is a {type(event).__name__}, not a JSON object")
         schema = "cloudevents" if any(k.lower() == "specversion" for k in event) else "eventgrid"
         for name in _REQUIRED[schema]:
-            if event.get(name) in (None, ""):
+            if event.get(name) is None or (event.get(name) == "" and name != "subject"):
                 raise ValueError(f"event[{index}] ({schema} schema) is missing required field '{name}'")
     return events
 

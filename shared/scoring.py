@@ -16,8 +16,10 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+import re
 import os
 import socket
 import tempfile
@@ -218,15 +220,19 @@ class ScoringService:
 
         column_types = {c.name: (pa.string() if c.is_string else pa.from_numpy_dtype(c.dtype)) for c in model.inputs}
         column_types["id"] = pa.string()
-        stream = io.BufferedReader(_ChunkStream(self.blobs.read_chunks(event.container, event.blob_name, _READ_CHUNK, event.etag)))
+        stream = io.BufferedReader(
+            _ChunkStream(self.blobs.read_chunks(event.container, event.blob_name, _READ_CHUNK, event.etag)),
+            buffer_size=_READ_CHUNK,
+        )
+        header = _header(stream.peek(_READ_CHUNK))
         try:
             reader = pacsv.open_csv(
                 stream,
                 read_options=pacsv.ReadOptions(block_size=1 << 20),
                 convert_options=pacsv.ConvertOptions(column_types=column_types, strings_can_be_null=True),
             )
-        except pa.ArrowInvalid as exc:
-            raise FileFormatError(f"not a readable CSV file: {exc}") from exc
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            raise _read_error(exc, header, 0) from exc
         missing = [c.name for c in model.inputs if c.name not in reader.schema.names]
         if missing:
             raise SchemaMismatchError(
@@ -240,10 +246,8 @@ class ScoringService:
                 batch = reader.read_next_batch()
             except StopIteration:
                 break
-            except pa.ArrowInvalid as exc:
-                raise SchemaMismatchError(
-                    f"unparseable value after row {counts['rows_read']}: {exc}", row_after=counts["rows_read"]
-                ) from exc
+            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                raise _read_error(exc, header, counts["rows_read"]) from exc
             self._check_missing(batch, model, counts["rows_read"])
             predicted = model.predict(batch)
             out = {k: batch.column(batch.schema.get_field_index(k)) for k in keys}
@@ -319,6 +323,35 @@ class ScoringService:
         except TransientError as exc:
             # The outcome is already recorded in the ledger; a lost notification must not re-run the file.
             _log.error("could not publish outcome event", extra={"event_type": event_type, "error": str(exc)})
+
+
+_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", re.S)
+
+
+def _header(head: bytes) -> list[str]:
+    """Column names from the first line of a CSV file (best effort, for error messages)."""
+    first = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip("\r")
+    return next(csv.reader([first]), []) if first else []
+
+
+def _read_error(exc: Exception, header: list[str], rows_before: int) -> InputError:
+    """pyarrow's CSV errors as our own: a value of the wrong type names its column and value."""
+    if isinstance(exc, UnicodeDecodeError):
+        return FileFormatError(f"the file is not UTF-8 text: {exc.reason} at byte {exc.start}", encoding="utf-8")
+    message = str(exc)
+    if "invalid UTF8" in message:
+        column = re.search(r"column #(\d+)", message)
+        name = header[int(column[1])] if column and int(column[1]) < len(header) else "?"
+        return FileFormatError(f"the file is not UTF-8 text (column {name!r})", encoding="utf-8", column=name)
+    match = _CONVERSION.search(message)
+    if match:
+        index, type_name, value = int(match[1]), match[2], match[3]
+        column = header[index] if index < len(header) else f"#{index}"
+        return SchemaMismatchError(
+            f"column {column!r} has value {value!r} that is not a {type_name} (in the rows after data row {rows_before})",
+            reason="bad_value", column=column, value=value, expected=type_name, row_after=rows_before,
+        )  # fmt: skip
+    return FileFormatError(f"not a readable CSV file: {message}", row_after=rows_before)
 
 
 class _LineageBlocks:

@@ -66,7 +66,9 @@ def test_a_new_version_of_the_same_blob_is_scored_again(scoring):
     ("data", "reason", "detail"),
     [
         (b"id,x1,color\n1,0.5,red\n", "schema_mismatch", "'x2'"),
-        (b"id,x1,x2,color\n1,0.5,abc,red\n", "schema_mismatch", "abc"),
+        (b"id,x1,x2,color\n1,0.5,abc,red\n", "bad_value", "column 'x2' has value 'abc'"),
+        (b"id,x1,x2,color\n1,0.5,1,red,extra\n", "bad_file_format", "Expected 4 columns"),
+        (b"id,x1,x2,color\n1,0.5,1,\xff\xfe\n", "bad_file_format", "not UTF-8"),
         (b"id,x1,x2,color\n1,0.5,,red\n", "missing_value", "'x2'"),
         (b"", "bad_file_format", "CSV"),
         (b"id,x1,x2,color\n", "bad_file_format", "no rows"),
