@@ -1,0 +1,295 @@
+// Every Scorehook resource in one resource group. App setting names: exactly those of shared/settings.py.
+param location string
+param tags object
+param resourceToken string
+param modelUri string
+param mlflowTrackingUri string
+param allowedStorageAccounts string
+param subscribeFunctions bool
+param principalId string
+param maximumInstanceCount int = 100
+param instanceMemoryMB int = 2048
+
+// Built-in role definition ids.
+var roles = {
+  blobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  blobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+  queueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  tableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+}
+var dataContainers = ['incoming', 'scored', 'failed', 'deadletter']
+var deploymentContainer = 'app-package-${resourceToken}'
+var extraAccounts = map(filter(split(allowedStorageAccounts, ','), a => !empty(trim(a))), a => trim(a))
+
+// ---------------------------------------------------------------- monitoring
+resource logs 'Microsoft.OperationalInsights/workspaces@2022-10-01' = {
+  name: 'log-${resourceToken}'
+  location: location
+  tags: tags
+  properties: { sku: { name: 'PerGB2018' }, retentionInDays: 30 }
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: 'appi-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'web'
+  properties: { Application_Type: 'web', WorkspaceResourceId: logs.id }
+}
+
+// ---------------------------------------------------------------- storage
+// Functions host storage (AzureWebJobsStorage, identity-based) and the Flex deployment package container.
+resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: 'st${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: { name: 'Standard_LRS' }
+  properties: {
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+  }
+}
+
+resource hostBlobs 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: hostStorage
+  name: 'default'
+}
+
+resource packageContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: hostBlobs
+  name: deploymentContainer
+  properties: { publicAccess: 'None' }
+}
+
+// Data storage: input files, outputs, failure records, Event Grid dead letters, the ledger table.
+resource dataStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: 'stdata${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: { name: 'Standard_LRS' }
+  properties: {
+    accessTier: 'Hot'
+    isHnsEnabled: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+  }
+}
+
+resource dataBlobs 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: dataStorage
+  name: 'default'
+}
+
+resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
+  for name in dataContainers: {
+    parent: dataBlobs
+    name: name
+    properties: { publicAccess: 'None' }
+  }
+]
+
+resource dataTables 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: dataStorage
+  name: 'default'
+}
+
+resource ledgerTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: dataTables
+  name: 'ScorehookLedger'
+}
+
+// ---------------------------------------------------------------- custom topic + its key in Key Vault
+resource eventsTopic 'Microsoft.EventGrid/topics@2022-06-15' = {
+  name: 'scorehook-events-${resourceToken}'
+  location: location
+  tags: tags
+  properties: { inputSchema: 'EventGridSchema', publicNetworkAccess: 'Enabled', disableLocalAuth: false }
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  name: 'kv-${resourceToken}'
+  location: location
+  tags: tags
+  properties: {
+    tenantId: subscription().tenantId
+    sku: { family: 'A', name: 'standard' }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 7
+  }
+}
+
+resource topicKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: 'scorehook-events-topic-key'
+  properties: { value: eventsTopic.listKeys().key1, contentType: 'Event Grid topic access key' }
+}
+
+// ---------------------------------------------------------------- function app (Flex Consumption)
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: 'plan-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: { tier: 'FlexConsumption', name: 'FC1' }
+  properties: { reserved: true }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  name: 'func-${resourceToken}'
+  location: location
+  tags: union(tags, { 'azd-service-name': 'api' })
+  kind: 'functionapp,linux'
+  identity: { type: 'SystemAssigned' }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    siteConfig: { minTlsVersion: '1.2' }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${hostStorage.properties.primaryEndpoints.blob}${deploymentContainer}'
+          authentication: { type: 'SystemAssignedIdentity' }
+        }
+      }
+      scaleAndConcurrency: { maximumInstanceCount: maximumInstanceCount, instanceMemoryMB: instanceMemoryMB }
+      runtime: { name: 'python', version: '3.11' }
+    }
+  }
+}
+
+// Flex Consumption sets the worker runtime and version itself (FUNCTIONS_WORKER_RUNTIME is refused here).
+// Applied after the role assignments, so identity-based storage and the Key Vault reference resolve at once.
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: functionApp
+  name: 'appsettings'
+  properties: {
+    AzureWebJobsStorage__accountName: hostStorage.name
+    APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+    DataStorage__blobServiceUri: dataStorage.properties.primaryEndpoints.blob
+    DataStorage__queueServiceUri: dataStorage.properties.primaryEndpoints.queue
+    DataStorage__tableServiceUri: dataStorage.properties.primaryEndpoints.table
+    SCOREHOOK_ALLOWED_STORAGE_ACCOUNTS: join(union([dataStorage.name], extraAccounts), ',')
+    SCOREHOOK_INPUT_CONTAINER: 'incoming'
+    SCOREHOOK_OUTPUT_CONTAINER: 'scored'
+    SCOREHOOK_FAILED_CONTAINER: 'failed'
+    SCOREHOOK_LEDGER_TABLE: 'ScorehookLedger'
+    SCOREHOOK_MODEL_URI: modelUri
+    SCOREHOOK_MODEL_CACHE_SIZE: '4'
+    SCOREHOOK_CLAIM_TTL_SECONDS: '900'
+    MLFLOW_TRACKING_URI: mlflowTrackingUri
+    SCOREHOOK_EVENTS_TOPIC_ENDPOINT: eventsTopic.properties.endpoint
+    SCOREHOOK_EVENTS_TOPIC_KEY: '@Microsoft.KeyVault(SecretUri=${topicKeySecret.properties.secretUri})'
+    SCOREHOOK_LOG_LEVEL: 'INFO'
+  }
+  dependsOn: [hostRoles, dataRoles, secretsRole, packageContainer, containers, ledgerTable]
+}
+
+// ---------------------------------------------------------------- role assignments
+resource hostRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for role in [roles.blobDataOwner, roles.queueDataContributor, roles.tableDataContributor]: {
+    name: guid(hostStorage.id, functionApp.id, role)
+    scope: hostStorage
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
+      principalId: functionApp.identity.principalId
+      principalType: 'ServicePrincipal'
+    }
+  }
+]
+
+resource dataRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for role in [roles.blobDataContributor, roles.queueDataContributor, roles.tableDataContributor]: {
+    name: guid(dataStorage.id, functionApp.id, role)
+    scope: dataStorage
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
+      principalId: functionApp.identity.principalId
+      principalType: 'ServicePrincipal'
+    }
+  }
+]
+
+resource secretsRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, functionApp.id, roles.keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+    principalId: functionApp.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The deploying user may upload input files and read outputs (`az storage blob ... --auth-mode login`).
+resource userDataRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
+  name: guid(dataStorage.id, principalId, roles.blobDataContributor)
+  scope: dataStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.blobDataContributor)
+    principalId: principalId
+    principalType: 'User'
+  }
+}
+
+// ---------------------------------------------------------------- Event Grid: blob events → score_blob
+// Mirrored locally by devhost/subscriptions.json (same name, filter, retry policy, dead-letter container).
+resource blobEvents 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
+  name: 'evgst-${resourceToken}'
+  location: location
+  tags: tags
+  identity: { type: 'SystemAssigned' }
+  properties: { source: dataStorage.id, topicType: 'Microsoft.Storage.StorageAccounts' }
+}
+
+// The system topic's identity writes dead letters (the data account refuses shared keys).
+resource deadLetterRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(dataStorage.id, blobEvents.id, roles.blobDataContributor)
+  scope: dataStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.blobDataContributor)
+    principalId: blobEvents.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Needs the deployed score_blob function (Event Grid validates the endpoint): see subscribeFunctions.
+resource scoreIncomingBlobs 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (subscribeFunctions) {
+  parent: blobEvents
+  name: 'score-incoming-blobs'
+  properties: {
+    destination: {
+      endpointType: 'AzureFunction'
+      properties: {
+        resourceId: '${functionApp.id}/functions/score_blob'
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
+      }
+    }
+    filter: {
+      includedEventTypes: ['Microsoft.Storage.BlobCreated']
+      subjectBeginsWith: '/blobServices/default/containers/incoming/'
+    }
+    eventDeliverySchema: 'EventGridSchema'
+    retryPolicy: { maxDeliveryAttempts: 5, eventTimeToLiveInMinutes: 1440 }
+    deadLetterWithResourceIdentity: {
+      identity: { type: 'SystemAssigned' }
+      deadLetterDestination: {
+        endpointType: 'StorageBlob'
+        properties: { resourceId: dataStorage.id, blobContainerName: 'deadletter' }
+      }
+    }
+  }
+  dependsOn: [appSettings, deadLetterRole, containers]
+}
+
+output functionAppName string = functionApp.name
+output dataStorageAccountName string = dataStorage.name
+output eventsTopicEndpoint string = eventsTopic.properties.endpoint

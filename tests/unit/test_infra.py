@@ -1,0 +1,214 @@
+"""infra/ agrees with the code: app setting names (shared/settings.py) and the Event Grid subscription
+(devhost/subscriptions.json, the local mirror). The Bicep cannot be deployed here, so it is read as text."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from shared.settings import SETTING_NAMES
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+LOCAL_ONLY = {"DataStorage", "SCOREHOOK_LOG_FILE"}  # a connection string and a file path: never set in Azure
+HOST_SETTINGS = {"AzureWebJobsStorage__accountName", "APPLICATIONINSIGHTS_CONNECTION_STRING"}
+FLEX_REFUSED = {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_CONTENTSHARE"}
+APP_PREFIXES = ("SCOREHOOK_", "MLFLOW_")
+
+
+def bicep_files() -> list[Path]:
+    files = sorted(INFRA.rglob("*.bicep"))
+    assert INFRA / "main.bicep" in files
+    return files
+
+
+def read(path: Path) -> str:
+    """A Bicep file without its ``//`` comments (quoted strings, which may hold ``//``, are kept)."""
+    return re.sub(r"('(?:\\.|[^'\\\n])*')|//[^\n]*", lambda m: m.group(1) or "", path.read_text())
+
+
+def block_at(text: str, start: int) -> str:
+    """The ``{...}`` or ``[...]`` block opening at or after ``start`` (quoted strings skipped)."""
+    opening = re.compile(r"[{\[]").search(text, start)
+    assert opening, f"no block after offset {start}"
+    depth, i, in_string = 0, opening.start(), False
+    while i < len(text):
+        ch = text[i]
+        if in_string:
+            if ch == "\\":
+                i += 1
+            elif ch == "'":
+                in_string = False
+        elif ch == "'":
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                return text[opening.start() : i + 1]
+        i += 1
+    raise AssertionError("unbalanced block")
+
+
+def resource_blocks(resource_type: str) -> list[str]:
+    """Bodies of every ``resource x 'TYPE@version' = ...`` declaration in infra/."""
+    pattern = re.compile(rf"^resource\s+\w+\s+'{re.escape(resource_type)}@[\w-]+'\s*=", re.M)
+    return [
+        block_at(text, m.end()) for f in bicep_files() for text in [read(f)] for m in pattern.finditer(text)
+    ]
+
+
+def top_level_keys(block: str) -> list[str]:
+    """Keys of the object literal ``block`` at its own level (values are not descended into)."""
+    keys, depth, in_string = [], 0, False
+    for line in block[1:-1].splitlines():
+        if depth == 0 and not in_string:
+            m = re.match(r"\s*(?:'([^']+)'|([A-Za-z_]\w*))\s*:", line)
+            if m:
+                keys.append(m.group(1) or m.group(2))
+        for ch in line:  # Bicep strings are single-line here; a quote toggles, braces count outside them
+            if ch == "'":
+                in_string = not in_string
+            elif not in_string and ch in "{[":
+                depth += 1
+            elif not in_string and ch in "}]":
+                depth -= 1
+    return keys
+
+
+def app_settings() -> dict[str, str]:
+    """App setting name → its Bicep value expression, from the ``sites/config`` 'appsettings' resource or
+    from ``siteConfig.appSettings`` arrays of ``{ name, value }``."""
+    found: dict[str, str] = {}
+    for block in resource_blocks("Microsoft.Web/sites/config"):
+        if re.search(r"^\s*name:\s*'appsettings'", block, re.M):
+            properties = re.search(r"^\s*properties:", block, re.M)
+            assert properties, "the appsettings resource has no properties"
+            props = block_at(block, properties.end())
+            for key in top_level_keys(props):
+                value = re.search(rf"^\s*'?{re.escape(key)}'?\s*:\s*(.+)$", props, re.M)
+                found[key] = value.group(1).strip() if value else ""
+    for block in resource_blocks("Microsoft.Web/sites"):
+        for m in re.finditer(r"appSettings:\s*\[", block):
+            for entry in re.finditer(
+                r"name:\s*'([^']+)'\s*[\n,]\s*value:\s*(.+)", block_at(block, m.end() - 1)
+            ):
+                found[entry.group(1)] = entry.group(2).strip()
+    assert found, "no app settings found in infra/"
+    return found
+
+
+def subscriptions() -> list[dict]:
+    data = json.loads((ROOT / "devhost" / "subscriptions.json").read_text())
+    assert data["subscriptions"], "devhost/subscriptions.json has no subscription"
+    return data["subscriptions"]
+
+
+def event_subscription_block(name: str) -> str:
+    types = ("Microsoft.EventGrid/systemTopics/eventSubscriptions", "Microsoft.EventGrid/eventSubscriptions")
+    named = re.compile(rf"^\s*name:\s*'{re.escape(name)}'\s*$", re.M)
+    blocks = [b for t in types for b in resource_blocks(t) if named.search(b)]
+    assert len(blocks) == 1, f"expected one event subscription named {name!r} in infra/, found {len(blocks)}"
+    return blocks[0]
+
+
+def literal(expression: str) -> str:
+    """The string a Bicep value expression stands for, when it is a plain literal."""
+    m = re.fullmatch(r"'([^'$]*)'", expression.strip())
+    assert m, f"expected a string literal, got {expression!r}"
+    return m.group(1)
+
+
+def created_names(resource_type: str) -> set[str]:
+    """Names given to resources of a type: literal ``name: '...'``, or the items of the ``var`` array
+    a resource loop runs over (``for name in someVar``)."""
+    text = "\n".join(read(f) for f in bicep_files())
+    names: set[str] = set()
+    for block in resource_blocks(resource_type):
+        names.update(re.findall(r"^\s*name:\s*'([^'$]+)'\s*$", block, re.M))
+        for var in re.findall(r"\bfor\s+\w+\s+in\s+(\w+)\s*:", block):
+            array = re.search(rf"^var\s+{var}\s*=\s*(\[[^\]]*\])", text, re.M)
+            assert array, f"loop over unknown var {var}"
+            names.update(re.findall(r"'([^']+)'", array.group(1)))
+    return names
+
+
+def test_app_setting_names_used_in_bicep_are_defined_in_settings():
+    known = set(SETTING_NAMES)
+    app_names = {n for n in app_settings() if n.startswith((*APP_PREFIXES, "DataStorage"))}
+    assert app_names <= known, f"unknown app settings in infra/: {sorted(app_names - known)}"
+    # A SCOREHOOK_/MLFLOW_ name anywhere else in infra/ (outputs, parameters, comments) must exist too.
+    pattern = r"\b(?:SCOREHOOK|MLFLOW)_[A-Z0-9_]+\b"
+    mentioned = {m for f in bicep_files() for m in re.findall(pattern, f.read_text())}
+    assert mentioned <= known, f"unknown names in infra/: {sorted(mentioned - known)}"
+
+
+def test_every_setting_except_local_only_ones_is_set_in_bicep():
+    names = set(app_settings())
+    missing = set(SETTING_NAMES) - LOCAL_ONLY - names
+    assert not missing, f"settings missing from infra/: {sorted(missing)}"
+    assert not (LOCAL_ONLY & names), f"local-only settings set in infra/: {sorted(LOCAL_ONLY & names)}"
+
+
+def test_host_settings_are_identity_based_and_flex_compatible():
+    settings = app_settings()
+    assert set(settings) >= HOST_SETTINGS
+    assert "AzureWebJobsStorage" not in settings  # a connection string: identity-based in Azure
+    assert not (FLEX_REFUSED & set(settings)), "Flex Consumption refuses these app settings"
+    key = settings["SCOREHOOK_EVENTS_TOPIC_KEY"]
+    assert key.startswith("'@Microsoft.KeyVault(SecretUri="), "the topic key must be a Key Vault reference"
+
+
+def test_configured_containers_and_ledger_table_are_created():
+    settings = app_settings()
+    containers = created_names("Microsoft.Storage/storageAccounts/blobServices/containers")
+    for name in ("SCOREHOOK_INPUT_CONTAINER", "SCOREHOOK_OUTPUT_CONTAINER", "SCOREHOOK_FAILED_CONTAINER"):
+        assert literal(settings[name]) in containers, f"{name} names a container infra/ does not create"
+    for sub in subscriptions():
+        assert sub["deadLetterDestination"]["container"] in containers
+        subject_container = re.match(
+            r"/blobServices/default/containers/([^/]+)/", sub["filter"]["subjectBeginsWith"]
+        )
+        assert subject_container and subject_container.group(1) == literal(
+            settings["SCOREHOOK_INPUT_CONTAINER"]
+        )
+    tables = created_names("Microsoft.Storage/storageAccounts/tableServices/tables")
+    assert literal(settings["SCOREHOOK_LEDGER_TABLE"]) in tables
+
+
+@pytest.mark.parametrize("sub", subscriptions(), ids=lambda s: s["name"])
+def test_event_subscription_matches_devhost_mirror(sub: dict):
+    block = event_subscription_block(sub["name"])
+
+    types_list = re.search(r"includedEventTypes:\s*(\[[^\]]*\])", block)
+    assert types_list, "includedEventTypes not found"
+    assert re.findall(r"'([^']+)'", types_list.group(1)) == sub["filter"]["includedEventTypes"]
+
+    begins = re.search(r"subjectBeginsWith:\s*'([^']*)'", block)
+    assert begins and begins.group(1) == sub["filter"]["subjectBeginsWith"]
+
+    for key in ("maxDeliveryAttempts", "eventTimeToLiveInMinutes"):
+        value = re.search(rf"{key}:\s*(\d+)", block)
+        assert value and int(value.group(1)) == sub["retryPolicy"][key], key
+
+    schema = re.search(r"eventDeliverySchema:\s*'([^']+)'", block)
+    assert schema and schema.group(1) == sub["eventDeliverySchema"]
+
+    assert re.search(r"endpointType:\s*'AzureFunction'", block)
+    function = re.search(r"resourceId:\s*'\$\{\w+\.id\}/functions/(\w+)'", block)
+    assert function and function.group(1) == sub["endpoint"]["functionName"]
+
+    dead_letter = re.search(r"blobContainerName:\s*'([^']+)'", block)
+    assert dead_letter and dead_letter.group(1) == sub["deadLetterDestination"]["container"]
+
+
+def test_subscribed_functions_exist_in_the_app():
+    from function_app import app
+
+    names = {f.get_function_name() for f in app.get_functions()}
+    for sub in subscriptions():
+        assert sub["endpoint"]["functionName"] in names
