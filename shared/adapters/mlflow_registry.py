@@ -61,6 +61,8 @@ class MlflowRegistry:
                                          reference=reference) from exc
             raise RegistryUnavailableError(f"{what}: registry error {exc.error_code}: {exc}") from exc
         except MlflowException as exc:
+            if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+                raise ModelNotFoundError(f"{what}: {reference} is not registered", reference=reference) from exc
             raise RegistryUnavailableError(f"{what}: registry at {self.tracking_uri} unavailable: {exc}") from exc
         except OSError as exc:
             raise RegistryUnavailableError(f"{what}: registry at {self.tracking_uri} unreachable: {exc}") from exc
@@ -78,12 +80,16 @@ class MlflowRegistry:
     def download(self, version: ModelVersion, destination: str) -> str:
         import mlflow.artifacts
 
+        # The version's own artifact location: ``models:/`` URIs would be resolved against the process-wide
+        # registry URI, not this registry's.
+        source = self._call("locate model", version.uri, self.client.get_model_version_download_uri,
+                            version.name, version.version)  # fmt: skip
         return str(
             self._call(
                 "download model",
                 version.uri,
                 lambda: mlflow.artifacts.download_artifacts(
-                    artifact_uri=version.uri, dst_path=destination, tracking_uri=self.tracking_uri
+                    artifact_uri=source, dst_path=destination, tracking_uri=self.tracking_uri
                 ),
             )
         )

@@ -1,0 +1,378 @@
+"""Training pipeline: fit a scikit-learn pipeline on the synthetic data, export it to ONNX (validated against
+scikit-learn), profile the training data, and log + register everything in MLflow.
+
+Model kinds (``KINDS``):
+
+- ``linear``: ``StandardScaler`` on the numeric columns, ``OneHotEncoder(handle_unknown="ignore")`` on the
+  categorical ones, ``LogisticRegression``. ONNX probabilities must match within ``LINEAR_TOLERANCE``.
+- ``gbm``: numeric passthrough + dense one-hot, ``GradientBoostingClassifier`` (60 trees, depth 3,
+  subsample 0.5; about 3 s for 16k rows on 2 cores). ``HistGradientBoostingClassifier`` is NOT used:
+  skl2onnx 1.20 with protobuf 7 fails to convert it ("AttributeProto.ints: Expected an int, got a
+  boolean"). ONNX labels must agree with scikit-learn on at least ``TREE_AGREEMENT`` of the rows
+  (float32 split thresholds; measured: no disagreement on 200k rows, generated values carry 6 decimals).
+
+The ONNX model has one input per feature column, shaped ``[None, 1]``: ``float32`` for numeric columns
+(callers cast float64 data to float32), string for categorical ones (numpy object arrays); ``id`` is not an
+input. Outputs: ``label`` (int64, ``[N]``) and ``probabilities`` (float32, ``[N, 2]``, no ZipMap).
+
+The MLflow signature is tensor-based with exactly those inputs, because MLflow 3.17's ONNX pyfunc feeds
+column-based (DataFrame) input as 1-D arrays (``Invalid rank``) and pandas 3 string columns as non-numpy
+arrays; with the tensor signature ``pyfunc.predict({"x01": float32 (N, 1), ..., "region": object (N, 1)})``
+works and so does the logged input example. The scikit-learn copy (``sklearn-model``) has a column-based
+signature (double / string columns).
+
+scikit-learn, skl2onnx, onnxruntime and mlflow are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from training.data import CATEGORICAL, FEATURES, KEY, LABEL, NUMERIC, generate
+
+__all__ = [
+    "KINDS",
+    "LINEAR_TOLERANCE",
+    "TREE_AGREEMENT",
+    "OnnxValidationError",
+    "baseline_profile",
+    "evaluate",
+    "onnx_feeds",
+    "to_onnx",
+    "train",
+    "train_and_register",
+    "validate_onnx",
+]
+
+KINDS = ("linear", "gbm")
+LINEAR_TOLERANCE = 1e-4
+"""Largest allowed absolute difference of ONNX vs scikit-learn probabilities for the linear model."""
+TREE_AGREEMENT = 0.995
+"""Smallest allowed share of equal labels (ONNX vs scikit-learn) for tree models."""
+PROFILE_BINS = 10
+HOLDOUT = 0.2
+
+
+class OnnxValidationError(ValueError):
+    """The exported ONNX model disagrees with its scikit-learn source beyond the stated tolerance."""
+
+
+def _frame(data: Any) -> Any:
+    """A pandas DataFrame from a pyarrow Table or a DataFrame."""
+    return data.to_pandas() if isinstance(data, pa.Table) else data
+
+
+def _pipeline(kind: str, seed: int) -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    if kind == "linear":
+        prep = [("num", StandardScaler(), list(NUMERIC)),
+                ("cat", OneHotEncoder(handle_unknown="ignore"), list(CATEGORICAL))]  # fmt: skip
+        model = LogisticRegression(max_iter=1000)
+    elif kind == "gbm":
+        onehot = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+        prep = [("num", "passthrough", list(NUMERIC)), ("cat", onehot, list(CATEGORICAL))]
+        model = GradientBoostingClassifier(n_estimators=60, max_depth=3, learning_rate=0.15, subsample=0.5,
+                                           random_state=seed)  # fmt: skip
+    else:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    return Pipeline([("prep", ColumnTransformer(prep)), ("model", model)])
+
+
+def train(data: pa.Table | Any | int, *, seed: int = 0, kind: str = "linear") -> Any:
+    """Fit a ``kind`` pipeline on a labelled table/DataFrame, or on ``data`` generated rows when an int.
+
+    Example:
+        >>> pipe = train(2000, seed=1)
+        >>> pipe.classes_.tolist(), pipe.feature_names_in_[0]
+        ([0, 1], 'x01')
+    """
+    if isinstance(data, int):
+        data = generate(data, seed=seed, include_label=True)
+    frame = _frame(data)
+    return _pipeline(kind, seed).fit(frame[list(FEATURES)], frame[LABEL].to_numpy())
+
+
+def evaluate(pipeline: Any, data: pa.Table | Any) -> dict[str, float]:
+    """AUC, F1 and accuracy of ``pipeline`` on labelled ``data``.
+
+    Example:
+        >>> sorted(evaluate(train(2000), generate(500, seed=9)))
+        ['accuracy', 'auc', 'f1']
+    """
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+    frame = _frame(data)
+    y, proba = frame[LABEL].to_numpy(), pipeline.predict_proba(frame[list(FEATURES)])[:, 1]
+    pred = (proba >= 0.5).astype(int)
+    return {"auc": float(roc_auc_score(y, proba)), "f1": float(f1_score(y, pred)),
+            "accuracy": float(accuracy_score(y, pred))}  # fmt: skip
+
+
+def onnx_feeds(data: pa.Table | Any, columns: tuple[str, ...] = FEATURES) -> dict[str, np.ndarray]:
+    """onnxruntime inputs: float32 ``(N, 1)`` per numeric column, object ``(N, 1)`` per string column.
+
+    Example:
+        >>> {k: (v.dtype.name, v.shape) for k, v in onnx_feeds(generate(4)).items() if k in ("x01", "tier")}
+        {'x01': ('float32', (4, 1)), 'tier': ('object', (4, 1))}
+    """
+    frame = _frame(data)
+    return {c: (frame[c].to_numpy(np.float32) if c in NUMERIC or frame[c].dtype.kind in "fiub"
+                else frame[c].to_numpy(object)).reshape(-1, 1) for c in columns}  # fmt: skip
+
+
+def validate_onnx(onnx_model: bytes, pipeline: Any, sample: pa.Table | Any) -> dict[str, float]:
+    """Compare ONNX (onnxruntime) with scikit-learn on ``sample``; raise :class:`OnnxValidationError` if off.
+
+    Linear models: max |probability difference| <= ``LINEAR_TOLERANCE``; other models: label agreement
+    >= ``TREE_AGREEMENT``. Returns ``{"onnx_max_abs_diff", "onnx_label_agreement", "onnx_rows"}``.
+
+    Example:
+        >>> pipe = train(2000)
+        >>> validate_onnx(to_onnx(pipe, generate(300)), pipe, generate(300))["onnx_label_agreement"]
+        1.0
+    """
+    import onnxruntime as ort
+
+    frame = _frame(sample)
+    columns = tuple(pipeline.feature_names_in_)
+    session = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
+    label, proba = session.run(["label", "probabilities"], onnx_feeds(frame, columns))
+    ref = pipeline.predict_proba(frame[list(columns)])
+    n = len(frame)
+    stats = {"onnx_max_abs_diff": float(np.max(np.abs(proba - ref))) if n else 0.0,
+             "onnx_label_agreement": float(np.mean(label == pipeline.classes_[ref.argmax(1)])) if n else 1.0,
+             "onnx_rows": float(n)}  # fmt: skip
+    linear = type(pipeline[-1]).__name__ == "LogisticRegression"
+    if linear and stats["onnx_max_abs_diff"] > LINEAR_TOLERANCE:
+        raise OnnxValidationError(f"ONNX probabilities differ by {stats['onnx_max_abs_diff']:.2e} "
+                                  f"> {LINEAR_TOLERANCE:.0e} on {len(frame)} rows")  # fmt: skip
+    if not linear and stats["onnx_label_agreement"] < TREE_AGREEMENT:
+        raise OnnxValidationError(f"ONNX labels agree on {stats['onnx_label_agreement']:.4%} "
+                                  f"< {TREE_AGREEMENT:.1%} of {len(frame)} rows")  # fmt: skip
+    return stats
+
+
+def to_onnx(pipeline: Any, sample: pa.Table | Any, *, validate_rows: int = 5000) -> bytes:
+    """Convert a fitted pipeline to ONNX bytes and validate it on up to ``validate_rows`` rows of ``sample``.
+
+    Example:
+        >>> pipe = train(2000)
+        >>> import onnx; [i.name for i in onnx.load_from_string(to_onnx(pipe, generate(100))).graph.output]
+        ['label', 'probabilities']
+    """
+    from skl2onnx import to_onnx as skl_to_onnx
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    frame = _frame(sample.slice(0, validate_rows) if isinstance(sample, pa.Table) else sample[:validate_rows])
+    columns = list(pipeline.feature_names_in_)
+    inputs = [(c, FloatTensorType([None, 1]) if c in NUMERIC or frame[c].dtype.kind in "fiub"
+               else StringTensorType([None, 1])) for c in columns]  # fmt: skip
+    model = skl_to_onnx(pipeline, initial_types=inputs, options={type(pipeline[-1]): {"zipmap": False}})
+    model.doc_string = "scorehook: " + type(pipeline[-1]).__name__
+    data = model.SerializeToString()
+    validate_onnx(data, pipeline, frame)
+    return data
+
+
+def baseline_profile(data: pa.Table | Any, *, bins: int = PROFILE_BINS) -> dict[str, Any]:
+    """A JSON-ready profile of the feature columns (``id`` and ``label`` are skipped, a label rate is kept).
+
+    Numeric: ``edges`` (``bins + 1`` quantile edges: min, deciles, max), ``counts`` per bin (bin ``i`` is
+    ``[edges[i], edges[i+1])``, the first bin open to -inf and the last to +inf, so later data always falls
+    in a bin), ``min``, ``max``, ``mean``, ``std`` (population, ``std_ddof: 0``), ``missing_rate``.
+    Categorical: ``counts`` and ``frequencies`` (share of non-missing rows), ``missing_rate``.
+
+    Example:
+        >>> p = baseline_profile(generate(1000))
+        >>> p["rows"], sum(p["numeric"]["x01"]["counts"]), len(p["numeric"]["x01"]["edges"])
+        (1000, 1000, 11)
+    """
+    table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+    rows = table.num_rows
+    profile: dict[str, Any] = {"format": "scorehook.baseline/v1", "rows": rows, "bins": bins, "std_ddof": 0,
+                               "numeric": {}, "categorical": {}}  # fmt: skip
+    for field in table.schema:
+        if field.name in (KEY, LABEL):
+            continue
+        column = table.column(field.name)
+        if pa.types.is_floating(field.type) or pa.types.is_integer(field.type):
+            values = column.to_numpy().astype(np.float64)
+            present = values[~np.isnan(values)]
+            entry: dict[str, Any] = {"missing_rate": float(1 - len(present) / rows) if rows else 0.0,
+                                     "std_ddof": 0}  # fmt: skip
+            if len(present):
+                edges = np.quantile(present, np.linspace(0, 1, bins + 1))
+                counts = np.bincount(np.searchsorted(edges[1:-1], present, side="right"), minlength=bins)
+                entry |= {"edges": edges.tolist(), "counts": counts.tolist(), "min": float(present.min()),
+                          "max": float(present.max()), "mean": float(present.mean()),
+                          "std": float(present.std(ddof=0))}  # fmt: skip
+            else:
+                entry |= dict.fromkeys(("edges", "min", "max", "mean", "std")) | {"counts": [0] * bins}
+            profile["numeric"][field.name] = entry
+        elif pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            present = rows - column.null_count
+            pairs = [(v["values"], v["counts"]) for v in column.value_counts().to_pylist()
+                     if v["values"] is not None]  # fmt: skip
+            freq = dict(sorted(pairs, key=lambda kv: (-kv[1], kv[0])))
+            profile["categorical"][field.name] = {
+                "counts": freq, "frequencies": {k: n / present for k, n in freq.items()},
+                "missing_rate": column.null_count / rows if rows else 0.0}  # fmt: skip
+    if LABEL in table.column_names and rows:
+        profile["label_rate"] = float(np.mean(table.column(LABEL).to_numpy()))
+    return profile
+
+
+def _requirements(*packages: str) -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in packages]
+
+
+@contextlib.contextmanager
+def _mlflow_uris(uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking and registry URIs at ``uri``, then restore what was set before.
+
+    ``mlflow.set_*_uri`` also export ``MLFLOW_*_URI`` environment variables, so those hold the previous
+    explicit settings; unset ones are unset again (MLflow then falls back to its defaults, as before).
+    """
+    import mlflow
+
+    before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before["MLFLOW_TRACKING_URI"])  # type: ignore[arg-type]
+        mlflow.set_registry_uri(before["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
+        if before["MLFLOW_REGISTRY_URI"] is None:
+            os.environ.pop("MLFLOW_REGISTRY_URI", None)
+
+
+def train_and_register(tracking_uri: str, *, model_name: str = "scorehook-sample", rows: int = 20000,
+                       seed: int = 0, kind: str = "linear", alias: str | None = None,
+                       out_dir: str | Path | None = None,
+                       experiment: str = "scorehook-training") -> dict[str, Any]:  # fmt: skip
+    """Generate ``rows`` labelled rows, train on 80 %, evaluate on 20 %, and log one MLflow run.
+
+    The run holds: the ONNX model (``model``, registered as ``model_name``), the scikit-learn pipeline
+    (``sklearn-model``, skops format, not registered), ``baseline/profile.json`` (profile of the training
+    split), params and metrics (``auc``, ``f1``, ``accuracy`` on the holdout, ONNX agreement,
+    ``train_seconds``). The new version gets tags ``scorehook.kind`` and ``scorehook.training_rows`` (rows
+    fitted on) and, if given, ``alias``.
+    Points MLflow's process-wide tracking and registry URIs at ``tracking_uri`` for the call, then restores
+    them.
+
+    Example:
+        >>> train_and_register("http://127.0.0.1:5000", alias="champion")  # doctest: +SKIP
+        {'name': 'scorehook-sample', 'version': '1', 'run_id': '...',
+         'model_uri': 'models:/scorehook-sample/1', 'alias': 'champion', 'metrics': {'auc': 0.85, ...}}
+    """
+    import mlflow
+    import mlflow.onnx
+    import mlflow.sklearn
+    import onnx
+    import skops.io
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+    from sklearn.model_selection import train_test_split
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    table = generate(rows, seed=seed, include_label=True)
+    fit_idx, hold_idx = train_test_split(np.arange(rows), test_size=HOLDOUT, random_state=seed,
+                                         stratify=table.column(LABEL).to_numpy())  # fmt: skip
+    fit, hold = table.take(np.sort(fit_idx)), table.take(np.sort(hold_idx))
+    started = time.perf_counter()
+    pipeline = train(fit, seed=seed, kind=kind)
+    train_seconds = time.perf_counter() - started
+    onnx_bytes = to_onnx(pipeline, hold)
+    metrics = evaluate(pipeline, hold) | validate_onnx(onnx_bytes, pipeline, hold)
+    metrics |= {"train_seconds": train_seconds}
+    profile = baseline_profile(fit)
+    feeds = onnx_feeds(hold.slice(0, 5))
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(v.dtype, (-1, 1), k) for k, v in feeds.items()]),
+        outputs=Schema([TensorSpec(np.dtype("int64"), (-1,), "label"),
+                        TensorSpec(np.dtype("float32"), (-1, 2), "probabilities")]))  # fmt: skip
+    opsets = onnx.load_from_string(onnx_bytes).opset_import
+    opset = max(o.version for o in opsets if o.domain in ("", "ai.onnx"))
+    sk_signature = ModelSignature(
+        inputs=Schema([ColSpec("double" if c in NUMERIC else "string", c) for c in FEATURES]),
+        outputs=Schema([TensorSpec(np.dtype("int64"), (-1,))]))  # fmt: skip
+    params = {"kind": kind, "seed": seed, "rows": rows, "training_rows": fit.num_rows,
+              "holdout_rows": hold.num_rows, "model_class": type(pipeline[-1]).__name__,
+              "features": len(FEATURES), "onnx_opset": opset}  # fmt: skip
+    estimator = pipeline[-1].get_params().items()
+    params |= {f"model.{k}": v for k, v in estimator if isinstance(v, int | float | str)}
+    tags = {"scorehook.kind": kind, "scorehook.training_rows": str(fit.num_rows)}
+
+    with _mlflow_uris(tracking_uri):
+        client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-{kind}-seed{seed}") as run:
+            mlflow.log_params(params)
+            mlflow.log_metrics(metrics)
+            mlflow.set_tags(tags)
+            mlflow.log_dict(profile, "baseline/profile.json")
+            info = mlflow.onnx.log_model(
+                onnx.load_from_string(onnx_bytes), name="model", signature=signature, input_example=feeds,
+                onnx_execution_providers=["CPUExecutionProvider"], registered_model_name=model_name,
+                save_as_external_data=False, pip_requirements=_requirements("mlflow", "onnx", "onnxruntime"))
+            sk_types = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
+            mlflow.sklearn.log_model(
+                pipeline, name="sklearn-model", serialization_format="skops", skops_trusted_types=sk_types,
+                signature=sk_signature, input_example=hold.slice(0, 5).select(list(FEATURES)).to_pandas(),
+                pip_requirements=_requirements("mlflow", "scikit-learn", "skops"))
+        version = str(info.registered_model_version)
+        for key, value in tags.items():
+            client.set_model_version_tag(model_name, version, key, value)
+        if alias:
+            client.set_registered_model_alias(model_name, alias, version)
+    result: dict[str, Any] = {"name": model_name, "version": version, "run_id": run.info.run_id,
+                              "model_uri": f"models:/{model_name}/{version}", "alias": alias,
+                              "metrics": metrics}  # fmt: skip
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.onnx").write_bytes(onnx_bytes)
+        (out / "profile.json").write_text(json.dumps(profile, indent=1))
+        result |= {"onnx_path": str(out / "model.onnx"), "profile_path": str(out / "profile.json")}
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m training.train --tracking-uri URI [--name N] [--rows R] [--seed S] [--kind K] [--alias A]
+    [--out DIR]``: train, register and print the result as one JSON line."""
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--tracking-uri", required=True)
+    parser.add_argument("--name", default="scorehook-sample")
+    parser.add_argument("--rows", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kind", choices=KINDS, default="linear")
+    parser.add_argument("--alias", default=None, help="e.g. champion")
+    parser.add_argument("--out", default=None, help="also write model.onnx and profile.json here")
+    args = parser.parse_args(argv)
+    result = train_and_register(args.tracking_uri, model_name=args.name, rows=args.rows, seed=args.seed,
+                                kind=args.kind, alias=args.alias, out_dir=args.out)  # fmt: skip
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
