@@ -1,8 +1,8 @@
 """``python -m devhost``: the local Functions host and its services.
 
-    python -m devhost run                    # Azurite + MLflow + devhost, until Ctrl-C (make run)
-    python -m devhost demo                   # the one-command demo (make demo)
-    python -m devhost host --settings F      # devhost alone, against services already running
+python -m devhost run                    # Azurite + MLflow + devhost, until Ctrl-C (make run)
+python -m devhost demo                   # the one-command demo (make demo)
+python -m devhost host --settings F      # devhost alone, against services already running
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
-from pathlib import Path
 
 from devhost.runtime import DevHost, local_settings
 from devhost.services import PROJECT_ROOT, Azurite, MlflowServer, free_port
@@ -29,8 +29,12 @@ def _wait_for_signal() -> None:
 
 
 def cmd_host(args: argparse.Namespace) -> int:
-    dev = DevHost.from_settings_file(args.settings, app_spec=args.app, subscriptions=args.subscriptions,
-                                     **({"port": args.port} if args.port is not None else {}))  # fmt: skip
+    dev = DevHost.from_settings_file(
+        args.settings,
+        app_spec=args.app,
+        subscriptions=args.subscriptions,
+        **({"port": args.port} if args.port is not None else {}),
+    )
     with dev:
         print(f"devhost listening on {dev.base_url}", flush=True)
         _wait_for_signal()
@@ -45,8 +49,11 @@ def start_services(persistent: bool) -> tuple[Azurite, MlflowServer]:
     return azurite, mlflow
 
 
-def write_settings(azurite: Azurite, mlflow: MlflowServer, port: int) -> dict:
-    settings = local_settings(azurite, mlflow.tracking_uri, port, log_file=str(LOCAL / "logs" / "scorehook.jsonl"))
+def write_settings(azurite: Azurite, mlflow: MlflowServer, port: int, console_logs: bool = True) -> dict:
+    settings = local_settings(
+        azurite, mlflow.tracking_uri, port, log_file=str(LOCAL / "logs" / "scorehook.jsonl")
+    )
+    settings["Values"]["SCOREHOOK_LOG_CONSOLE"] = "true" if console_logs else "false"
     (PROJECT_ROOT / "local.settings.json").write_text(json.dumps(settings, indent=2))
     return settings
 
@@ -56,8 +63,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         settings = write_settings(azurite, mlflow, args.port or free_port())
         with DevHost.from_settings_file(PROJECT_ROOT / "local.settings.json") as dev:
-            print(json.dumps({"devhost": dev.base_url, "mlflow": mlflow.tracking_uri,
-                              "blob": azurite.endpoints["blob"], "settings": "local.settings.json"}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "devhost": dev.base_url,
+                        "mlflow": mlflow.tracking_uri,
+                        "blob": azurite.endpoints["blob"],
+                        "settings": "local.settings.json",
+                    }
+                ),
+                flush=True,
+            )
             print(f"function key: {settings['Host']['FunctionKey']}  (Ctrl-C stops everything)", flush=True)
             _wait_for_signal()
     finally:
@@ -73,9 +89,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m devhost", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     host = sub.add_parser("host", help="run devhost against services that are already running")
     host.add_argument("--settings", default=str(PROJECT_ROOT / "local.settings.json"))

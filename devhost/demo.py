@@ -33,7 +33,9 @@ def _sample_files(rows: int, files: int, stamp: str) -> list[tuple[str, bytes]]:
     return samples
 
 
-def _wait_for_outcome(blobs: Any, settings: Any, name: str, etag: str, timeout: float = 120) -> tuple[str, str]:
+def _wait_for_outcome(
+    blobs: Any, settings: Any, name: str, etag: str, timeout: float = 120
+) -> tuple[str, str]:
     from shared.scoring import failure_name, output_name
 
     output = (settings.output_container, output_name(name))
@@ -59,10 +61,12 @@ def run_demo(rows: int = 2000, files: int = 3) -> int:
     _say("Starting Azurite and MLflow (data under .local/) ...")
     azurite, mlflow = start_services(persistent=True)
     try:
-        write_settings(azurite, mlflow, free_port())
+        write_settings(azurite, mlflow, free_port(), console_logs=False)
         _say(f"  Azurite blob endpoint {azurite.endpoints['blob']}, MLflow {mlflow.tracking_uri}")
         _say(f"Training the sample model and registering it as {MODEL_NAME}@champion ...")
-        model = train_and_register(mlflow.tracking_uri, model_name=MODEL_NAME, alias="champion", out_dir=LOCAL / "model")
+        model = train_and_register(
+            mlflow.tracking_uri, model_name=MODEL_NAME, alias="champion", out_dir=LOCAL / "model"
+        )
         _say(f"  registered {model['model_uri']} (metrics: {json.dumps(model.get('metrics', {}))})")
         with DevHost.from_settings_file(PROJECT_ROOT / "local.settings.json") as dev:
             settings = Settings.from_env(dev.env)
@@ -84,12 +88,16 @@ def run_demo(rows: int = 2000, files: int = 3) -> int:
                 if kind == "scored":
                     meta = blobs.get_blob_client(*where.split("/", 1)).get_blob_properties().metadata
                     scored.append(where)
-                    _say(f"  {settings.input_container}/{name} -> {where}  "
-                         f"({meta.get('rows_scored')} rows, model {meta.get('model_name')} v{meta.get('model_version')})")
+                    _say(
+                        f"  {settings.input_container}/{name} -> {where}  "
+                        f"({meta.get('rows_scored')} rows, model {meta.get('model_name')} v{meta.get('model_version')})"
+                    )
                 elif kind == "failed":
                     record = json.loads(blobs.get_blob_client(*where.split("/", 1)).download_blob().readall())
-                    _say(f"  {settings.input_container}/{name} -> FAILED [{record['reason']}] {record['message']}"
-                         f"  (record: {where})")
+                    _say(
+                        f"  {settings.input_container}/{name} -> FAILED [{record['reason']}] {record['message']}"
+                        f"  (record: {where})"
+                    )
                 else:
                     _say(f"  {settings.input_container}/{name} -> no outcome within the time limit")
             if scored:
@@ -98,9 +106,17 @@ def run_demo(rows: int = 2000, files: int = 3) -> int:
                 _say(f"\nLineage of {scored[0]}:")
                 for key in sorted(meta):
                     _say(f"  {key:14} {meta[key]}")
-                head = blobs.get_blob_client(container, blob).download_blob(offset=0, length=400).readall().decode()
+                head = (
+                    blobs.get_blob_client(container, blob)
+                    .download_blob(offset=0, length=400)
+                    .readall()
+                    .decode()
+                )
                 _say("\nFirst predictions:\n  " + "\n  ".join(head.splitlines()[:4]))
-        _say(f"\nDone in {time.monotonic() - started:.1f}s. Logs: .local/logs/. `make run` keeps everything up.")
+        _say(
+            f"\nDone in {time.monotonic() - started:.1f}s. JSON logs: .local/logs/scorehook.jsonl. "
+            "`make run` keeps everything up."
+        )
         return 0 if len(scored) == files else 1
     finally:
         mlflow.stop()

@@ -34,7 +34,13 @@ log = logging.getLogger("devhost.eventgrid")
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 _LOCAL_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 _NO_RETRY = {400: "BadRequest", 413: "RequestEntityTooLarge"}
-_OUTCOMES = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 408: "TimedOut", 503: "ServiceUnavailable"}
+_OUTCOMES = {
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    408: "TimedOut",
+    503: "ServiceUnavailable",
+}
 
 
 def storage_topic(account: str) -> str:
@@ -133,7 +139,11 @@ class Subscription:
 def load_subscriptions(path: str | Path) -> tuple[list[Subscription], dict[str, Any], dict[str, Any]]:
     """Read the subscriptions file: (subscriptions, topics, local delivery options)."""
     raw = json.loads(Path(path).read_text())
-    return [Subscription.from_dict(s) for s in raw.get("subscriptions", [])], raw.get("topics", {}), raw.get("delivery", {})
+    return (
+        [Subscription.from_dict(s) for s in raw.get("subscriptions", [])],
+        raw.get("topics", {}),
+        raw.get("delivery", {}),
+    )
 
 
 @dataclass(order=True)
@@ -187,7 +197,10 @@ class LocalEventGrid:
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> LocalEventGrid:
         self._scan(emit=False)  # blobs already there are not "created" now
-        for target, name in ((self._schedule_loop, "eventgrid-scheduler"), (self._watch_loop, "eventgrid-watcher")):
+        for target, name in (
+            (self._schedule_loop, "eventgrid-scheduler"),
+            (self._watch_loop, "eventgrid-watcher"),
+        ):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -273,8 +286,11 @@ class LocalEventGrid:
         queued = 0
         for event in events:
             if "specversion" not in event:
-                event.setdefault("topic", f"/subscriptions/{_LOCAL_SUBSCRIPTION}/resourceGroups/scorehook-local"
-                                          f"/providers/Microsoft.EventGrid/topics/{topic}")
+                event.setdefault(
+                    "topic",
+                    f"/subscriptions/{_LOCAL_SUBSCRIPTION}/resourceGroups/scorehook-local"
+                    f"/providers/Microsoft.EventGrid/topics/{topic}",
+                )
                 event.setdefault("metadataVersion", "1")
             queued += self._route(event, [s for s in self.subscriptions if s.matches(event, topic=topic)])
         return queued
@@ -284,7 +300,9 @@ class LocalEventGrid:
         now = time.monotonic()
         with self._cv:
             for subscription in subscriptions:
-                heapq.heappush(self._heap, _Delivery(now, next(self._seq), subscription, event, published=now))
+                heapq.heappush(
+                    self._heap, _Delivery(now, next(self._seq), subscription, event, published=now)
+                )
             self._cv.notify()
         return len(subscriptions)
 
@@ -301,8 +319,12 @@ class LocalEventGrid:
     def _deliver(self, delivery: _Delivery) -> None:
         subscription = delivery.subscription
         delivery.attempts += 1
-        body_event = to_cloudevent(delivery.event) if subscription.schema.startswith("CloudEvent") else delivery.event
-        content_type = "application/cloudevents-batch+json" if "specversion" in body_event else "application/json"
+        body_event = (
+            to_cloudevent(delivery.event) if subscription.schema.startswith("CloudEvent") else delivery.event
+        )
+        content_type = (
+            "application/cloudevents-batch+json" if "specversion" in body_event else "application/json"
+        )
         path = subscription.path()
         url = path if path.startswith("http") else f"{self.base_url}{path}"
         request = urllib.request.Request(
@@ -329,7 +351,9 @@ class LocalEventGrid:
         if 200 <= status <= 204:
             return
         delivery.last_status = status
-        delivery.last_outcome = _NO_RETRY.get(status) or _OUTCOMES.get(status) or ("Aborted" if not status else "GenericError")
+        delivery.last_outcome = (
+            _NO_RETRY.get(status) or _OUTCOMES.get(status) or ("Aborted" if not status else "GenericError")
+        )
         expired = time.monotonic() - delivery.published > subscription.ttl_minutes * 60
         if status in _NO_RETRY and subscription.dead_letter_container:
             self._dead_letter(delivery, delivery.last_outcome)
@@ -345,49 +369,93 @@ class LocalEventGrid:
                 self._cv.notify()
 
     def _record(self, delivery: _Delivery, status: int) -> None:
-        self.history.append({
-            "subscription": delivery.subscription.name,
-            "event_id": delivery.event.get("id"),
-            "event_type": delivery.event.get("eventType") or delivery.event.get("type"),
-            "subject": delivery.event.get("subject"),
-            "attempt": delivery.attempts,
-            "status": status,
-            "time": _now_iso(),
-        })  # fmt: skip
+        self.history.append(
+            {
+                "subscription": delivery.subscription.name,
+                "event_id": delivery.event.get("id"),
+                "event_type": delivery.event.get("eventType") or delivery.event.get("type"),
+                "subject": delivery.event.get("subject"),
+                "attempt": delivery.attempts,
+                "status": status,
+                "time": _now_iso(),
+            }
+        )
 
     def _dead_letter(self, delivery: _Delivery, reason: str) -> None:
         subscription = delivery.subscription
-        self.history.append({
-            "subscription": subscription.name, "event_id": delivery.event.get("id"),
-            "subject": delivery.event.get("subject"), "attempt": delivery.attempts, "dead_lettered": reason,
-            "time": _now_iso(),
-        })  # fmt: skip
+        self.history.append(
+            {
+                "subscription": subscription.name,
+                "event_id": delivery.event.get("id"),
+                "subject": delivery.event.get("subject"),
+                "attempt": delivery.attempts,
+                "dead_lettered": reason,
+                "time": _now_iso(),
+            }
+        )
         if not subscription.dead_letter_container:
-            log.warning("event %s dropped after %d attempts (%s): no dead-letter destination",
-                        delivery.event.get("id"), delivery.attempts, reason)
+            log.warning(
+                "event %s dropped after %d attempts (%s): no dead-letter destination",
+                delivery.event.get("id"),
+                delivery.attempts,
+                reason,
+            )
             return
         cloud = "specversion" in delivery.event
-        names = ("deadletterreason", "deliveryattempts", "lastdeliveryoutcome", "lastHttpStatusCode", "publishtime",
-                 "lastdeliveryattempttime") if cloud else ("deadLetterReason", "deliveryAttempts", "lastDeliveryOutcome",
-                 "lastHttpStatusCode", "publishTime", "lastDeliveryAttemptTime")  # fmt: skip
+        names = (
+            (
+                "deadletterreason",
+                "deliveryattempts",
+                "lastdeliveryoutcome",
+                "lastHttpStatusCode",
+                "publishtime",
+                "lastdeliveryattempttime",
+            )
+            if cloud
+            else (
+                "deadLetterReason",
+                "deliveryAttempts",
+                "lastDeliveryOutcome",
+                "lastHttpStatusCode",
+                "publishTime",
+                "lastDeliveryAttemptTime",
+            )
+        )
         published = datetime.now(UTC).timestamp() - (time.monotonic() - delivery.published)
         record = {
             **delivery.event,
-            **dict(zip(names, (
-                reason, delivery.attempts, delivery.last_outcome or "Probation", delivery.last_status,
-                datetime.fromtimestamp(published, UTC).isoformat().replace("+00:00", "Z"), _now_iso(),
-            ), strict=True)),
-        }  # fmt: skip
+            **dict(
+                zip(
+                    names,
+                    (
+                        reason,
+                        delivery.attempts,
+                        delivery.last_outcome or "Probation",
+                        delivery.last_status,
+                        datetime.fromtimestamp(published, UTC).isoformat().replace("+00:00", "Z"),
+                        _now_iso(),
+                    ),
+                    strict=True,
+                )
+            ),
+        }
         now = datetime.now(UTC)
-        topic_name = (delivery.event.get("topic") or delivery.event.get("source") or "topic").rsplit("/", 1)[-1]
+        topic_name = (delivery.event.get("topic") or delivery.event.get("source") or "topic").rsplit("/", 1)[
+            -1
+        ]
         blob = f"{topic_name}/{subscription.name.upper()}/{now:%Y/%m/%d/%H}/{delivery.event.get('id')}.json"
         try:
             container = self.blob_service.get_container_client(subscription.dead_letter_container)
             if not container.exists():
                 container.create_container()
             container.upload_blob(blob, json.dumps([record], indent=2), overwrite=True)
-            log.warning("event %s dead-lettered to %s/%s (%s)", delivery.event.get("id"),
-                        subscription.dead_letter_container, blob, reason)
+            log.warning(
+                "event %s dead-lettered to %s/%s (%s)",
+                delivery.event.get("id"),
+                subscription.dead_letter_container,
+                blob,
+                reason,
+            )
         except Exception as exc:
             log.error("dead-lettering event %s failed: %s", delivery.event.get("id"), exc)
 

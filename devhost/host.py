@@ -36,7 +36,9 @@ class InvocationError(Exception):
     """The function raised: the host reports a failed invocation (HTTP 500 to the caller)."""
 
     def __init__(self, function: str, invocation_id: str, exc: BaseException) -> None:
-        super().__init__(f"function {function} (invocation {invocation_id}) failed: {type(exc).__name__}: {exc}")
+        super().__init__(
+            f"function {function} (invocation {invocation_id}) failed: {type(exc).__name__}: {exc}"
+        )
         self.function, self.invocation_id, self.cause = function, invocation_id, exc
 
 
@@ -108,7 +110,9 @@ class FunctionHost:
     Output bindings of type ``queue`` and ``blob`` are written to storage through ``output_sink``.
     """
 
-    def __init__(self, app: func.FunctionApp, output_sink: Callable[[dict[str, Any], Any], None] | None = None):
+    def __init__(
+        self, app: func.FunctionApp, output_sink: Callable[[dict[str, Any], Any], None] | None = None
+    ):
         self.app = app
         self.functions: dict[str, FunctionInfo] = {}
         for f in app.get_functions():  # callable once per app: keep the index
@@ -116,7 +120,11 @@ class FunctionHost:
             trigger = next(b for b in bindings if b.get("type", "").endswith("Trigger"))
             retry = f.get_settings_dict("retry_policy") if hasattr(f, "get_settings_dict") else None
             self.functions[f.get_function_name()] = FunctionInfo(
-                f.get_function_name(), f.get_user_function(), trigger, bindings, {"retry_policy": retry} if retry else {}
+                f.get_function_name(),
+                f.get_user_function(),
+                trigger,
+                bindings,
+                {"retry_policy": retry} if retry else {},
             )
         self.output_sink = output_sink
         self.invocations = 0
@@ -145,7 +153,9 @@ class FunctionHost:
         outs = {b["name"]: Out() for b in info.outputs}
         kwargs.update({k: v for k, v in outs.items() if k in parameters})
         for pname, parameter in parameters.items():
-            if pname not in kwargs and (pname == "context" or parameter.annotation in (func.Context, "func.Context")):
+            if pname not in kwargs and (
+                pname == "context" or parameter.annotation in (func.Context, "func.Context")
+            ):
                 kwargs[pname] = _Context(invocation_id, name)
         self.invocations += 1
         log.info("invoking %s (%s)", name, invocation_id)
@@ -162,7 +172,9 @@ class FunctionHost:
 
     def invoke_eventgrid(self, name: str, event: Mapping[str, Any]) -> Any:
         """One event (either schema) → ``func.EventGridEvent`` or ``func.CloudEvent`` via the converter."""
-        value = EventGridEventInConverter.decode(Datum(type="json", value=json.dumps(event)), trigger_metadata={})
+        value = EventGridEventInConverter.decode(
+            Datum(type="json", value=json.dumps(event)), trigger_metadata={}
+        )
         return self.invoke(name, value)
 
     def invoke_blob(self, name: str, path: str, uri: str, data: bytes, properties: Mapping[str, Any]) -> Any:
@@ -173,9 +185,13 @@ class FunctionHost:
             "Properties": Datum(type="json", value=json.dumps(dict(properties), default=str)),
             "Metadata": Datum(type="json", value=json.dumps(dict(properties.get("Metadata", {})))),
         }
-        return self.invoke(name, BlobConverter.decode(Datum(type="bytes", value=data), trigger_metadata=metadata))
+        return self.invoke(
+            name, BlobConverter.decode(Datum(type="bytes", value=data), trigger_metadata=metadata)
+        )
 
-    def invoke_queue(self, name: str, body: str, message_id: str, dequeue_count: int, inserted: datetime | None) -> Any:
+    def invoke_queue(
+        self, name: str, body: str, message_id: str, dequeue_count: int, inserted: datetime | None
+    ) -> Any:
         """A queue message (``func.QueueMessage``) built by ``QueueMessageInConverter``."""
         metadata = {
             "Id": Datum(type="string", value=message_id),
@@ -183,11 +199,15 @@ class FunctionHost:
             "InsertionTime": Datum(type="string", value=(inserted or datetime.now(UTC)).isoformat()),
             "PopReceipt": Datum(type="string", value=str(uuid.uuid4())),
         }
-        return self.invoke(name, QueueMessageInConverter.decode(Datum(type="string", value=body), trigger_metadata=metadata))
+        return self.invoke(
+            name, QueueMessageInConverter.decode(Datum(type="string", value=body), trigger_metadata=metadata)
+        )
 
     def invoke_timer(self, name: str, past_due: bool = False) -> Any:
         """A ``func.TimerRequest`` built by ``TimerRequestConverter``."""
-        value = TimerRequestConverter.decode(Datum(type="json", value=json.dumps({"IsPastDue": past_due})), trigger_metadata=None)
+        value = TimerRequestConverter.decode(
+            Datum(type="json", value=json.dumps({"IsPastDue": past_due})), trigger_metadata=None
+        )
         return self.invoke(name, value)
 
     def invoke_http(self, name: str, request: func.HttpRequest) -> func.HttpResponse:

@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -16,14 +17,16 @@ from typing import Any
 
 from devhost.services import PROJECT_ROOT, Azurite, free_port
 
-__all__ = ["DevHost", "local_settings", "DEFAULT_SUBSCRIPTIONS", "TOPIC_NAME"]
+__all__ = ["DEFAULT_SUBSCRIPTIONS", "TOPIC_NAME", "DevHost", "local_settings"]
 
 log = logging.getLogger("devhost")
 DEFAULT_SUBSCRIPTIONS = PROJECT_ROOT / "devhost" / "subscriptions.json"
 TOPIC_NAME = "scorehook-events"
 
 
-def local_settings(azurite: Azurite, mlflow_uri: str, port: int, *, log_file: str | None = None) -> dict[str, Any]:
+def local_settings(
+    azurite: Azurite, mlflow_uri: str, port: int, *, log_file: str | None = None
+) -> dict[str, Any]:
     """The content of ``local.settings.json`` for services on loopback and a devhost on ``port``."""
     values = {
         "FUNCTIONS_WORKER_RUNTIME": "python",
@@ -39,7 +42,11 @@ def local_settings(azurite: Azurite, mlflow_uri: str, port: int, *, log_file: st
     return {
         "IsEncrypted": False,
         "Values": values,
-        "Host": {"LocalHttpPort": port, "FunctionKey": secrets.token_urlsafe(24), "MasterKey": secrets.token_urlsafe(24)},
+        "Host": {
+            "LocalHttpPort": port,
+            "FunctionKey": secrets.token_urlsafe(24),
+            "MasterKey": secrets.token_urlsafe(24),
+        },
     }
 
 
@@ -50,7 +57,10 @@ class _OutputSink:
         self.env = env
 
     def _connection(self, binding: dict[str, Any]) -> str:
-        return self.env.get(binding.get("connection") or "AzureWebJobsStorage") or self.env["AzureWebJobsStorage"]
+        return (
+            self.env.get(binding.get("connection") or "AzureWebJobsStorage")
+            or self.env["AzureWebJobsStorage"]
+        )
 
     def __call__(self, binding: dict[str, Any], value: Any) -> None:
         values = value if isinstance(value, list) else [value]
@@ -58,12 +68,12 @@ class _OutputSink:
             from azure.storage.queue import BinaryBase64EncodePolicy, QueueClient
 
             client = QueueClient.from_connection_string(
-                self._connection(binding), binding["queueName"], message_encode_policy=BinaryBase64EncodePolicy()
+                self._connection(binding),
+                binding["queueName"],
+                message_encode_policy=BinaryBase64EncodePolicy(),
             )
-            try:
+            with contextlib.suppress(Exception):
                 client.create_queue()
-            except Exception:
-                pass
             for item in values:
                 client.send_message(item.encode() if isinstance(item, str) else bytes(item))
         elif binding["type"] == "blob":
@@ -98,9 +108,12 @@ class DevHost:
 
         self.host = FunctionHost.load(app_spec, output_sink=_OutputSink(self.env))
         self.server = DevServer(
-            self.host, port=port or free_port(), function_key=function_key, master_key=master_key,
+            self.host,
+            port=port or free_port(),
+            function_key=function_key,
+            master_key=master_key,
             blob_reader=self._read_blob if self._storage() else None,
-        )  # fmt: skip
+        )
         self.base_url = self.server.base_url
         self.eventgrid = None
         if subscriptions and self._storage():
@@ -123,19 +136,29 @@ class DevHost:
         client = self._blob_service().get_blob_client(container, name)
         downloader = client.download_blob()
         props = downloader.properties
-        properties = {"ContentLength": props.size, "ETag": props.etag, "ContentType": props.content_settings.content_type,
-                      "Metadata": dict(props.metadata or {})}  # fmt: skip
+        properties = {
+            "ContentLength": props.size,
+            "ETag": props.etag,
+            "ContentType": props.content_settings.content_type,
+            "Metadata": dict(props.metadata or {}),
+        }
         return downloader.readall(), client.url, properties
 
     def _build_eventgrid(self, path: Path, retry_delays: list[float] | None, poll_interval: float) -> Any:
         from devhost.eventgrid import LocalEventGrid, load_subscriptions
 
         subscriptions, topics, delivery = load_subscriptions(path)
-        topic_keys = {name: {"key": self.env.get(t.get("keySetting", ""), t.get("key"))} for name, t in topics.items()}
+        topic_keys = {
+            name: {"key": self.env.get(t.get("keySetting", ""), t.get("key"))} for name, t in topics.items()
+        }
         return LocalEventGrid(
-            subscriptions, self.base_url, self._blob_service(), topics=topic_keys,
-            retry_delays=retry_delays or delivery.get("retryDelaysSeconds"), poll_interval=poll_interval,
-        )  # fmt: skip
+            subscriptions,
+            self.base_url,
+            self._blob_service(),
+            topics=topic_keys,
+            retry_delays=retry_delays or delivery.get("retryDelaysSeconds"),
+            poll_interval=poll_interval,
+        )
 
     def start(self) -> DevHost:
         self.server.start()
@@ -144,7 +167,9 @@ class DevHost:
         self.timers.start()
         if self.queues:
             self.queues.start()
-        log.info("devhost listening on %s with functions %s", self.base_url, ", ".join(sorted(self.host.functions)))
+        log.info(
+            "devhost listening on %s with functions %s", self.base_url, ", ".join(sorted(self.host.functions))
+        )
         return self
 
     def stop(self) -> None:

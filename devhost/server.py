@@ -46,7 +46,9 @@ def check_envelope(body: bytes) -> list[dict[str, Any]]:
     try:
         payload = json.loads(body or b"null")
     except json.JSONDecodeError as exc:
-        raise ValueError(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        raise ValueError(
+            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
     events = payload if isinstance(payload, list) else [payload]
     if not events or payload is None:
         raise ValueError("request body has no events: expected a JSON array of events")
@@ -193,7 +195,9 @@ class _Handler(BaseHTTPRequestHandler):
             origin = self.headers.get("WebHook-Request-Origin")
             if not origin:
                 return self._error(400, "OPTIONS without a WebHook-Request-Origin header")
-            return self._send(200, b"", {"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*", "Allow": "POST"})
+            return self._send(
+                200, b"", {"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*", "Allow": "POST"}
+            )
         if self.command != "POST":
             return self._error(405, "use POST")
         self._deliver_events(info, lambda event: self.dev.host.invoke_eventgrid(info.name, event))
@@ -226,10 +230,14 @@ class _Handler(BaseHTTPRequestHandler):
 
         def invoke(event: dict[str, Any]) -> None:
             subject = event.get("subject", "")
-            container, _, name = subject.removeprefix("/blobServices/default/containers/").partition("/blobs/")
+            container, _, name = subject.removeprefix("/blobServices/default/containers/").partition(
+                "/blobs/"
+            )
             prefix = info.trigger.get("path", "").split("/", 1)[0]
             if container != prefix:
-                log.info("blob %s/%s does not match trigger path %s", container, name, info.trigger.get("path"))
+                log.info(
+                    "blob %s/%s does not match trigger path %s", container, name, info.trigger.get("path")
+                )
                 return
             data, uri, properties = self.dev.blob_reader(container, name)
             self.dev.host.invoke_blob(info.name, f"{container}/{name}", uri, data, properties)
@@ -259,7 +267,9 @@ class _Handler(BaseHTTPRequestHandler):
             except InvocationError as exc:
                 return self._error(500, str(exc))
             headers = dict(response.headers)
-            headers["Content-Type"] = response.mimetype + (f"; charset={response.charset}" if response.charset else "")
+            headers["Content-Type"] = response.mimetype + (
+                f"; charset={response.charset}" if response.charset else ""
+            )
             return self._send(response.status_code, response.get_body(), headers)
         self._error(404, f"no HTTP function serves /api/{route}")
 
@@ -268,12 +278,20 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.dev.authorized("ADMIN", self.headers, query):
             return self._send(401, b"")
         if path == "/admin/host/status" and self.command == "GET":
-            return self._send(200, {
-                "state": "Running", "functions": sorted(self.dev.host.functions), "invocations": self.dev.host.invocations,
-            })  # fmt: skip
+            return self._send(
+                200,
+                {
+                    "state": "Running",
+                    "functions": sorted(self.dev.host.functions),
+                    "invocations": self.dev.host.invocations,
+                },
+            )
         if path == "/admin/eventgrid/deliveries" and self.command == "GET":
             history = list(self.dev.eventgrid.history) if self.dev.eventgrid else []
-            return self._send(200, {"deliveries": history, "pending": self.dev.eventgrid.pending() if self.dev.eventgrid else 0})
+            return self._send(
+                200,
+                {"deliveries": history, "pending": self.dev.eventgrid.pending() if self.dev.eventgrid else 0},
+            )
         match = re.fullmatch(r"/admin/functions/([^/]+)", path)
         if match and self.command == "POST":
             return self._run_by_hand(match.group(1))
@@ -294,7 +312,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif info.trigger_type == "queueTrigger":
                 self.dev.host.invoke_queue(name, text, "admin", 1, None)
             elif info.trigger_type == "eventGridTrigger":
-                for event in check_envelope(text.encode() if isinstance(text, str) else json.dumps(text).encode()):
+                for event in check_envelope(
+                    text.encode() if isinstance(text, str) else json.dumps(text).encode()
+                ):
                     self.dev.host.invoke_eventgrid(name, event)
             elif info.trigger_type == "blobTrigger" and self.dev.blob_reader is not None:
                 container, _, blob = text.partition("/")

@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-__all__ = ["Azurite", "MlflowServer", "ServiceError", "free_port", "PROJECT_ROOT", "AZURITE_ACCOUNT"]
+__all__ = ["AZURITE_ACCOUNT", "PROJECT_ROOT", "Azurite", "MlflowServer", "ServiceError", "free_port"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -161,7 +161,9 @@ class MlflowServer(_Service):
 
     name = "mlflow"
 
-    def __init__(self, data_dir: Path | None = None, log_dir: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path | None = None, log_dir: Path | None = None, port: int | None = None
+    ) -> None:
         super().__init__(log_dir or data_dir)
         self.data_dir = Path(data_dir) if data_dir else self.log_dir
         self.port = port
@@ -180,10 +182,19 @@ class MlflowServer(_Service):
         for _attempt in range(3):
             port = self.port or free_port()
             argv = [
-                binary, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                "--backend-store-uri", f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}",
-                "--default-artifact-root", str((self.data_dir / "artifacts").resolve()),
-            ]  # fmt: skip
+                binary,
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}",
+                "--default-artifact-root",
+                str((self.data_dir / "artifacts").resolve()),
+            ]
             env = {
                 "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
                 "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",

@@ -18,7 +18,7 @@ from typing import Any
 
 from devhost.host import FunctionHost, InvocationError
 
-__all__ = ["TimerScheduler", "QueuePoller", "next_fire"]
+__all__ = ["QueuePoller", "TimerScheduler", "next_fire"]
 
 log = logging.getLogger("devhost.triggers")
 
@@ -36,7 +36,9 @@ def next_fire(schedule: str, after: datetime) -> datetime:
     if len(fields) == 5:  # classic cron is accepted too
         fields = ["0", *fields]
     if len(fields) != 6:
-        raise ValueError(f"NCRONTAB schedule {schedule!r} must have 6 fields (second minute hour day month weekday)")
+        raise ValueError(
+            f"NCRONTAB schedule {schedule!r} must have 6 fields (second minute hour day month weekday)"
+        )
     return croniter(" ".join([*fields[1:], fields[0]]), after).get_next(datetime)
 
 
@@ -78,10 +80,20 @@ class TimerScheduler:
 class QueuePoller:
     """Polls the queues of queue-triggered functions in Azurite and invokes the functions."""
 
-    def __init__(self, host: FunctionHost, env: dict[str, str] | None = None, interval: float = 0.25,
-                 max_dequeue_count: int = 5, visibility_timeout: int = 2) -> None:  # fmt: skip
+    def __init__(
+        self,
+        host: FunctionHost,
+        env: dict[str, str] | None = None,
+        interval: float = 0.25,
+        max_dequeue_count: int = 5,
+        visibility_timeout: int = 2,
+    ) -> None:
         self.host, self.env = host, env if env is not None else dict(os.environ)
-        self.interval, self.max_dequeue_count, self.visibility_timeout = interval, max_dequeue_count, visibility_timeout
+        self.interval, self.max_dequeue_count, self.visibility_timeout = (
+            interval,
+            max_dequeue_count,
+            visibility_timeout,
+        )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -109,7 +121,9 @@ class QueuePoller:
         poison = self._client(connection, f"{queue_name}-poison")
         while not self._stop.is_set():
             try:
-                messages = list(client.receive_messages(max_messages=16, visibility_timeout=self.visibility_timeout))
+                messages = list(
+                    client.receive_messages(max_messages=16, visibility_timeout=self.visibility_timeout)
+                )
             except Exception as exc:
                 log.warning("polling queue %s failed: %s", queue_name, exc)
                 messages = []
@@ -129,8 +143,12 @@ class QueuePoller:
             if message.dequeue_count >= self.max_dequeue_count:
                 poison.send_message(message.content)
                 client.delete_message(message)
-                log.warning("message %s moved to %s-poison after %d attempts", message.id,
-                            info.trigger["queueName"], message.dequeue_count)
+                log.warning(
+                    "message %s moved to %s-poison after %d attempts",
+                    message.id,
+                    info.trigger["queueName"],
+                    message.dequeue_count,
+                )
             return  # otherwise it becomes visible again after the visibility timeout
         client.delete_message(message)
 

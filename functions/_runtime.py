@@ -3,7 +3,7 @@ and the translation of ``azure.functions`` trigger objects into plain dicts for 
 
 from __future__ import annotations
 
-from functools import lru_cache
+import threading
 from typing import Any
 
 import azure.functions as func
@@ -11,26 +11,20 @@ import azure.functions as func
 from shared.logs import configure_logging
 from shared.settings import get_settings, reset_settings
 
-__all__ = ["event_as_dict", "scoring_service", "reset_services"]
+__all__ = ["event_as_dict", "reset_services", "scoring_service"]
 
 
-@lru_cache(maxsize=1)
-def _logging_configured() -> bool:
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_file)
-    return True
+_lock = threading.Lock()
+_services: dict[str, Any] = {}
 
 
-@lru_cache(maxsize=1)
-def scoring_service() -> Any:
-    """The scoring use case with its real adapters (built on first use, then reused)."""
+def _build_scoring_service() -> Any:
     from shared.adapters import AzureBlobStore, TableLedger
     from shared.adapters.mlflow_registry import MlflowRegistry
     from shared.adapters.publisher import publisher_from_settings
     from shared.models import ModelCache
     from shared.scoring import ScoringService
 
-    _logging_configured()
     settings = get_settings()
     blobs = AzureBlobStore.from_settings(settings)
     blobs.ensure_containers(settings.output_container, settings.failed_container)
@@ -44,11 +38,27 @@ def scoring_service() -> Any:
     )
 
 
+def scoring_service() -> Any:
+    """The scoring use case with its real adapters: built once per process, even when the first
+    invocations arrive together (they share one model cache)."""
+    service = _services.get("scoring")
+    if service is None:
+        with _lock:
+            if "logging" not in _services:
+                settings = get_settings()
+                configure_logging(settings.log_level, settings.log_file, console=settings.log_console)
+                _services["logging"] = True
+            if "scoring" not in _services:
+                _services["scoring"] = _build_scoring_service()
+            service = _services["scoring"]
+    return service
+
+
 def reset_services() -> None:
     """Forget settings and services (after the environment changed: devhost, tests)."""
-    reset_settings()
-    scoring_service.cache_clear()
-    _logging_configured.cache_clear()
+    with _lock:
+        reset_settings()
+        _services.clear()
 
 
 def event_as_dict(event: func.EventGridEvent | func.CloudEvent) -> dict[str, Any]:

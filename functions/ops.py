@@ -17,7 +17,9 @@ bp = func.Blueprint()
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """Liveness: answers without touching any dependency."""
-    return func.HttpResponse(json.dumps({"status": "ok", "service": "scorehook"}), mimetype="application/json")
+    return func.HttpResponse(
+        json.dumps({"status": "ok", "service": "scorehook"}), mimetype="application/json"
+    )
 
 
 @bp.function_name("status")

@@ -22,25 +22,25 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "ScorehookError",
-    "InputError",
+    "AlreadyClaimedError",
+    "BlobChangedError",
+    "BlobNotFoundError",
+    "ConfigurationError",
     "EventError",
-    "MalformedEventError",
-    "MissingFieldError",
-    "UnsupportedEventError",
     "EventSourceError",
     "FileFormatError",
-    "SchemaMismatchError",
-    "BlobNotFoundError",
-    "BlobChangedError",
+    "InputError",
+    "MalformedEventError",
+    "MissingFieldError",
     "ModelError",
     "ModelNotFoundError",
-    "TransientError",
-    "StorageUnavailableError",
-    "RegistryUnavailableError",
     "PublishError",
-    "ConfigurationError",
-    "AlreadyClaimedError",
+    "RegistryUnavailableError",
+    "SchemaMismatchError",
+    "ScorehookError",
+    "StorageUnavailableError",
+    "TransientError",
+    "UnsupportedEventError",
 ]
 
 

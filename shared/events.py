@@ -57,22 +57,39 @@ SUBSCRIPTION_VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
 # Scorehook's CloudEvents extension that carries the Event Grid ``dataVersion`` across (when not empty).
 _ENVELOPES: dict[str, tuple[tuple[str, str | None, bool], ...]] = {
     "eventgrid": (
-        ("id", "id", True), ("eventType", "type", True), ("topic", "source", False),
-        ("subject", "subject", True), ("eventTime", "time", True), ("data", "data", True),
-        ("dataVersion", "data_version", False), ("metadataVersion", None, False),
+        ("id", "id", True),
+        ("eventType", "type", True),
+        ("topic", "source", False),
+        ("subject", "subject", True),
+        ("eventTime", "time", True),
+        ("data", "data", True),
+        ("dataVersion", "data_version", False),
+        ("metadataVersion", None, False),
     ),
     "cloudevents": (
-        ("id", "id", True), ("type", "type", True), ("source", "source", True),
-        ("subject", "subject", False), ("time", "time", False), ("data", "data", False),
-        ("dataversion", "data_version", False), ("specversion", None, True),
+        ("id", "id", True),
+        ("type", "type", True),
+        ("source", "source", True),
+        ("subject", "subject", False),
+        ("time", "time", False),
+        ("data", "data", False),
+        ("dataversion", "data_version", False),
+        ("specversion", None, True),
     ),
-}  # fmt: skip
+}
 _SCHEMA_NAMES = {"eventgrid": "Event Grid event", "cloudevents": "CloudEvents event"}
 _BLOB_SUBJECT = re.compile(r"/?blobServices/default/containers/(?P<container>[^/]+)/blobs/(?P<blob>.+)")
 _TOPIC_ACCOUNT = re.compile(r"/storageAccounts/(?P<account>[^/]+)", re.IGNORECASE)
 _HOST_STYLE_SERVICES = ("blob", "dfs")  # {account}.blob.core.windows.net, {account}.dfs.core.windows.net, ...
-_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
-               float: "a number", type(None): "null"}  # fmt: skip
+_JSON_TYPES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    type(None): "null",
+}
 
 
 def _json_type(value: Any) -> str:
@@ -172,9 +189,16 @@ class Event:
             ...       time=datetime(2026, 1, 2, tzinfo=UTC)).as_eventgrid()["eventTime"]
             '2026-01-02T00:00:00.000000Z'
         """
-        body = {"id": self.id, "topic": self.source, "subject": self.subject, "eventType": self.type,
-                "eventTime": _format_time(self.time) if self.time else None, "data": self.data,
-                "dataVersion": self.data_version, "metadataVersion": "1"}  # fmt: skip
+        body = {
+            "id": self.id,
+            "topic": self.source,
+            "subject": self.subject,
+            "eventType": self.type,
+            "eventTime": _format_time(self.time) if self.time else None,
+            "data": self.data,
+            "dataVersion": self.data_version,
+            "metadataVersion": "1",
+        }
         return {key: value for key, value in body.items() if value is not None and (key != "topic" or value)}
 
     def as_cloudevent(self) -> dict[str, Any]:
@@ -186,9 +210,16 @@ class Event:
             >>> body["specversion"], body["traceparent"], sorted(body)
             ('1.0', '00-ab-cd-01', ['data', 'id', 'source', 'specversion', 'traceparent', 'type'])
         """
-        body = {"specversion": "1.0", "id": self.id, "source": self.source, "subject": self.subject or None,
-                "type": self.type, "time": _format_time(self.time) if self.time else None, "data": self.data,
-                "dataversion": self.data_version or None}  # fmt: skip
+        body = {
+            "specversion": "1.0",
+            "id": self.id,
+            "source": self.source,
+            "subject": self.subject or None,
+            "type": self.type,
+            "time": _format_time(self.time) if self.time else None,
+            "data": self.data,
+            "dataversion": self.data_version or None,
+        }
         return {**self.extensions, **{key: value for key, value in body.items() if value is not None}}
 
 
@@ -246,14 +277,22 @@ class BlobCreated(Event):
             raise EventSourceError(
                 f"{where}: {origin} names storage account {topic_account['account']!r} "
                 f"but data.url names {account!r}",
-                topic_account=topic_account["account"], url_account=account,
-            )  # fmt: skip
+                topic_account=topic_account["account"],
+                url_account=account,
+            )
         return cls(
-            **_envelope_of(event), etag=data.required_text("eTag"), url=url,
-            api=data.text("api"), content_type=data.text("contentType"), blob_type=data.text("blobType"),
-            content_length=data.integer("contentLength"), sequencer=data.text("sequencer"),
-            account=account, container=container, blob_name=blob_name,
-        )  # fmt: skip
+            **_envelope_of(event),
+            etag=data.required_text("eTag"),
+            url=url,
+            api=data.text("api"),
+            content_type=data.text("contentType"),
+            blob_type=data.text("blobType"),
+            content_length=data.integer("contentLength"),
+            sequencer=data.text("sequencer"),
+            account=account,
+            container=container,
+            blob_name=blob_name,
+        )
 
 
 def _split_blob_url(url: str, where: str) -> tuple[str, str, str]:
@@ -267,7 +306,7 @@ def _split_blob_url(url: str, where: str) -> tuple[str, str, str]:
             f"{where}: data.url {url!r} is not a blob URL "
             "(https://{account}.blob.core.windows.net/{container}/{blob} or http://host:port/{account}/{container}/{blob})",
             field="data.url",
-        )  # fmt: skip
+        )
     return account.lower(), unquote(segments[0]), unquote("/".join(segments[1:]))
 
 
@@ -285,8 +324,9 @@ def _check_subject(event: Event, url: str, container: str, blob_name: str, where
         raise EventSourceError(
             f"{where}: subject names blob {match['container']}/{match['blob']!r} "
             f"but data.url names {container}/{blob_name!r}",
-            subject=event.subject, url=url,
-        )  # fmt: skip
+            subject=event.subject,
+            url=url,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -299,8 +339,11 @@ class SubscriptionValidation(Event):
     @classmethod
     def from_event(cls, event: Event) -> SubscriptionValidation:
         data = _data_object(event, f"SubscriptionValidation event {event.id}")
-        return cls(**_envelope_of(event), validation_code=data.required_text("validationCode"),
-                   validation_url=data.text("validationUrl"))  # fmt: skip
+        return cls(
+            **_envelope_of(event),
+            validation_code=data.required_text("validationCode"),
+            validation_url=data.text("validationUrl"),
+        )
 
 
 _TYPED: dict[str, type[Event]] = {

@@ -23,9 +23,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["bind", "bound", "capture_logs", "configure_logging", "get_logger", "JsonFormatter"]
+__all__ = ["JsonFormatter", "bind", "bound", "capture_logs", "configure_logging", "get_logger"]
 
-_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("scorehook_log_context", default={})
+_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("scorehook_log_context", default={})  # noqa: B039 - never mutated, only replaced
 _ROOT = "scorehook"
 # Attributes every LogRecord has; anything else passed through ``extra=`` is a field of the line.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -79,8 +79,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(self.as_dict(record), default=_json_default, ensure_ascii=False)
 
 
-def configure_logging(level: str = "INFO", log_file: str | None = None, stream: Any = None) -> None:
-    """Send the ``scorehook`` logger tree to the console (and a file) as JSON lines. Idempotent."""
+def configure_logging(
+    level: str = "INFO", log_file: str | None = None, stream: Any = None, console: bool = True
+) -> None:
+    """Send the ``scorehook`` logger tree to the console and/or a file as JSON lines. Idempotent."""
     root = logging.getLogger(_ROOT)
     root.setLevel(level.upper())
     root.propagate = False
@@ -88,7 +90,9 @@ def configure_logging(level: str = "INFO", log_file: str | None = None, stream: 
         if getattr(handler, "_scorehook", False):
             root.removeHandler(handler)
             handler.close()
-    handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stderr)]
+    handlers: list[logging.Handler] = (
+        [logging.StreamHandler(stream or sys.stderr)] if console or stream else []
+    )
     if log_file:
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     for handler in handlers:

@@ -23,9 +23,14 @@ from typing import Any
 
 from shared.errors import ModelError
 
-__all__ = ["OnnxModel", "ModelInput", "ModelCache", "load_model_dir"]
+__all__ = ["ModelCache", "ModelInput", "OnnxModel", "load_model_dir"]
 
-_NUMERIC = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64", "tensor(int32)": "int32"}
+_NUMERIC = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+}
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,9 @@ class OnnxModel:
             elif node.type in _NUMERIC:
                 inputs.append(ModelInput(node.name, _NUMERIC[node.type]))
             else:
-                raise ModelError(f"ONNX input {node.name!r} has unsupported type {node.type}", input=node.name)
+                raise ModelError(
+                    f"ONNX input {node.name!r} has unsupported type {node.type}", input=node.name
+                )
         self.inputs: tuple[ModelInput, ...] = tuple(inputs)
         self.output_names = [o.name for o in session.get_outputs()]
 
@@ -115,7 +122,9 @@ def load_model_dir(path: str | Path) -> OnnxModel:
     flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {})
     if "onnx" in flavors:
         return OnnxModel.from_file(path / flavors["onnx"].get("data", "model.onnx"))
-    raise ModelError(f"model at {path} has no onnx flavor (flavors: {sorted(flavors)})", flavors=sorted(flavors))
+    raise ModelError(
+        f"model at {path} has no onnx flavor (flavors: {sorted(flavors)})", flavors=sorted(flavors)
+    )
 
 
 class ModelCache:

@@ -13,11 +13,11 @@ from typing import Any, Protocol, runtime_checkable
 __all__ = [
     "BlobInfo",
     "BlobStore",
-    "LedgerRecord",
-    "Ledger",
     "EventPublisher",
-    "ModelVersion",
+    "Ledger",
+    "LedgerRecord",
     "ModelRegistry",
+    "ModelVersion",
 ]
 
 
@@ -42,7 +42,9 @@ class BlobStore(Protocol):
         """Properties of one blob; ``FileNotFoundError`` when it does not exist."""
         ...
 
-    def read_chunks(self, container: str, name: str, chunk_size: int = 4 << 20, etag: str | None = None) -> Iterator[bytes]:
+    def read_chunks(
+        self, container: str, name: str, chunk_size: int = 4 << 20, etag: str | None = None
+    ) -> Iterator[bytes]:
         """The blob's bytes in ranged chunks; with ``etag``, fails if the blob changed meanwhile."""
         ...
 
@@ -101,7 +103,9 @@ class LedgerRecord:
 class Ledger(Protocol):
     """Where every action is claimed before it runs, and its outcome recorded."""
 
-    def claim(self, key: str, owner: str, ttl_seconds: float, details: Mapping[str, Any] | None = None) -> LedgerRecord | None:
+    def claim(
+        self, key: str, owner: str, ttl_seconds: float, details: Mapping[str, Any] | None = None
+    ) -> LedgerRecord | None:
         """Claim ``key``. Returns the new claim, or ``None`` with the existing record readable by :meth:`get`
         when the key is finished or held by a live claim. An expired claim is taken over."""
         ...

@@ -19,8 +19,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import os
+import re
 import socket
 import tempfile
 import time
@@ -43,7 +43,7 @@ from shared.models import ModelCache, OnnxModel, load_model_dir
 from shared.ports import BlobStore, EventPublisher, Ledger, LedgerRecord, ModelRegistry, ModelVersion
 from shared.settings import Settings
 
-__all__ = ["ScoringService", "ScoringOutcome", "output_name", "failure_name", "idempotency_key"]
+__all__ = ["ScoringOutcome", "ScoringService", "failure_name", "idempotency_key", "output_name"]
 
 _log = get_logger("scoring")
 _BLOCK_BYTES = 4 << 20
@@ -183,7 +183,9 @@ class ScoringService:
 
         return version, self.models.get(version.uri, load)
 
-    def _score_claimed(self, event: BlobCreated, key: str, claim: LedgerRecord, started: float) -> ScoringOutcome:
+    def _score_claimed(
+        self, event: BlobCreated, key: str, claim: LedgerRecord, started: float
+    ) -> ScoringOutcome:
         version, model = self._model(self.settings.model_uri)
         with bind(model=version.name, model_version=version.version):
             counts = {"rows_read": 0, "rows_scored": 0}
@@ -199,18 +201,26 @@ class ScoringService:
             }
             # Lineage that depends on the whole file is known only after the last block is staged.
             self.blobs.write_blocks(
-                self.settings.output_container, output, _LineageBlocks(blocks, metadata, counts, started),
-                metadata=metadata, content_type="text/csv",
-            )  # fmt: skip
-            details = {**metadata, **counts, "output": f"{self.settings.output_container}/{output}"}
+                self.settings.output_container,
+                output,
+                _LineageBlocks(blocks, metadata, counts, started),
+                metadata=metadata,
+                content_type="text/csv",
+            )
+            location = f"{self.settings.output_container}/{output}"
+            details: dict[str, Any] = {**metadata, **counts, "output": location}
             self.ledger.finish(claim, "succeeded", details)
             elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
             self._publish("Scorehook.Scoring.Completed", event, {**details, "elapsed_ms": elapsed_ms})
-            _log.info("file scored", extra={**counts, "output": details["output"], "elapsed_ms": elapsed_ms})
+            _log.info("file scored", extra={**counts, "output": location, "elapsed_ms": elapsed_ms})
             return ScoringOutcome(
-                "succeeded", key, output=details["output"], rows=counts["rows_scored"], model=version.uri,
+                "succeeded",
+                key,
+                output=location,
+                rows=counts["rows_scored"],
+                model=version.uri,
                 details=details,
-            )  # fmt: skip
+            )
 
     def _predict_blocks(
         self, event: BlobCreated, model: OnnxModel, version: ModelVersion, counts: dict[str, int]
@@ -218,13 +228,22 @@ class ScoringService:
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
-        column_types = {c.name: (pa.string() if c.is_string else pa.from_numpy_dtype(c.dtype)) for c in model.inputs}
+        column_types = {
+            c.name: (pa.string() if c.is_string else pa.from_numpy_dtype(c.dtype)) for c in model.inputs
+        }
         column_types["id"] = pa.string()
         stream = io.BufferedReader(
             _ChunkStream(self.blobs.read_chunks(event.container, event.blob_name, _READ_CHUNK, event.etag)),
             buffer_size=_READ_CHUNK,
         )
         header = _header(stream.peek(_READ_CHUNK))
+        missing = [c.name for c in model.inputs if header and c.name not in header]
+        if missing:
+            raise SchemaMismatchError(
+                f"column {missing[0]!r} required by model {version.uri} is missing (missing: {', '.join(missing)})",
+                column=missing[0],
+                missing=missing,
+            )
         try:
             reader = pacsv.open_csv(
                 stream,
@@ -237,8 +256,9 @@ class ScoringService:
         if missing:
             raise SchemaMismatchError(
                 f"column {missing[0]!r} required by model {version.uri} is missing (missing: {', '.join(missing)})",
-                column=missing[0], missing=missing,
-            )  # fmt: skip
+                column=missing[0],
+                missing=missing,
+            )
         keys = ["id"] if "id" in reader.schema.names else []
         sink, writer = io.BytesIO(), None
         while True:
@@ -278,11 +298,15 @@ class ScoringService:
                 row = rows_before + int(pc.index(pc.is_null(array), True).as_py())
                 raise SchemaMismatchError(
                     f"column {column.name!r} has an empty value at data row {row + 1}",
-                    reason="missing_value", column=column.name, row=row + 1,
-                )  # fmt: skip
+                    reason="missing_value",
+                    column=column.name,
+                    row=row + 1,
+                )
 
     # -- outcomes -------------------------------------------------------------------------------
-    def _failure_record(self, event: BlobCreated, exc: ScorehookError, elapsed_ms: float | None) -> dict[str, Any]:
+    def _failure_record(
+        self, event: BlobCreated, exc: ScorehookError, elapsed_ms: float | None
+    ) -> dict[str, Any]:
         return {
             "failed_at": datetime.now(UTC).isoformat(),
             "blob": f"{event.container}/{event.blob_name}",
@@ -296,9 +320,12 @@ class ScoringService:
     def _write_failure(self, event: BlobCreated, record: dict[str, Any]) -> str:
         name = failure_name(event.container, event.blob_name, event.etag)
         self.blobs.write_bytes(
-            self.settings.failed_container, name, json.dumps(record, indent=2, default=str).encode(),
-            content_type="application/json", metadata={"reason": record["reason"]},
-        )  # fmt: skip
+            self.settings.failed_container,
+            name,
+            json.dumps(record, indent=2, default=str).encode(),
+            content_type="application/json",
+            metadata={"reason": record["reason"]},
+        )
         return f"{self.settings.failed_container}/{name}"
 
     def _record_failure(
@@ -306,15 +333,23 @@ class ScoringService:
     ) -> ScoringOutcome:
         record = self._failure_record(event, exc, round((time.perf_counter() - started) * 1000, 1))
         location = self._write_failure(event, record)
-        self.ledger.finish(claim, "failed", {"reason": exc.reason, "message": exc.message, "failure": location})
-        self._publish("Scorehook.Scoring.Failed", event, {"reason": exc.reason, "message": exc.message, "failure": location})
+        self.ledger.finish(
+            claim, "failed", {"reason": exc.reason, "message": exc.message, "failure": location}
+        )
+        self._publish(
+            "Scorehook.Scoring.Failed",
+            event,
+            {"reason": exc.reason, "message": exc.message, "failure": location},
+        )
         _log.warning("file rejected", extra={"reason": exc.reason, "error": exc.message, "failure": location})
         return ScoringOutcome("failed", key, failure=location, reason=exc.reason, details=exc.to_record())
 
     def _reject_unclaimed(self, event: BlobCreated, key: str, exc: InputError) -> ScoringOutcome:
         # Events for sources we do not serve are recorded but never claimed: nothing to score.
         location = self._write_failure(event, self._failure_record(event, exc, None))
-        _log.warning("event rejected", extra={"reason": exc.reason, "error": exc.message, "failure": location})
+        _log.warning(
+            "event rejected", extra={"reason": exc.reason, "error": exc.message, "failure": location}
+        )
         return ScoringOutcome("failed", key, failure=location, reason=exc.reason, details=exc.to_record())
 
     def _publish(self, event_type: str, event: BlobCreated, data: dict[str, Any]) -> None:
@@ -337,27 +372,36 @@ def _header(head: bytes) -> list[str]:
 def _read_error(exc: Exception, header: list[str], rows_before: int) -> InputError:
     """pyarrow's CSV errors as our own: a value of the wrong type names its column and value."""
     if isinstance(exc, UnicodeDecodeError):
-        return FileFormatError(f"the file is not UTF-8 text: {exc.reason} at byte {exc.start}", encoding="utf-8")
+        return FileFormatError(
+            f"the file is not UTF-8 text: {exc.reason} at byte {exc.start}", encoding="utf-8"
+        )
     message = str(exc)
     if "invalid UTF8" in message:
-        column = re.search(r"column #(\d+)", message)
-        name = header[int(column[1])] if column and int(column[1]) < len(header) else "?"
+        found = re.search(r"column #(\d+)", message)
+        name = header[int(found[1])] if found and int(found[1]) < len(header) else "?"
         return FileFormatError(f"the file is not UTF-8 text (column {name!r})", encoding="utf-8", column=name)
     match = _CONVERSION.search(message)
     if match:
         index, type_name, value = int(match[1]), match[2], match[3]
         column = header[index] if index < len(header) else f"#{index}"
         return SchemaMismatchError(
-            f"column {column!r} has value {value!r} that is not a {type_name} (in the rows after data row {rows_before})",
-            reason="bad_value", column=column, value=value, expected=type_name, row_after=rows_before,
-        )  # fmt: skip
+            f"column {column!r} has value {value!r} that is not a {type_name} "
+            + (f"(after data row {rows_before})" if rows_before else "(in the first block of rows)"),
+            reason="bad_value",
+            column=column,
+            value=value,
+            expected=type_name,
+            row_after=rows_before,
+        )
     return FileFormatError(f"not a readable CSV file: {message}", row_after=rows_before)
 
 
 class _LineageBlocks:
     """Iterates the output blocks; when exhausted, completes the metadata with counts and timing."""
 
-    def __init__(self, blocks: Iterator[bytes], metadata: dict[str, str], counts: dict[str, int], started: float):
+    def __init__(
+        self, blocks: Iterator[bytes], metadata: dict[str, str], counts: dict[str, int], started: float
+    ):
         self._blocks, self._metadata, self._counts, self._started = blocks, metadata, counts, started
 
     def __iter__(self) -> Iterator[bytes]:

@@ -21,11 +21,18 @@ from typing import Any
 
 from shared.errors import ConfigurationError
 
-__all__ = ["Settings", "SETTING_NAMES", "get_settings", "reset_settings"]
+__all__ = ["SETTING_NAMES", "Settings", "get_settings", "reset_settings"]
 
 
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _flag(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+        raise ValueError(value)
+    return lowered in {"true", "1", "yes"}
 
 
 def _setting(name: str, default: Any = None, parse: Any = str, secret: bool = False) -> Any:
@@ -59,6 +66,7 @@ class Settings:
     events_topic_key: str | None = _setting("SCOREHOOK_EVENTS_TOPIC_KEY", secret=True)
     log_level: str = _setting("SCOREHOOK_LOG_LEVEL", "INFO")
     log_file: str | None = _setting("SCOREHOOK_LOG_FILE")
+    log_console: bool = _setting("SCOREHOOK_LOG_CONSOLE", True, _flag)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -47,9 +47,13 @@ class FakeBlobStore:
         try:
             return self._blobs[(container, name)][1]
         except KeyError:
-            raise BlobNotFoundError(f"blob {container}/{name} does not exist", blob=f"{container}/{name}") from None
+            raise BlobNotFoundError(
+                f"blob {container}/{name} does not exist", blob=f"{container}/{name}"
+            ) from None
 
-    def read_chunks(self, container: str, name: str, chunk_size: int = 4 << 20, etag: str | None = None) -> Iterator[bytes]:
+    def read_chunks(
+        self, container: str, name: str, chunk_size: int = 4 << 20, etag: str | None = None
+    ) -> Iterator[bytes]:
         info = self.properties(container, name)
         if etag and info.etag != etag:
             raise BlobChangedError(f"blob {container}/{name} changed (eTag {etag} is stale)")
@@ -61,9 +65,15 @@ class FakeBlobStore:
         return b"".join(self.read_chunks(container, name))
 
     def write_bytes(
-        self, container: str, name: str, data: bytes, *, metadata: Mapping[str, str] | None = None,
-        content_type: str | None = None, overwrite: bool = True,
-    ) -> str:  # fmt: skip
+        self,
+        container: str,
+        name: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        overwrite: bool = True,
+    ) -> str:
         self._maybe_fail()
         with self._lock:
             if not overwrite and (container, name) in self._blobs:
@@ -75,11 +85,18 @@ class FakeBlobStore:
         return etag
 
     def write_blocks(
-        self, container: str, name: str, blocks: Iterable[bytes], *, metadata: Mapping[str, str] | None = None,
+        self,
+        container: str,
+        name: str,
+        blocks: Iterable[bytes],
+        *,
+        metadata: Mapping[str, str] | None = None,
         content_type: str | None = None,
-    ) -> str:  # fmt: skip
+    ) -> str:
         staged = [bytes(b) for b in blocks]  # an error while producing blocks leaves nothing visible
-        return self.write_bytes(container, name, b"".join(staged), metadata=metadata, content_type=content_type)
+        return self.write_bytes(
+            container, name, b"".join(staged), metadata=metadata, content_type=content_type
+        )
 
     def list_blobs(self, container: str, prefix: str | None = None) -> Iterator[BlobInfo]:
         for (c, name), (_, info) in sorted(self._blobs.items()):
@@ -102,14 +119,24 @@ class FakeLedger:
     def get(self, key: str) -> LedgerRecord | None:
         return self._records.get(key)
 
-    def claim(self, key: str, owner: str, ttl_seconds: float, details: Mapping[str, Any] | None = None) -> LedgerRecord | None:
+    def claim(
+        self, key: str, owner: str, ttl_seconds: float, details: Mapping[str, Any] | None = None
+    ) -> LedgerRecord | None:
         with self._lock:
             now = self.clock()
             existing = self._records.get(key)
             if existing and not (existing.status == "claimed" and existing.expires_at <= now):
                 return None
             attempts = existing.attempts + 1 if existing else 1
-            record = LedgerRecord(key, "claimed", owner, attempts, now + ttl_seconds, dict(details or {}), str(next(self._versions)))
+            record = LedgerRecord(
+                key,
+                "claimed",
+                owner,
+                attempts,
+                now + ttl_seconds,
+                dict(details or {}),
+                str(next(self._versions)),
+            )
             self._records[key] = record
             return record
 
@@ -121,8 +148,13 @@ class FakeLedger:
     def finish(self, claim: LedgerRecord, status: str, details: Mapping[str, Any]) -> LedgerRecord:
         with self._lock:
             self._owned(claim)
-            record = replace(claim, status=status, expires_at=0.0, details={**claim.details, **details},
-                             etag=str(next(self._versions)))
+            record = replace(
+                claim,
+                status=status,
+                expires_at=0.0,
+                details={**claim.details, **details},
+                etag=str(next(self._versions)),
+            )
             self._records[claim.key] = record
             return record
 

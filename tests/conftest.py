@@ -62,17 +62,27 @@ def unique() -> str:
 class DevhostProcess:
     """A devhost running as its own process (as ``func start`` would), reached over HTTP."""
 
-    def __init__(self, settings: dict[str, Any], settings_path: Path, process: subprocess.Popen[str], log: Path):
+    def __init__(
+        self, settings: dict[str, Any], settings_path: Path, process: subprocess.Popen[str], log: Path
+    ):
         self.settings, self.settings_path, self.process, self.log = settings, settings_path, process, log
         self.base_url = f"http://127.0.0.1:{settings['Host']['LocalHttpPort']}"
         self.function_key = settings["Host"]["FunctionKey"]
         self.master_key = settings["Host"]["MasterKey"]
         self.env = settings["Values"]
 
-    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-                timeout: float = 60) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> tuple[int, dict[str, str], bytes]:
         data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method, headers=headers or {})
+        req = urllib.request.Request(
+            f"{self.base_url}{path}", data=data, method=method, headers=headers or {}
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as response:
                 return response.status, dict(response.headers), response.read()
@@ -80,7 +90,9 @@ class DevhostProcess:
             return exc.code, dict(exc.headers), exc.read()
 
     def deliveries(self) -> list[dict[str, Any]]:
-        _, _, body = self.request("GET", "/admin/eventgrid/deliveries", headers={"x-functions-key": self.master_key})
+        _, _, body = self.request(
+            "GET", "/admin/eventgrid/deliveries", headers={"x-functions-key": self.master_key}
+        )
         return json.loads(body)["deliveries"]
 
     def wait_for(self, predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
@@ -95,8 +107,15 @@ class DevhostProcess:
         raise AssertionError(f"timed out waiting for {what}; devhost log:\n{self.log.read_text()[-3000:]}")
 
 
-def start_devhost(tmp_path: Path, azurite: Azurite, mlflow_uri: str, *, app: str = "function_app:app",
-                  subscriptions: Path | None = None, extra: dict[str, str] | None = None) -> DevhostProcess:  # fmt: skip
+def start_devhost(
+    tmp_path: Path,
+    azurite: Azurite,
+    mlflow_uri: str,
+    *,
+    app: str = "function_app:app",
+    subscriptions: Path | None = None,
+    extra: dict[str, str] | None = None,
+) -> DevhostProcess:
     """Write a local.settings.json for the running services and start devhost on a free port."""
     port = free_port()
     settings = local_settings(azurite, mlflow_uri, port)
@@ -108,12 +127,24 @@ def start_devhost(tmp_path: Path, azurite: Azurite, mlflow_uri: str, *, app: str
     if subscriptions:
         argv += ["--subscriptions", str(subscriptions)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "e2e")])}
-    process = subprocess.Popen(argv, cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True, env=env)  # noqa: SIM115
+    process = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdout=open(log, "w"),  # noqa: SIM115 - the child process owns it
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     dev = DevhostProcess(settings, path, process, log)
 
     def up() -> bool:
         try:
-            return dev.request("GET", "/admin/host/status", headers={"x-functions-key": dev.master_key}, timeout=2)[0] == 200
+            return (
+                dev.request(
+                    "GET", "/admin/host/status", headers={"x-functions-key": dev.master_key}, timeout=2
+                )[0]
+                == 200
+            )
         except OSError:
             return False
 

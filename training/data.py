@@ -121,8 +121,9 @@ def _block(seed: int, index: int, drift: float) -> dict[str, np.ndarray]:
     return out
 
 
-def generate(rows: int, *, seed: int = 0, drift: float = 0.0, start: int = 0,
-             include_label: bool = True) -> pa.Table:  # fmt: skip
+def generate(
+    rows: int, *, seed: int = 0, drift: float = 0.0, start: int = 0, include_label: bool = True
+) -> pa.Table:
     """Rows ``start .. start+rows-1`` of the synthetic dataset as a table with ``SCHEMA``.
 
     Deterministic for ``(seed, drift, start, rows)``; ``drift`` in [0, 1] moves ``DRIFTED`` columns and
@@ -143,14 +144,22 @@ def generate(rows: int, *, seed: int = 0, drift: float = 0.0, start: int = 0,
     names = [c for c in SCHEMA.names if c != KEY and (include_label or c != LABEL)]
     columns = {KEY: pa.array([f"r{i + 1:08d}" for i in range(start, start + rows)], pa.string())}
     for name in names:
-        values: Any = np.concatenate([b[name] for b in blocks])[lo:lo + rows] if blocks else []
+        values: Any = np.concatenate([b[name] for b in blocks])[lo : lo + rows] if blocks else []
         columns[name] = pa.array(values, SCHEMA.field(name).type)
     schema = SCHEMA if include_label else SCHEMA.remove(SCHEMA.get_field_index(LABEL))
     return pa.table(columns, schema=schema)
 
 
-def write_file(path: str | Path, rows: int, *, fmt: str = "csv", seed: int = 0, drift: float = 0.0,
-               chunk_rows: int = 65536, include_label: bool = False) -> Path:  # fmt: skip
+def write_file(
+    path: str | Path,
+    rows: int,
+    *,
+    fmt: str = "csv",
+    seed: int = 0,
+    drift: float = 0.0,
+    chunk_rows: int = 65536,
+    include_label: bool = False,
+) -> Path:
     """Write ``rows`` generated rows to ``path`` as ``fmt``, one chunk of ``chunk_rows`` at a time.
 
     Memory stays bounded by one chunk, so any size works. Parquet row groups hold ``chunk_rows`` rows.
@@ -168,8 +177,10 @@ def write_file(path: str | Path, rows: int, *, fmt: str = "csv", seed: int = 0, 
         raise ValueError("chunk_rows must be > 0")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    chunks = (generate(min(chunk_rows, rows - s), seed=seed, drift=drift, start=s,
-                       include_label=include_label) for s in range(0, rows, chunk_rows))  # fmt: skip
+    chunks = (
+        generate(min(chunk_rows, rows - s), seed=seed, drift=drift, start=s, include_label=include_label)
+        for s in range(0, rows, chunk_rows)
+    )
     schema = generate(0, include_label=include_label).schema
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -209,10 +220,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk-rows", type=int, default=65536)
     parser.add_argument("--label", action="store_true", help="include the label column")
     args = parser.parse_args(argv)
-    path = write_file(args.out, args.rows, fmt=args.format, seed=args.seed, drift=args.drift,
-                      chunk_rows=args.chunk_rows, include_label=args.label)  # fmt: skip
-    print(json.dumps({"path": str(path), "rows": args.rows, "format": args.format,
-                      "bytes": path.stat().st_size}))  # fmt: skip
+    path = write_file(
+        args.out,
+        args.rows,
+        fmt=args.format,
+        seed=args.seed,
+        drift=args.drift,
+        chunk_rows=args.chunk_rows,
+        include_label=args.label,
+    )
+    print(
+        json.dumps(
+            {"path": str(path), "rows": args.rows, "format": args.format, "bytes": path.stat().st_size}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -80,14 +80,17 @@ def _pipeline(kind: str, seed: int) -> Any:
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     if kind == "linear":
-        prep = [("num", StandardScaler(), list(NUMERIC)),
-                ("cat", OneHotEncoder(handle_unknown="ignore"), list(CATEGORICAL))]  # fmt: skip
+        prep = [
+            ("num", StandardScaler(), list(NUMERIC)),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), list(CATEGORICAL)),
+        ]
         model = LogisticRegression(max_iter=1000)
     elif kind == "gbm":
         onehot = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
         prep = [("num", "passthrough", list(NUMERIC)), ("cat", onehot, list(CATEGORICAL))]
-        model = GradientBoostingClassifier(n_estimators=60, max_depth=3, learning_rate=0.15, subsample=0.5,
-                                           random_state=seed)  # fmt: skip
+        model = GradientBoostingClassifier(
+            n_estimators=60, max_depth=3, learning_rate=0.15, subsample=0.5, random_state=seed
+        )
     else:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     return Pipeline([("prep", ColumnTransformer(prep)), ("model", model)])
@@ -119,8 +122,11 @@ def evaluate(pipeline: Any, data: pa.Table | Any) -> dict[str, float]:
     frame = _frame(data)
     y, proba = frame[LABEL].to_numpy(), pipeline.predict_proba(frame[list(FEATURES)])[:, 1]
     pred = (proba >= 0.5).astype(int)
-    return {"auc": float(roc_auc_score(y, proba)), "f1": float(f1_score(y, pred)),
-            "accuracy": float(accuracy_score(y, pred))}  # fmt: skip
+    return {
+        "auc": float(roc_auc_score(y, proba)),
+        "f1": float(f1_score(y, pred)),
+        "accuracy": float(accuracy_score(y, pred)),
+    }
 
 
 def onnx_feeds(data: pa.Table | Any, columns: tuple[str, ...] = FEATURES) -> dict[str, np.ndarray]:
@@ -131,8 +137,14 @@ def onnx_feeds(data: pa.Table | Any, columns: tuple[str, ...] = FEATURES) -> dic
         {'x01': ('float32', (4, 1)), 'tier': ('object', (4, 1))}
     """
     frame = _frame(data)
-    return {c: (frame[c].to_numpy(np.float32) if c in NUMERIC or frame[c].dtype.kind in "fiub"
-                else frame[c].to_numpy(object)).reshape(-1, 1) for c in columns}  # fmt: skip
+    return {
+        c: (
+            frame[c].to_numpy(np.float32)
+            if c in NUMERIC or frame[c].dtype.kind in "fiub"
+            else frame[c].to_numpy(object)
+        ).reshape(-1, 1)
+        for c in columns
+    }
 
 
 def validate_onnx(onnx_model: bytes, pipeline: Any, sample: pa.Table | Any) -> dict[str, float]:
@@ -154,16 +166,22 @@ def validate_onnx(onnx_model: bytes, pipeline: Any, sample: pa.Table | Any) -> d
     label, proba = session.run(["label", "probabilities"], onnx_feeds(frame, columns))
     ref = pipeline.predict_proba(frame[list(columns)])
     n = len(frame)
-    stats = {"onnx_max_abs_diff": float(np.max(np.abs(proba - ref))) if n else 0.0,
-             "onnx_label_agreement": float(np.mean(label == pipeline.classes_[ref.argmax(1)])) if n else 1.0,
-             "onnx_rows": float(n)}  # fmt: skip
+    stats = {
+        "onnx_max_abs_diff": float(np.max(np.abs(proba - ref))) if n else 0.0,
+        "onnx_label_agreement": float(np.mean(label == pipeline.classes_[ref.argmax(1)])) if n else 1.0,
+        "onnx_rows": float(n),
+    }
     linear = type(pipeline[-1]).__name__ == "LogisticRegression"
     if linear and stats["onnx_max_abs_diff"] > LINEAR_TOLERANCE:
-        raise OnnxValidationError(f"ONNX probabilities differ by {stats['onnx_max_abs_diff']:.2e} "
-                                  f"> {LINEAR_TOLERANCE:.0e} on {len(frame)} rows")  # fmt: skip
+        raise OnnxValidationError(
+            f"ONNX probabilities differ by {stats['onnx_max_abs_diff']:.2e} "
+            f"> {LINEAR_TOLERANCE:.0e} on {len(frame)} rows"
+        )
     if not linear and stats["onnx_label_agreement"] < TREE_AGREEMENT:
-        raise OnnxValidationError(f"ONNX labels agree on {stats['onnx_label_agreement']:.4%} "
-                                  f"< {TREE_AGREEMENT:.1%} of {len(frame)} rows")  # fmt: skip
+        raise OnnxValidationError(
+            f"ONNX labels agree on {stats['onnx_label_agreement']:.4%} "
+            f"< {TREE_AGREEMENT:.1%} of {len(frame)} rows"
+        )
     return stats
 
 
@@ -180,8 +198,15 @@ def to_onnx(pipeline: Any, sample: pa.Table | Any, *, validate_rows: int = 5000)
 
     frame = _frame(sample.slice(0, validate_rows) if isinstance(sample, pa.Table) else sample[:validate_rows])
     columns = list(pipeline.feature_names_in_)
-    inputs = [(c, FloatTensorType([None, 1]) if c in NUMERIC or frame[c].dtype.kind in "fiub"
-               else StringTensorType([None, 1])) for c in columns]  # fmt: skip
+    inputs = [
+        (
+            c,
+            FloatTensorType([None, 1])
+            if c in NUMERIC or frame[c].dtype.kind in "fiub"
+            else StringTensorType([None, 1]),
+        )
+        for c in columns
+    ]
     model = skl_to_onnx(pipeline, initial_types=inputs, options={type(pipeline[-1]): {"zipmap": False}})
     model.doc_string = "scorehook: " + type(pipeline[-1]).__name__
     data = model.SerializeToString()
@@ -204,8 +229,14 @@ def baseline_profile(data: pa.Table | Any, *, bins: int = PROFILE_BINS) -> dict[
     """
     table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
     rows = table.num_rows
-    profile: dict[str, Any] = {"format": "scorehook.baseline/v1", "rows": rows, "bins": bins, "std_ddof": 0,
-                               "numeric": {}, "categorical": {}}  # fmt: skip
+    profile: dict[str, Any] = {
+        "format": "scorehook.baseline/v1",
+        "rows": rows,
+        "bins": bins,
+        "std_ddof": 0,
+        "numeric": {},
+        "categorical": {},
+    }
     for field in table.schema:
         if field.name in (KEY, LABEL):
             continue
@@ -213,25 +244,37 @@ def baseline_profile(data: pa.Table | Any, *, bins: int = PROFILE_BINS) -> dict[
         if pa.types.is_floating(field.type) or pa.types.is_integer(field.type):
             values = column.to_numpy().astype(np.float64)
             present = values[~np.isnan(values)]
-            entry: dict[str, Any] = {"missing_rate": float(1 - len(present) / rows) if rows else 0.0,
-                                     "std_ddof": 0}  # fmt: skip
+            entry: dict[str, Any] = {
+                "missing_rate": float(1 - len(present) / rows) if rows else 0.0,
+                "std_ddof": 0,
+            }
             if len(present):
                 edges = np.quantile(present, np.linspace(0, 1, bins + 1))
                 counts = np.bincount(np.searchsorted(edges[1:-1], present, side="right"), minlength=bins)
-                entry |= {"edges": edges.tolist(), "counts": counts.tolist(), "min": float(present.min()),
-                          "max": float(present.max()), "mean": float(present.mean()),
-                          "std": float(present.std(ddof=0))}  # fmt: skip
+                entry |= {
+                    "edges": edges.tolist(),
+                    "counts": counts.tolist(),
+                    "min": float(present.min()),
+                    "max": float(present.max()),
+                    "mean": float(present.mean()),
+                    "std": float(present.std(ddof=0)),
+                }
             else:
                 entry |= dict.fromkeys(("edges", "min", "max", "mean", "std")) | {"counts": [0] * bins}
             profile["numeric"][field.name] = entry
         elif pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
             present = rows - column.null_count
-            pairs = [(v["values"], v["counts"]) for v in column.value_counts().to_pylist()
-                     if v["values"] is not None]  # fmt: skip
+            pairs = [
+                (v["values"], v["counts"])
+                for v in column.value_counts().to_pylist()
+                if v["values"] is not None
+            ]
             freq = dict(sorted(pairs, key=lambda kv: (-kv[1], kv[0])))
             profile["categorical"][field.name] = {
-                "counts": freq, "frequencies": {k: n / present for k, n in freq.items()},
-                "missing_rate": column.null_count / rows if rows else 0.0}  # fmt: skip
+                "counts": freq,
+                "frequencies": {k: n / present for k, n in freq.items()},
+                "missing_rate": column.null_count / rows if rows else 0.0,
+            }
     if LABEL in table.column_names and rows:
         profile["label_rate"] = float(np.mean(table.column(LABEL).to_numpy()))
     return profile
@@ -264,10 +307,17 @@ def _mlflow_uris(uri: str) -> Iterator[None]:
             os.environ.pop("MLFLOW_REGISTRY_URI", None)
 
 
-def train_and_register(tracking_uri: str, *, model_name: str = "scorehook-sample", rows: int = 20000,
-                       seed: int = 0, kind: str = "linear", alias: str | None = None,
-                       out_dir: str | Path | None = None,
-                       experiment: str = "scorehook-training") -> dict[str, Any]:  # fmt: skip
+def train_and_register(
+    tracking_uri: str,
+    *,
+    model_name: str = "scorehook-sample",
+    rows: int = 20000,
+    seed: int = 0,
+    kind: str = "linear",
+    alias: str | None = None,
+    out_dir: str | Path | None = None,
+    experiment: str = "scorehook-training",
+) -> dict[str, Any]:
     """Generate ``rows`` labelled rows, train on 80 %, evaluate on 20 %, and log one MLflow run.
 
     The run holds: the ONNX model (``model``, registered as ``model_name``), the scikit-learn pipeline
@@ -295,8 +345,9 @@ def train_and_register(tracking_uri: str, *, model_name: str = "scorehook-sample
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     table = generate(rows, seed=seed, include_label=True)
-    fit_idx, hold_idx = train_test_split(np.arange(rows), test_size=HOLDOUT, random_state=seed,
-                                         stratify=table.column(LABEL).to_numpy())  # fmt: skip
+    fit_idx, hold_idx = train_test_split(
+        np.arange(rows), test_size=HOLDOUT, random_state=seed, stratify=table.column(LABEL).to_numpy()
+    )
     fit, hold = table.take(np.sort(fit_idx)), table.take(np.sort(hold_idx))
     started = time.perf_counter()
     pipeline = train(fit, seed=seed, kind=kind)
@@ -308,16 +359,29 @@ def train_and_register(tracking_uri: str, *, model_name: str = "scorehook-sample
     feeds = onnx_feeds(hold.slice(0, 5))
     signature = ModelSignature(
         inputs=Schema([TensorSpec(v.dtype, (-1, 1), k) for k, v in feeds.items()]),
-        outputs=Schema([TensorSpec(np.dtype("int64"), (-1,), "label"),
-                        TensorSpec(np.dtype("float32"), (-1, 2), "probabilities")]))  # fmt: skip
+        outputs=Schema(
+            [
+                TensorSpec(np.dtype("int64"), (-1,), "label"),
+                TensorSpec(np.dtype("float32"), (-1, 2), "probabilities"),
+            ]
+        ),
+    )
     opsets = onnx.load_from_string(onnx_bytes).opset_import
     opset = max(o.version for o in opsets if o.domain in ("", "ai.onnx"))
     sk_signature = ModelSignature(
         inputs=Schema([ColSpec("double" if c in NUMERIC else "string", c) for c in FEATURES]),
-        outputs=Schema([TensorSpec(np.dtype("int64"), (-1,))]))  # fmt: skip
-    params = {"kind": kind, "seed": seed, "rows": rows, "training_rows": fit.num_rows,
-              "holdout_rows": hold.num_rows, "model_class": type(pipeline[-1]).__name__,
-              "features": len(FEATURES), "onnx_opset": opset}  # fmt: skip
+        outputs=Schema([TensorSpec(np.dtype("int64"), (-1,))]),
+    )
+    params = {
+        "kind": kind,
+        "seed": seed,
+        "rows": rows,
+        "training_rows": fit.num_rows,
+        "holdout_rows": hold.num_rows,
+        "model_class": type(pipeline[-1]).__name__,
+        "features": len(FEATURES),
+        "onnx_opset": opset,
+    }
     estimator = pipeline[-1].get_params().items()
     params |= {f"model.{k}": v for k, v in estimator if isinstance(v, int | float | str)}
     tags = {"scorehook.kind": kind, "scorehook.training_rows": str(fit.num_rows)}
@@ -332,22 +396,38 @@ def train_and_register(tracking_uri: str, *, model_name: str = "scorehook-sample
             mlflow.set_tags(tags)
             mlflow.log_dict(profile, "baseline/profile.json")
             info = mlflow.onnx.log_model(
-                onnx.load_from_string(onnx_bytes), name="model", signature=signature, input_example=feeds,
-                onnx_execution_providers=["CPUExecutionProvider"], registered_model_name=model_name,
-                save_as_external_data=False, pip_requirements=_requirements("mlflow", "onnx", "onnxruntime"))
+                onnx.load_from_string(onnx_bytes),
+                name="model",
+                signature=signature,
+                input_example=feeds,
+                onnx_execution_providers=["CPUExecutionProvider"],
+                registered_model_name=model_name,
+                save_as_external_data=False,
+                pip_requirements=_requirements("mlflow", "onnx", "onnxruntime"),
+            )
             sk_types = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
             mlflow.sklearn.log_model(
-                pipeline, name="sklearn-model", serialization_format="skops", skops_trusted_types=sk_types,
-                signature=sk_signature, input_example=hold.slice(0, 5).select(list(FEATURES)).to_pandas(),
-                pip_requirements=_requirements("mlflow", "scikit-learn", "skops"))
+                pipeline,
+                name="sklearn-model",
+                serialization_format="skops",
+                skops_trusted_types=sk_types,
+                signature=sk_signature,
+                input_example=hold.slice(0, 5).select(list(FEATURES)).to_pandas(),
+                pip_requirements=_requirements("mlflow", "scikit-learn", "skops"),
+            )
         version = str(info.registered_model_version)
         for key, value in tags.items():
             client.set_model_version_tag(model_name, version, key, value)
         if alias:
             client.set_registered_model_alias(model_name, alias, version)
-    result: dict[str, Any] = {"name": model_name, "version": version, "run_id": run.info.run_id,
-                              "model_uri": f"models:/{model_name}/{version}", "alias": alias,
-                              "metrics": metrics}  # fmt: skip
+    result: dict[str, Any] = {
+        "name": model_name,
+        "version": version,
+        "run_id": run.info.run_id,
+        "model_uri": f"models:/{model_name}/{version}",
+        "alias": alias,
+        "metrics": metrics,
+    }
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -369,8 +449,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alias", default=None, help="e.g. champion")
     parser.add_argument("--out", default=None, help="also write model.onnx and profile.json here")
     args = parser.parse_args(argv)
-    result = train_and_register(args.tracking_uri, model_name=args.name, rows=args.rows, seed=args.seed,
-                                kind=args.kind, alias=args.alias, out_dir=args.out)  # fmt: skip
+    result = train_and_register(
+        args.tracking_uri,
+        model_name=args.name,
+        rows=args.rows,
+        seed=args.seed,
+        kind=args.kind,
+        alias=args.alias,
+        out_dir=args.out,
+    )
     print(json.dumps(result), flush=True)
 
 

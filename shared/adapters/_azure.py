@@ -21,7 +21,9 @@ def storage_errors(what: str) -> Iterator[None]:
     except HttpResponseError as exc:
         status = exc.status_code or 0
         if status >= 500 or status in (408, 429) or status == 0:
-            raise StorageUnavailableError(f"{what}: storage answered {status}: {exc.reason}", status=status) from exc
+            raise StorageUnavailableError(
+                f"{what}: storage answered {status}: {exc.reason}", status=status
+            ) from exc
         raise
     except AzureError as exc:
         raise StorageUnavailableError(f"{what}: {type(exc).__name__}: {exc}") from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -58,10 +59,8 @@ class AzureBlobStore:
 
         for container in containers:
             with storage_errors(f"create container {container}"):
-                try:
+                with contextlib.suppress(ResourceExistsError):
                     self._service.create_container(container)
-                except ResourceExistsError:
-                    pass
 
     def properties(self, container: str, name: str) -> BlobInfo:
         from azure.core.exceptions import ResourceNotFoundError
@@ -70,7 +69,9 @@ class AzureBlobStore:
             try:
                 props = self._blob(container, name).get_blob_properties()
             except ResourceNotFoundError as exc:
-                raise BlobNotFoundError(f"blob {container}/{name} does not exist", blob=f"{container}/{name}") from exc
+                raise BlobNotFoundError(
+                    f"blob {container}/{name} does not exist", blob=f"{container}/{name}"
+                ) from exc
         return BlobInfo(
             container=container,
             name=name,
@@ -189,8 +190,5 @@ class AzureBlobStore:
     def delete(self, container: str, name: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        with storage_errors(f"delete {container}/{name}"):
-            try:
-                self._blob(container, name).delete_blob()
-            except ResourceNotFoundError:
-                pass
+        with storage_errors(f"delete {container}/{name}"), contextlib.suppress(ResourceNotFoundError):
+            self._blob(container, name).delete_blob()

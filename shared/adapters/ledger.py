@@ -71,7 +71,9 @@ class TableLedger:
             etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
         )
 
-    def _entity(self, key: str, status: str, owner: str, attempts: int, expires_at: float, details: Any) -> dict:
+    def _entity(
+        self, key: str, status: str, owner: str, attempts: int, expires_at: float, details: Any
+    ) -> dict:
         return {
             "PartitionKey": _partition(key),
             "RowKey": row_key(key),
@@ -104,7 +106,9 @@ class TableLedger:
         with storage_errors("claim in ledger"):
             try:
                 meta = self._table.create_entity(entity)
-                return LedgerRecord(key, "claimed", owner, 1, now + ttl_seconds, dict(details or {}), meta.get("etag"))
+                return LedgerRecord(
+                    key, "claimed", owner, 1, now + ttl_seconds, dict(details or {}), meta.get("etag")
+                )
             except ResourceExistsError:
                 pass
             existing = self.get(key)
@@ -113,13 +117,24 @@ class TableLedger:
             entity["Attempts"] = existing.attempts + 1
             try:
                 meta = self._table.update_entity(
-                    entity, mode=UpdateMode.REPLACE, etag=existing.etag, match_condition=MatchConditions.IfNotModified
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=existing.etag,
+                    match_condition=MatchConditions.IfNotModified,
                 )
             except HttpResponseError as exc:
                 if exc.status_code == 412:
                     return None  # another instance took the expired claim first
                 raise
-        return LedgerRecord(key, "claimed", owner, existing.attempts + 1, now + ttl_seconds, dict(details or {}), meta.get("etag"))
+        return LedgerRecord(
+            key,
+            "claimed",
+            owner,
+            existing.attempts + 1,
+            now + ttl_seconds,
+            dict(details or {}),
+            meta.get("etag"),
+        )
 
     def _update_owned(self, claim: LedgerRecord, entity: dict) -> dict:
         from azure.core import MatchConditions
@@ -130,12 +145,17 @@ class TableLedger:
             try:
                 return dict(
                     self._table.update_entity(
-                        entity, mode=UpdateMode.REPLACE, etag=claim.etag, match_condition=MatchConditions.IfNotModified
+                        entity,
+                        mode=UpdateMode.REPLACE,
+                        etag=claim.etag,
+                        match_condition=MatchConditions.IfNotModified,
                     )
                 )
             except (HttpResponseError, ResourceNotFoundError) as exc:
                 if isinstance(exc, ResourceNotFoundError) or exc.status_code == 412:
-                    raise AlreadyClaimedError(f"claim on {claim.key} was lost to another owner", key=claim.key) from exc
+                    raise AlreadyClaimedError(
+                        f"claim on {claim.key} was lost to another owner", key=claim.key
+                    ) from exc
                 raise
 
     def finish(self, claim: LedgerRecord, status: str, details: Mapping[str, Any]) -> LedgerRecord:
@@ -151,7 +171,10 @@ class TableLedger:
         with storage_errors("release ledger claim"):
             try:
                 self._table.delete_entity(
-                    _partition(claim.key), row_key(claim.key), etag=claim.etag, match_condition=MatchConditions.IfNotModified
+                    _partition(claim.key),
+                    row_key(claim.key),
+                    etag=claim.etag,
+                    match_condition=MatchConditions.IfNotModified,
                 )
             except (HttpResponseError, ResourceNotFoundError):
                 pass  # lost or already gone: nothing of ours to release

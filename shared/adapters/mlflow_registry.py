@@ -25,7 +25,8 @@ def parse_model_reference(reference: str) -> tuple[str, str | None, str | None]:
     match = _REFERENCE.match(reference.strip())
     if not match:
         raise ModelNotFoundError(
-            f"model reference {reference!r} is not models:/NAME@ALIAS or models:/NAME/VERSION", reference=reference
+            f"model reference {reference!r} is not models:/NAME@ALIAS or models:/NAME/VERSION",
+            reference=reference,
         )
     return match["name"], match["alias"], match["version"]
 
@@ -57,15 +58,22 @@ class MlflowRegistry:
             return fn(*args)
         except RestException as exc:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-                raise ModelNotFoundError(f"{what}: {reference} is not registered ({exc.error_code})",
-                                         reference=reference) from exc
+                raise ModelNotFoundError(
+                    f"{what}: {reference} is not registered ({exc.error_code})", reference=reference
+                ) from exc
             raise RegistryUnavailableError(f"{what}: registry error {exc.error_code}: {exc}") from exc
         except MlflowException as exc:
             if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
-                raise ModelNotFoundError(f"{what}: {reference} is not registered", reference=reference) from exc
-            raise RegistryUnavailableError(f"{what}: registry at {self.tracking_uri} unavailable: {exc}") from exc
+                raise ModelNotFoundError(
+                    f"{what}: {reference} is not registered", reference=reference
+                ) from exc
+            raise RegistryUnavailableError(
+                f"{what}: registry at {self.tracking_uri} unavailable: {exc}"
+            ) from exc
         except OSError as exc:
-            raise RegistryUnavailableError(f"{what}: registry at {self.tracking_uri} unreachable: {exc}") from exc
+            raise RegistryUnavailableError(
+                f"{what}: registry at {self.tracking_uri} unreachable: {exc}"
+            ) from exc
 
     def resolve(self, reference: str) -> ModelVersion:
         name, alias, version = parse_model_reference(reference)
@@ -74,7 +82,11 @@ class MlflowRegistry:
         else:
             mv = self._call("resolve version", reference, self.client.get_model_version, name, version)
         return ModelVersion(
-            name=mv.name, version=str(mv.version), source=mv.source, run_id=mv.run_id, tags=dict(mv.tags or {})
+            name=mv.name,
+            version=str(mv.version),
+            source=mv.source,
+            run_id=mv.run_id,
+            tags=dict(mv.tags or {}),
         )
 
     def download(self, version: ModelVersion, destination: str) -> str:
@@ -82,8 +94,13 @@ class MlflowRegistry:
 
         # The version's own artifact location: ``models:/`` URIs would be resolved against the process-wide
         # registry URI, not this registry's.
-        source = self._call("locate model", version.uri, self.client.get_model_version_download_uri,
-                            version.name, version.version)  # fmt: skip
+        source = self._call(
+            "locate model",
+            version.uri,
+            self.client.get_model_version_download_uri,
+            version.name,
+            version.version,
+        )
         return str(
             self._call(
                 "download model",

@@ -44,7 +44,9 @@ class NullPublisher:
     """Used when no topic is configured: the event is only logged."""
 
     def publish(self, event_type: str, subject: str, data: Mapping[str, Any]) -> None:
-        _log.info("event not published (no topic configured)", extra={"event_type": event_type, "subject": subject})
+        _log.info(
+            "event not published (no topic configured)", extra={"event_type": event_type, "subject": subject}
+        )
 
 
 def publisher_from_settings(settings: Settings) -> EventGridPublisher | NullPublisher:

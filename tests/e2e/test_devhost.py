@@ -4,6 +4,7 @@ with real Azurite behind it."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import uuid
 from pathlib import Path
@@ -18,8 +19,13 @@ APPS = Path(__file__).parent / "apps"
 
 @pytest.fixture(scope="module")
 def probe(azurite, tmp_path_factory):
-    dev = start_devhost(tmp_path_factory.mktemp("probe"), azurite, "http://127.0.0.1:1", app="apps.probe_app:app",
-                        subscriptions=APPS / "probe_subscriptions.json")  # fmt: skip
+    dev = start_devhost(
+        tmp_path_factory.mktemp("probe"),
+        azurite,
+        "http://127.0.0.1:1",
+        app="apps.probe_app:app",
+        subscriptions=APPS / "probe_subscriptions.json",
+    )
     from azure.storage.blob import BlobServiceClient
 
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
@@ -38,20 +44,30 @@ def _probe_record(dev, kind: str, name: str):
 
 def _probe_records(dev, kind: str) -> list[dict]:
     container = dev.blobs.get_container_client("probe")
-    return [json.loads(container.download_blob(b.name).readall()) for b in container.list_blobs(name_starts_with=f"{kind}/")]
+    return [
+        json.loads(container.download_blob(b.name).readall())
+        for b in container.list_blobs(name_starts_with=f"{kind}/")
+    ]
 
 
 def test_subscription_validation_handshake_is_answered(probe):
     event = load_event("subscription_validation.json")
-    status, _, body = probe.request("POST", "/runtime/webhooks/eventgrid?functionName=on_blob_event", event,
-                                    {"aeg-event-type": "SubscriptionValidation", "Content-Type": "application/json"})
+    status, _, body = probe.request(
+        "POST",
+        "/runtime/webhooks/eventgrid?functionName=on_blob_event",
+        event,
+        {"aeg-event-type": "SubscriptionValidation", "Content-Type": "application/json"},
+    )
     assert status == 200
     assert json.loads(body) == {"validationResponse": event[0]["data"]["validationCode"]}
 
 
 def test_cloudevents_options_handshake_echoes_the_origin(probe):
-    status, headers, _ = probe.request("OPTIONS", "/runtime/webhooks/eventgrid?functionName=on_cloud_event",
-                                       headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
+    status, headers, _ = probe.request(
+        "OPTIONS",
+        "/runtime/webhooks/eventgrid?functionName=on_cloud_event",
+        headers={"WebHook-Request-Origin": "eventgrid.azure.net"},
+    )
     assert status == 200
     assert headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
 
@@ -60,15 +76,26 @@ def test_cloudevents_options_handshake_echoes_the_origin(probe):
     ("body", "expected"),
     [
         (b"[{not json", "not valid JSON"),
-        (json.dumps([{"id": "1", "subject": "s", "eventTime": "2026-01-01T00:00:00Z", "data": {}}]).encode(),
-         "missing required field 'eventType'"),
-        (json.dumps([{"specversion": "1.0", "id": "1", "type": "T"}]).encode(), "missing required field 'source'"),
+        (
+            json.dumps(
+                [{"id": "1", "subject": "s", "eventTime": "2026-01-01T00:00:00Z", "data": {}}]
+            ).encode(),
+            "missing required field 'eventType'",
+        ),
+        (
+            json.dumps([{"specversion": "1.0", "id": "1", "type": "T"}]).encode(),
+            "missing required field 'source'",
+        ),
         (json.dumps([42]).encode(), "event[0] is a int"),
     ],
 )
 def test_malformed_event_gets_400_naming_the_problem(probe, body, expected):
-    status, _, response = probe.request("POST", "/runtime/webhooks/eventgrid?functionName=on_blob_event", body,
-                                        {"aeg-event-type": "Notification"})
+    status, _, response = probe.request(
+        "POST",
+        "/runtime/webhooks/eventgrid?functionName=on_blob_event",
+        body,
+        {"aeg-event-type": "Notification"},
+    )
     assert status == 400
     assert expected in json.loads(response)["message"]
 
@@ -76,8 +103,10 @@ def test_malformed_event_gets_400_naming_the_problem(probe, body, expected):
 def test_uploaded_blob_reaches_the_function_through_local_event_grid(probe):
     name = f"{uuid.uuid4().hex}.csv"
     etag = probe.blobs.get_blob_client("egdrop", name).upload_blob(b"a,b\n1,2\n")["etag"]
-    records = probe.wait_for(lambda: [r for r in _probe_records(probe, "eventgrid") if r["subject"].endswith(name)],
-                             what="BlobCreated delivery")  # fmt: skip
+    records = probe.wait_for(
+        lambda: [r for r in _probe_records(probe, "eventgrid") if r["subject"].endswith(name)],
+        what="BlobCreated delivery",
+    )
     record = records[0]
     assert record["type"] == "EventGridEvent"
     assert record["subject"] == f"/blobServices/default/containers/egdrop/blobs/{name}"
@@ -90,8 +119,10 @@ def test_uploaded_blob_reaches_the_function_through_local_event_grid(probe):
 def test_cloudevents_subscription_delivers_a_cloud_event(probe):
     name = f"{uuid.uuid4().hex}.csv"
     probe.blobs.get_blob_client("cedrop", name).upload_blob(b"x")
-    records = probe.wait_for(lambda: [r for r in _probe_records(probe, "cloudevent") if r["data"]["url"].endswith(name)],
-                             what="CloudEvent delivery")  # fmt: skip
+    records = probe.wait_for(
+        lambda: [r for r in _probe_records(probe, "cloudevent") if r["data"]["url"].endswith(name)],
+        what="CloudEvent delivery",
+    )
     assert records[0]["type"] == "CloudEvent"
     assert records[0]["source"].endswith("/storageAccounts/devstoreaccount1")
 
@@ -126,10 +157,16 @@ def test_event_published_with_eventgrid_sdk_reaches_its_subscriber(probe):
     endpoint = f"{probe.base_url}/topics/probe-topic/api/events"
     subject = f"things/{uuid.uuid4().hex}"
     EventGridPublisherClient(endpoint, AzureKeyCredential(probe.env["SCOREHOOK_EVENTS_TOPIC_KEY"])).send(
-        [EventGridEvent(subject=subject, event_type="Probe.Thing.Happened", data={"n": 1}, data_version="1.0")]
+        [
+            EventGridEvent(
+                subject=subject, event_type="Probe.Thing.Happened", data={"n": 1}, data_version="1.0"
+            )
+        ]
     )
-    records = probe.wait_for(lambda: [r for r in _probe_records(probe, "custom") if r["subject"] == subject],
-                             what="custom topic delivery")  # fmt: skip
+    records = probe.wait_for(
+        lambda: [r for r in _probe_records(probe, "custom") if r["subject"] == subject],
+        what="custom topic delivery",
+    )
     assert records[0]["event_type"] == "Probe.Thing.Happened"
     assert records[0]["data"] == {"n": 1}
     with pytest.raises(HttpResponseError) as info:
@@ -159,33 +196,49 @@ def test_queue_trigger_runs_writes_its_output_and_poisons_failures(probe, azurit
     from azure.storage.queue import QueueClient
 
     items = QueueClient.from_connection_string(azurite.connection_string, "probe-items")
-    try:
+    with contextlib.suppress(Exception):
         items.create_queue()
-    except Exception:
-        pass
     word = uuid.uuid4().hex
     items.send_message(base64.b64encode(word.encode()).decode())
     items.send_message(base64.b64encode(b"poison").decode())
     results = QueueClient.from_connection_string(azurite.connection_string, "probe-results")
     found = probe.wait_for(
         lambda: [m for m in _peek(results) if base64.b64decode(m.content) == word.upper().encode()],
-        what="queue output")  # fmt: skip
+        what="queue output",
+    )
     assert found
     poison = QueueClient.from_connection_string(azurite.connection_string, "probe-items-poison")
-    probe.wait_for(lambda: [m for m in _peek(poison) if base64.b64decode(m.content) == b"poison"], timeout=90,
-                   what="poison message")
+    probe.wait_for(
+        lambda: [m for m in _peek(poison) if base64.b64decode(m.content) == b"poison"],
+        timeout=90,
+        what="poison message",
+    )
 
 
 def test_timer_fires_on_its_schedule_and_admin_runs_functions_by_hand(probe):
-    assert probe.wait_for(lambda: _probe_record(probe, "timer", "tick"), what="timer tick")["past_due"] is False
-    assert probe.request("POST", "/admin/functions/tick", {"input": ""}, {"x-functions-key": probe.master_key})[0] == 202
-    assert probe.request("POST", "/admin/functions/tick", {"input": ""}, {"x-functions-key": probe.function_key})[0] == 401
+    assert (
+        probe.wait_for(lambda: _probe_record(probe, "timer", "tick"), what="timer tick")["past_due"] is False
+    )
+    assert (
+        probe.request("POST", "/admin/functions/tick", {"input": ""}, {"x-functions-key": probe.master_key})[
+            0
+        ]
+        == 202
+    )
+    assert (
+        probe.request(
+            "POST", "/admin/functions/tick", {"input": ""}, {"x-functions-key": probe.function_key}
+        )[0]
+        == 401
+    )
 
 
 def test_http_function_enforces_its_auth_level(probe):
     assert probe.request("GET", "/api/echo/ann")[0] == 401
     assert probe.request("GET", "/api/echo/ann?code=wrong")[0] == 401
-    status, headers, body = probe.request("POST", "/api/echo/ann?q=7", b"hi", {"x-functions-key": probe.function_key})
+    status, _headers, body = probe.request(
+        "POST", "/api/echo/ann?q=7", b"hi", {"x-functions-key": probe.function_key}
+    )
     assert status == 200
     assert json.loads(body) == {"name": "ann", "body": "hi", "q": "7"}
     assert probe.request("DELETE", "/api/echo/ann", headers={"x-functions-key": probe.function_key})[0] == 405

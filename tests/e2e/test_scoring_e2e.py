@@ -22,9 +22,15 @@ def app(azurite, mlflow_tracking_uri, tmp_path_factory):
 
     name = f"e2e-{uuid.uuid4().hex[:6]}"
     model = train_and_register(mlflow_tracking_uri, model_name=name, rows=3000, alias="champion")
-    dev = start_devhost(tmp_path_factory.mktemp("app"), azurite, mlflow_tracking_uri, extra={
-        "SCOREHOOK_MODEL_URI": f"models:/{name}@champion", "SCOREHOOK_LEDGER_TABLE": f"ledger{uuid.uuid4().hex[:8]}",
-    })  # fmt: skip
+    dev = start_devhost(
+        tmp_path_factory.mktemp("app"),
+        azurite,
+        mlflow_tracking_uri,
+        extra={
+            "SCOREHOOK_MODEL_URI": f"models:/{name}@champion",
+            "SCOREHOOK_LEDGER_TABLE": f"ledger{uuid.uuid4().hex[:8]}",
+        },
+    )
     dev.blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
     for container in ("incoming", "scored", "failed"):
         if not dev.blobs.get_container_client(container).exists():
@@ -54,7 +60,9 @@ def test_a_dropped_file_is_scored_with_lineage(app):
     name = f"e2e/{uuid.uuid4().hex}.csv"
     data = _sample(500)
     etag = app.blobs.get_blob_client("incoming", name).upload_blob(data)["etag"]
-    output = app.wait_for(lambda: _blob(app, "scored", name.replace(".csv", ".predictions.csv")), what="output blob")
+    output = app.wait_for(
+        lambda: _blob(app, "scored", name.replace(".csv", ".predictions.csv")), what="output blob"
+    )
     rows = list(csv.DictReader(io.StringIO(output.download_blob().readall().decode())))
     assert len(rows) == 500 and set(rows[0]) == {"id", "prediction", "probability", "model_version"}
     assert {r["prediction"] for r in rows} <= {"0", "1"}
@@ -83,16 +91,31 @@ def test_a_cloudevents_delivery_is_scored_the_same_way(app):
     client = app.blobs.get_blob_client("incoming", "ce-" + name)
     etag = client.upload_blob(_sample(20))["etag"]
     event = {
-        "specversion": "1.0", "id": str(uuid.uuid4()), "type": "Microsoft.Storage.BlobCreated",
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "type": "Microsoft.Storage.BlobCreated",
         "source": "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/devstoreaccount1",
-        "subject": f"/blobServices/default/containers/incoming/blobs/ce-{name}", "time": "2026-11-23T10:00:00.1234567Z",
-        "data": {"api": "PutBlob", "eTag": etag, "contentLength": 1, "blobType": "BlockBlob", "url": client.url},
-    }  # fmt: skip
+        "subject": f"/blobServices/default/containers/incoming/blobs/ce-{name}",
+        "time": "2026-11-23T10:00:00.1234567Z",
+        "data": {
+            "api": "PutBlob",
+            "eTag": etag,
+            "contentLength": 1,
+            "blobType": "BlockBlob",
+            "url": client.url,
+        },
+    }
     for _ in range(2):  # a duplicate delivery is acknowledged without a second scoring
-        status, _, _ = app.request("POST", "/runtime/webhooks/eventgrid?functionName=score_blob", [event],
-                                   {"aeg-event-type": "Notification"})  # fmt: skip
+        status, _, _ = app.request(
+            "POST",
+            "/runtime/webhooks/eventgrid?functionName=score_blob",
+            [event],
+            {"aeg-event-type": "Notification"},
+        )
         assert status == 200
-    output = app.wait_for(lambda: _blob(app, "scored", f"ce-{name}".replace(".csv", ".predictions.csv")), what="output")
+    output = app.wait_for(
+        lambda: _blob(app, "scored", f"ce-{name}".replace(".csv", ".predictions.csv")), what="output"
+    )
     assert output.get_blob_properties().metadata["event_id"] in {event["id"]} | {
         d["event_id"] for d in app.deliveries() if (d.get("subject") or "").endswith(f"ce-{name}")
     }

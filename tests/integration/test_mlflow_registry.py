@@ -26,16 +26,27 @@ def test_alias_and_version_resolve_to_the_same_concrete_version(mlflow_tracking_
     assert by_alias.version == str(registered["version"]) and by_alias.uri == registered["model_uri"]
 
 
-def test_downloaded_version_loads_as_an_onnx_model_with_column_inputs(mlflow_tracking_uri, registered, tmp_path):
+def test_downloaded_version_loads_as_an_onnx_model_with_column_inputs(
+    mlflow_tracking_uri, registered, tmp_path
+):
     registry = MlflowRegistry(mlflow_tracking_uri)
-    model = load_model_dir(registry.download(registry.resolve("models:/registry-test@champion"), str(tmp_path)))
+    model = load_model_dir(
+        registry.download(registry.resolve("models:/registry-test@champion"), str(tmp_path))
+    )
     names = [i.name for i in model.inputs]
     assert "id" not in names and {"x01", "region"} <= set(names)
     assert {i.dtype for i in model.inputs} == {"float32", "object"}
 
 
-@pytest.mark.parametrize("reference", ["models:/registry-test@no-such-alias", "models:/no-such-model/1",
-                                       "models:/registry-test/999", "runs:/abc/model"])
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "models:/registry-test@no-such-alias",
+        "models:/no-such-model/1",
+        "models:/registry-test/999",
+        "runs:/abc/model",
+    ],
+)
 def test_unknown_models_raise_model_not_found(mlflow_tracking_uri, registered, reference):
     with pytest.raises(ModelNotFoundError):
         MlflowRegistry(mlflow_tracking_uri).resolve(reference)

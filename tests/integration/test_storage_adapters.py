@@ -45,7 +45,9 @@ def test_blocks_are_invisible_until_the_single_commit(store):
     with pytest.raises(BlobNotFoundError):
         store.properties(store.container, "out.csv")
 
-    etag = store.write_blocks(store.container, "out.csv", iter([b"a,b\n", b"1,2\n"]), metadata={"model_version": "3"})
+    etag = store.write_blocks(
+        store.container, "out.csv", iter([b"a,b\n", b"1,2\n"]), metadata={"model_version": "3"}
+    )
     info = store.properties(store.container, "out.csv")
     assert info.etag == etag and info.size == 8 and info.metadata == {"model_version": "3"}
     assert store.read_bytes(store.container, "out.csv") == b"a,b\n1,2\n"
@@ -63,7 +65,12 @@ def test_ranged_reads_are_pinned_to_the_etag(store):
     store.write_bytes(store.container, "in.bin", b"new content")
     with pytest.raises(BlobChangedError):
         list(reader)
-    assert list(store.read_chunks(store.container, "empty", etag=store.write_bytes(store.container, "empty", b""))) == []
+    assert (
+        list(
+            store.read_chunks(store.container, "empty", etag=store.write_bytes(store.container, "empty", b""))
+        )
+        == []
+    )
 
 
 def test_missing_blobs_raise_blob_not_found(store):

@@ -17,8 +17,9 @@ def registered(mlflow_tracking_uri: str, tmp_path_factory: pytest.TempPathFactor
 
     name = f"scorehook-test-{uuid.uuid4().hex[:8]}"
     out = tmp_path_factory.mktemp("trained")
-    return train_and_register(mlflow_tracking_uri, model_name=name, rows=5000, seed=3, alias="champion",
-                              out_dir=out)  # fmt: skip
+    return train_and_register(
+        mlflow_tracking_uri, model_name=name, rows=5000, seed=3, alias="champion", out_dir=out
+    )
 
 
 @pytest.fixture(scope="module")

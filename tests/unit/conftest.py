@@ -25,17 +25,37 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"x1": rng.normal(size=400), "x2": rng.normal(size=400),
-                          "color": rng.choice(["red", "green", "blue"], 400)})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "x1": rng.normal(size=400),
+            "x2": rng.normal(size=400),
+            "color": rng.choice(["red", "green", "blue"], 400),
+        }
+    )
     label = ((frame.x1 + (frame.color == "red")) > 0.5).astype(int)
-    pipeline = Pipeline([
-        ("prep", ColumnTransformer([("num", StandardScaler(), ["x1", "x2"]),
-                                    ("cat", OneHotEncoder(handle_unknown="ignore"), ["color"])])),
-        ("clf", LogisticRegression()),
-    ]).fit(frame, label)  # fmt: skip
-    onx = to_onnx(pipeline, initial_types=[("x1", FloatTensorType([None, 1])), ("x2", FloatTensorType([None, 1])),
-                                           ("color", StringTensorType([None, 1]))],
-                  options={id(pipeline.steps[-1][1]): {"zipmap": False}})  # fmt: skip
+    pipeline = Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer(
+                    [
+                        ("num", StandardScaler(), ["x1", "x2"]),
+                        ("cat", OneHotEncoder(handle_unknown="ignore"), ["color"]),
+                    ]
+                ),
+            ),
+            ("clf", LogisticRegression()),
+        ]
+    ).fit(frame, label)
+    onx = to_onnx(
+        pipeline,
+        initial_types=[
+            ("x1", FloatTensorType([None, 1])),
+            ("x2", FloatTensorType([None, 1])),
+            ("color", StringTensorType([None, 1])),
+        ],
+        options={id(pipeline.steps[-1][1]): {"zipmap": False}},
+    )
     path = tmp_path_factory.mktemp("model") / "model.onnx"
     path.write_bytes(onx.SerializeToString())
     return path
@@ -45,11 +65,18 @@ class Scoring:
     """The scoring service and its fakes, for one test."""
 
     def __init__(self, model_path: Path) -> None:
-        self.blobs, self.ledger, self.publisher, self.registry = FakeBlobStore(), FakeLedger(), FakePublisher(), FakeRegistry()
+        self.blobs, self.ledger, self.publisher, self.registry = (
+            FakeBlobStore(),
+            FakeLedger(),
+            FakePublisher(),
+            FakeRegistry(),
+        )
         self.version = self.registry.register("tiny", model_path, alias="champion")
         self.models = ModelCache()
         self.settings = Settings.from_env({}, model_uri="models:/tiny@champion")
-        self.service = ScoringService(self.blobs, self.ledger, self.registry, self.publisher, self.models, self.settings)
+        self.service = ScoringService(
+            self.blobs, self.ledger, self.registry, self.publisher, self.models, self.settings
+        )
 
     def upload(self, name: str, data: bytes, container: str = "incoming") -> dict:
         """Put a blob and return the BlobCreated event (Event Grid schema) devhost would send for it."""
@@ -60,12 +87,17 @@ class Scoring:
             "subject": f"/blobServices/default/containers/{container}/blobs/{name}",
             "eventType": "Microsoft.Storage.BlobCreated",
             "eventTime": "2026-11-23T10:00:00.1234567Z",
-            "data": {"api": "PutBlob", "eTag": etag, "contentLength": len(data), "blobType": "BlockBlob",
-                     "url": f"http://127.0.0.1:10000/devstoreaccount1/{container}/{name}",
-                     "sequencer": "0000000000000000000000000000000a"},
+            "data": {
+                "api": "PutBlob",
+                "eTag": etag,
+                "contentLength": len(data),
+                "blobType": "BlockBlob",
+                "url": f"http://127.0.0.1:10000/devstoreaccount1/{container}/{name}",
+                "sequencer": "0000000000000000000000000000000a",
+            },
             "dataVersion": "",
             "metadataVersion": "1",
-        }  # fmt: skip
+        }
 
 
 @pytest.fixture

@@ -54,8 +54,10 @@ def test_both_schemas_parse_to_the_same_typed_blob_created():
     assert (eventgrid.schema, cloudevent.schema) == ("eventgrid", "cloudevents")
     assert fields_of(eventgrid) == fields_of(cloudevent)
     assert (eventgrid.account, eventgrid.container, eventgrid.blob_name) == (
-        "my-storage-account", "test-container", "new-file.txt",
-    )  # fmt: skip
+        "my-storage-account",
+        "test-container",
+        "new-file.txt",
+    )
     assert eventgrid.blob_path == "test-container/new-file.txt"
     assert (eventgrid.api, eventgrid.content_type) == ("PutBlockList", "text/plain")
     assert eventgrid.blob_type == "BlockBlob"

@@ -13,13 +13,25 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {
     "score_blob": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
     "health": [
-        {"direction": "IN", "type": "httpTrigger", "name": "req", "methods": ["GET"], "authLevel": "ANONYMOUS",
-         "route": "health"},
+        {
+            "direction": "IN",
+            "type": "httpTrigger",
+            "name": "req",
+            "methods": ["GET"],
+            "authLevel": "ANONYMOUS",
+            "route": "health",
+        },
         {"direction": "OUT", "type": "http", "name": "$return"},
     ],
     "status": [
-        {"direction": "IN", "type": "httpTrigger", "name": "req", "methods": ["GET"], "authLevel": "FUNCTION",
-         "route": "status"},
+        {
+            "direction": "IN",
+            "type": "httpTrigger",
+            "name": "req",
+            "methods": ["GET"],
+            "authLevel": "FUNCTION",
+            "route": "status",
+        },
         {"direction": "OUT", "type": "http", "name": "$return"},
     ],
 }
@@ -43,8 +55,11 @@ def test_shared_never_imports_the_functions_runtime_or_devhost():
     offenders = []
     for path in (ROOT / "shared").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
             offenders += [f"{path.name}: {n}" for n in names if n.startswith(("azure.functions", "devhost"))]
     assert offenders == []
 
@@ -59,8 +74,9 @@ def test_importing_function_app_is_fast_and_loads_no_heavy_library():
     )
     best = None
     for _ in range(3):  # best of three: the first run may pay for a cold disk cache
-        out = subprocess.run([sys.executable, "-c", code],
-                             cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.split()
         elapsed, heavy = float(out[0]), (out[1] if len(out) > 1 else "")
         assert heavy == "", f"importing function_app loaded {heavy}"
         best = elapsed if best is None else min(best, elapsed)

@@ -20,7 +20,11 @@ def test_bound_fields_reach_every_line_and_unbind_after_the_block():
         log.info("after")
     assert records[0]["event_id"] == "e-1" and "model" not in records[0]
     assert records[1] | {"rows": 10} == records[1]
-    assert (records[1]["model"], records[1]["model_version"], records[1]["invocation_id"]) == ("m", "3", "i-1")
+    assert (records[1]["model"], records[1]["model_version"], records[1]["invocation_id"]) == (
+        "m",
+        "3",
+        "i-1",
+    )
     assert "event_id" not in records[2]
 
 
@@ -33,7 +37,9 @@ def test_context_does_not_leak_between_threads():
             seen[name] = True
 
     with capture_logs() as records:
-        threads = [threading.Thread(target=contextvars.copy_context().run, args=(worker, f"e-{i}")) for i in range(4)]
+        threads = [
+            threading.Thread(target=contextvars.copy_context().run, args=(worker, f"e-{i}")) for i in range(4)
+        ]
         for t in threads:
             t.start()
         for t in threads:

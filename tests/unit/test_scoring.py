@@ -37,7 +37,11 @@ def test_a_good_file_is_scored_with_lineage_and_an_outcome_event(scoring, tiny_o
 
     metadata = scoring.blobs.properties("scored", "batch/a.predictions.csv").metadata
     assert metadata["input_url"] == event.url and metadata["input_etag"] == event.etag.strip('"')
-    assert (metadata["model_name"], metadata["model_version"], metadata["model_flavor"]) == ("tiny", "1", "onnx")
+    assert (metadata["model_name"], metadata["model_version"], metadata["model_flavor"]) == (
+        "tiny",
+        "1",
+        "onnx",
+    )
     assert (metadata["rows_read"], metadata["rows_scored"], metadata["rows_rejected"]) == ("3", "3", "0")
     assert metadata["event_id"] == event.id and float(metadata["scoring_ms"]) >= 0
 

@@ -23,7 +23,9 @@ def test_explicit_argument_beats_setting_beats_default():
 
 
 def test_values_are_parsed_and_bad_values_name_the_setting():
-    settings = Settings.from_env({"SCOREHOOK_ALLOWED_STORAGE_ACCOUNTS": " a, b ,,", "SCOREHOOK_MODEL_CACHE_SIZE": "7"})
+    settings = Settings.from_env(
+        {"SCOREHOOK_ALLOWED_STORAGE_ACCOUNTS": " a, b ,,", "SCOREHOOK_MODEL_CACHE_SIZE": "7"}
+    )
     assert settings.allowed_storage_accounts == ("a", "b")
     assert settings.model_cache_size == 7
     with pytest.raises(ConfigurationError) as info:

@@ -134,8 +134,22 @@ def test_chunking_does_not_change_content(tmp_path: Path, fmt: str) -> None:
 
 def test_cli_writes_a_file(tmp_path: Path) -> None:
     out = tmp_path / "cli.csv.gz"
-    argv = [sys.executable, "-m", "training.data", "--rows", "250", "--format", "csv.gz", "--out", str(out),
-            "--seed", "2", "--drift", "0.3", "--label"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "training.data",
+        "--rows",
+        "250",
+        "--format",
+        "csv.gz",
+        "--out",
+        str(out),
+        "--seed",
+        "2",
+        "--drift",
+        "0.3",
+        "--label",
+    ]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True)
     assert json.loads(done.stdout)["rows"] == 250
     assert _same(_read(out, "csv.gz", True), generate(250, seed=2, drift=0.3))

@@ -3,6 +3,7 @@ see over storage what the host delivered; ``always_fails`` raises to exercise re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -17,30 +18,44 @@ def _record(kind: str, name: str, payload: dict) -> None:
     service = BlobServiceClient.from_connection_string(os.environ["DataStorage"])
     container = service.get_container_client("probe")
     if not container.exists():
-        try:
+        with contextlib.suppress(Exception):
             container.create_container()
-        except Exception:
-            pass
     container.upload_blob(f"{kind}/{name}.json", json.dumps(payload, default=str), overwrite=True)
 
 
 @app.function_name("on_blob_event")
 @app.event_grid_trigger(arg_name="event")
 def on_blob_event(event: func.EventGridEvent, context: func.Context) -> None:
-    _record("eventgrid", event.id, {"type": type(event).__name__, "subject": event.subject,
-                                    "data": event.get_json(), "invocation_id": context.invocation_id})
+    _record(
+        "eventgrid",
+        event.id,
+        {
+            "type": type(event).__name__,
+            "subject": event.subject,
+            "data": event.get_json(),
+            "invocation_id": context.invocation_id,
+        },
+    )
 
 
 @app.function_name("on_cloud_event")
 @app.event_grid_trigger(arg_name="event")
 def on_cloud_event(event: func.CloudEvent) -> None:
-    _record("cloudevent", event.id, {"type": type(event).__name__, "source": event.source, "data": event.get_json()})
+    _record(
+        "cloudevent",
+        event.id,
+        {"type": type(event).__name__, "source": event.source, "data": event.get_json()},
+    )
 
 
 @app.function_name("on_custom_event")
 @app.event_grid_trigger(arg_name="event")
 def on_custom_event(event: func.EventGridEvent) -> None:
-    _record("custom", event.id, {"event_type": event.event_type, "subject": event.subject, "data": event.get_json()})
+    _record(
+        "custom",
+        event.id,
+        {"event_type": event.event_type, "subject": event.subject, "data": event.get_json()},
+    )
 
 
 @app.function_name("always_fails")
@@ -52,7 +67,11 @@ def always_fails(event: func.EventGridEvent) -> None:
 @app.function_name("on_blob")
 @app.blob_trigger(arg_name="blob", path="blobdrop/{name}", connection="DataStorage", source="EventGrid")
 def on_blob(blob: func.InputStream) -> None:
-    _record("blob", blob.name.replace("/", "_"), {"name": blob.name, "length": blob.length, "text": blob.read().decode()})
+    _record(
+        "blob",
+        blob.name.replace("/", "_"),
+        {"name": blob.name, "length": blob.length, "text": blob.read().decode()},
+    )
 
 
 @app.function_name("on_queue")
@@ -75,5 +94,9 @@ def tick(timer: func.TimerRequest) -> None:
 @app.function_name("echo")
 @app.route(route="echo/{name}", methods=["GET", "POST"])
 def echo(req: func.HttpRequest) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps({"name": req.route_params["name"], "body": req.get_body().decode(),
-                                         "q": req.params.get("q")}), mimetype="application/json")
+    return func.HttpResponse(
+        json.dumps(
+            {"name": req.route_params["name"], "body": req.get_body().decode(), "q": req.params.get("q")}
+        ),
+        mimetype="application/json",
+    )
