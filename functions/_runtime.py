@@ -22,20 +22,25 @@ def _build_scoring_service() -> Any:
     from shared.adapters import AzureBlobStore, TableLedger
     from shared.adapters.mlflow_registry import MlflowRegistry
     from shared.adapters.publisher import publisher_from_settings
-    from shared.models import ModelCache
+    from shared.models import ModelCache, ModelProvider
     from shared.scoring import ScoringService
 
     settings = get_settings()
     blobs = AzureBlobStore.from_settings(settings)
     blobs.ensure_containers(settings.output_container, settings.failed_container)
-    return ScoringService(
+    models = ModelProvider(
+        MlflowRegistry(settings.require("mlflow_tracking_uri")), blobs, ModelCache(settings.model_cache_size),
+        ttl_seconds=settings.alias_ttl_seconds, threads=settings.onnx_threads,
+    )  # fmt: skip
+    service = ScoringService(
         blobs=blobs,
         ledger=TableLedger.from_settings(settings),
-        registry=MlflowRegistry(settings.require("mlflow_tracking_uri")),
+        models=models,
         publisher=publisher_from_settings(settings),
-        models=ModelCache(settings.model_cache_size),
         settings=settings,
     )
+    blobs.ensure_containers(*{route.output_container for route in service.routes})
+    return service
 
 
 def scoring_service() -> Any:

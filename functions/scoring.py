@@ -6,7 +6,7 @@ import azure.functions as func
 
 from functions._runtime import event_as_dict, scoring_service
 from shared.errors import InputError
-from shared.events import parse_blob_created
+from shared.events import parse_blob_created, parse_event
 from shared.logs import bind, get_logger
 
 bp = func.Blueprint()
@@ -29,3 +29,21 @@ def score_blob(event: func.EventGridEvent, context: func.Context) -> None:
             _log.warning("event rejected", extra={"reason": exc.reason, "error": exc.message})
             return
         service.score(blob_created)
+
+
+@bp.function_name("on_model_promoted")
+@bp.event_grid_trigger(arg_name="event")
+def on_model_promoted(event: func.EventGridEvent, context: func.Context) -> None:
+    """``Scorehook.Model.Promoted``: forget this instance's alias resolutions for the model, so the next
+    file is scored with the new champion without waiting for the alias TTL."""
+    with bind(invocation_id=context.invocation_id, function="on_model_promoted", event_id=event.id):
+        try:
+            promoted = parse_event(event_as_dict(event))
+        except InputError as exc:
+            _log.warning("event rejected", extra={"reason": exc.reason, "error": exc.message})
+            return
+        data = promoted.data if isinstance(promoted.data, dict) else {}
+        name = data.get("model_name") or data.get("name") or promoted.subject.removeprefix("models/").split(":")[0]
+        dropped = scoring_service().models.invalidate(name or None)
+        _log.info("model promoted: alias cache refreshed", extra={"model": name, "dropped": dropped,
+                                                                    "model_version": data.get("version")})

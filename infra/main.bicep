@@ -21,6 +21,9 @@ param mlflowTrackingUri string = ''
 @description('Comma-separated storage accounts whose events are accepted, in addition to the data account.')
 param allowedStorageAccounts string = ''
 
+@description('Scoring routes as JSON (see shared/routes.py); empty: the incoming container with modelUri.')
+param routes string = ''
+
 @description('Create the Event Grid subscription to score_blob. It needs the deployed function: set true after the first `azd deploy`.')
 param subscribeFunctions bool = false
 
@@ -44,6 +47,7 @@ module scorehook 'modules/scorehook.bicep' = {
     resourceToken: toLower(uniqueString(subscription().id, environmentName, location))
     modelUri: modelUri
     mlflowTrackingUri: mlflowTrackingUri
+    routes: routes
     allowedStorageAccounts: allowedStorageAccounts
     subscribeFunctions: subscribeFunctions
     principalId: principalId

@@ -181,6 +181,12 @@ class PublishError(TransientError):
     reason = "publish_failed"
 
 
+class WriteConflictError(TransientError):
+    """A conditional write lost: the blob changed between our check and our commit."""
+
+    reason = "write_conflict"
+
+
 class AlreadyClaimedError(TransientError):
     """Another instance holds a live claim on the same idempotency key: retry later."""
 

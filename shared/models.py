@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.errors import ModelError
+from shared.errors import InputError, ModelError, ModelNotFoundError
 
 __all__ = ["ModelCache", "ModelInput", "OnnxModel", "load_model_dir"]
 
@@ -72,8 +72,9 @@ class OnnxModel:
         self.output_names = [o.name for o in session.get_outputs()]
 
     @classmethod
-    def from_file(cls, path: str | Path, threads: int | None = None) -> OnnxModel:
-        """Load an ONNX file with session options tuned for a small instance."""
+    def from_file(cls, path: str | Path | bytes, threads: int | None = None) -> OnnxModel:
+        """Load an ONNX model (a path, or the model's bytes) with session options tuned for a small instance:
+        one intra-op thread by default, so the other core parses the next batch."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -81,9 +82,11 @@ class OnnxModel:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            model = path if isinstance(path, bytes) else str(path)
+            session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ModelError(f"ONNX model {path} does not load: {exc}", path=str(path)) from exc
+            where = "from bytes" if isinstance(path, bytes) else str(path)
+            raise ModelError(f"ONNX model {where} does not load: {exc}", path=where) from exc
         return cls(session)
 
     def feeds(self, batch: Any) -> dict[str, Any]:
@@ -94,7 +97,7 @@ class OnnxModel:
         for column in self.inputs:
             array = batch.column(batch.schema.get_field_index(column.name))
             if column.is_string:
-                values = np.asarray(array.to_pylist(), dtype=object)
+                values = array.to_numpy(zero_copy_only=False).astype(object, copy=False)
             else:
                 values = array.to_numpy(zero_copy_only=False).astype(column.dtype, copy=False)
             feeds[column.name] = values.reshape(-1, 1)
@@ -109,11 +112,49 @@ class OnnxModel:
         return result
 
 
-def load_model_dir(path: str | Path) -> OnnxModel:
-    """Load a downloaded MLflow model directory (``onnx`` flavor) or a bare ``.onnx`` file."""
+_MLFLOW_TYPES = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32", "string": "object",
+                 "boolean": "bool"}  # fmt: skip
+
+
+class PyfuncModel:
+    """An MLflow model without an ONNX flavor, run through ``mlflow.pyfunc`` (slower: pandas in between).
+
+    Its inputs come from the model signature, which must be column-based.
+    """
+
+    flavor = "python_function"
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        schema = model.metadata.get_input_schema()
+        if schema is None or not schema.has_input_names():
+            raise ModelError(
+                "the MLflow model has no column-based input signature: Scorehook cannot map columns"
+            )
+        self.inputs = tuple(
+            ModelInput(
+                spec.name, _MLFLOW_TYPES.get(str(getattr(spec.type, "name", spec.type)).lower(), "object")
+            )
+            for spec in schema.inputs
+        )
+
+    def predict(self, batch: Any) -> dict[str, Any]:
+        import numpy as np
+
+        frame = batch.select([c.name for c in self.inputs]).to_pandas()
+        predicted = self._model.predict(frame)
+        values = predicted.to_numpy() if hasattr(predicted, "to_numpy") else np.asarray(predicted)
+        return {"prediction": values.reshape(len(frame), -1)[:, 0]}
+
+
+def load_model_dir(path: str | Path, threads: int | None = None) -> OnnxModel | PyfuncModel:
+    """Load a downloaded MLflow model directory or a bare ``.onnx`` file.
+
+    An ``onnx`` flavor runs on onnxruntime directly; any other MLflow model through ``mlflow.pyfunc``.
+    """
     path = Path(path)
     if path.is_file() and path.suffix == ".onnx":
-        return OnnxModel.from_file(path)
+        return OnnxModel.from_file(path, threads)
     mlmodel = path / "MLmodel"
     if not mlmodel.exists():
         raise ModelError(f"{path} is neither an .onnx file nor an MLflow model directory", path=str(path))
@@ -121,10 +162,19 @@ def load_model_dir(path: str | Path) -> OnnxModel:
 
     flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {})
     if "onnx" in flavors:
-        return OnnxModel.from_file(path / flavors["onnx"].get("data", "model.onnx"))
-    raise ModelError(
-        f"model at {path} has no onnx flavor (flavors: {sorted(flavors)})", flavors=sorted(flavors)
-    )
+        return OnnxModel.from_file(path / flavors["onnx"].get("data", "model.onnx"), threads)
+    if "python_function" not in flavors:
+        raise ModelError(
+            f"model at {path} has neither an onnx nor a python_function flavor", flavors=sorted(flavors)
+        )
+    import mlflow.pyfunc
+
+    try:
+        return PyfuncModel(mlflow.pyfunc.load_model(str(path)))
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"MLflow model at {path} does not load: {exc}") from exc
 
 
 class ModelCache:
@@ -161,3 +211,98 @@ class ModelCache:
     def clear(self) -> None:
         with self._guard:
             self._models.clear()
+
+
+BLOB_SCHEME = "blob://"
+
+
+class ModelProvider:
+    """Model references → concrete versions → loaded models.
+
+    ``models:/name@alias`` is re-resolved after ``ttl_seconds`` (and at once after :meth:`invalidate`, which
+    a ``Scorehook.Model.Promoted`` event triggers); ``models:/name/3`` never changes; ``blob://container/path.onnx``
+    resolves to the blob's current eTag. Loaded models live in the :class:`ModelCache`, one load per version.
+
+    Example:
+        >>> provider = ModelProvider(registry, blobs, ModelCache(), ttl_seconds=60)   # doctest: +SKIP
+        >>> version, model = provider.get("models:/churn@champion")                    # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        registry: Any,
+        blobs: Any,
+        cache: ModelCache,
+        ttl_seconds: float = 60.0,
+        threads: int | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        import time
+
+        self.registry, self.blobs, self.cache = registry, blobs, cache
+        self.ttl_seconds, self.threads = ttl_seconds, threads
+        self._clock = clock or time.monotonic
+        self._resolved: dict[str, tuple[Any, float]] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, reference: str) -> Any:
+        """The concrete version a reference names now (cached for aliases and blobs within the TTL)."""
+        now = self._clock()
+        with self._lock:
+            cached = self._resolved.get(reference)
+        if cached and now - cached[1] < self.ttl_seconds:
+            return cached[0]
+        version = (
+            self._resolve_blob(reference)
+            if reference.startswith(BLOB_SCHEME)
+            else self.registry.resolve(reference)
+        )
+        with self._lock:
+            self._resolved[reference] = (version, now)
+        return version
+
+    def _resolve_blob(self, reference: str) -> Any:
+        from shared.ports import ModelVersion
+
+        container, _, name = reference[len(BLOB_SCHEME) :].partition("/")
+        if not name.endswith(".onnx"):
+            raise ModelError(
+                f"blob model reference {reference!r} must name an .onnx blob", reference=reference
+            )
+        try:
+            info = self.blobs.properties(container, name)
+        except InputError as exc:
+            raise ModelNotFoundError(
+                f"model blob {container}/{name} does not exist", reference=reference
+            ) from exc
+        return ModelVersion(
+            name=reference, version=info.etag.strip('"'), source=info.url or reference, flavors=("onnx",)
+        )
+
+    def get(self, reference: str) -> tuple[Any, Any]:
+        """``(version, loaded model)`` for a reference."""
+        version = self.resolve(reference)
+        return version, self.cache.get(f"{version.name}@{version.version}", lambda: self._load(version))
+
+    def _load(self, version: Any) -> Any:
+        if version.name.startswith(BLOB_SCHEME):
+            container, _, name = version.name[len(BLOB_SCHEME) :].partition("/")
+            return OnnxModel.from_file(self.blobs.read_bytes(container, name), self.threads)
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="scorehook-model-") as tmp:
+            return load_model_dir(self.registry.download(version, tmp), self.threads)
+
+    def invalidate(self, name: str | None = None) -> int:
+        """Forget resolutions of references to model ``name`` (all when ``None``); returns how many."""
+        with self._lock:
+            stale = [r for r in self._resolved if name is None or _reference_name(r) == name]
+            for reference in stale:
+                del self._resolved[reference]
+        return len(stale)
+
+
+def _reference_name(reference: str) -> str:
+    if reference.startswith("models:/"):
+        return reference[len("models:/") :].split("@", 1)[0].split("/", 1)[0]
+    return reference

@@ -73,8 +73,13 @@ class BlobStore(Protocol):
         *,
         metadata: Mapping[str, str] | None = None,
         content_type: str | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
     ) -> str:
-        """Stage every block, then commit them once: nothing is visible before the commit. Returns the eTag."""
+        """Stage every block, then commit them once: nothing is visible before the commit. Returns the eTag.
+
+        The commit can be conditional: ``if_match`` (the blob still has that eTag) or ``if_none_match``
+        (the blob does not exist yet); when the condition fails, ``WriteConflictError`` is raised."""
         ...
 
     def list_blobs(self, container: str, prefix: str | None = None) -> Iterator[BlobInfo]:
@@ -120,6 +125,10 @@ class Ledger(Protocol):
 
     def get(self, key: str) -> LedgerRecord | None:
         """The record of ``key``, if any."""
+        ...
+
+    def forget(self, key: str) -> None:
+        """Delete the record of ``key`` whatever its state (replay of a failed file)."""
         ...
 
     def records(self, status: str | None = None) -> Iterator[LedgerRecord]:

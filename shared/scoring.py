@@ -1,54 +1,62 @@
 """Scoring a file that landed in blob storage: the use case behind the ``score_blob`` function.
 
-Flow: check the event's source → claim the file's idempotency key in the ledger → resolve the model
-reference to a concrete version → get the loaded model from the cache → stream the blob in chunks
-through pyarrow's CSV reader → predict per record batch → stage the output as blocks and commit it
-once, with lineage metadata → record the outcome → publish ``Scorehook.Scoring.Completed``.
+Flow: match the blob to a route (account, container, prefix → model and formats) → claim the file's
+idempotency key (blob URL + eTag) in the ledger → resolve the model reference to a concrete version →
+get the loaded model from the cache → stream the blob through the engine → stage the output as blocks
+and commit it once, only if no newer version of the same blob (by ``sequencer``) has been scored →
+record the outcome → publish ``Scorehook.Scoring.Completed`` / ``.Failed``.
 
-A bad file (``InputError``) becomes a failure record in the ``failed`` container and the ledger and is
-acknowledged; a ``TransientError`` releases the claim and propagates, so the delivery is retried.
+Outcomes: ``succeeded``; ``failed`` (an ``InputError``: a failure record in the failed container and
+the ledger, the delivery is acknowledged); ``duplicate`` (the key is already finished); ``superseded``
+(a newer version of the blob exists or was scored). A ``TransientError`` (storage or registry down, the
+key held by a live claim of another instance) releases our claim and propagates, so the delivery is
+retried.
 
 Example:
-    >>> service = ScoringService(blobs, ledger, registry, publisher, ModelCache(), settings)  # doctest: +SKIP
-    >>> service.score(parse_blob_created(event_dict)).status                                  # doctest: +SKIP
+    >>> service = ScoringService(blobs, ledger, provider, publisher, settings)   # doctest: +SKIP
+    >>> service.score(parse_blob_created(event_dict)).status                    # doctest: +SKIP
     'succeeded'
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
-import re
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
+from shared.engine import EngineStats, detect_format, score_file
 from shared.errors import (
+    AlreadyClaimedError,
+    BlobChangedError,
+    BlobNotFoundError,
     EventSourceError,
-    FileFormatError,
     InputError,
-    SchemaMismatchError,
     ScorehookError,
     TransientError,
+    WriteConflictError,
 )
-from shared.events import BlobCreated
+from shared.events import BlobCreated, parse_blob_created
 from shared.logs import bind, get_logger
-from shared.models import ModelCache, OnnxModel, load_model_dir
-from shared.ports import BlobStore, EventPublisher, Ledger, LedgerRecord, ModelRegistry, ModelVersion
+from shared.models import ModelProvider
+from shared.ports import BlobStore, EventPublisher, Ledger, LedgerRecord
+from shared.routes import Route, load_routes, match_route
 from shared.settings import Settings
 
 __all__ = ["ScoringOutcome", "ScoringService", "failure_name", "idempotency_key", "output_name"]
 
 _log = get_logger("scoring")
-_BLOCK_BYTES = 4 << 20
-_READ_CHUNK = 1 << 20
+_READ_CHUNK = 4 << 20
 _OWNER = f"{socket.gethostname()}:{os.getpid()}"
+_OUTPUT_SUFFIX = {"csv": ".predictions.csv", "parquet": ".predictions.parquet"}
+_CONTENT_TYPE = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
 
 def idempotency_key(event: BlobCreated) -> str:
@@ -62,15 +70,20 @@ def idempotency_key(event: BlobCreated) -> str:
     return f"blob:{event.url}@{event.etag.strip(chr(34))}"
 
 
-def output_name(blob_name: str) -> str:
+def output_name(blob_name: str, output_format: str = "csv") -> str:
     """Where the predictions for an input blob go, inside the output container.
 
     Example:
-        >>> output_name("2026/11/batch.csv")
-        '2026/11/batch.predictions.csv'
+        >>> output_name("2026/11/batch.csv"), output_name("a.csv.gz", "parquet")
+        ('2026/11/batch.predictions.csv', 'a.predictions.parquet')
     """
-    stem = blob_name.rsplit(".", 1)[0] if "." in blob_name.rsplit("/", 1)[-1] else blob_name
-    return f"{stem}.predictions.csv"
+    base = blob_name.rsplit("/", 1)
+    leaf = base[-1]
+    for suffix in (".csv.gz", ".csv", ".gz", ".jsonl", ".ndjson", ".json", ".parquet", ".pq"):
+        if leaf.lower().endswith(suffix):
+            leaf = leaf[: -len(suffix)]
+            break
+    return "/".join([*base[:-1], leaf]) + _OUTPUT_SUFFIX[output_format]
 
 
 def failure_name(container: str, blob_name: str, etag: str) -> str:
@@ -83,11 +96,18 @@ def failure_name(container: str, blob_name: str, etag: str) -> str:
     return f"{container}/{blob_name}.{etag.strip(chr(34))}.json"
 
 
+def _newer_or_same(theirs: str | None, ours: str | None) -> bool:
+    """Sequencers order the events of one blob: compare as strings of equal width."""
+    if not theirs or not ours:
+        return False
+    return (len(theirs), theirs) >= (len(ours), ours)
+
+
 @dataclass
 class ScoringOutcome:
     """What happened to one delivery of one file."""
 
-    status: str  # "succeeded" | "failed" | "duplicate"
+    status: str  # "succeeded" | "failed" | "duplicate" | "superseded"
     key: str
     output: str | None = None
     failure: str | None = None
@@ -103,7 +123,6 @@ class _ChunkStream(io.RawIOBase):
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
         self._pending = b""
-        self.bytes_read = 0
 
     def readable(self) -> bool:
         return True
@@ -117,8 +136,11 @@ class _ChunkStream(io.RawIOBase):
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]
-        self.bytes_read += n
         return n
+
+
+class _Superseded(Exception):
+    """Internal: a newer version of the blob was (or will be) scored."""
 
 
 class ScoringService:
@@ -128,13 +150,14 @@ class ScoringService:
         self,
         blobs: BlobStore,
         ledger: Ledger,
-        registry: ModelRegistry,
+        models: ModelProvider,
         publisher: EventPublisher,
-        models: ModelCache,
         settings: Settings,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        self.blobs, self.ledger, self.registry = blobs, ledger, registry
-        self.publisher, self.models, self.settings = publisher, models, settings
+        self.blobs, self.ledger, self.models = blobs, ledger, models
+        self.publisher, self.settings, self._clock = publisher, settings, clock
+        self.routes = load_routes(settings)
 
     # -- the use case -------------------------------------------------------------------------
     def score(self, event: BlobCreated) -> ScoringOutcome:
@@ -142,171 +165,134 @@ class ScoringService:
         key = idempotency_key(event)
         with bind(event_id=event.id, blob=f"{event.container}/{event.blob_name}", etag=event.etag):
             try:
-                self._check_source(event)
+                route = self._route(event)
             except InputError as exc:
                 return self._reject_unclaimed(event, key, exc)
-            claim = self.ledger.claim(key, _OWNER, self.settings.claim_ttl_seconds, {"event_id": event.id})
+            details = {"event_id": event.id, "blob": f"{event.container}/{event.blob_name}", "route": route.name}
+            claim = self.ledger.claim(key, _OWNER, self.settings.claim_ttl_seconds, details)
             if claim is None:
-                existing = self.ledger.get(key)
-                _log.info("duplicate delivery acknowledged", extra={"status": existing and existing.status})
-                return ScoringOutcome("duplicate", key, details={"status": existing and existing.status})
-            started = time.perf_counter()
+                return self._already_claimed(key)
+            started = self._clock()
             try:
-                return self._score_claimed(event, key, claim, started)
+                return self._score_claimed(event, route, key, claim, started)
+            except _Superseded as why:
+                self.ledger.finish(claim, "superseded", {"why": str(why)})
+                _log.info("superseded by a newer version of the blob", extra={"why": str(why)})
+                return ScoringOutcome("superseded", key, details={"why": str(why)})
             except InputError as exc:
                 return self._record_failure(event, key, claim, exc, started)
-            except TransientError:
-                self.ledger.release(claim)
-                raise
-            except Exception:
-                self.ledger.release(claim)
+            except BaseException:
+                self.ledger.release(claim)  # transient or unexpected: let the delivery be retried
                 raise
 
-    def _check_source(self, event: BlobCreated) -> None:
+    def replay(self, container: str, blob_name: str) -> ScoringOutcome:
+        """Score a blob again as it is now (after a failure was fixed): a fresh event, a fresh claim.
+
+        Example:
+            >>> service.replay("incoming", "2026/11/batch.csv").status   # doctest: +SKIP
+            'succeeded'
+        """
+        info = self.blobs.properties(container, blob_name)
+        url = info.url or f"https://{self.settings.allowed_storage_accounts[0]}.blob.core.windows.net/{container}/{blob_name}"
+        event = parse_blob_created({
+            "id": f"replay-{uuid.uuid4()}", "eventType": "Microsoft.Storage.BlobCreated",
+            "subject": f"/blobServices/default/containers/{container}/blobs/{blob_name}",
+            "eventTime": datetime.now(UTC).isoformat(), "topic": "scorehook/replay",
+            "data": {"api": "Replay", "eTag": info.etag, "contentLength": info.size, "url": url},
+        })  # fmt: skip
+        record = self.ledger.get(idempotency_key(event))
+        if record is not None and record.status in ("failed", "superseded"):
+            self.ledger.forget(record.key)
+        return self.score(event)
+
+    def _route(self, event: BlobCreated) -> Route:
         if event.account not in self.settings.allowed_storage_accounts:
             raise EventSourceError(
                 f"storage account {event.account!r} is not served (allowed: {', '.join(self.settings.allowed_storage_accounts)})",
                 account=event.account,
             )
-        if event.container != self.settings.input_container:
-            raise EventSourceError(
-                f"container {event.container!r} is not an input container ({self.settings.input_container!r})",
-                container=event.container,
-            )
+        return match_route(self.routes, event.account, event.container, event.blob_name)
 
-    def _model(self, reference: str) -> tuple[ModelVersion, OnnxModel]:
-        version = self.registry.resolve(reference)
-
-        def load() -> OnnxModel:
-            with tempfile.TemporaryDirectory(prefix="scorehook-model-") as tmp:
-                return load_model_dir(self.registry.download(version, tmp))
-
-        return version, self.models.get(version.uri, load)
+    def _already_claimed(self, key: str) -> ScoringOutcome:
+        existing = self.ledger.get(key)
+        if existing is not None and existing.status == "claimed":
+            # Another instance is scoring this file right now (or crashed doing so): ask for a redelivery,
+            # which finds it finished, or takes the claim over once it expires.
+            raise AlreadyClaimedError(f"{key} is being scored by {existing.owner}", key=key, owner=existing.owner)
+        status = existing.status if existing else "unknown"
+        _log.info("duplicate delivery acknowledged", extra={"status": status})
+        return ScoringOutcome("duplicate", key, details={"status": status})
 
     def _score_claimed(
-        self, event: BlobCreated, key: str, claim: LedgerRecord, started: float
+        self, event: BlobCreated, route: Route, key: str, claim: LedgerRecord, started: float
     ) -> ScoringOutcome:
-        version, model = self._model(self.settings.model_uri)
-        with bind(model=version.name, model_version=version.version):
-            counts = {"rows_read": 0, "rows_scored": 0}
-            blocks = self._predict_blocks(event, model, version, counts)
-            output = output_name(event.blob_name)
+        output = output_name(event.blob_name, route.output_format)
+        condition = self._output_condition(route, output, event)
+        version, model = self.models.get(route.model)
+        with bind(model=version.name, model_version=version.version, route=route.name):
+            stats = EngineStats()
+            fmt = detect_format(event.blob_name, route.input_format)
+            blocks = score_file(
+                self._source(event, fmt), fmt=fmt, model=model, model_version=version.version,
+                key_columns=route.key_columns, output_format=route.output_format, batch_rows=route.batch_rows,
+                on_missing=route.on_missing, stats=stats,
+            )  # fmt: skip
             metadata = {
-                "input_url": event.url,
-                "input_etag": event.etag.strip('"'),
-                "event_id": event.id,
-                "model_name": version.name,
-                "model_version": version.version,
-                "model_flavor": model.flavor,
-            }
-            # Lineage that depends on the whole file is known only after the last block is staged.
-            self.blobs.write_blocks(
-                self.settings.output_container,
-                output,
-                _LineageBlocks(blocks, metadata, counts, started),
-                metadata=metadata,
-                content_type="text/csv",
-            )
-            location = f"{self.settings.output_container}/{output}"
-            details: dict[str, Any] = {**metadata, **counts, "output": location}
-            self.ledger.finish(claim, "succeeded", details)
-            elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
-            self._publish("Scorehook.Scoring.Completed", event, {**details, "elapsed_ms": elapsed_ms})
-            _log.info("file scored", extra={**counts, "output": location, "elapsed_ms": elapsed_ms})
-            return ScoringOutcome(
-                "succeeded",
-                key,
-                output=location,
-                rows=counts["rows_scored"],
-                model=version.uri,
-                details=details,
-            )
-
-    def _predict_blocks(
-        self, event: BlobCreated, model: OnnxModel, version: ModelVersion, counts: dict[str, int]
-    ) -> Iterator[bytes]:
-        import pyarrow as pa
-        import pyarrow.csv as pacsv
-
-        column_types = {
-            c.name: (pa.string() if c.is_string else pa.from_numpy_dtype(c.dtype)) for c in model.inputs
-        }
-        column_types["id"] = pa.string()
-        stream = io.BufferedReader(
-            _ChunkStream(self.blobs.read_chunks(event.container, event.blob_name, _READ_CHUNK, event.etag)),
-            buffer_size=_READ_CHUNK,
-        )
-        header = _header(stream.peek(_READ_CHUNK))
-        missing = [c.name for c in model.inputs if header and c.name not in header]
-        if missing:
-            raise SchemaMismatchError(
-                f"column {missing[0]!r} required by model {version.uri} is missing (missing: {', '.join(missing)})",
-                column=missing[0],
-                missing=missing,
-            )
-        try:
-            reader = pacsv.open_csv(
-                stream,
-                read_options=pacsv.ReadOptions(block_size=1 << 20),
-                convert_options=pacsv.ConvertOptions(column_types=column_types, strings_can_be_null=True),
-            )
-        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-            raise _read_error(exc, header, 0) from exc
-        missing = [c.name for c in model.inputs if c.name not in reader.schema.names]
-        if missing:
-            raise SchemaMismatchError(
-                f"column {missing[0]!r} required by model {version.uri} is missing (missing: {', '.join(missing)})",
-                column=missing[0],
-                missing=missing,
-            )
-        keys = ["id"] if "id" in reader.schema.names else []
-        sink, writer = io.BytesIO(), None
-        while True:
+                "input_url": event.url, "input_etag": event.etag.strip('"'), "input_sequencer": event.sequencer or "",
+                "event_id": event.id, "route": route.name, "model_name": version.name,
+                "model_version": version.version, "model_flavor": getattr(model, "flavor", "unknown"),
+            }  # fmt: skip
             try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                break
-            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-                raise _read_error(exc, header, counts["rows_read"]) from exc
-            self._check_missing(batch, model, counts["rows_read"])
-            predicted = model.predict(batch)
-            out = {k: batch.column(batch.schema.get_field_index(k)) for k in keys}
-            out.update({name: pa.array(values) for name, values in predicted.items()})
-            out["model_version"] = pa.array([version.version] * batch.num_rows, pa.string())
-            table = pa.table(out)
-            if writer is None:
-                writer = pacsv.CSVWriter(sink, table.schema)
-            writer.write_table(table)
-            counts["rows_read"] += batch.num_rows
-            counts["rows_scored"] += batch.num_rows
-            if sink.tell() >= _BLOCK_BYTES:
-                yield sink.getvalue()
-                sink.seek(0)
-                sink.truncate()
-        if writer is None:
-            raise FileFormatError("the file has a header but no rows")
-        writer.close()
-        yield sink.getvalue()
+                self.blobs.write_blocks(
+                    route.output_container, output, _Lineage(blocks, metadata, stats, started, self._clock),
+                    metadata=metadata, content_type=_CONTENT_TYPE[route.output_format], **condition,
+                )  # fmt: skip
+            except BlobChangedError as exc:
+                raise _Superseded(f"the blob changed while it was read: {exc.message}") from exc
+            except WriteConflictError:
+                self._output_condition(route, output, event)  # raises _Superseded if a newer one won
+                raise
+            location = f"{route.output_container}/{output}"
+            details: dict[str, Any] = {**metadata, "output": location, "rows_read": stats.rows_read,
+                                       "rows_scored": stats.rows_scored, "rows_rejected": stats.rows_rejected}  # fmt: skip
+            self.ledger.finish(claim, "succeeded", details)
+            elapsed_ms = round((self._clock() - started) * 1000, 1)
+            self._publish("Scorehook.Scoring.Completed", event, {**details, "elapsed_ms": elapsed_ms})
+            _log.info("file scored", extra={"output": location, "rows_read": stats.rows_read,
+                                            "rows_scored": stats.rows_scored, "rows_rejected": stats.rows_rejected,
+                                            "elapsed_ms": elapsed_ms, "read_s": round(stats.read_seconds, 3),
+                                            "predict_s": round(stats.predict_seconds, 3)})  # fmt: skip
+            return ScoringOutcome("succeeded", key, output=location, rows=stats.rows_scored, model=version.uri,
+                                  details=details)  # fmt: skip
 
-    @staticmethod
-    def _check_missing(batch: Any, model: OnnxModel, rows_before: int) -> None:
-        for column in model.inputs:
-            array = batch.column(batch.schema.get_field_index(column.name))
-            if array.null_count:
-                import pyarrow.compute as pc
+    def _output_condition(self, route: Route, output: str, event: BlobCreated) -> dict[str, Any]:
+        """How to commit the output: only over what we saw, and never over a newer version's output."""
+        try:
+            current = self.blobs.properties(route.output_container, output)
+        except BlobNotFoundError:
+            return {"if_none_match": True}
+        theirs = current.metadata.get("input_sequencer")
+        if current.metadata.get("input_url") == event.url and _newer_or_same(theirs, event.sequencer):
+            raise _Superseded(f"output already holds sequencer {theirs} (this event: {event.sequencer})")
+        return {"if_match": current.etag}
 
-                row = rows_before + int(pc.index(pc.is_null(array), True).as_py())
-                raise SchemaMismatchError(
-                    f"column {column.name!r} has an empty value at data row {row + 1}",
-                    reason="missing_value",
-                    column=column.name,
-                    row=row + 1,
-                )
+    def _source(self, event: BlobCreated, fmt: str) -> Callable[[], BinaryIO]:
+        """Opens the blob, pinned to the event's eTag: a stream, or for Parquet a spooled seekable copy."""
+
+        def open_stream() -> BinaryIO:
+            chunks = self.blobs.read_chunks(event.container, event.blob_name, _READ_CHUNK, event.etag)
+            if fmt != "parquet":
+                return io.BufferedReader(_ChunkStream(chunks), buffer_size=1 << 20)
+            spool = tempfile.SpooledTemporaryFile(max_size=64 << 20)  # noqa: SIM115 - handed to the engine
+            for chunk in chunks:
+                spool.write(chunk)
+            spool.seek(0)
+            return spool  # type: ignore[return-value]
+
+        return open_stream
 
     # -- outcomes -------------------------------------------------------------------------------
-    def _failure_record(
-        self, event: BlobCreated, exc: ScorehookError, elapsed_ms: float | None
-    ) -> dict[str, Any]:
+    def _failure_record(self, event: BlobCreated, exc: ScorehookError, elapsed_ms: float | None) -> dict[str, Any]:
         return {
             "failed_at": datetime.now(UTC).isoformat(),
             "blob": f"{event.container}/{event.blob_name}",
@@ -320,36 +306,25 @@ class ScoringService:
     def _write_failure(self, event: BlobCreated, record: dict[str, Any]) -> str:
         name = failure_name(event.container, event.blob_name, event.etag)
         self.blobs.write_bytes(
-            self.settings.failed_container,
-            name,
-            json.dumps(record, indent=2, default=str).encode(),
-            content_type="application/json",
-            metadata={"reason": record["reason"]},
-        )
+            self.settings.failed_container, name, json.dumps(record, indent=2, default=str).encode(),
+            content_type="application/json", metadata={"reason": record["reason"]},
+        )  # fmt: skip
         return f"{self.settings.failed_container}/{name}"
 
     def _record_failure(
         self, event: BlobCreated, key: str, claim: LedgerRecord, exc: InputError, started: float
     ) -> ScoringOutcome:
-        record = self._failure_record(event, exc, round((time.perf_counter() - started) * 1000, 1))
+        record = self._failure_record(event, exc, round((self._clock() - started) * 1000, 1))
         location = self._write_failure(event, record)
-        self.ledger.finish(
-            claim, "failed", {"reason": exc.reason, "message": exc.message, "failure": location}
-        )
-        self._publish(
-            "Scorehook.Scoring.Failed",
-            event,
-            {"reason": exc.reason, "message": exc.message, "failure": location},
-        )
+        self.ledger.finish(claim, "failed", {"reason": exc.reason, "message": exc.message, "failure": location})
+        self._publish("Scorehook.Scoring.Failed", event, {"reason": exc.reason, "message": exc.message, "failure": location})
         _log.warning("file rejected", extra={"reason": exc.reason, "error": exc.message, "failure": location})
         return ScoringOutcome("failed", key, failure=location, reason=exc.reason, details=exc.to_record())
 
     def _reject_unclaimed(self, event: BlobCreated, key: str, exc: InputError) -> ScoringOutcome:
         # Events for sources we do not serve are recorded but never claimed: nothing to score.
         location = self._write_failure(event, self._failure_record(event, exc, None))
-        _log.warning(
-            "event rejected", extra={"reason": exc.reason, "error": exc.message, "failure": location}
-        )
+        _log.warning("event rejected", extra={"reason": exc.reason, "error": exc.message, "failure": location})
         return ScoringOutcome("failed", key, failure=location, reason=exc.reason, details=exc.to_record())
 
     def _publish(self, event_type: str, event: BlobCreated, data: dict[str, Any]) -> None:
@@ -360,53 +335,23 @@ class ScoringService:
             _log.error("could not publish outcome event", extra={"event_type": event_type, "error": str(exc)})
 
 
-_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", re.S)
-
-
-def _header(head: bytes) -> list[str]:
-    """Column names from the first line of a CSV file (best effort, for error messages)."""
-    first = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip("\r")
-    return next(csv.reader([first]), []) if first else []
-
-
-def _read_error(exc: Exception, header: list[str], rows_before: int) -> InputError:
-    """pyarrow's CSV errors as our own: a value of the wrong type names its column and value."""
-    if isinstance(exc, UnicodeDecodeError):
-        return FileFormatError(
-            f"the file is not UTF-8 text: {exc.reason} at byte {exc.start}", encoding="utf-8"
-        )
-    message = str(exc)
-    if "invalid UTF8" in message:
-        found = re.search(r"column #(\d+)", message)
-        name = header[int(found[1])] if found and int(found[1]) < len(header) else "?"
-        return FileFormatError(f"the file is not UTF-8 text (column {name!r})", encoding="utf-8", column=name)
-    match = _CONVERSION.search(message)
-    if match:
-        index, type_name, value = int(match[1]), match[2], match[3]
-        column = header[index] if index < len(header) else f"#{index}"
-        return SchemaMismatchError(
-            f"column {column!r} has value {value!r} that is not a {type_name} "
-            + (f"(after data row {rows_before})" if rows_before else "(in the first block of rows)"),
-            reason="bad_value",
-            column=column,
-            value=value,
-            expected=type_name,
-            row_after=rows_before,
-        )
-    return FileFormatError(f"not a readable CSV file: {message}", row_after=rows_before)
-
-
-class _LineageBlocks:
-    """Iterates the output blocks; when exhausted, completes the metadata with counts and timing."""
+class _Lineage:
+    """Iterates the output blocks; when exhausted, completes the metadata with counts and timings."""
 
     def __init__(
-        self, blocks: Iterator[bytes], metadata: dict[str, str], counts: dict[str, int], started: float
-    ):
-        self._blocks, self._metadata, self._counts, self._started = blocks, metadata, counts, started
+        self, blocks: Iterator[bytes], metadata: dict[str, str], stats: EngineStats, started: float,
+        clock: Callable[[], float],
+    ) -> None:  # fmt: skip
+        self._blocks, self._metadata, self._stats, self._started, self._clock = blocks, metadata, stats, started, clock
 
     def __iter__(self) -> Iterator[bytes]:
         yield from self._blocks
-        self._metadata.update({k: str(v) for k, v in self._counts.items()})
-        self._metadata["rows_rejected"] = "0"
-        self._metadata["scoring_ms"] = str(round((time.perf_counter() - self._started) * 1000, 1))
-        self._metadata["scored_at"] = datetime.now(UTC).isoformat()
+        stats = self._stats
+        self._metadata.update({
+            "rows_read": str(stats.rows_read), "rows_scored": str(stats.rows_scored),
+            "rows_rejected": str(stats.rows_rejected), "read_ms": str(round(stats.read_seconds * 1000, 1)),
+            "predict_ms": str(round(stats.predict_seconds * 1000, 1)),
+            "write_ms": str(round(stats.write_seconds * 1000, 1)),
+            "scoring_ms": str(round((self._clock() - self._started) * 1000, 1)),
+            "scored_at": datetime.now(UTC).isoformat(),
+        })  # fmt: skip

@@ -18,7 +18,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from shared.errors import AlreadyClaimedError, BlobChangedError, BlobNotFoundError, ModelNotFoundError
+from shared.errors import (
+    AlreadyClaimedError,
+    BlobChangedError,
+    BlobNotFoundError,
+    ModelNotFoundError,
+    WriteConflictError,
+)
 from shared.ports import BlobInfo, LedgerRecord, ModelVersion
 
 __all__ = ["FakeBlobStore", "FakeLedger", "FakePublisher", "FakeRegistry"]
@@ -92,11 +98,21 @@ class FakeBlobStore:
         *,
         metadata: Mapping[str, str] | None = None,
         content_type: str | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
     ) -> str:
         staged = [bytes(b) for b in blocks]  # an error while producing blocks leaves nothing visible
+        self.before_commit(container, name)
+        with self._lock:
+            current = self._blobs.get((container, name))
+            if (if_match and (current is None or current[1].etag != if_match)) or (if_none_match and current):
+                raise WriteConflictError(f"{container}/{name} changed before the commit")
         return self.write_bytes(
             container, name, b"".join(staged), metadata=metadata, content_type=content_type
         )
+
+    def before_commit(self, container: str, name: str) -> None:
+        """A hook for tests: runs after staging, right before the commit (simulate a crash or a race)."""
 
     def list_blobs(self, container: str, prefix: str | None = None) -> Iterator[BlobInfo]:
         for (c, name), (_, info) in sorted(self._blobs.items()):
@@ -157,6 +173,10 @@ class FakeLedger:
             )
             self._records[claim.key] = record
             return record
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._records.pop(key, None)
 
     def release(self, claim: LedgerRecord) -> None:
         with self._lock:

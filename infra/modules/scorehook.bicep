@@ -4,6 +4,7 @@ param tags object
 param resourceToken string
 param modelUri string
 param mlflowTrackingUri string
+param routes string
 param allowedStorageAccounts string
 param subscribeFunctions bool
 param principalId string
@@ -183,6 +184,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SCOREHOOK_FAILED_CONTAINER: 'failed'
     SCOREHOOK_LEDGER_TABLE: 'ScorehookLedger'
     SCOREHOOK_MODEL_URI: modelUri
+    SCOREHOOK_ROUTES: routes
+    SCOREHOOK_ALIAS_TTL_SECONDS: '60'
+    SCOREHOOK_ONNX_THREADS: '1'
     SCOREHOOK_MODEL_CACHE_SIZE: '4'
     SCOREHOOK_CLAIM_TTL_SECONDS: '900'
     MLFLOW_TRACKING_URI: mlflowTrackingUri
@@ -288,6 +292,28 @@ resource scoreIncomingBlobs 'Microsoft.EventGrid/systemTopics/eventSubscriptions
     }
   }
   dependsOn: [appSettings, deadLetterRole, containers]
+}
+
+// Every instance refreshes its alias cache when a model is promoted (see devhost/subscriptions.json).
+resource refreshOnPromotion 'Microsoft.EventGrid/topics/eventSubscriptions@2022-06-15' = if (subscribeFunctions) {
+  parent: eventsTopic
+  name: 'refresh-on-promotion'
+  properties: {
+    destination: {
+      endpointType: 'AzureFunction'
+      properties: {
+        resourceId: '${functionApp.id}/functions/on_model_promoted'
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
+      }
+    }
+    filter: {
+      includedEventTypes: ['Scorehook.Model.Promoted']
+    }
+    eventDeliverySchema: 'EventGridSchema'
+    retryPolicy: { maxDeliveryAttempts: 5, eventTimeToLiveInMinutes: 60 }
+  }
+  dependsOn: [appSettings]
 }
 
 output functionAppName string = functionApp.name

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from shared.adapters._azure import credential_for, storage_errors
-from shared.errors import BlobChangedError, BlobNotFoundError, ConfigurationError
+from shared.errors import BlobChangedError, BlobNotFoundError, ConfigurationError, WriteConflictError
 from shared.ports import BlobInfo
 from shared.settings import Settings
 
@@ -149,7 +149,11 @@ class AzureBlobStore:
         *,
         metadata: Mapping[str, str] | None = None,
         content_type: str | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
     ) -> str:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
         from azure.storage.blob import BlobBlock, ContentSettings
 
         client = self._blob(container, name)
@@ -161,11 +165,22 @@ class AzureBlobStore:
                 block_id = base64.b64encode(f"{index:08d}".encode()).decode()
                 client.stage_block(block_id, block)
                 block_ids.append(BlobBlock(block_id=block_id))
-            result = client.commit_block_list(
-                block_ids,
-                metadata=dict(metadata or {}),
-                content_settings=ContentSettings(content_type=content_type) if content_type else None,
-            )
+            conditions: dict[str, Any] = {}
+            if if_match:
+                conditions = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
+            elif if_none_match:
+                conditions = {"etag": "*", "match_condition": MatchConditions.IfMissing}
+            try:
+                result = client.commit_block_list(
+                    block_ids,
+                    metadata=dict(metadata or {}),
+                    content_settings=ContentSettings(content_type=content_type) if content_type else None,
+                    **conditions,
+                )
+            except (ResourceModifiedError, ResourceExistsError) as exc:
+                raise WriteConflictError(
+                    f"{container}/{name} changed before the commit", blob=f"{container}/{name}"
+                ) from exc
         return str(result["etag"])
 
     def list_blobs(self, container: str, prefix: str | None = None) -> Iterator[BlobInfo]:

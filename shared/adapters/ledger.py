@@ -179,6 +179,15 @@ class TableLedger:
             except (HttpResponseError, ResourceNotFoundError):
                 pass  # lost or already gone: nothing of ours to release
 
+    def forget(self, key: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with storage_errors("forget ledger record"):
+            try:
+                self._table.delete_entity(_partition(key), row_key(key))
+            except ResourceNotFoundError:
+                pass
+
     def records(self, status: str | None = None) -> Iterator[LedgerRecord]:
         query = f"Status eq '{status}'" if status else None
         with storage_errors("list ledger"):

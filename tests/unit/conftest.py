@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.models import ModelCache
+from shared.models import ModelCache, ModelProvider
 from shared.scoring import ScoringService
 from shared.settings import Settings
 from shared.testing import FakeBlobStore, FakeLedger, FakePublisher, FakeRegistry
@@ -73,10 +73,9 @@ class Scoring:
         )
         self.version = self.registry.register("tiny", model_path, alias="champion")
         self.models = ModelCache()
+        self.provider = ModelProvider(self.registry, self.blobs, self.models, ttl_seconds=60)
         self.settings = Settings.from_env({}, model_uri="models:/tiny@champion")
-        self.service = ScoringService(
-            self.blobs, self.ledger, self.registry, self.publisher, self.models, self.settings
-        )
+        self.service = ScoringService(self.blobs, self.ledger, self.provider, self.publisher, self.settings)
 
     def upload(self, name: str, data: bytes, container: str = "incoming") -> dict:
         """Put a blob and return the BlobCreated event (Event Grid schema) devhost would send for it."""
@@ -93,7 +92,7 @@ class Scoring:
                 "contentLength": len(data),
                 "blobType": "BlockBlob",
                 "url": f"http://127.0.0.1:10000/devstoreaccount1/{container}/{name}",
-                "sequencer": "0000000000000000000000000000000a",
+                "sequencer": f"{int(etag.strip(chr(34)), 16):032x}",
             },
             "dataVersion": "",
             "metadataVersion": "1",

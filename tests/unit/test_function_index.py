@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 EXPECTED = {
     "score_blob": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
+    "on_model_promoted": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
     "health": [
         {
             "direction": "IN",

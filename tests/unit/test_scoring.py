@@ -74,8 +74,8 @@ def test_a_new_version_of_the_same_blob_is_scored_again(scoring):
         (b"id,x1,x2,color\n1,0.5,1,red,extra\n", "bad_file_format", "Expected 4 columns"),
         (b"id,x1,x2,color\n1,0.5,1,\xff\xfe\n", "bad_file_format", "not UTF-8"),
         (b"id,x1,x2,color\n1,0.5,,red\n", "missing_value", "'x2'"),
-        (b"", "bad_file_format", "CSV"),
-        (b"id,x1,x2,color\n", "bad_file_format", "no rows"),
+        (b"", "bad_file_format", "empty"),
+        (b"id,x1,x2,color\n", "bad_file_format", "no data rows"),
     ],
 )
 def test_each_kind_of_bad_file_gets_a_failure_record_and_no_output(scoring, data, reason, detail):

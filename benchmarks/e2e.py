@@ -1,0 +1,192 @@
+"""E2E: files uploaded to Azurite, scored by devhost (local Event Grid → ``score_blob``), output committed.
+
+Starts Azurite and an MLflow server, registers a linear ONNX model as ``champion``, starts devhost as its
+own process (``python -m devhost host --settings FILE``), then measures, from the moment an upload
+returns to the moment the output blob exists in ``scored``:
+
+1. one small file with a cold model cache (``cold_ms``; it also warms the cache),
+2. the big file (``rows`` rows) → rows/s,
+3. ``small_files`` files of ``small_rows`` rows, one after another, polling every 10 ms → p50/p95 ms.
+
+Everything started here is stopped at the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from benchmarks import BENCH_DIR, ROOT
+
+MODEL_NAME = "scorehook-bench"
+
+
+def _wait(predicate: Any, timeout: float, what: str, interval: float, alive: Any = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        if alive is not None:
+            alive()
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class _Devhost:
+    """devhost as a subprocess (as ``func start`` would run), reached over HTTP."""
+
+    def __init__(self, settings_path: Path, master_key: str, port: int, log: Path) -> None:
+        self.log, self.master_key = log, master_key
+        self.base_url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        argv = [sys.executable, "-m", "devhost", "host", "--settings", str(settings_path)]
+        with log.open("w") as out:
+            self.process = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _wait(self._up, 90, "devhost to start", 0.2, self.check)
+
+    def check(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"devhost exited ({self.process.returncode}): {self.log.read_text()[-3000:]}")
+
+    def _up(self) -> bool:
+        request = urllib.request.Request(
+            f"{self.base_url}/admin/host/status", headers={"x-functions-key": self.master_key}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def _scored(log_file: Path) -> dict[str, float]:
+    """In-function time per input blob (``elapsed_ms`` of the app's ``file scored`` log lines), if logged."""
+    found: dict[str, float] = {}
+    if not log_file.exists():
+        return found
+    for line in log_file.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("message") == "file scored" and "elapsed_ms" in record and "blob" in record:
+            found[str(record["blob"]).split("/", 1)[-1]] = float(record["elapsed_ms"])
+    return found
+
+
+def run(path: str, rows: int, small_files: int = 30, small_rows: int = 1000) -> dict[str, Any]:
+    """Run the e2e measurement; ``seconds`` is the big file's upload-to-output time."""
+    import numpy as np
+    from azure.core.exceptions import ResourceExistsError
+    from azure.storage.blob import BlobServiceClient
+
+    from benchmarks.fixtures import small_csv
+    from benchmarks.run_one import peak_rss_mb
+    from devhost.runtime import local_settings
+    from devhost.services import Azurite, MlflowServer, free_port
+    from shared.scoring import output_name
+    from training.train import train_and_register
+
+    (BENCH_DIR / "e2e").mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=BENCH_DIR / "e2e"))
+    azurite = mlflow = dev = None
+    ok = False
+    try:
+        azurite = Azurite(log_dir=work).start()
+        mlflow = MlflowServer(data_dir=work / "mlflow").start()
+        train_and_register(mlflow.tracking_uri, model_name=MODEL_NAME, rows=20000, alias="champion")
+        port = free_port()
+        settings = local_settings(azurite, mlflow.tracking_uri, port, log_file=str(work / "scorehook.jsonl"))
+        settings["Values"] |= {
+            "SCOREHOOK_MODEL_URI": f"models:/{MODEL_NAME}@champion",
+            "SCOREHOOK_LOG_CONSOLE": "false",
+        }
+        settings_path = work / "local.settings.json"
+        settings_path.write_text(json.dumps(settings, indent=2))
+        service = BlobServiceClient.from_connection_string(azurite.connection_string)
+        for name in ("incoming", "scored", "failed"):
+            try:
+                service.create_container(name)
+            except ResourceExistsError:
+                pass
+        dev = _Devhost(settings_path, settings["Host"]["MasterKey"], port, work / "devhost.log")
+        incoming, scored, failed = (service.get_container_client(c) for c in ("incoming", "scored", "failed"))
+
+        def failure(name: str) -> None:
+            dev.check()
+            for blob in failed.list_blobs(name_starts_with=f"incoming/{name}"):
+                record = failed.download_blob(blob.name).readall().decode(errors="replace")
+                raise RuntimeError(f"{name} was not scored: {record[:1500]}")
+
+        def latency(name: str, data: Any, timeout: float, interval: float) -> tuple[float, float]:
+            """(upload seconds, seconds from upload finished to output blob exists)."""
+            t0 = time.perf_counter()
+            incoming.upload_blob(name, data, overwrite=True, max_concurrency=2)
+            t1 = time.perf_counter()
+            output = scored.get_blob_client(output_name(name))
+            checked = [t1]
+
+            def check() -> None:  # failure records are looked for once a second, not on every poll
+                if time.perf_counter() - checked[0] > 1:
+                    checked[0] = time.perf_counter()
+                    failure(name)
+
+            _wait(output.exists, timeout, f"the output of {name}", interval, check)
+            return t1 - t0, time.perf_counter() - t1
+
+        tag = uuid.uuid4().hex[:6]
+        _, cold = latency(f"bench/{tag}-cold.csv", small_csv(small_rows, seed=999), 180, 0.01)
+        big = f"bench/{tag}-big-{rows}.csv"
+        with open(path, "rb") as data:
+            upload, big_seconds = latency(big, data, max(300, rows / 2000), 0.05)
+        small = [small_csv(small_rows, seed=1000 + i) for i in range(small_files)]
+        names = [f"bench/{tag}-small-{i:03d}.csv" for i in range(small_files)]
+        times = [latency(n, d, 60, 0.01)[1] * 1000 for n, d in zip(names, small, strict=True)]
+        in_function = _scored(work / "scorehook.jsonl")
+        function_ms = [in_function[n] for n in names if n in in_function]
+        detail = {
+            "upload": upload,
+            "rows_per_s": rows / big_seconds,
+            "cold_ms": cold * 1000,
+            "small_rows": small_rows,
+            "small_ms": [round(t, 1) for t in times],
+            "p50_ms": float(np.percentile(times, 50)),
+            "p95_ms": float(np.percentile(times, 95)),
+            "big_function_s": in_function[big] / 1000 if big in in_function else None,
+            "function_p50_ms": float(np.percentile(function_ms, 50)) if function_ms else None,
+        }
+        ok = True
+        return {"seconds": big_seconds, "rows": rows, "peak_rss_mb": peak_rss_mb(dev.process.pid), "detail": detail}
+    except BaseException:
+        if dev is not None:
+            print(f"devhost log tail:\n{dev.log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
+        print(f"e2e logs kept in {work}", file=sys.stderr)
+        raise
+    finally:
+        for stop in (dev, mlflow, azurite):
+            if stop is not None:
+                try:
+                    stop.stop()
+                except Exception as exc:
+                    print(f"could not stop {stop}: {exc}", file=sys.stderr)
+        if ok:
+            shutil.rmtree(work, ignore_errors=True)  # kept, with the logs, when the run fails
