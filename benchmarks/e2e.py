@@ -174,8 +174,9 @@ def run(path: str, rows: int, small_files: int = 30, small_rows: int = 1000) -> 
             "big_function_s": in_function[big] / 1000 if big in in_function else None,
             "function_p50_ms": float(np.percentile(function_ms, 50)) if function_ms else None,
         }
+        devhost_rss = peak_rss_mb(dev.process.pid)  # the host process that did the scoring
         ok = True
-        return {"seconds": big_seconds, "rows": rows, "peak_rss_mb": peak_rss_mb(dev.process.pid), "detail": detail}
+        return {"seconds": big_seconds, "rows": rows, "peak_rss_mb": devhost_rss, "detail": detail}
     except BaseException:
         if dev is not None:
             print(f"devhost log tail:\n{dev.log.read_text(errors='replace')[-3000:]}", file=sys.stderr)

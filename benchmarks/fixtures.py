@@ -32,6 +32,7 @@ def data_file(rows: int, fmt: str = "csv", seed: int = 0) -> Path:
 
     path = BENCH_DIR / f"data-{label(rows)}-s{seed}.{fmt}"
     if not path.exists():
+        print(f"generating {path.name} (cached for later runs)", flush=True)
         tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
         write_file(tmp, rows, fmt=fmt, seed=seed, chunk_rows=ROW_GROUP)
         tmp.replace(path)
@@ -57,6 +58,7 @@ def model_files(kind: str, seed: int = 0) -> dict[str, str]:
     base = BENCH_DIR / "models" / f"{kind}-{label(TRAIN_ROWS)}-s{seed}"
     onnx_path, sk_dir = base.with_suffix(".onnx"), base.with_name(base.name + "-sklearn")
     if not (onnx_path.exists() and (sk_dir / "MLmodel").exists()):
+        print(f"training the {kind} model (cached for later runs)", flush=True)
         _train(kind, seed, onnx_path, sk_dir)
     return {"onnx": str(onnx_path), "sklearn": str(sk_dir)}
 

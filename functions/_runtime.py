@@ -18,31 +18,6 @@ _lock = threading.Lock()
 _services: dict[str, Any] = {}
 
 
-def _build_scoring_service() -> Any:
-    from shared.adapters import AzureBlobStore, TableLedger
-    from shared.adapters.mlflow_registry import MlflowRegistry
-    from shared.adapters.publisher import publisher_from_settings
-    from shared.models import ModelCache, ModelProvider
-    from shared.scoring import ScoringService
-
-    settings = get_settings()
-    blobs = AzureBlobStore.from_settings(settings)
-    blobs.ensure_containers(settings.output_container, settings.failed_container)
-    models = ModelProvider(
-        MlflowRegistry(settings.require("mlflow_tracking_uri")), blobs, ModelCache(settings.model_cache_size),
-        ttl_seconds=settings.alias_ttl_seconds, threads=settings.onnx_threads,
-    )  # fmt: skip
-    service = ScoringService(
-        blobs=blobs,
-        ledger=TableLedger.from_settings(settings),
-        models=models,
-        publisher=publisher_from_settings(settings),
-        settings=settings,
-    )
-    blobs.ensure_containers(*{route.output_container for route in service.routes})
-    return service
-
-
 def scoring_service() -> Any:
     """The scoring use case with its real adapters: built once per process, even when the first
     invocations arrive together (they share one model cache)."""
@@ -54,7 +29,9 @@ def scoring_service() -> Any:
                 configure_logging(settings.log_level, settings.log_file, console=settings.log_console)
                 _services["logging"] = True
             if "scoring" not in _services:
-                _services["scoring"] = _build_scoring_service()
+                from shared.services import build_scoring_service
+
+                _services["scoring"] = build_scoring_service(get_settings())
             service = _services["scoring"]
     return service
 

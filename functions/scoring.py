@@ -43,7 +43,13 @@ def on_model_promoted(event: func.EventGridEvent, context: func.Context) -> None
             _log.warning("event rejected", extra={"reason": exc.reason, "error": exc.message})
             return
         data = promoted.data if isinstance(promoted.data, dict) else {}
-        name = data.get("model_name") or data.get("name") or promoted.subject.removeprefix("models/").split(":")[0]
+        name = (
+            data.get("model_name")
+            or data.get("name")
+            or promoted.subject.removeprefix("models/").split(":")[0]
+        )
         dropped = scoring_service().models.invalidate(name or None)
-        _log.info("model promoted: alias cache refreshed", extra={"model": name, "dropped": dropped,
-                                                                    "model_version": data.get("version")})
+        _log.info(
+            "model promoted: alias cache refreshed",
+            extra={"model": name, "dropped": dropped, "model_version": data.get("version")},
+        )

@@ -337,7 +337,9 @@ def _read_ahead(batches: Iterator[Any], stats: EngineStats, depth: int = 2) -> I
                 thread.join(0.05)
 
 
-def _missing_values(batch: Any, model: ScoringModel, rows_before: int, on_missing: str, stats: EngineStats) -> Any:
+def _missing_values(
+    batch: Any, model: ScoringModel, rows_before: int, on_missing: str, stats: EngineStats
+) -> Any:
     """Empty model inputs (null, or NaN in a float column: onnxruntime would score them silently)."""
     import pyarrow.compute as pc
 
@@ -352,7 +354,10 @@ def _missing_values(batch: Any, model: ScoringModel, rows_before: int, on_missin
         column, mask = next(iter(missing.items()))
         row = rows_before + int(pc.index(mask, True).as_py()) + 1
         raise SchemaMismatchError(
-            f"column {column!r} has an empty value at data row {row}", reason="missing_value", column=column, row=row
+            f"column {column!r} has an empty value at data row {row}",
+            reason="missing_value",
+            column=column,
+            row=row,
         )
     drop = None
     for mask in missing.values():
@@ -371,7 +376,8 @@ class _Encoder:
                 f"output format {output_format!r} is not one of {', '.join(OUTPUT_FORMATS)}"
             )
         self.format, self.batch_rows = output_format, batch_rows
-        self.sink, self.writer = io.BytesIO(), None
+        self.sink: io.BytesIO = io.BytesIO()
+        self.writer: Any = None
 
     def write(self, batch: Any) -> bytes | None:
         if self.writer is None:

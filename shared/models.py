@@ -91,7 +91,6 @@ class OnnxModel:
 
     def feeds(self, batch: Any) -> dict[str, Any]:
         """The onnxruntime feed dict for an Arrow record batch: each column as an ``(N, 1)`` array."""
-        import numpy as np
 
         feeds = {}
         for column in self.inputs:

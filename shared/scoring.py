@@ -168,7 +168,11 @@ class ScoringService:
                 route = self._route(event)
             except InputError as exc:
                 return self._reject_unclaimed(event, key, exc)
-            details = {"event_id": event.id, "blob": f"{event.container}/{event.blob_name}", "route": route.name}
+            details = {
+                "event_id": event.id,
+                "blob": f"{event.container}/{event.blob_name}",
+                "route": route.name,
+            }
             claim = self.ledger.claim(key, _OWNER, self.settings.claim_ttl_seconds, details)
             if claim is None:
                 return self._already_claimed(key)
@@ -193,7 +197,10 @@ class ScoringService:
             'succeeded'
         """
         info = self.blobs.properties(container, blob_name)
-        url = info.url or f"https://{self.settings.allowed_storage_accounts[0]}.blob.core.windows.net/{container}/{blob_name}"
+        url = (
+            info.url
+            or f"https://{self.settings.allowed_storage_accounts[0]}.blob.core.windows.net/{container}/{blob_name}"
+        )
         event = parse_blob_created({
             "id": f"replay-{uuid.uuid4()}", "eventType": "Microsoft.Storage.BlobCreated",
             "subject": f"/blobServices/default/containers/{container}/blobs/{blob_name}",
@@ -218,7 +225,9 @@ class ScoringService:
         if existing is not None and existing.status == "claimed":
             # Another instance is scoring this file right now (or crashed doing so): ask for a redelivery,
             # which finds it finished, or takes the claim over once it expires.
-            raise AlreadyClaimedError(f"{key} is being scored by {existing.owner}", key=key, owner=existing.owner)
+            raise AlreadyClaimedError(
+                f"{key} is being scored by {existing.owner}", key=key, owner=existing.owner
+            )
         status = existing.status if existing else "unknown"
         _log.info("duplicate delivery acknowledged", extra={"status": status})
         return ScoringOutcome("duplicate", key, details={"status": status})
@@ -292,7 +301,9 @@ class ScoringService:
         return open_stream
 
     # -- outcomes -------------------------------------------------------------------------------
-    def _failure_record(self, event: BlobCreated, exc: ScorehookError, elapsed_ms: float | None) -> dict[str, Any]:
+    def _failure_record(
+        self, event: BlobCreated, exc: ScorehookError, elapsed_ms: float | None
+    ) -> dict[str, Any]:
         return {
             "failed_at": datetime.now(UTC).isoformat(),
             "blob": f"{event.container}/{event.blob_name}",
@@ -316,15 +327,23 @@ class ScoringService:
     ) -> ScoringOutcome:
         record = self._failure_record(event, exc, round((self._clock() - started) * 1000, 1))
         location = self._write_failure(event, record)
-        self.ledger.finish(claim, "failed", {"reason": exc.reason, "message": exc.message, "failure": location})
-        self._publish("Scorehook.Scoring.Failed", event, {"reason": exc.reason, "message": exc.message, "failure": location})
+        self.ledger.finish(
+            claim, "failed", {"reason": exc.reason, "message": exc.message, "failure": location}
+        )
+        self._publish(
+            "Scorehook.Scoring.Failed",
+            event,
+            {"reason": exc.reason, "message": exc.message, "failure": location},
+        )
         _log.warning("file rejected", extra={"reason": exc.reason, "error": exc.message, "failure": location})
         return ScoringOutcome("failed", key, failure=location, reason=exc.reason, details=exc.to_record())
 
     def _reject_unclaimed(self, event: BlobCreated, key: str, exc: InputError) -> ScoringOutcome:
         # Events for sources we do not serve are recorded but never claimed: nothing to score.
         location = self._write_failure(event, self._failure_record(event, exc, None))
-        _log.warning("event rejected", extra={"reason": exc.reason, "error": exc.message, "failure": location})
+        _log.warning(
+            "event rejected", extra={"reason": exc.reason, "error": exc.message, "failure": location}
+        )
         return ScoringOutcome("failed", key, failure=location, reason=exc.reason, details=exc.to_record())
 
     def _publish(self, event_type: str, event: BlobCreated, data: dict[str, Any]) -> None:
@@ -342,7 +361,13 @@ class _Lineage:
         self, blocks: Iterator[bytes], metadata: dict[str, str], stats: EngineStats, started: float,
         clock: Callable[[], float],
     ) -> None:  # fmt: skip
-        self._blocks, self._metadata, self._stats, self._started, self._clock = blocks, metadata, stats, started, clock
+        self._blocks, self._metadata, self._stats, self._started, self._clock = (
+            blocks,
+            metadata,
+            stats,
+            started,
+            clock,
+        )
 
     def __iter__(self) -> Iterator[bytes]:
         yield from self._blocks

@@ -169,7 +169,7 @@ class AzureBlobStore:
             if if_match:
                 conditions = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
             elif if_none_match:
-                conditions = {"etag": "*", "match_condition": MatchConditions.IfMissing}
+                conditions = {"match_condition": MatchConditions.IfMissing}
             try:
                 result = client.commit_block_list(
                     block_ids,

@@ -28,6 +28,7 @@ def app(azurite, mlflow_tracking_uri, tmp_path_factory):
         mlflow_tracking_uri,
         extra={
             "SCOREHOOK_MODEL_URI": f"models:/{name}@champion",
+            "SCOREHOOK_ALIAS_TTL_SECONDS": "3600",
             "SCOREHOOK_LEDGER_TABLE": f"ledger{uuid.uuid4().hex[:8]}",
         },
     )
@@ -35,7 +36,7 @@ def app(azurite, mlflow_tracking_uri, tmp_path_factory):
     for container in ("incoming", "scored", "failed"):
         if not dev.blobs.get_container_client(container).exists():
             dev.blobs.create_container(container)
-    dev.model = model
+    dev.model, dev.model_name = model, name
     yield dev
     stop_devhost(dev)
 
@@ -135,3 +136,92 @@ def test_health_is_anonymous_and_status_needs_the_function_key(app):
     payload = json.loads(body)
     assert payload["settings"]["data_connection_string"] == "***"
     assert payload["ledger"]["succeeded"] == before + 1
+
+
+def _event_for(app, name: str) -> dict:
+    client = app.blobs.get_blob_client("incoming", name)
+    props = client.get_blob_properties()
+    return {
+        "id": str(uuid.uuid4()), "eventType": "Microsoft.Storage.BlobCreated", "eventTime": "2026-11-23T10:00:00Z",
+        "topic": "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/devstoreaccount1",
+        "subject": f"/blobServices/default/containers/incoming/blobs/{name}", "dataVersion": "",
+        "data": {"api": "PutBlob", "eTag": props.etag, "contentLength": props.size, "url": client.url,
+                 "sequencer": "0" * 32},
+    }  # fmt: skip
+
+
+def test_the_same_event_delivered_ten_times_at_once_gives_one_output(app):
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = f"e2e-dup/{uuid.uuid4().hex}.csv"
+    app.blobs.get_blob_client("incoming", name).upload_blob(_sample(2000))
+    event = _event_for(app, name)
+    with ThreadPoolExecutor(10) as pool:
+        statuses = list(
+            pool.map(
+                lambda _: app.request(
+                    "POST",
+                    "/runtime/webhooks/eventgrid?functionName=score_blob",
+                    [event],
+                    {"aeg-event-type": "Notification"},
+                )[0],
+                range(10),
+            )
+        )
+    assert set(statuses) <= {200, 500}  # 500: "being scored right now" → Event Grid retries later
+    output = app.wait_for(
+        lambda: _blob(app, "scored", name.replace(".csv", ".predictions.csv")), what="output"
+    )
+    assert output.get_blob_properties().metadata["rows_scored"] == "2000"
+    # every late delivery finds the key finished and is acknowledged without scoring again
+    for _ in range(3):
+        assert (
+            app.request(
+                "POST",
+                "/runtime/webhooks/eventgrid?functionName=score_blob",
+                [event],
+                {"aeg-event-type": "Notification"},
+            )[0]
+            == 200
+        )
+    assert (
+        output.get_blob_properties().etag
+        == app.blobs.get_blob_client("scored", name.replace(".csv", ".predictions.csv"))
+        .get_blob_properties()
+        .etag
+    )
+
+
+def test_a_promoted_event_makes_the_next_file_use_the_new_version(app, mlflow_tracking_uri):
+    from azure.core.credentials import AzureKeyCredential
+    from azure.eventgrid import EventGridEvent, EventGridPublisherClient
+
+    from training.train import train_and_register
+
+    before = f"e2e-promo/{uuid.uuid4().hex}.csv"
+    app.blobs.get_blob_client("incoming", before).upload_blob(_sample(10))
+    old = app.wait_for(
+        lambda: _blob(app, "scored", before.replace(".csv", ".predictions.csv")), what="output"
+    )
+    assert old.get_blob_properties().metadata["model_version"] == str(app.model["version"])
+
+    new = train_and_register(
+        mlflow_tracking_uri, model_name=app.model_name, rows=3000, seed=9, alias="champion"
+    )
+    EventGridPublisherClient(app.env["SCOREHOOK_EVENTS_TOPIC_ENDPOINT"],
+                             AzureKeyCredential(app.env["SCOREHOOK_EVENTS_TOPIC_KEY"])).send([EventGridEvent(
+        subject=f"models/{app.model_name}:{new['version']}", event_type="Scorehook.Model.Promoted",
+        data={"model_name": app.model_name, "version": new["version"]}, data_version="1.0")])  # fmt: skip
+    app.wait_for(lambda: [d for d in app.deliveries() if d.get("subscription") == "refresh-on-promotion"
+                          and d.get("status") == 200], what="Promoted delivery")  # fmt: skip
+
+    after = f"e2e-promo/{uuid.uuid4().hex}.csv"
+    app.blobs.get_blob_client("incoming", after).upload_blob(_sample(10))
+    fresh = app.wait_for(
+        lambda: _blob(app, "scored", after.replace(".csv", ".predictions.csv")), what="output"
+    )
+    assert (
+        fresh.get_blob_properties().metadata["model_version"]
+        == str(new["version"])
+        != str(app.model["version"])
+    )

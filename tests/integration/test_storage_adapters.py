@@ -132,3 +132,16 @@ def test_release_lets_the_key_be_claimed_again(ledger_factory):
     ledger.release(claim)
     assert ledger.get("blob:rel@1") is None
     assert ledger.claim("blob:rel@1", "host", ttl_seconds=60) is not None
+
+
+def test_conditional_commits_refuse_to_overwrite_what_changed(store):
+    from shared.errors import WriteConflictError
+
+    etag = store.write_blocks(store.container, "out.csv", iter([b"v1"]), if_none_match=True)
+    with pytest.raises(WriteConflictError):
+        store.write_blocks(store.container, "out.csv", iter([b"again"]), if_none_match=True)
+    newer = store.write_blocks(store.container, "out.csv", iter([b"v2"]), if_match=etag)
+    with pytest.raises(WriteConflictError):
+        store.write_blocks(store.container, "out.csv", iter([b"stale"]), if_match=etag)
+    assert store.read_bytes(store.container, "out.csv") == b"v2"
+    assert store.properties(store.container, "out.csv").etag == newer

@@ -52,7 +52,9 @@ def _run(data: bytes, fmt: str, model, **options) -> tuple[pa.Table, EngineStats
     output_format = options.get("output_format", "csv")
     if output_format == "parquet":
         return pq.read_table(io.BytesIO(out)), stats
-    return pacsv.read_csv(io.BytesIO(out), convert_options=pacsv.ConvertOptions(column_types={"id": pa.string()})), stats
+    return pacsv.read_csv(
+        io.BytesIO(out), convert_options=pacsv.ConvertOptions(column_types={"id": pa.string()})
+    ), stats
 
 
 @pytest.mark.parametrize("fmt", ["csv", "csv.gz", "parquet", "jsonl"])
@@ -78,7 +80,11 @@ def test_a_bad_value_is_located_by_column_row_and_value(table, model):
     with pytest.raises(SchemaMismatchError) as info:
         _run(data, "csv", model)
     assert info.value.reason == "bad_value"
-    assert (info.value.details["column"], info.value.details["row"], info.value.details["value"]) == ("x2", 3211, "high")
+    assert (info.value.details["column"], info.value.details["row"], info.value.details["value"]) == (
+        "x2",
+        3211,
+        "high",
+    )
     assert "data row 3211" in info.value.message
 
 
@@ -88,8 +94,15 @@ def test_missing_values_fail_the_file_or_are_rejected_by_policy(table, model):
     data = _encode(pa.Table.from_pylist(rows, schema=table.schema), "csv")
     with pytest.raises(SchemaMismatchError) as info:
         _run(data, "csv", model)
-    assert (info.value.reason, info.value.details["column"], info.value.details["row"]) == ("missing_value", "x1", 21) \
-        or (info.value.reason, info.value.details["column"], info.value.details["row"]) == ("missing_value", "color", 11)
+    assert (info.value.reason, info.value.details["column"], info.value.details["row"]) == (
+        "missing_value",
+        "x1",
+        21,
+    ) or (info.value.reason, info.value.details["column"], info.value.details["row"]) == (
+        "missing_value",
+        "color",
+        11,
+    )
     out, stats = _run(data, "csv", model, on_missing="reject")
     assert (stats.rows_read, stats.rows_scored, stats.rows_rejected) == (ROWS, ROWS - 3, 3)
     assert {"000010", "000020", "000030"}.isdisjoint(out.column("id").to_pylist())

@@ -108,3 +108,184 @@ def test_a_transient_failure_raises_and_releases_the_claim_for_redelivery(scorin
         scoring.service.score(parse_blob_created(raw))
     assert scoring.ledger.get(f"blob:{raw['data']['url']}@{raw['data']['eTag'].strip(chr(34))}") is None
     assert scoring.service.score(parse_blob_created(raw)).status == "succeeded"
+
+
+def test_racing_deliveries_of_one_file_give_exactly_one_output(scoring):
+    import threading
+
+    from shared.errors import AlreadyClaimedError
+
+    raw = scoring.upload("race.csv", GOOD)
+    barrier, outcomes = threading.Barrier(8), []
+
+    def deliver():
+        barrier.wait()
+        try:
+            outcomes.append(scoring.service.score(parse_blob_created(raw)).status)
+        except AlreadyClaimedError:
+            outcomes.append("retry-later")  # Event Grid redelivers; the key is finished by then
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("succeeded") == 1 and set(outcomes) <= {"succeeded", "duplicate", "retry-later"}
+    assert scoring.blobs.names("scored") == ["race.predictions.csv"]
+    assert scoring.publisher.types() == ["Scorehook.Scoring.Completed"]
+    assert scoring.service.score(parse_blob_created(raw)).status == "duplicate"
+
+
+def test_a_crash_between_claim_and_commit_leaves_no_output_and_redelivery_scores_it(scoring):
+    from shared.errors import AlreadyClaimedError
+    from shared.scoring import idempotency_key
+
+    now = [1000.0]
+    scoring.ledger.clock = lambda: now[0]
+    raw = scoring.upload("crash.csv", GOOD)
+    event = parse_blob_created(raw)
+
+    def crash(container, name):
+        raise RuntimeError("instance died after staging, before the commit")
+
+    scoring.blobs.before_commit = crash
+    with pytest.raises(RuntimeError):
+        scoring.service.score(event)
+    assert scoring.blobs.names("scored") == []  # staged blocks are never visible
+    # A real crash cannot release its claim: the key stays claimed by the dead instance until it expires.
+    scoring.ledger.claim(idempotency_key(event), "dead-instance", ttl_seconds=900)
+    scoring.blobs.before_commit = lambda container, name: None
+    with pytest.raises(AlreadyClaimedError):  # → 500, Event Grid retries later
+        scoring.service.score(event)
+    now[0] += 901
+    outcome = scoring.service.score(event)
+    assert outcome.status == "succeeded" and scoring.blobs.names("scored") == ["crash.predictions.csv"]
+    assert scoring.ledger.get(outcome.key).attempts == 2
+
+
+def test_an_older_event_never_overwrites_the_output_of_a_newer_version(scoring):
+    old_raw = scoring.upload("v.csv", GOOD)
+    new_data = GOOD + b"010,0.1,0.1,red\n"
+    state = {}
+
+    def newer_version_lands_meanwhile(container, name):
+        if not state:  # while the old version is being committed, the new one is uploaded and scored
+            state["new"] = scoring.upload("v.csv", new_data)
+            state["outcome"] = scoring.service.score(parse_blob_created(state["new"]))
+
+    scoring.blobs.before_commit = newer_version_lands_meanwhile
+    old_outcome = scoring.service.score(parse_blob_created(old_raw))
+    assert state["outcome"].status == "succeeded"
+    assert old_outcome.status == "superseded"
+    assert len(_rows(scoring.blobs.read_bytes("scored", "v.predictions.csv"))) == 4  # the newer output stays
+    # a late redelivery of the old event is not scored either (its eTag is gone, its sequencer is older)
+    assert scoring.service.score(parse_blob_created({**old_raw, "id": "late"})).status in (
+        "superseded",
+        "duplicate",
+    )
+    assert len(_rows(scoring.blobs.read_bytes("scored", "v.predictions.csv"))) == 4
+
+
+def test_an_event_older_than_the_scored_output_is_superseded_without_work(scoring):
+    first = scoring.upload("s.csv", GOOD)
+    second = scoring.upload("s.csv", GOOD)
+    assert scoring.service.score(parse_blob_created(second)).status == "succeeded"
+    loads = scoring.models.loads
+    assert scoring.service.score(parse_blob_created(first)).status == "superseded"
+    assert scoring.models.loads == loads and scoring.blobs.names("failed") == []
+
+
+def test_a_promoted_model_is_used_for_the_next_file(scoring, tiny_onnx):
+    first = scoring.service.score(parse_blob_created(scoring.upload("p1.csv", GOOD)))
+    v2 = scoring.registry.register("tiny", tiny_onnx)
+    scoring.registry.set_alias("tiny", "champion", v2.version)
+    cached = scoring.service.score(parse_blob_created(scoring.upload("p2.csv", GOOD)))
+    assert (first.model, cached.model) == ("models:/tiny/1", "models:/tiny/1")  # alias cached within its TTL
+    assert scoring.provider.invalidate("tiny") == 1  # what on_model_promoted does
+    promoted = scoring.service.score(parse_blob_created(scoring.upload("p3.csv", GOOD)))
+    assert promoted.model == "models:/tiny/2"
+    assert scoring.blobs.properties("scored", "p3.predictions.csv").metadata["model_version"] == "2"
+
+
+def test_an_alias_is_re_resolved_after_its_ttl(tiny_onnx):
+    from shared.models import ModelCache, ModelProvider
+    from shared.testing import FakeBlobStore, FakeRegistry
+
+    now = [0.0]
+    registry = FakeRegistry()
+    registry.register("m", tiny_onnx, alias="champion")
+    provider = ModelProvider(registry, FakeBlobStore(), ModelCache(), ttl_seconds=30, clock=lambda: now[0])
+    assert provider.get("models:/m@champion")[0].version == "1"
+    registry.set_alias("m", "champion", registry.register("m", tiny_onnx).version)
+    now[0] = 29
+    assert provider.get("models:/m@champion")[0].version == "1"
+    now[0] = 31
+    assert provider.get("models:/m@champion")[0].version == "2"
+    assert provider.get("models:/m/1")[0].version == "1"
+    assert provider.cache.loads == 2
+
+
+def test_a_model_version_is_loaded_once_however_many_events_arrive_together(scoring):
+    import threading
+
+    raws = [scoring.upload(f"many/{i}.csv", GOOD) for i in range(8)]
+    scoring.models.clear()
+    scoring.models.loads = 0
+    threads = [threading.Thread(target=scoring.service.score, args=(parse_blob_created(r),)) for r in raws]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert scoring.models.loads == 1
+    assert len(scoring.blobs.names("scored")) == 8
+
+
+def test_routes_choose_model_and_output_format_and_unrouted_blobs_are_recorded(scoring, tiny_onnx):
+    import pyarrow.parquet as pq
+
+    from shared.models import ModelProvider
+    from shared.scoring import ScoringService
+    from shared.settings import Settings
+
+    scoring.blobs.write_bytes("models", "tiny/model.onnx", tiny_onnx.read_bytes())
+    routes = json.dumps([
+        {"name": "parquet-out", "container": "incoming", "prefix": "pq/", "model": "blob://models/tiny/model.onnx",
+         "output_format": "parquet", "output_container": "scored-pq"},
+        {"name": "default", "container": "incoming", "model": "models:/tiny@champion"},
+    ])  # fmt: skip
+    service = ScoringService(scoring.blobs, scoring.ledger, ModelProvider(scoring.registry, scoring.blobs, scoring.models),
+                             scoring.publisher, Settings.from_env({"SCOREHOOK_ROUTES": routes}))  # fmt: skip
+    outcome = service.score(parse_blob_created(scoring.upload("pq/a.csv", GOOD)))
+    assert outcome.status == "succeeded" and outcome.output == "scored-pq/pq/a.predictions.parquet"
+    import io
+
+    table = pq.read_table(io.BytesIO(scoring.blobs.read_bytes("scored-pq", "pq/a.predictions.parquet")))
+    assert table.column("id").to_pylist() == ["007", "008", "009"]
+    etag = scoring.blobs.properties("models", "tiny/model.onnx").etag.strip('"')
+    assert table.column("model_version").to_pylist() == [etag] * 3
+    assert (
+        service.score(parse_blob_created(scoring.upload("b.csv", GOOD))).output == "scored/b.predictions.csv"
+    )
+    unrouted = service.score(parse_blob_created(scoring.upload("x.csv", GOOD, container="other")))
+    assert (
+        unrouted.status == "failed"
+        and unrouted.reason == "unknown_source"
+        and "no route" in unrouted.details["message"]
+    )
+
+
+def test_an_unknown_model_is_a_failure_record_and_replay_scores_the_file_once_it_exists(scoring, tiny_onnx):
+    from shared.models import ModelProvider
+    from shared.scoring import ScoringService
+    from shared.settings import Settings
+    from shared.testing import FakeRegistry
+
+    registry = FakeRegistry()
+    service = ScoringService(scoring.blobs, scoring.ledger, ModelProvider(registry, scoring.blobs, scoring.models),
+                             scoring.publisher, Settings.from_env({}, model_uri="models:/later@champion"))  # fmt: skip
+    failed = service.score(parse_blob_created(scoring.upload("r.csv", GOOD)))
+    assert (failed.status, failed.reason) == ("failed", "model_not_found")
+    registry.register("later", tiny_onnx, alias="champion")
+    replayed = service.replay("incoming", "r.csv")
+    assert replayed.status == "succeeded" and scoring.blobs.names("scored") == ["r.predictions.csv"]
+    assert scoring.ledger.get(replayed.key).status == "succeeded"

@@ -1,0 +1,231 @@
+"""``python -m benchmarks [--quick] [--only PATTERN,...] [--list]``: run the benchmarks, print the table,
+the figures against their targets, and one ``name: value`` line per figure (last)."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from importlib.metadata import version
+from typing import Any
+
+from benchmarks import ROOT
+from benchmarks.fixtures import data_file, label, model_files
+from benchmarks.report import Results, figure_lines, figure_table, figures, measurement_table
+from benchmarks.run_one import MARKER
+
+
+@dataclass
+class Spec:
+    """One measurement: a ``measures`` function run in ``repeat`` fresh processes (the best run counts)."""
+
+    name: str
+    kind: str
+    args: Callable[[], dict[str, Any]]  # called just before running: generates data / trains models once
+    repeat: int = 1
+    timeout: float = 300
+
+
+def _naive(fmt: str, rows: int, kind: str, output: str) -> dict[str, Any]:
+    path = str(data_file(rows, fmt))
+    return {"path": path, "fmt": fmt, "sklearn": model_files(kind)["sklearn"], "output": output}
+
+
+def _engine(fmt: str, rows: int, kind: str) -> dict[str, Any]:
+    return {"path": str(data_file(rows, fmt)), "fmt": fmt, "onnx": model_files(kind)["onnx"]}
+
+
+def _parse(rows: int, stream: bool) -> dict[str, Any]:
+    return {"path": str(data_file(rows, "csv")), "stream": stream}
+
+
+def _infer(rows: int, kind: str) -> dict[str, Any]:
+    return {"path": str(data_file(rows, "csv")), "onnx": model_files(kind)["onnx"]}
+
+
+def _e2e(rows: int, small_files: int) -> dict[str, Any]:
+    return {"path": str(data_file(rows, "csv")), "rows": rows, "small_files": small_files}
+
+
+def plan(quick: bool) -> tuple[str, list[Spec]]:
+    """The size label of the main files and the measurements, in table order."""
+    n = 100_000 if quick else 1_000_000
+    s, best = label(n), 1 if quick else 3
+    specs = []
+    for fmt, kind in (("csv", "linear"), ("csv", "gbm"), ("parquet", "linear")):
+        specs += [
+            Spec(f"naive_{fmt}_{s}_{kind}", "naive", partial(_naive, fmt, n, kind, "id")),
+            Spec(f"naive_full_{fmt}_{s}_{kind}", "naive", partial(_naive, fmt, n, kind, "full")),
+        ]
+        if fmt == "csv" and kind == "linear":
+            specs += [
+                Spec(f"limit_parse_csv_{s}", "limit_parse", partial(_parse, n, False), best, 120),
+                Spec(f"limit_parse_stream_csv_{s}", "limit_parse", partial(_parse, n, True), best, 120),
+            ]
+        if fmt == "csv":
+            specs.append(
+                Spec(f"limit_infer_csv_{s}_{kind}", "limit_infer", partial(_infer, n, kind), best, 120)
+            )
+        specs.append(Spec(f"engine_{fmt}_{s}_{kind}", "engine", partial(_engine, fmt, n, kind), best, 120))
+    if not quick:
+        specs += [
+            Spec("naive_csv_100k_linear", "naive", partial(_naive, "csv", 100_000, "linear", "id"), 3, 120),
+            Spec("engine_csv_100k_linear", "engine", partial(_engine, "csv", 100_000, "linear"), 3, 120),
+            Spec("engine_csv_10m_linear", "engine", partial(_engine, "csv", 10_000_000, "linear"), 1, 300),
+        ]
+    specs.append(Spec("e2e", "e2e", partial(_e2e, n, 10 if quick else 30), 1, 600))
+    return s, specs
+
+
+def run_child(kind: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run one measurement in a fresh ``python -m benchmarks.run_one`` process and return its result."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    argv = [sys.executable, "-m", "benchmarks.run_one", kind, json.dumps(args)]
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # run_one exits on SIGTERM through its finally blocks (e2e stops its services)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        raise RuntimeError(f"timed out after {timeout:.0f} s\n{err[-2000:]}") from None
+    found = [line for line in out.splitlines() if line.startswith(MARKER)]
+    if proc.returncode or not found:
+        raise RuntimeError(f"exit code {proc.returncode}\n{(out + err)[-3000:]}")
+    return json.loads(found[-1][len(MARKER) :])
+
+
+def measure(spec: Spec) -> dict[str, Any]:
+    """The best of ``spec.repeat`` runs (least wall time); peak RSS is the largest seen in any run."""
+    args = spec.args()
+    runs = [run_child(spec.kind, args, spec.timeout) for _ in range(spec.repeat)]
+    best = min(runs, key=lambda r: r["seconds"])
+    return best | {"peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "runs": [r["seconds"] for r in runs]}
+
+
+def _engine_of(name: str) -> str:
+    return name.replace("naive_full_", "engine_").replace("naive_", "engine_")
+
+
+def annotate(results: Results, s: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Per-measurement notes (stage times) and ratios (against the matching engine run)."""
+    notes, ratios = {}, {}
+    sec = lambda name: (results.get(name) or {}).get("seconds")  # noqa: E731
+    for name, r in results.items():
+        if r is None:
+            continue
+        d = r.get("detail", {})
+        best = f" (best of {len(r['runs'])})" if len(r.get("runs", [])) > 1 else ""
+        if name.startswith("naive"):
+            notes[name] = (
+                "load {load:.2f} + read {read:.2f} + predict {predict:.2f} + write {write:.2f} s".format(**d)
+            )
+            notes[name] += "; writes " + ("whole frame + prediction" if "full" in name else "id + prediction")
+            if sec(_engine_of(name)):
+                ratios[name] = f"engine {r['seconds'] / sec(_engine_of(name)):.1f}x faster"
+        elif name.startswith("engine"):
+            notes[name] = (
+                f"read {d.get('read_seconds', 0):.2f} | predict {d.get('predict_seconds', 0):.2f} | "
+                f"write {d.get('write_seconds', 0):.2f} s (overlapping){best}"
+            )
+            if name == "engine_csv_10m_linear" and results.get(f"engine_csv_{s}_linear"):
+                ratios[name] = (
+                    f"RSS {r['peak_rss_mb'] / results[f'engine_csv_{s}_linear']['peak_rss_mb']:.2f}x of {s}"  # type: ignore[index]
+                )
+        elif name.startswith("limit"):
+            engine = f"engine_csv_{s}_{'gbm' if name.endswith('gbm') else 'linear'}"
+            how = {
+                "limit_parse_csv": "read_csv whole file, multithreaded",
+                "limit_parse_stream_csv": "open_csv 1 MiB blocks, 1 thread",
+                "limit_infer_csv": "session.run only, 64k-row batches",
+            }
+            notes[name] = how[name.rsplit("_", 2 if "infer" in name else 1)[0]] + best
+            if sec(engine):
+                ratios[name] = f"engine/this {sec(engine) / r['seconds']:.2f}"
+        elif name == "e2e":
+            notes[name] = (
+                f"upload {d['upload']:.1f} s, cold first file {d['cold_ms']:.0f} ms, "
+                f"{len(d['small_ms'])} x 1k: p50 {d['p50_ms']:.0f} / p95 {d['p95_ms']:.0f} ms; RSS = devhost"
+            )
+            if sec(f"engine_csv_{s}_linear"):
+                ratios[name] = f"{sec(f'engine_csv_{s}_linear') / r['seconds']:.2f}x engine rows/s"
+    return notes, ratios
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="100k rows instead of 1M, no 10M, 10 small files"
+    )
+    parser.add_argument("--only", default="", help="comma-separated measurement names or patterns (engine_*)")
+    parser.add_argument("--list", action="store_true", help="list the measurements and exit")
+    args = parser.parse_args(argv)
+    s, specs = plan(args.quick)
+    if args.only:
+        patterns = [p.strip() for p in args.only.split(",") if p.strip()]
+        specs = [x for x in specs if any(fnmatch.fnmatchcase(x.name, p) for p in patterns)]
+    if args.list or not specs:
+        print("\n".join(x.name for x in specs) or "no measurement matches --only")
+        return 0 if specs else 2
+
+    started = time.monotonic()
+    print(
+        f"Scorehook benchmarks ({'quick' if args.quick else 'full'} run): {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, "
+        + ", ".join(
+            f"{p} {version(p)}" for p in ("pyarrow", "onnxruntime", "mlflow", "pandas", "scikit-learn")
+        ),
+        flush=True,
+    )
+    results: Results = {}
+    loads = []
+    for i, spec in enumerate(specs, 1):
+        t0, load = time.monotonic(), os.getloadavg()[0]
+        loads.append(load)
+        try:
+            results[spec.name] = r = measure(spec)
+            line = f"{r['seconds']:8.2f} s  {r['rows'] / r['seconds']:>11,.0f} rows/s  {r['peak_rss_mb']:6,.0f} MB"
+        except Exception as exc:
+            results[spec.name] = None
+            line = f"FAILED: {exc}"
+        took = time.monotonic() - t0
+        print(
+            f"[{i:2d}/{len(specs)}] {spec.name:<30} {line}  ({took:.0f} s, load before {load:.1f})",
+            flush=True,
+        )
+
+    notes, ratios = annotate(results, s)
+    figs = figures(results, s)
+    elapsed = time.monotonic() - started
+    print(f"\nMeasurements (each in a fresh process; total {elapsed / 60:.1f} min)\n")
+    if max(loads) > 1.5:
+        print(
+            f"WARNING: the machine was busy (1-min load average up to {max(loads):.1f} on {os.cpu_count()} cores"
+            " before a measurement): other processes competed for the cores, figures are pessimistic.\n"
+        )
+    print(measurement_table(results, notes, ratios))
+    print("\nFigures against the targets of issue 4 (speedups: NAIVE wall / ENGINE wall, same run)\n")
+    print(figure_table(figs))
+    print()
+    print(figure_lines(figs), flush=True)
+    return 1 if any(r is None for r in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

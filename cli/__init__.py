@@ -1,0 +1,1 @@
+"""The ``scorehook`` command line for ops: status, trace, replay."""
