@@ -406,7 +406,7 @@ def train_and_register(
                 pip_requirements=_requirements("mlflow", "onnx", "onnxruntime"),
             )
             sk_types = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
-            mlflow.sklearn.log_model(
+            sk_info = mlflow.sklearn.log_model(
                 pipeline,
                 name="sklearn-model",
                 serialization_format="skops",
@@ -425,6 +425,7 @@ def train_and_register(
         "version": version,
         "run_id": run.info.run_id,
         "model_uri": f"models:/{model_name}/{version}",
+        "sklearn_model_uri": sk_info.model_uri,
         "alias": alias,
         "metrics": metrics,
     }
