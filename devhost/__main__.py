@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     run.set_defaults(run=cmd_run)
     demo = sub.add_parser("demo", help="train, register, drop sample files and show what happened")
     demo.add_argument("--rows", type=int, default=2000)
-    demo.add_argument("--files", type=int, default=3)
+    demo.add_argument("--files", type=int, default=4)
     demo.set_defaults(run=cmd_demo)
     args = parser.parse_args(argv)
     return int(args.run(args))

@@ -19,15 +19,20 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+_FORMATS = ("csv", "parquet", "jsonl", "csv.gz")
+
+
 def _sample_files(rows: int, files: int, stamp: str) -> list[tuple[str, bytes]]:
+    """Sample inputs in every supported format (the last one drifted), and one broken file."""
     from training.data import write_file
 
     samples = []
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(files):
-            path = Path(tmp) / f"part-{index}.csv"
-            write_file(path, rows, fmt="csv", seed=100 + index, drift=0.0 if index < files - 1 else 0.5)
-            samples.append((f"demo/{stamp}/part-{index}.csv", path.read_bytes()))
+            fmt = _FORMATS[index % len(_FORMATS)]
+            path = Path(tmp) / f"part-{index}.{fmt}"
+            write_file(path, rows, fmt=fmt, seed=100 + index, drift=0.0 if index < files - 1 else 0.5)
+            samples.append((f"demo/{stamp}/{path.name}", path.read_bytes()))
     bad = b"id,x01,x02\nr1,0.1,abc\n"  # columns the model needs are missing: a failure record, not a crash
     samples.append((f"demo/{stamp}/broken.csv", bad))
     return samples
@@ -49,7 +54,7 @@ def _wait_for_outcome(
     return "timed out", ""
 
 
-def run_demo(rows: int = 2000, files: int = 3) -> int:
+def run_demo(rows: int = 2000, files: int = 4) -> int:
     from azure.storage.blob import BlobServiceClient
 
     from devhost.__main__ import LOCAL, start_services, write_settings
@@ -105,7 +110,7 @@ def run_demo(rows: int = 2000, files: int = 3) -> int:
                 meta = blobs.get_blob_client(container, blob).get_blob_properties().metadata
                 _say(f"\nLineage of {scored[0]}:")
                 for key in sorted(meta):
-                    _say(f"  {key:14} {meta[key]}")
+                    _say(f"  {key:16} {meta[key]}")
                 head = (
                     blobs.get_blob_client(container, blob)
                     .download_blob(offset=0, length=400)
