@@ -99,7 +99,7 @@ class DevHost:
         master_key: str = "",
         subscriptions: str | Path | None = DEFAULT_SUBSCRIPTIONS,
         retry_delays: list[float] | None = None,
-        poll_interval: float = 0.25,
+        poll_interval: float | None = None,
     ) -> None:
         self.env = dict(env)
         os.environ.update(self.env)  # app settings reach the worker as environment variables
@@ -144,7 +144,7 @@ class DevHost:
         }
         return downloader.readall(), client.url, properties
 
-    def _build_eventgrid(self, path: Path, retry_delays: list[float] | None, poll_interval: float) -> Any:
+    def _build_eventgrid(self, path: Path, retry_delays: list[float] | None, poll_interval: float | None) -> Any:
         from devhost.eventgrid import LocalEventGrid, load_subscriptions
 
         subscriptions, topics, delivery = load_subscriptions(path)
@@ -157,7 +157,7 @@ class DevHost:
             self._blob_service(),
             topics=topic_keys,
             retry_delays=retry_delays or delivery.get("retryDelaysSeconds"),
-            poll_interval=poll_interval,
+            poll_interval=poll_interval or float(delivery.get("blobPollIntervalSeconds", 0.1)),
         )
 
     def start(self) -> DevHost:
