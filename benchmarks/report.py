@@ -57,10 +57,15 @@ def figures(results: Results, s: str) -> list[Figure]:
         target, check = ("<= 1.25", lambda v: v <= 1.25) if checked else ("info", None)
         add(name, [engine, parse, infer], _div(sec(engine), limit), target, check)
 
-    speedup(f"csv_{s}_linear_speedup_vs_naive", f"naive_csv_{s}_linear", f"engine_csv_{s}_linear", 10)
-    speedup(f"csv_{s}_gbm_speedup_vs_naive", f"naive_csv_{s}_gbm", f"engine_csv_{s}_gbm", 6)
+    # NAIVE as the issue defines and calibrates it (about 45-50k rows/s on 1M rows): the usual Functions
+    # sample reads the whole file with pandas, adds the predictions and writes the frame back with to_csv.
+    speedup(f"csv_{s}_linear_speedup_vs_naive", f"naive_full_csv_{s}_linear", f"engine_csv_{s}_linear", 10)
+    speedup(f"csv_{s}_gbm_speedup_vs_naive", f"naive_full_csv_{s}_gbm", f"engine_csv_{s}_gbm", 6)
     speedup(
-        f"parquet_{s}_linear_speedup_vs_naive", f"naive_parquet_{s}_linear", f"engine_parquet_{s}_linear", 20
+        f"parquet_{s}_linear_speedup_vs_naive",
+        f"naive_full_parquet_{s}_linear",
+        f"engine_parquet_{s}_linear",
+        20,
     )
     over_limit(f"csv_{s}_engine_over_limit", "linear", f"limit_parse_csv_{s}")
     rss_main = rss(f"engine_csv_{s}_linear")
@@ -69,32 +74,27 @@ def figures(results: Results, s: str) -> list[Figure]:
     add("peak_rss_mb_10m", ["engine_csv_10m_linear"], rss("engine_csv_10m_linear"), within,
         lambda v: rss_main is not None and v <= 1.1 * rss_main, 0)  # fmt: skip
     engine_rate = _div(_get(results, f"engine_csv_{s}_linear", "rows"), sec(f"engine_csv_{s}_linear"))
-    add(
-        f"e2e_{s}_rows_per_s",
-        ["e2e"],
-        e2e("rows_per_s"),
-        f"report (engine alone: {engine_rate or 0:,.0f})",
-        None,
-        0,
-    )
+    rows_target = f"report (engine alone: {engine_rate:,.0f})" if engine_rate else "report"
+    add(f"e2e_{s}_rows_per_s", ["e2e"], e2e("rows_per_s"), rows_target, None, 0)
     add("e2e_1k_p50_ms", ["e2e"], e2e("p50_ms"), "< 150 ms", lambda v: v < 150, 1)
     add("e2e_1k_p95_ms", ["e2e"], e2e("p95_ms"), "report", None, 1)
-    # Extra figures: the baseline as the issue calibrated it (whole frame written), other limits, context.
+    # Extra figures: a stricter NAIVE that writes only id + prediction (as the engine does), other limits.
     speedup(
-        f"csv_{s}_linear_speedup_vs_naive_full", f"naive_full_csv_{s}_linear", f"engine_csv_{s}_linear", 10
+        f"csv_{s}_linear_speedup_vs_naive_keys_only", f"naive_csv_{s}_linear", f"engine_csv_{s}_linear", None
     )
-    speedup(f"csv_{s}_gbm_speedup_vs_naive_full", f"naive_full_csv_{s}_gbm", f"engine_csv_{s}_gbm", 6)
+    speedup(f"csv_{s}_gbm_speedup_vs_naive_keys_only", f"naive_csv_{s}_gbm", f"engine_csv_{s}_gbm", None)
     speedup(
-        f"parquet_{s}_linear_speedup_vs_naive_full",
-        f"naive_full_parquet_{s}_linear",
+        f"parquet_{s}_linear_speedup_vs_naive_keys_only",
+        f"naive_parquet_{s}_linear",
         f"engine_parquet_{s}_linear",
-        20,
+        None,
     )
     over_limit(f"csv_{s}_gbm_engine_over_limit", "gbm", f"limit_parse_csv_{s}")
     over_limit(f"csv_{s}_engine_over_stream_limit", "linear", f"limit_parse_stream_csv_{s}", False)
     if s != "100k":
         speedup("csv_100k_linear_speedup_vs_naive", "naive_csv_100k_linear", "engine_csv_100k_linear", None)
     add(f"naive_peak_rss_mb_{s}", [f"naive_csv_{s}_linear"], rss(f"naive_csv_{s}_linear"), digits=0)
+    add("e2e_1k_until_scoring_starts_p50_ms", ["e2e"], e2e("wait_p50_ms"), digits=1)
     add("e2e_1k_in_function_p50_ms", ["e2e"], e2e("function_p50_ms"), digits=1)
     add("e2e_cold_first_file_ms", ["e2e"], e2e("cold_ms"), digits=0)
     add("e2e_devhost_peak_rss_mb", ["e2e"], rss("e2e"), digits=0)
@@ -136,4 +136,4 @@ def figure_table(figs: list[Figure]) -> str:
 
 
 def figure_lines(figs: list[Figure]) -> str:
-    return "\n".join(f"{f.name}: {'nan' if f.value is None else round(f.value, f.digits)}" for f in figs)
+    return "\n".join(f"{f.name}: {'nan' if f.value is None else f'{f.value:.{f.digits}f}'}" for f in figs)
