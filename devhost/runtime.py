@@ -144,7 +144,9 @@ class DevHost:
         }
         return downloader.readall(), client.url, properties
 
-    def _build_eventgrid(self, path: Path, retry_delays: list[float] | None, poll_interval: float | None) -> Any:
+    def _build_eventgrid(
+        self, path: Path, retry_delays: list[float] | None, poll_interval: float | None
+    ) -> Any:
         from devhost.eventgrid import LocalEventGrid, load_subscriptions
 
         subscriptions, topics, delivery = load_subscriptions(path)

@@ -47,7 +47,10 @@ _SUFFIXES = {".csv": "csv", ".csv.gz": "csv.gz", ".gz": "csv.gz", ".jsonl": "jso
              ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}  # fmt: skip
 _BLOCK_BYTES = 4 << 20
 _CSV_BLOCK = 1 << 20
-_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", re.S)
+_PARALLEL_BLOCK = 4 << 20
+_CONVERSION = re.compile(
+    r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (\w+): invalid value '(.*)'", re.S
+)
 _DONE = object()
 
 
@@ -94,12 +97,18 @@ def detect_format(name: str, declared: str | None = None) -> str:
 
 
 # -- reading -------------------------------------------------------------------------------------------
-def _arrow_types(model: ScoringModel, key_columns: Sequence[str]) -> dict[str, Any]:
+def _arrow_types(model: ScoringModel, key_columns: Sequence[str], categories: bool = False) -> dict[str, Any]:
+    """Arrow types from the model: its dtypes for numeric inputs, text for strings and key columns.
+
+    With ``categories``, string inputs are parsed dictionary-encoded: categorical columns repeat a few values,
+    and the model's object arrays are then built from the few distinct strings, not from every row.
+    """
     import pyarrow as pa
 
+    text = pa.dictionary(pa.int32(), pa.string()) if categories else pa.string()
     types = {c: pa.string() for c in key_columns}
     for column in model.inputs:
-        types[column.name] = pa.string() if column.dtype == "object" else pa.from_numpy_dtype(column.dtype)
+        types[column.name] = text if column.dtype == "object" else pa.from_numpy_dtype(column.dtype)
     return types
 
 
@@ -120,6 +129,8 @@ def _csv_header(stream: io.BufferedReader, fmt: str) -> list[str]:
     import csv
 
     try:
+        if stream.peek(3).startswith(b"\xef\xbb\xbf"):
+            stream.read(3)  # a UTF-8 byte order mark
         first = stream.peek(_CSV_BLOCK).split(b"\n", 1)[0].decode("utf-8").strip("\r")
     except UnicodeDecodeError as exc:
         raise FileFormatError("the header line is not UTF-8 text", encoding="utf-8") from exc
@@ -140,29 +151,67 @@ def _check_columns(present: Sequence[str], model: ScoringModel, where: str) -> N
         )  # fmt: skip
 
 
+def _record_blocks(stream: BinaryIO, size: int) -> Iterator[bytes]:
+    """Cut a CSV byte stream into blocks that end on a record boundary: a newline outside quotes.
+
+    RFC 4180 quotes come in pairs (an escaped quote is ``""``), so a newline ends a record exactly when the
+    number of quotes before it, counted from the previous boundary, is even. The last such newline of a block
+    is found from the end, counting only the quotes behind each candidate.
+    """
+    carry = b""
+    while True:
+        data = stream.read(size)
+        if not data:
+            if carry.strip():
+                yield carry
+            return
+        data = carry + data
+        quotes = data.count(b'"')
+        boundary = data.rfind(b"\n")
+        while boundary >= 0 and quotes and (quotes - data.count(b'"', boundary)) % 2:
+            boundary = data.rfind(b"\n", 0, boundary)
+        if boundary < 0:
+            carry = data  # one record longer than a block: read on
+            continue
+        yield data[: boundary + 1]
+        carry = data[boundary + 1 :]
+
+
 def _csv_batches(source: Any, fmt: str, types: dict[str, Any], model: ScoringModel) -> Iterator[Any]:
+    """Parse CSV blocks on both cores (the streaming reader of pyarrow is single-threaded), in order."""
+    import collections
+    from concurrent.futures import ThreadPoolExecutor
+
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     stream = _text_stream(_open(source), fmt)
     header = _csv_header(stream, fmt)
     _check_columns(header, model, "header")
+    stream.readline()
     wanted = [c for c in types if c in header]
+    read_options = pacsv.ReadOptions(column_names=header, use_threads=False, block_size=_PARALLEL_BLOCK * 2)
+    convert_options = pacsv.ConvertOptions(
+        column_types=types, include_columns=wanted, null_values=[""], strings_can_be_null=True
+    )
+
+    def parse(block: bytes) -> Any:
+        return pacsv.read_csv(pa.py_buffer(block), read_options=read_options, convert_options=convert_options)
+
+    pending: collections.deque[Any] = collections.deque()
     try:
-        reader = pacsv.open_csv(
-            stream,
-            read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK),
-            convert_options=pacsv.ConvertOptions(
-                column_types=types, include_columns=wanted, strings_can_be_null=True
-            ),
-        )
-        while True:
-            try:
-                yield reader.read_next_batch()
-            except StopIteration:
-                return
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="scorehook-parse") as pool:
+            for block in _record_blocks(stream, _PARALLEL_BLOCK):
+                pending.append(pool.submit(parse, block))
+                if len(pending) > 2:
+                    yield from pending.popleft().result().to_batches()
+            while pending:
+                yield from pending.popleft().result().to_batches()
     except (pa.ArrowInvalid, UnicodeDecodeError, OSError, EOFError) as exc:
         raise _csv_error(exc, header, source, fmt, types) from exc
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def _csv_error(exc: Exception, header: list[str], source: Any, fmt: str, types: dict[str, Any]) -> InputError:
@@ -431,7 +480,7 @@ def score_file(
 
     stats = stats if stats is not None else EngineStats()
     fmt = detect_format("", fmt)
-    types = _arrow_types(model, key_columns)
+    types = _arrow_types(model, key_columns, categories=fmt in ("csv", "csv.gz"))
     if fmt == "parquet":
         parsed = _parquet_batches(source, types, model, batch_rows)
     elif fmt == "jsonl":

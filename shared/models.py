@@ -91,11 +91,16 @@ class OnnxModel:
 
     def feeds(self, batch: Any) -> dict[str, Any]:
         """The onnxruntime feed dict for an Arrow record batch: each column as an ``(N, 1)`` array."""
+        import numpy as np
 
         feeds = {}
         for column in self.inputs:
             array = batch.column(batch.schema.get_field_index(column.name))
-            if column.is_string:
+            if column.is_string and hasattr(array, "dictionary"):
+                # a few distinct strings, repeated: build them once, then index
+                distinct = np.asarray(array.dictionary.to_pylist(), dtype=object)
+                values = distinct[array.indices.fill_null(0).to_numpy(zero_copy_only=False)]
+            elif column.is_string:
                 values = array.to_numpy(zero_copy_only=False).astype(object, copy=False)
             else:
                 values = array.to_numpy(zero_copy_only=False).astype(column.dtype, copy=False)

@@ -150,3 +150,21 @@ def test_output_is_produced_in_blocks_and_stops_reading_when_the_consumer_stops(
     first = next(blocks)
     assert len(first) >= 4 << 20
     blocks.close()  # the reader thread is told to stop; nothing hangs
+
+
+def test_record_blocks_never_cut_inside_a_quoted_field():
+    from shared.engine import _record_blocks
+
+    rows = [f'"{i:04d}","line one\nline ""two""",{i}\r\n'.encode() for i in range(300)]
+    data = b"".join(rows)
+    for size in (7, 50, 333, 4096):
+        blocks = list(_record_blocks(io.BytesIO(data), size))
+        assert b"".join(blocks) == data
+        for block in blocks:
+            assert block.count(b'"') % 2 == 0 and block.endswith(b"\r\n")  # whole records only
+
+
+def test_bom_crlf_and_quoted_newlines_in_key_columns_are_read(model):
+    text = '\ufeffid,x1,x2,color\r\n"a,1",0.5,1.0,red\r\n"b\nline",-1.0,0.5,blue\r\n'
+    out, stats = _run(text.encode("utf-8"), "csv", model)
+    assert out.column("id").to_pylist() == ["a,1", "b\nline"] and stats.rows_scored == 2
