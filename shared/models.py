@@ -145,7 +145,11 @@ class PyfuncModel:
     def predict(self, batch: Any) -> dict[str, Any]:
         import numpy as np
 
-        frame = batch.select([c.name for c in self.inputs]).to_pandas()
+        import pyarrow as pa
+
+        columns = [batch.column(c.name) for c in self.inputs]
+        plain = [c.cast(pa.string()) if pa.types.is_dictionary(c.type) else c for c in columns]
+        frame = pa.record_batch(plain, names=[c.name for c in self.inputs]).to_pandas()
         predicted = self._model.predict(frame)
         values = predicted.to_numpy() if hasattr(predicted, "to_numpy") else np.asarray(predicted)
         return {"prediction": values.reshape(len(frame), -1)[:, 0]}
