@@ -39,7 +39,15 @@ from typing import Any, BinaryIO, Protocol
 
 from shared.errors import FileFormatError, InputError, SchemaMismatchError
 
-__all__ = ["FORMATS", "OUTPUT_FORMATS", "EngineStats", "ScoringModel", "detect_format", "score_file"]
+__all__ = [
+    "FORMATS",
+    "OUTPUT_FORMATS",
+    "EngineStats",
+    "ScoringModel",
+    "detect_format",
+    "read_ahead",
+    "score_file",
+]
 
 FORMATS = ("csv", "csv.gz", "jsonl", "parquet")
 OUTPUT_FORMATS = ("csv", "parquet")
@@ -344,19 +352,28 @@ def _regrouped(batches: Iterator[Any], rows: int) -> Iterator[Any]:
 
 
 # -- the pipeline ----------------------------------------------------------------------------------------
-def _read_ahead(batches: Iterator[Any], stats: EngineStats, depth: int = 2) -> Iterator[Any]:
-    """Run ``batches`` in a reader thread, ``depth`` batches ahead; errors surface in the consumer."""
+def read_ahead(items: Iterator[Any], depth: int = 2, stats: EngineStats | None = None) -> Iterator[Any]:
+    """Run ``items`` in a thread of its own, ``depth`` items ahead; errors surface in the consumer.
+
+    Used for parsing (batches) and for downloading (ranged blob reads), so I/O, parsing and inference overlap.
+    With ``stats``, the producer's time is added to ``stats.read_seconds``.
+
+    Example:
+        >>> list(read_ahead(iter(range(5))))
+        [0, 1, 2, 3, 4]
+    """
     ahead: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def produce() -> None:
         try:
             started = time.perf_counter()
-            for batch in batches:
-                stats.read_seconds += time.perf_counter() - started
+            for item in items:
+                if stats is not None:
+                    stats.read_seconds += time.perf_counter() - started
                 while not stop.is_set():
                     try:
-                        ahead.put(batch, timeout=0.1)
+                        ahead.put(item, timeout=0.1)
                         break
                     except queue.Full:
                         continue
@@ -489,7 +506,7 @@ def score_file(
         parsed = _csv_batches(source, fmt, types, model)
     encoder = _Encoder(output_format, batch_rows)
     version_value = None
-    for batch in _read_ahead(_regrouped(parsed, batch_rows), stats):
+    for batch in read_ahead(_regrouped(parsed, batch_rows), stats=stats):
         rows_before = stats.rows_read
         stats.rows_read += batch.num_rows
         batch = _missing_values(batch, model, rows_before, on_missing, stats)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
-from shared.engine import EngineStats, detect_format, score_file
+from shared.engine import EngineStats, detect_format, read_ahead, score_file
 from shared.errors import (
     AlreadyClaimedError,
     BlobChangedError,
@@ -289,7 +289,10 @@ class ScoringService:
         """Opens the blob, pinned to the event's eTag: a stream, or for Parquet a spooled seekable copy."""
 
         def open_stream() -> BinaryIO:
-            chunks = self.blobs.read_chunks(event.container, event.blob_name, _READ_CHUNK, event.etag)
+            # ranged downloads run a few chunks ahead of the parser
+            chunks = read_ahead(
+                self.blobs.read_chunks(event.container, event.blob_name, _READ_CHUNK, event.etag)
+            )
             if fmt != "parquet":
                 return io.BufferedReader(_ChunkStream(chunks), buffer_size=1 << 20)
             spool = tempfile.SpooledTemporaryFile(max_size=64 << 20)  # noqa: SIM115 - handed to the engine
