@@ -144,7 +144,6 @@ class PyfuncModel:
 
     def predict(self, batch: Any) -> dict[str, Any]:
         import numpy as np
-
         import pyarrow as pa
 
         columns = [batch.column(c.name) for c in self.inputs]
