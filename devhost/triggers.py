@@ -42,6 +42,28 @@ def next_fire(schedule: str, after: datetime) -> datetime:
     return croniter(" ".join([*fields[1:], fields[0]]), after).get_next(datetime)
 
 
+def _seconds(interval: str | None) -> float:
+    hours, minutes, seconds = (float(part) for part in (interval or "00:00:00").split(":"))
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def retry_delay(policy: dict[str, Any], attempt: int) -> float:
+    """The wait before retry ``attempt + 1`` under a Functions retry policy.
+
+    Example:
+        >>> retry_delay({"strategy": "fixed_delay", "delay_interval": "00:00:10"}, 3)
+        10.0
+        >>> retry_delay({"strategy": "exponential_backoff", "minimum_interval": "00:00:02",
+        ...              "maximum_interval": "00:00:05"}, 2)
+        5.0
+    """
+    if policy.get("strategy") == "exponential_backoff":
+        return min(
+            _seconds(policy.get("minimum_interval")) * 2**attempt, _seconds(policy.get("maximum_interval"))
+        )
+    return _seconds(policy.get("delay_interval"))
+
+
 class TimerScheduler:
     """Fires every timer-triggered function of a host on its schedule, in a thread of its own."""
 
@@ -68,10 +90,16 @@ class TimerScheduler:
             self._fire(info.name)
 
     def _fire(self, name: str) -> None:
-        try:
-            self.host.invoke_timer(name)
-        except InvocationError:
-            pass  # logged by the host; the next occurrence runs as scheduled
+        """One occurrence; a function with ``@app.retry`` is retried as the host does for timers."""
+        policy = self.host.get(name).settings.get("retry_policy") or {}
+        retries = int(policy.get("max_retry_count", 0))
+        for attempt in range(retries + 1):
+            try:
+                self.host.invoke_timer(name)
+                return
+            except InvocationError:
+                if attempt == retries or self._stop.wait(retry_delay(policy, attempt)):
+                    return  # logged by the host; the next occurrence runs as scheduled
 
     def stop(self) -> None:
         self._stop.set()

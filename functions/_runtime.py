@@ -9,9 +9,9 @@ from typing import Any
 import azure.functions as func
 
 from shared.logs import configure_logging
-from shared.settings import get_settings, reset_settings
+from shared.settings import get_settings
 
-__all__ = ["event_as_dict", "reset_services", "scoring_service"]
+__all__ = ["event_as_dict", "scoring_service"]
 
 
 _lock = threading.Lock()
@@ -34,13 +34,6 @@ def scoring_service() -> Any:
                 _services["scoring"] = build_scoring_service(get_settings())
             service = _services["scoring"]
     return service
-
-
-def reset_services() -> None:
-    """Forget settings and services (after the environment changed: devhost, tests)."""
-    with _lock:
-        reset_settings()
-        _services.clear()
 
 
 def event_as_dict(event: func.EventGridEvent | func.CloudEvent) -> dict[str, Any]:

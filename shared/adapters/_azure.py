@@ -29,7 +29,7 @@ def storage_errors(what: str) -> Iterator[None]:
         raise StorageUnavailableError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
-def credential_for(uri: str | None) -> Any:
+def default_credential() -> Any:
     """Managed identity / developer credential for identity-based connections (Azure)."""
     from azure.identity import DefaultAzureCredential
 

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from shared.adapters._azure import credential_for, storage_errors
+from shared.adapters._azure import default_credential, storage_errors
 from shared.errors import BlobChangedError, BlobNotFoundError, ConfigurationError, WriteConflictError
 from shared.ports import BlobInfo
 from shared.settings import Settings
@@ -43,7 +43,7 @@ class AzureBlobStore:
             return cls(BlobServiceClient.from_connection_string(settings.data_connection_string))
         if settings.data_blob_service_uri:
             uri = settings.data_blob_service_uri
-            return cls(BlobServiceClient(uri, credential=credential_for(uri)))
+            return cls(BlobServiceClient(uri, credential=default_credential()))
         raise ConfigurationError("set DataStorage or DataStorage__blobServiceUri", setting="DataStorage")
 
     @property

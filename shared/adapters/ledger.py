@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from shared.adapters._azure import credential_for, storage_errors
+from shared.adapters._azure import default_credential, storage_errors
 from shared.errors import AlreadyClaimedError, ConfigurationError
 from shared.ports import LedgerRecord
 from shared.settings import Settings
@@ -52,7 +52,7 @@ class TableLedger:
             service = TableServiceClient.from_connection_string(settings.data_connection_string)
         elif settings.data_table_service_uri:
             uri = settings.data_table_service_uri
-            service = TableServiceClient(uri, credential=credential_for(uri))
+            service = TableServiceClient(uri, credential=default_credential())
         else:
             raise ConfigurationError("set DataStorage or DataStorage__tableServiceUri", setting="DataStorage")
         if create:
