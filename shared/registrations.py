@@ -1,0 +1,196 @@
+"""Model registrations from either front door, as one typed input: ``ModelVersionRegistered``.
+
+* Azure ML: ``Microsoft.MachineLearningServices.ModelRegistered`` (Event Grid or CloudEvents schema). The
+  docs show PascalCase ``data`` keys with an int version, SDK payloads camelCase with a string version:
+  keys are read case-insensitively and versions become strings. The event's topic must be an allowed
+  workspace.
+* MLflow registry webhooks: the ``X-MLflow-Signature`` HMAC (``v1,<base64 HMAC-SHA256 over
+  "delivery_id.timestamp.raw_body">``) is checked over the raw body with the shared secret, stale
+  timestamps (more than 5 minutes) are refused, then ``model_version.created`` becomes a registration and
+  ``model_version_tag.set`` of ``scorehook.approve=true`` an approval.
+
+Example:
+    >>> from shared.events import parse_event
+    >>> event = parse_event({"id": "e1", "eventType": "Microsoft.MachineLearningServices.ModelRegistered",
+    ...     "subject": "models/churn:3", "eventTime": "2026-01-01T00:00:00Z",
+    ...     "topic": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws",
+    ...     "data": {"ModelName": "churn", "ModelVersion": 3}})
+    >>> registration = from_azureml_event(event, allowed_workspaces=("ws",))
+    >>> (registration.name, registration.version, registration.origin, registration.idempotency_key)
+    ('churn', '3', 'azureml', 'registration:churn/3')
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.errors import (
+    EventSourceError,
+    InputError,
+    MalformedEventError,
+    MissingFieldError,
+    UnsupportedEventError,
+)
+from shared.events import Event
+
+__all__ = [
+    "APPROVAL_TAG",
+    "MODEL_REGISTERED",
+    "ApprovalGranted",
+    "ModelVersionRegistered",
+    "WebhookAuthError",
+    "from_azureml_event",
+    "from_mlflow_webhook",
+    "sign_mlflow_delivery",
+    "verify_mlflow_signature",
+]
+
+MODEL_REGISTERED = "Microsoft.MachineLearningServices.ModelRegistered"
+APPROVAL_TAG = "scorehook.approve"
+SIGNATURE_TOLERANCE_SECONDS = 300
+
+
+class WebhookAuthError(InputError):
+    """An unsigned, forged or replayed webhook delivery: answered 401, nothing changes."""
+
+    reason = "unauthorized"
+
+
+@dataclass(frozen=True)
+class ModelVersionRegistered:
+    """A new model version, whichever registry announced it."""
+
+    name: str
+    version: str
+    origin: str  # "azureml" | "mlflow"
+    delivery_id: str  # the event id / X-MLflow-Delivery-Id
+    source: str | None = None
+    run_id: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    workspace: str | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        """One decision per model version, whichever door and however often it was announced."""
+        return f"registration:{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class ApprovalGranted:
+    """A person approved a held version (tag ``scorehook.approve=true`` on it)."""
+
+    name: str
+    version: str
+    delivery_id: str
+
+
+def _lower(mapping: Any) -> dict[str, Any]:
+    return {str(k).lower(): v for k, v in mapping.items()} if isinstance(mapping, Mapping) else {}
+
+
+def _workspace(topic: str) -> str | None:
+    parts = topic.split("/")
+    lowered = [p.lower() for p in parts]
+    return parts[lowered.index("workspaces") + 1] if "workspaces" in lowered[:-1] else None
+
+
+def from_azureml_event(event: Event, allowed_workspaces: tuple[str, ...]) -> ModelVersionRegistered:
+    """An Azure ML ``ModelRegistered`` event (either schema, either casing) as a registration."""
+    if event.type.lower() != MODEL_REGISTERED.lower():
+        raise UnsupportedEventError(f"expected {MODEL_REGISTERED}, got {event.type!r}", event_type=event.type)
+    workspace = _workspace(event.source)
+    if workspace is None or workspace.lower() not in {w.lower() for w in allowed_workspaces}:
+        raise EventSourceError(
+            f"workspace {workspace!r} (topic {event.source!r}) is not an allowed Azure ML workspace",
+            workspace=workspace,
+        )
+    data = _lower(event.data)
+    name, version = data.get("modelname"), data.get("modelversion")
+    if (name in (None, "") or version in (None, "")) and event.subject.startswith("models/"):
+        subject_name, _, subject_version = event.subject[len("models/") :].rpartition(":")
+        name, version = name or subject_name, version if version not in (None, "") else subject_version
+    if name in (None, ""):
+        raise MissingFieldError("data.modelName", where="ModelRegistered event")
+    if version in (None, ""):
+        raise MissingFieldError("data.modelVersion", where="ModelRegistered event")
+    if not isinstance(version, int | str) or isinstance(version, bool):
+        raise MalformedEventError(
+            f"data.modelVersion must be a number or a string, not {type(version).__name__}"
+        )
+    tags = _lower(event.data).get("modeltags") or {}
+    return ModelVersionRegistered(
+        name=str(name), version=str(version), origin="azureml", delivery_id=event.id,
+        tags={str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {}, workspace=workspace,
+    )  # fmt: skip
+
+
+def sign_mlflow_delivery(secret: str, delivery_id: str, timestamp: str, raw_body: bytes) -> str:
+    """The ``X-MLflow-Signature`` header MLflow sends for a delivery (used by tests and fakes).
+
+    Example:
+        >>> sign_mlflow_delivery("s3cret", "d-1", "1752494400", b"{}")
+        'v1,CTq3goz6i3aysa7Am4S5PyW8mHJkb7RHW0L33ZGpBWw='
+    """
+    signed = f"{delivery_id}.{timestamp}.".encode() + raw_body
+    return "v1," + base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest()).decode()
+
+
+def verify_mlflow_signature(
+    secret: str, headers: Mapping[str, str], raw_body: bytes, *, now: float | None = None
+) -> tuple[str, int]:
+    """Check an MLflow webhook delivery; returns ``(delivery_id, timestamp)`` or raises ``WebhookAuthError``."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    delivery_id = lowered.get("x-mlflow-delivery-id", "")
+    timestamp = lowered.get("x-mlflow-timestamp", "")
+    signature = lowered.get("x-mlflow-signature", "")
+    if not secret:
+        raise WebhookAuthError("no webhook secret is configured: deliveries cannot be verified")
+    if not (delivery_id and timestamp and signature):
+        raise WebhookAuthError(
+            "unsigned delivery: X-MLflow-Delivery-Id, -Timestamp and -Signature are required"
+        )
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        raise WebhookAuthError(f"X-MLflow-Timestamp {timestamp!r} is not unix seconds") from None
+    if abs((time.time() if now is None else now) - sent) > SIGNATURE_TOLERANCE_SECONDS:
+        raise WebhookAuthError(f"stale delivery: timestamp {sent} is more than 5 minutes away (replayed?)")
+    expected = sign_mlflow_delivery(secret, delivery_id, timestamp, raw_body)
+    if not signature.startswith("v1,") or not hmac.compare_digest(expected, signature):
+        raise WebhookAuthError("forged delivery: the signature does not match the body")
+    return delivery_id, sent
+
+
+def from_mlflow_webhook(
+    secret: str, headers: Mapping[str, str], raw_body: bytes, *, now: float | None = None
+) -> ModelVersionRegistered | ApprovalGranted | None:
+    """A verified MLflow registry delivery as a registration, an approval, or ``None`` (nothing to do)."""
+    delivery_id, _ = verify_mlflow_signature(secret, headers, raw_body, now=now)
+    try:
+        payload = json.loads(raw_body)
+    except json.JSONDecodeError as exc:
+        raise MalformedEventError(f"webhook body is not JSON: {exc.msg}") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
+        raise MalformedEventError("webhook body must be an object with a data object")
+    kind = f"{payload.get('entity')}.{payload.get('action')}"
+    data = payload["data"]
+    if kind == "model_version.created":
+        for required in ("name", "version"):
+            if data.get(required) in (None, ""):
+                raise MissingFieldError(f"data.{required}", where="model_version.created delivery")
+        return ModelVersionRegistered(
+            name=str(data["name"]), version=str(data["version"]), origin="mlflow", delivery_id=delivery_id,
+            source=data.get("source"), run_id=data.get("run_id"),
+            tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
+        )  # fmt: skip
+    approved = str(data.get("value", "")).lower() == "true"
+    if kind == "model_version_tag.set" and data.get("key") == APPROVAL_TAG and approved:
+        return ApprovalGranted(name=str(data["name"]), version=str(data["version"]), delivery_id=delivery_id)
+    return None
