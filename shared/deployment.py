@@ -202,13 +202,13 @@ def decide(
                 f"{metric} {challenger[metric]:.4f} is worse than the champion ({champion[metric]:.4f}) "
                 f"by more than {policy.margin:g}"
             )
-        for guard in policy.guard_metrics:
-            if guard in challenger and guard in champion:
-                if _worse_by(guard, challenger[guard], champion[guard]) > policy.guard_tolerance:
-                    reasons.append(
-                        f"guard {guard} regresses: {challenger[guard]:.4f} against {champion[guard]:.4f} "
-                        f"(tolerance {policy.guard_tolerance:g})"
-                    )
+        shared_guards = [g for g in policy.guard_metrics if g in challenger and g in champion]
+        reasons += [
+            f"guard {guard} regresses: {challenger[guard]:.4f} against {champion[guard]:.4f} "
+            f"(tolerance {policy.guard_tolerance:g})"
+            for guard in shared_guards
+            if _worse_by(guard, challenger[guard], champion[guard]) > policy.guard_tolerance
+        ]
         if reasons:
             return Decision("reject", tuple(reasons), dict(challenger), dict(champion), record)
         reasons.append(f"{metric} {challenger[metric]:.4f} against the champion's {champion[metric]:.4f}: not worse "
