@@ -219,3 +219,155 @@ def decide(
     return Decision(
         "promote", tuple(reasons), dict(challenger), dict(champion) if champion is not None else None, record
     )
+
+
+@dataclass
+class DeploymentOutcome:
+    """What the flow did with one registration (or approval, or rollback)."""
+
+    status: str  # "promote" | "hold" | "reject" | "duplicate"
+    key: str
+    decision: Decision | None = None
+    champion: str | None = None  # the champion version afterwards
+
+
+class DeploymentService:
+    """A model version registers → validate → evaluate against the champion → promote / hold / reject.
+
+    Every registration is claimed once in the ledger (``registration:NAME/VERSION``), so a duplicate delivery
+    gives one decision. The decision is recorded in the ledger, as tags on the version, as one JSON log line,
+    and published as ``Scorehook.Model.Promoted`` / ``.Held`` / ``.Rejected``. Promotion moves the ``champion``
+    alias and keeps the one before as ``previous`` (for :meth:`rollback`); an older version never replaces a
+    newer champion, whatever order the registrations arrive in.
+
+    Example:
+        >>> flow = DeploymentService(registry, provider, ledger, publisher, lambda: holdout)   # doctest: +SKIP
+        >>> flow.handle(registration).status                                                    # doctest: +SKIP
+        'promote'
+    """
+
+    def __init__(
+        self,
+        registry: Any,
+        models: Any,
+        ledger: Any,
+        publisher: Any,
+        evaluation_data: Any,
+        policy: DeploymentPolicy | None = None,
+        *,
+        label: str = "label",
+        claim_ttl_seconds: float = 900,
+        owner: str = "scorehook",
+    ) -> None:
+        self.registry, self.models, self.ledger, self.publisher = registry, models, ledger, publisher
+        self.evaluation_data, self.policy, self.label = evaluation_data, policy or DeploymentPolicy(), label
+        self.claim_ttl_seconds, self.owner = claim_ttl_seconds, owner
+
+    def handle(self, registration: Any) -> DeploymentOutcome:
+        """Decide about one registered version (from either front door)."""
+        from shared.errors import AlreadyClaimedError, ModelError
+        from shared.logs import bind, get_logger
+
+        key = registration.idempotency_key
+        with bind(
+            model=registration.name, model_version=registration.version, event_id=registration.delivery_id
+        ):
+            claim = self.ledger.claim(
+                key, self.owner, self.claim_ttl_seconds, {"origin": registration.origin}
+            )
+            if claim is None:
+                existing = self.ledger.get(key)
+                if existing is not None and existing.status == "claimed":
+                    raise AlreadyClaimedError(f"{key} is being decided by {existing.owner}", key=key)
+                return DeploymentOutcome("duplicate", key)
+            try:
+                champion = self.registry.alias_version(registration.name, "champion")
+                if champion is not None and _newer(champion, registration.version):
+                    decision = Decision("reject", (f"version {registration.version} is older than the champion "
+                                                   f"(version {champion})",), {}, None, {})  # fmt: skip
+                else:
+                    decision = self._decide(registration, champion, ModelError)
+                if decision.action == "promote":
+                    champion = self._promote(registration.name, registration.version, champion)
+                self._record(registration, claim, decision)
+                get_logger("deployment").info("deployment decision", extra={
+                    "decision": decision.action, "reasons": list(decision.reasons), "champion": champion,
+                    "challenger_metrics": dict(decision.challenger), "origin": registration.origin,
+                })  # fmt: skip
+                return DeploymentOutcome(decision.action, key, decision, champion)
+            except BaseException:
+                self.ledger.release(claim)
+                raise
+
+    def _decide(self, registration: Any, champion: str | None, model_error: type[Exception]) -> Decision:
+        data = self.evaluation_data()
+        example = data.slice(0, 20).combine_chunks().to_batches()[0]
+        try:
+            _, candidate = self.models.get(f"models:/{registration.name}/{registration.version}")
+        except model_error as exc:
+            return decide(
+                {}, None, Validation(ok=False, reasons=[f"the model does not load: {exc}"]), self.policy
+            )
+        incumbent = self.models.get(f"models:/{registration.name}/{champion}")[1] if champion else None
+        validation = validate_candidate(
+            candidate, example, self.policy, required_inputs=incumbent.inputs if incumbent else None
+        )
+        if not validation.ok:
+            return decide({}, None, validation, self.policy)
+        challenger_metrics = evaluate(candidate, data, self.label)
+        champion_metrics = evaluate(incumbent, data, self.label) if incumbent else None
+        return decide(challenger_metrics, champion_metrics, validation, self.policy)
+
+    def _promote(self, name: str, version: str, champion: str | None) -> str:
+        current = self.registry.alias_version(name, "champion")
+        if current is not None and _newer(current, version):
+            return current  # a newer version was promoted meanwhile: it stays
+        if current is not None and current != version:
+            self.registry.set_alias(name, "previous", current)
+        self.registry.set_alias(name, "champion", version)
+        return version
+
+    def _record(self, registration: Any, claim: Any, decision: Decision) -> None:
+        import json
+        from datetime import UTC, datetime
+
+        record = {
+            **decision.to_record(), "model": registration.name, "version": registration.version,
+            "trigger": {"origin": registration.origin, "delivery_id": registration.delivery_id,
+                        "workspace": registration.workspace},
+            "decided_at": datetime.now(UTC).isoformat(),
+        }  # fmt: skip
+        self.ledger.finish(claim, decision.action, record)
+        self.registry.set_tags(registration.name, registration.version, {
+            "scorehook.decision": decision.action, "scorehook.reasons": "; ".join(decision.reasons),
+            "scorehook.metrics": json.dumps({"challenger": dict(decision.challenger),
+                                             "champion": decision.champion}, default=float),
+        })  # fmt: skip
+        event_type = {"promote": "Promoted", "hold": "Held", "reject": "Rejected"}[decision.action]
+        self.publisher.publish(
+            f"Scorehook.Model.{event_type}", f"models/{registration.name}:{registration.version}",
+            {"model_name": registration.name, "version": registration.version, **decision.to_record()},
+        )  # fmt: skip
+
+    def rollback(self, name: str) -> DeploymentOutcome:
+        """Make the previous champion the champion again (and the current one ``previous``)."""
+        from shared.errors import ModelNotFoundError
+
+        previous = self.registry.alias_version(name, "previous")
+        current = self.registry.alias_version(name, "champion")
+        if previous is None:
+            raise ModelNotFoundError(f"model {name!r} has no previous champion to roll back to", model=name)
+        self.registry.set_alias(name, "champion", previous)
+        if current is not None:
+            self.registry.set_alias(name, "previous", current)
+        self.publisher.publish("Scorehook.Model.Promoted", f"models/{name}:{previous}",
+                               {"model_name": name, "version": previous, "rollback_from": current})  # fmt: skip
+        return DeploymentOutcome("promote", f"rollback:{name}", None, previous)
+
+
+def _newer(a: str, b: str) -> bool:
+    """Whether version ``a`` is newer than version ``b`` (registry versions are integers)."""
+    try:
+        return int(a) > int(b)
+    except ValueError:
+        return False

@@ -173,3 +173,15 @@ class ModelRegistry(Protocol):
     def download(self, version: ModelVersion, destination: str) -> str:
         """Download the version's model directory; returns the local path."""
         ...
+
+    def alias_version(self, name: str, alias: str) -> str | None:
+        """The version an alias points to, or ``None`` when the alias is not set."""
+        ...
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        """Point an alias at a version (moving it if it pointed elsewhere)."""
+        ...
+
+    def set_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:
+        """Set tags on a model version (the decision record travels with the version)."""
+        ...

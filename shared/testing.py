@@ -207,6 +207,7 @@ class FakeRegistry:
     def __init__(self) -> None:
         self._versions: dict[tuple[str, str], tuple[ModelVersion, Path]] = {}
         self._aliases: dict[tuple[str, str], str] = {}
+        self.tags: dict[tuple[str, str], dict[str, str]] = {}
         self.resolves = 0
 
     def register(self, name: str, path: str | Path, alias: str | None = None) -> ModelVersion:
@@ -219,6 +220,12 @@ class FakeRegistry:
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self._aliases[(name, alias)] = version
+
+    def alias_version(self, name: str, alias: str) -> str | None:
+        return self._aliases.get((name, alias))
+
+    def set_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:
+        self.tags.setdefault((name, version), {}).update({k: str(v) for k, v in tags.items()})
 
     def resolve(self, reference: str) -> ModelVersion:
         from shared.adapters.mlflow_registry import parse_model_reference

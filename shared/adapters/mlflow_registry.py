@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from shared.errors import ModelNotFoundError, RegistryUnavailableError
@@ -110,3 +111,24 @@ class MlflowRegistry:
                 ),
             )
         )
+
+    def alias_version(self, name: str, alias: str) -> str | None:
+        try:
+            return self.resolve(f"models:/{name}@{alias}").version
+        except ModelNotFoundError:
+            return None
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self._call(
+            "set alias",
+            f"models:/{name}@{alias}",
+            self.client.set_registered_model_alias,
+            name,
+            alias,
+            version,
+        )
+
+    def set_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self._call("set tag", f"models:/{name}/{version}", self.client.set_model_version_tag, name, version, key,
+                       str(value)[:5000])  # fmt: skip

@@ -59,3 +59,16 @@ def test_an_unreachable_registry_is_transient(monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     with pytest.raises(RegistryUnavailableError):
         MlflowRegistry(f"http://127.0.0.1:{free_port()}").resolve("models:/x@champion")
+
+
+def test_aliases_and_tags_are_set_on_the_real_registry(mlflow_tracking_uri, registered):
+    import mlflow
+
+    registry = MlflowRegistry(mlflow_tracking_uri)
+    version = str(registered["version"])
+    assert registry.alias_version("registry-test", "previous") is None
+    registry.set_alias("registry-test", "previous", version)
+    assert registry.alias_version("registry-test", "previous") == version
+    registry.set_tags("registry-test", version, {"scorehook.decision": "promote"})
+    client = mlflow.MlflowClient(tracking_uri=mlflow_tracking_uri, registry_uri=mlflow_tracking_uri)
+    assert client.get_model_version("registry-test", version).tags["scorehook.decision"] == "promote"

@@ -115,3 +115,108 @@ def test_guards_and_lower_is_better_metrics():
     rmse = DeploymentPolicy(primary_metric="rmse", guard_metrics=(), margin=0.1)
     assert decide({"rmse": 1.05}, {"rmse": 1.0}, Validation(ok=True), rmse).action == "promote"
     assert decide({"rmse": 1.2}, {"rmse": 1.0}, Validation(ok=True), rmse).action == "reject"
+
+
+class Flow:
+    """The deployment flow on the in-memory fakes, with real ONNX models registered in a fake registry."""
+
+    def __init__(self, data, paths):
+        from shared.deployment import DeploymentService
+        from shared.models import ModelCache, ModelProvider
+        from shared.testing import FakeBlobStore, FakeLedger, FakePublisher, FakeRegistry
+
+        self.registry, self.ledger, self.publisher, self.paths = (
+            FakeRegistry(),
+            FakeLedger(),
+            FakePublisher(),
+            paths,
+        )
+        provider = ModelProvider(self.registry, FakeBlobStore(), ModelCache())
+        self.service = DeploymentService(
+            self.registry, provider, self.ledger, self.publisher, lambda: data["eval"]
+        )
+
+    def register(self, kind: str):
+        from shared.registrations import ModelVersionRegistered
+
+        version = self.registry.register("churn", self.paths[kind])
+        return ModelVersionRegistered("churn", version.version, "mlflow", f"delivery-{version.version}")
+
+
+@pytest.fixture
+def flow(data, good, noise, tiny_onnx, tmp_path_factory):
+    from training.train import to_onnx, train
+
+    folder = tmp_path_factory.mktemp("models")
+    paths = {}
+    for kind, table in (("good", data["train"]), ("noise", None)):
+        if table is None:
+            labels = np.random.default_rng(0).permutation(data["train"].column("label").to_numpy())
+            table = data["train"].set_column(
+                data["train"].schema.get_field_index("label"), "label", pa.array(labels)
+            )
+        paths[kind] = folder / f"{kind}.onnx"
+        paths[kind].write_bytes(to_onnx(train(table, kind="linear"), table.slice(0, 500)))
+    paths["broken"] = tiny_onnx  # other inputs: its signature does not fit the route
+    return Flow(data, paths)
+
+
+def test_the_first_valid_version_is_promoted_and_a_better_one_replaces_it(flow):
+    first = flow.service.handle(flow.register("noise"))
+    assert (first.status, first.champion) == ("promote", "1")
+    second = flow.service.handle(flow.register("good"))
+    assert (second.status, second.champion) == ("promote", "2")
+    assert flow.registry.alias_version("churn", "champion") == "2"
+    assert flow.registry.alias_version("churn", "previous") == "1"
+    assert flow.publisher.types() == ["Scorehook.Model.Promoted", "Scorehook.Model.Promoted"]
+    assert flow.registry.tags[("churn", "2")]["scorehook.decision"] == "promote"
+    record = flow.ledger.get("registration:churn/2")
+    assert (
+        record.status == "promote"
+        and record.details["champion_metrics"]["auc"] < record.details["challenger_metrics"]["auc"]
+    )
+
+
+def test_a_worse_version_is_rejected_with_the_metrics_in_the_record(flow):
+    flow.service.handle(flow.register("good"))
+    outcome = flow.service.handle(flow.register("noise"))
+    assert outcome.status == "reject" and flow.registry.alias_version("churn", "champion") == "1"
+    record = flow.ledger.get("registration:churn/2").details
+    assert record["action"] == "reject" and "worse than the champion" in record["reasons"][0]
+    assert set(record["challenger_metrics"]) >= {"auc", "f1"} and set(record["champion_metrics"]) >= {
+        "auc",
+        "f1",
+    }
+    assert flow.publisher.types()[-1] == "Scorehook.Model.Rejected"
+
+
+def test_a_version_with_a_broken_signature_is_rejected_at_validation(flow):
+    flow.service.handle(flow.register("good"))
+    outcome = flow.service.handle(flow.register("broken"))
+    assert outcome.status == "reject" and "is not a model input" in outcome.decision.reasons[0]
+    assert flow.registry.alias_version("churn", "champion") == "1"
+
+
+def test_a_duplicate_delivery_gives_one_decision(flow):
+    registration = flow.register("good")
+    assert flow.service.handle(registration).status == "promote"
+    assert flow.service.handle(registration).status == "duplicate"
+    assert flow.publisher.types() == ["Scorehook.Model.Promoted"]
+
+
+def test_an_older_version_arriving_late_never_replaces_a_newer_champion(flow):
+    v1, v2, v3 = flow.register("noise"), flow.register("good"), flow.register("good")
+    assert flow.service.handle(v1).status == "promote"
+    assert flow.service.handle(v3).status == "promote"
+    late = flow.service.handle(v2)
+    assert late.status == "reject" and "older than the champion" in late.decision.reasons[0]
+    assert flow.registry.alias_version("churn", "champion") == "3"
+
+
+def test_rollback_restores_the_previous_champion(flow):
+    flow.service.handle(flow.register("noise"))
+    flow.service.handle(flow.register("good"))
+    outcome = flow.service.rollback("churn")
+    assert outcome.champion == "1" and flow.registry.alias_version("churn", "champion") == "1"
+    assert flow.registry.alias_version("churn", "previous") == "2"
+    assert flow.publisher.events[-1][2] == {"model_name": "churn", "version": "1", "rollback_from": "2"}
