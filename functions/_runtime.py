@@ -11,7 +11,7 @@ import azure.functions as func
 from shared.logs import configure_logging
 from shared.settings import get_settings
 
-__all__ = ["event_as_dict", "scoring_service"]
+__all__ = ["deployment_service", "event_as_dict", "ledger", "scoring_service"]
 
 
 _lock = threading.Lock()
@@ -21,19 +21,37 @@ _services: dict[str, Any] = {}
 def scoring_service() -> Any:
     """The scoring use case with its real adapters: built once per process, even when the first
     invocations arrive together (they share one model cache)."""
-    service = _services.get("scoring")
+    from shared.services import build_scoring_service
+
+    return _service("scoring", build_scoring_service)
+
+
+def _service(name: str, build: Any) -> Any:
+    service = _services.get(name)
     if service is None:
         with _lock:
             if "logging" not in _services:
                 settings = get_settings()
                 configure_logging(settings.log_level, settings.log_file, console=settings.log_console)
                 _services["logging"] = True
-            if "scoring" not in _services:
-                from shared.services import build_scoring_service
-
-                _services["scoring"] = build_scoring_service(get_settings())
-            service = _services["scoring"]
+            if name not in _services:
+                _services[name] = build(get_settings())
+            service = _services[name]
     return service
+
+
+def deployment_service() -> Any:
+    """The deployment flow with its real adapters, built once per process."""
+    from shared.services import build_deployment_service
+
+    return _service("deployment", build_deployment_service)
+
+
+def ledger() -> Any:
+    """The ledger (Azure Table), for entry points that deduplicate deliveries themselves."""
+    from shared.adapters import TableLedger
+
+    return _service("ledger", TableLedger.from_settings)
 
 
 def event_as_dict(event: func.EventGridEvent | func.CloudEvent) -> dict[str, Any]:

@@ -24,6 +24,12 @@ param allowedStorageAccounts string = ''
 @description('Scoring routes as JSON (see shared/routes.py); empty: the incoming container with modelUri.')
 param routes string = ''
 
+@description('Azure ML workspaces whose ModelRegistered events are accepted (comma-separated names).')
+param allowedWorkspaces string = ''
+
+@description('Labelled evaluation data for champion/challenger, e.g. blob://evaluation/holdout.csv.')
+param evaluationData string = 'blob://evaluation/holdout.csv'
+
 @description('Create the Event Grid subscription to score_blob. It needs the deployed function: set true after the first `azd deploy`.')
 param subscribeFunctions bool = false
 
@@ -48,6 +54,8 @@ module scorehook 'modules/scorehook.bicep' = {
     modelUri: modelUri
     mlflowTrackingUri: mlflowTrackingUri
     routes: routes
+    allowedWorkspaces: allowedWorkspaces
+    evaluationData: evaluationData
     allowedStorageAccounts: allowedStorageAccounts
     subscribeFunctions: subscribeFunctions
     principalId: principalId

@@ -349,6 +349,28 @@ class DeploymentService:
             {"model_name": registration.name, "version": registration.version, **decision.to_record()},
         )  # fmt: skip
 
+    def approve(self, approval: Any) -> DeploymentOutcome:
+        """A person approved a held version: promote it (once), unless a newer champion exists."""
+        key = f"approval:{approval.name}/{approval.version}"
+        held = self.ledger.get(f"registration:{approval.name}/{approval.version}")
+        if held is None or held.status != "hold":
+            return DeploymentOutcome("ignored", key)
+        claim = self.ledger.claim(
+            key, self.owner, self.claim_ttl_seconds, {"delivery_id": approval.delivery_id}
+        )
+        if claim is None:
+            return DeploymentOutcome("duplicate", key)
+        before = self.registry.alias_version(approval.name, "champion")
+        champion = self._promote(approval.name, approval.version, before)
+        promoted = champion == approval.version
+        self.ledger.finish(claim, "promote" if promoted else "reject", {"approved_by": approval.delivery_id})
+        self.registry.set_tags(approval.name, approval.version, {"scorehook.decision": "promote" if promoted else "reject",
+                                                                  "scorehook.approved": "true"})  # fmt: skip
+        if promoted:
+            self.publisher.publish("Scorehook.Model.Promoted", f"models/{approval.name}:{approval.version}",
+                                   {"model_name": approval.name, "version": approval.version, "approved": True})  # fmt: skip
+        return DeploymentOutcome("promote" if promoted else "reject", key, None, champion)
+
     def rollback(self, name: str) -> DeploymentOutcome:
         """Make the previous champion the champion again (and the current one ``previous``)."""
         from shared.errors import ModelNotFoundError

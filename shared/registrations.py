@@ -47,8 +47,10 @@ __all__ = [
     "ModelVersionRegistered",
     "WebhookAuthError",
     "from_azureml_event",
+    "from_message",
     "from_mlflow_webhook",
     "sign_mlflow_delivery",
+    "to_message",
     "verify_mlflow_signature",
 ]
 
@@ -194,3 +196,26 @@ def from_mlflow_webhook(
     if kind == "model_version_tag.set" and data.get("key") == APPROVAL_TAG and approved:
         return ApprovalGranted(name=str(data["name"]), version=str(data["version"]), delivery_id=delivery_id)
     return None
+
+
+def to_message(item: ModelVersionRegistered | ApprovalGranted) -> str:
+    """The queue message that carries a registration or an approval to the deployment worker.
+
+    Example:
+        >>> from_message(to_message(ApprovalGranted("m", "4", "d-1")))
+        ApprovalGranted(name='m', version='4', delivery_id='d-1')
+    """
+    from dataclasses import asdict
+
+    kind = "approval" if isinstance(item, ApprovalGranted) else "registration"
+    return json.dumps({"kind": kind, **asdict(item)}, default=dict)
+
+
+def from_message(text: str) -> ModelVersionRegistered | ApprovalGranted:
+    """The registration or approval a queue message carries."""
+    try:
+        body = json.loads(text)
+        kind = body.pop("kind")
+        return ApprovalGranted(**body) if kind == "approval" else ModelVersionRegistered(**body)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MalformedEventError(f"not a registration message: {exc}") from exc

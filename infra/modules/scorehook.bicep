@@ -5,6 +5,8 @@ param resourceToken string
 param modelUri string
 param mlflowTrackingUri string
 param routes string
+param allowedWorkspaces string
+param evaluationData string
 param allowedStorageAccounts string
 param subscribeFunctions bool
 param principalId string
@@ -133,6 +135,12 @@ resource topicKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   properties: { value: eventsTopic.listKeys().key1, contentType: 'Event Grid topic access key' }
 }
 
+// The MLflow webhook secret is set in the vault out of band (it is also given to the MLflow webhook).
+resource webhookSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = {
+  parent: vault
+  name: 'scorehook-mlflow-webhook-secret'
+}
+
 // ---------------------------------------------------------------- function app (Flex Consumption)
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: 'plan-${resourceToken}'
@@ -190,6 +198,14 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SCOREHOOK_MODEL_CACHE_SIZE: '4'
     SCOREHOOK_CLAIM_TTL_SECONDS: '900'
     MLFLOW_TRACKING_URI: mlflowTrackingUri
+    SCOREHOOK_MLFLOW_WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${webhookSecret.name})'
+    SCOREHOOK_ALLOWED_WORKSPACES: allowedWorkspaces
+    SCOREHOOK_EVALUATION_DATA: evaluationData
+    SCOREHOOK_PRIMARY_METRIC: 'auc'
+    SCOREHOOK_PROMOTION_MARGIN: '0.01'
+    SCOREHOOK_GUARD_METRICS: 'f1'
+    SCOREHOOK_REQUIRE_APPROVAL: 'false'
+    SCOREHOOK_LATENCY_BUDGET_MS: '250'
     SCOREHOOK_EVENTS_TOPIC_ENDPOINT: eventsTopic.properties.endpoint
     SCOREHOOK_EVENTS_TOPIC_KEY: '@Microsoft.KeyVault(SecretUri=${topicKeySecret.properties.secretUri})'
     SCOREHOOK_LOG_LEVEL: 'INFO'

@@ -13,6 +13,43 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {
     "score_blob": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
     "on_model_promoted": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
+    "on_model_registered": [
+        {
+            "direction": "OUT",
+            "type": "queue",
+            "name": "out",
+            "queueName": "model-registrations",
+            "connection": "DataStorage",
+        },
+        {"direction": "IN", "type": "eventGridTrigger", "name": "event"},
+    ],
+    "mlflow_webhook": [
+        {
+            "direction": "OUT",
+            "type": "queue",
+            "name": "out",
+            "queueName": "model-registrations",
+            "connection": "DataStorage",
+        },
+        {
+            "direction": "IN",
+            "type": "httpTrigger",
+            "name": "req",
+            "methods": ["POST"],
+            "authLevel": "ANONYMOUS",
+            "route": "mlflow-webhook",
+        },
+        {"direction": "OUT", "type": "http", "name": "$return"},
+    ],
+    "deploy_model_version": [
+        {
+            "direction": "IN",
+            "type": "queueTrigger",
+            "name": "msg",
+            "queueName": "model-registrations",
+            "connection": "DataStorage",
+        },
+    ],
     "health": [
         {
             "direction": "IN",

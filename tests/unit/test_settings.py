@@ -47,12 +47,14 @@ def test_require_names_the_missing_app_setting():
 
 
 def test_redacted_masks_secrets_only():
-    settings = Settings.from_env({"DataStorage": "AccountKey=secret", "SCOREHOOK_EVENTS_TOPIC_KEY": "k"})
+    settings = Settings.from_env(
+        {"DataStorage": "AccountKey=s3cr3t-value", "SCOREHOOK_EVENTS_TOPIC_KEY": "k"}
+    )
     redacted = settings.redacted()
     assert redacted["data_connection_string"] == "***"
     assert redacted["events_topic_key"] == "***"
     assert redacted["input_container"] == "incoming"
-    assert "secret" not in json.dumps(redacted)
+    assert "s3cr3t-value" not in json.dumps(redacted)
 
 
 def test_example_local_settings_name_every_setting_and_nothing_else():
