@@ -4,6 +4,7 @@
     scorehook trace incoming/2026/a.csv      # every version of a file: claim, outcome, output lineage, failure record
     scorehook replay incoming/2026/a.csv     # score the file again, as it is now
     scorehook replay --failed [--route NAME] # every failed file (of one route)
+    scorehook rollback MODEL                 # the previous champion becomes the champion again
 
 Settings come from the environment, or from ``local.settings.json`` (``--settings``) for local runs.
 """
@@ -109,6 +110,15 @@ def cmd_replay(service: Any, args: argparse.Namespace) -> int:
     return worst
 
 
+def cmd_rollback(service: Any, args: argparse.Namespace) -> int:
+    from shared.services import build_deployment_service
+
+    flow = build_deployment_service(service.settings)
+    outcome = flow.rollback(args.model)
+    print(json.dumps({"model": args.model, "champion": outcome.champion, "status": "rolled back"}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scorehook", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -125,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--failed", action="store_true", help="replay every failed file")
     replay.add_argument("--route", help="with --failed: only this route's files")
     replay.set_defaults(run=cmd_replay)
+    rollback = sub.add_parser("rollback", help="make the previous champion of a model the champion again")
+    rollback.add_argument("model", help="registered model name")
+    rollback.set_defaults(run=cmd_rollback)
     args = parser.parse_args(argv)
     from shared.logs import configure_logging
     from shared.services import build_scoring_service

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 
-from devhost.runtime import DevHost, local_settings
+from devhost.runtime import DevHost, local_settings, register_mlflow_webhook
 from devhost.services import PROJECT_ROOT, Azurite, MlflowServer, free_port
 
 LOCAL = PROJECT_ROOT / ".local"
@@ -63,6 +63,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         settings = write_settings(azurite, mlflow, args.port or free_port())
         with DevHost.from_settings_file(PROJECT_ROOT / "local.settings.json") as dev:
+            secret = settings["Values"]["SCOREHOOK_MLFLOW_WEBHOOK_SECRET"]
+            register_mlflow_webhook(mlflow.tracking_uri, dev.base_url, secret)
             print(
                 json.dumps(
                     {

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devhost.runtime import DevHost
+from devhost.runtime import DevHost, register_mlflow_webhook
 from devhost.services import PROJECT_ROOT
 
 MODEL_NAME = "scorehook-sample"
@@ -54,6 +54,36 @@ def _wait_for_outcome(
     return "timed out", ""
 
 
+def _holdout() -> bytes:
+    """Labelled evaluation data for champion/challenger (SCOREHOOK_EVALUATION_DATA)."""
+    import io
+
+    import pyarrow.csv as pacsv
+
+    from training.data import generate
+
+    sink = io.BytesIO()
+    pacsv.write_csv(generate(5000, seed=99, include_label=True), sink)
+    return sink.getvalue()
+
+
+def _wait_for_decision(tracking_uri: str, version: str, timeout: float = 120) -> dict[str, str]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tags = client.get_model_version(MODEL_NAME, version).tags
+        if "scorehook.decision" in tags:
+            champion = client.get_model_version_by_alias(MODEL_NAME, "champion").version
+            return {
+                **tags,
+                "scorehook.decision": f"{tags['scorehook.decision']} (champion is now v{champion})",
+            }
+        time.sleep(0.2)
+    return {}
+
+
 def run_demo(rows: int = 2000, files: int = 4) -> int:
     from azure.storage.blob import BlobServiceClient
 
@@ -68,17 +98,27 @@ def run_demo(rows: int = 2000, files: int = 4) -> int:
     try:
         write_settings(azurite, mlflow, free_port(), console_logs=False)
         _say(f"  Azurite blob endpoint {azurite.endpoints['blob']}, MLflow {mlflow.tracking_uri}")
-        _say(f"Training the sample model and registering it as {MODEL_NAME}@champion ...")
-        model = train_and_register(
-            mlflow.tracking_uri, model_name=MODEL_NAME, alias="champion", out_dir=LOCAL / "model"
-        )
-        _say(f"  registered {model['model_uri']} (metrics: {json.dumps(model.get('metrics', {}))})")
         with DevHost.from_settings_file(PROJECT_ROOT / "local.settings.json") as dev:
             settings = Settings.from_env(dev.env)
             blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
-            for container in (settings.input_container, settings.output_container, settings.failed_container):
+            for container in (settings.input_container, settings.output_container, settings.failed_container,
+                              "evaluation"):  # fmt: skip
                 if not blobs.get_container_client(container).exists():
                     blobs.create_container(container)
+            blobs.get_blob_client("evaluation", "holdout.csv").upload_blob(_holdout(), overwrite=True)
+            register_mlflow_webhook(
+                mlflow.tracking_uri, dev.base_url, settings.require("mlflow_webhook_secret")
+            )
+            _say(
+                f"Training the sample model and registering {MODEL_NAME} (no alias: the deployment flow decides) ..."
+            )
+            model = train_and_register(mlflow.tracking_uri, model_name=MODEL_NAME, out_dir=LOCAL / "model")
+            _say(
+                f"  registered {model['model_uri']} (training metrics: {json.dumps(model.get('metrics', {}))})"
+            )
+            decision = _wait_for_decision(mlflow.tracking_uri, model["version"])
+            _say(f"  MLflow webhook -> devhost -> deployment flow: {decision.get('scorehook.decision', 'no decision')}"
+                 f" ({decision.get('scorehook.reasons', '')})")  # fmt: skip
             _say(f"devhost is serving {', '.join(sorted(dev.host.functions))} on {dev.base_url}")
             stamp = time.strftime("%Y%m%dT%H%M%S")
             uploaded = []

@@ -36,6 +36,8 @@ def local_settings(
         "SCOREHOOK_ALLOWED_STORAGE_ACCOUNTS": "devstoreaccount1",
         "SCOREHOOK_EVENTS_TOPIC_ENDPOINT": f"http://127.0.0.1:{port}/topics/{TOPIC_NAME}/api/events",
         "SCOREHOOK_EVENTS_TOPIC_KEY": secrets.token_urlsafe(24),
+        "SCOREHOOK_MLFLOW_WEBHOOK_SECRET": secrets.token_urlsafe(24),
+        "SCOREHOOK_EVALUATION_DATA": "blob://evaluation/holdout.csv",
     }
     if log_file:
         values["SCOREHOOK_LOG_FILE"] = log_file
@@ -48,6 +50,23 @@ def local_settings(
             "MasterKey": secrets.token_urlsafe(24),
         },
     }
+
+
+def register_mlflow_webhook(
+    tracking_uri: str, devhost_url: str, secret: str, name: str = "scorehook-devhost"
+) -> str:
+    """Point the MLflow registry's webhook at devhost's ``/api/mlflow-webhook`` (replacing an older one)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    for webhook in client.list_webhooks():
+        if webhook.name == name:
+            client.delete_webhook(webhook.webhook_id)
+    webhook = client.create_webhook(
+        name=name, url=f"{devhost_url}/api/mlflow-webhook", secret=secret,
+        events=["model_version.created", "model_version_tag.set"],
+    )  # fmt: skip
+    return str(webhook.webhook_id)
 
 
 class _OutputSink:

@@ -1,0 +1,196 @@
+"""Registry-triggered deployment end to end: a real MLflow server sends signed webhooks to devhost, the
+flow decides, the champion alias moves, and the next scored file uses the new champion."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+
+from devhost.services import MlflowServer
+from shared.registrations import sign_mlflow_delivery
+from tests.conftest import ROOT, start_devhost, stop_devhost
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def env(azurite, tmp_path_factory):
+    """Its own MLflow server: the server caches its webhook list, so the webhook exists before any event."""
+    from azure.storage.blob import BlobServiceClient
+    from mlflow import MlflowClient
+
+    from training.data import generate
+
+    server = MlflowServer(data_dir=tmp_path_factory.mktemp("mlflow-deploy")).start()
+    name, secret, unique = f"deploy-{uuid.uuid4().hex[:6]}", secrets.token_hex(16), uuid.uuid4().hex[:8]
+    dev = start_devhost(tmp_path_factory.mktemp("deploy"), azurite, server.tracking_uri, extra={
+        "SCOREHOOK_MODEL_URI": f"models:/{name}@champion", "SCOREHOOK_LEDGER_TABLE": f"deploy{unique}",
+        "SCOREHOOK_MLFLOW_WEBHOOK_SECRET": secret, "SCOREHOOK_EVALUATION_DATA": f"blob://eval{unique}/holdout.csv",
+        "SCOREHOOK_ALIAS_TTL_SECONDS": "3600",
+    })  # fmt: skip
+    blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+    for container in (f"eval{unique}", "incoming", "scored", "failed"):
+        if not blobs.get_container_client(container).exists():
+            blobs.create_container(container)
+    sink = io.BytesIO()
+    pacsv.write_csv(generate(3000, seed=21, include_label=True), sink)
+    blobs.get_blob_client(f"eval{unique}", "holdout.csv").upload_blob(sink.getvalue())
+    client = MlflowClient(tracking_uri=server.tracking_uri, registry_uri=server.tracking_uri)
+    client.create_webhook(name="scorehook", url=f"{dev.base_url}/api/mlflow-webhook",
+                          events=["model_version.created", "model_version_tag.set"], secret=secret)  # fmt: skip
+    dev.blobs, dev.client, dev.name, dev.secret, dev.mlflow = blobs, client, name, secret, server
+    yield dev
+    stop_devhost(dev)
+    server.stop()
+
+
+def _champion(env) -> str | None:
+    try:
+        return env.client.get_model_version_by_alias(env.name, "champion").version
+    except Exception:
+        return None
+
+
+def _decision(env, version: str) -> dict | None:
+    tags = env.client.get_model_version(env.name, version).tags
+    return tags if "scorehook.decision" in tags else None
+
+
+def _register_onnx(env, onnx_bytes: bytes) -> str:
+    """Log an ONNX model (no alias) as the next version of the model; MLflow fires model_version.created."""
+    import mlflow
+    import mlflow.onnx
+    import onnx
+
+    from training.train import _mlflow_uris
+
+    with _mlflow_uris(env.mlflow.tracking_uri), mlflow.start_run():
+        info = mlflow.onnx.log_model(
+            onnx.load_from_string(onnx_bytes), name="model", registered_model_name=env.name
+        )
+    return str(info.registered_model_version)
+
+
+def _noise_model() -> bytes:
+    from training.data import generate
+    from training.train import to_onnx, train
+
+    table = generate(4000, seed=3, include_label=True)
+    labels = np.random.default_rng(1).permutation(table.column("label").to_numpy())
+    table = table.set_column(table.schema.get_field_index("label"), "label", pa.array(labels))
+    return to_onnx(train(table, kind="linear"), table.slice(0, 500))
+
+
+def _other_inputs_model() -> bytes:
+    """A model whose signature does not fit the route: it takes other columns."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, 1)).astype(np.float32)
+    model = LogisticRegression().fit(features, (features[:, 0] > 0).astype(int))
+    onx = to_onnx(model, initial_types=[("customer_age", FloatTensorType([None, 1]))],
+                  options={id(model): {"zipmap": False}})  # fmt: skip
+    return onx.SerializeToString()
+
+
+def _score(env, rows: int = 20) -> dict:
+    from training.data import generate
+
+    sink = io.BytesIO()
+    pacsv.write_csv(generate(rows, seed=8, include_label=False), sink)
+    name = f"deploy/{uuid.uuid4().hex}.csv"
+    env.blobs.get_blob_client("incoming", name).upload_blob(sink.getvalue())
+    out = env.blobs.get_blob_client("scored", name.replace(".csv", ".predictions.csv"))
+    env.wait_for(out.exists, what="scored output")
+    return out.get_blob_properties().metadata
+
+
+def test_registration_flow_promotes_rejects_and_the_next_file_uses_the_champion(env):
+    from training.train import train_and_register
+
+    first = train_and_register(env.mlflow.tracking_uri, model_name=env.name, rows=4000, seed=1)["version"]
+    env.wait_for(lambda: _champion(env) == first, timeout=90, what="first version promoted by the flow")
+    assert _decision(env, first)["scorehook.decision"] == "promote"
+    assert _score(env)["model_version"] == first
+
+    worse = _register_onnx(env, _noise_model())
+    tags = env.wait_for(lambda: _decision(env, worse), timeout=90, what="decision on the worse version")
+    assert tags["scorehook.decision"] == "reject" and "worse than the champion" in tags["scorehook.reasons"]
+    metrics = json.loads(tags["scorehook.metrics"])
+    assert metrics["challenger"]["auc"] < metrics["champion"]["auc"]
+    assert _champion(env) == first
+
+    broken = _register_onnx(env, _other_inputs_model())
+    tags = env.wait_for(lambda: _decision(env, broken), timeout=90, what="decision on the broken version")
+    assert tags["scorehook.decision"] == "reject" and "is not a model input" in tags["scorehook.reasons"]
+
+    better = train_and_register(env.mlflow.tracking_uri, model_name=env.name, rows=20000, seed=2)["version"]
+    env.wait_for(lambda: _champion(env) == better, timeout=90, what="better version promoted")
+    env.wait_for(
+        lambda: _score(env)["model_version"] == better,
+        timeout=30,
+        what="next file scored by the new champion",
+    )
+
+    code = subprocess.run([sys.executable, "-m", "cli", "--settings", str(env.settings_path), "rollback", env.name],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if not k.startswith(("SCOREHOOK_", "MLFLOW_"))})  # fmt: skip
+    assert code.returncode == 0, code.stderr
+    assert _champion(env) == first
+    assert env.client.get_model_version_by_alias(env.name, "previous").version == better
+
+
+def _signed(
+    env, body: dict, delivery_id: str | None = None, timestamp: int | None = None
+) -> tuple[bytes, dict]:
+    raw = json.dumps(body).encode()
+    delivery_id = delivery_id or str(uuid.uuid4())
+    timestamp = str(timestamp or int(time.time()))
+    headers = {"X-MLflow-Delivery-Id": delivery_id, "X-MLflow-Timestamp": timestamp,
+               "X-MLflow-Signature": sign_mlflow_delivery(env.secret, delivery_id, timestamp, raw),
+               "Content-Type": "application/json"}  # fmt: skip
+    return raw, headers
+
+
+def test_forged_unsigned_or_replayed_webhooks_get_401_and_change_nothing(env):
+    body = {"entity": "model_version", "action": "created", "timestamp": "x",
+            "data": {"name": env.name, "version": "999", "source": "models:/x", "run_id": None, "tags": {}}}  # fmt: skip
+    raw, headers = _signed(env, body)
+    forged = {**headers, "X-MLflow-Signature": sign_mlflow_delivery("not-the-secret", headers["X-MLflow-Delivery-Id"],
+                                                                     headers["X-MLflow-Timestamp"], raw)}  # fmt: skip
+    unsigned = {k: v for k, v in headers.items() if k != "X-MLflow-Signature"}
+    stale_raw, stale = _signed(env, body, timestamp=int(time.time()) - 600)
+    champion = _champion(env)
+    for attempt_raw, attempt_headers in ((raw, forged), (raw, unsigned), (stale_raw, stale),
+                                         (raw.replace(b"999", b"998"), headers)):  # fmt: skip
+        status, _, _ = env.request("POST", "/api/mlflow-webhook", attempt_raw, attempt_headers)
+        assert status == 401
+    time.sleep(1)
+    assert _champion(env) == champion
+
+
+def test_a_duplicate_delivery_gives_one_decision(env):
+    version = _champion(env)
+    before = _decision(env, version)
+    body = {"entity": "model_version", "action": "created", "timestamp": "x",
+            "data": {"name": env.name, "version": version, "source": "models:/x", "run_id": None, "tags": {}}}  # fmt: skip
+    raw, headers = _signed(env, body)
+    assert env.request("POST", "/api/mlflow-webhook", raw, headers)[0] == 202
+    assert (
+        env.request("POST", "/api/mlflow-webhook", raw, headers)[0] == 200
+    )  # same delivery id: deduplicated
+    time.sleep(2)  # the queued registration is decided already: the flow answers duplicate
+    assert _decision(env, version) == before
