@@ -30,6 +30,12 @@ param allowedWorkspaces string = ''
 @description('Labelled evaluation data for champion/challenger, e.g. blob://evaluation/holdout.csv.')
 param evaluationData string = 'blob://evaluation/holdout.csv'
 
+@description('Azure ML managed online endpoint that serves the champion (empty: no staged rollout).')
+param onlineEndpoint string = ''
+
+@description('ARM id of the Azure ML workspace holding that endpoint.')
+param azuremlWorkspace string = ''
+
 @description('Create the Event Grid subscription to score_blob. It needs the deployed function: set true after the first `azd deploy`.')
 param subscribeFunctions bool = false
 
@@ -56,6 +62,8 @@ module scorehook 'modules/scorehook.bicep' = {
     routes: routes
     allowedWorkspaces: allowedWorkspaces
     evaluationData: evaluationData
+    onlineEndpoint: onlineEndpoint
+    azuremlWorkspace: azuremlWorkspace
     allowedStorageAccounts: allowedStorageAccounts
     subscribeFunctions: subscribeFunctions
     principalId: principalId

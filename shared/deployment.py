@@ -66,6 +66,7 @@ class Decision:
     challenger: Mapping[str, float]
     champion: Mapping[str, float] | None
     validation: Mapping[str, Any]
+    rollout: Mapping[str, Any] | None = None
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -74,6 +75,7 @@ class Decision:
             "challenger_metrics": dict(self.challenger),
             "champion_metrics": dict(self.champion) if self.champion is not None else None,
             "validation": dict(self.validation),
+            "rollout": dict(self.rollout) if self.rollout is not None else None,
         }
 
 
@@ -258,7 +260,11 @@ class DeploymentService:
         label: str = "label",
         claim_ttl_seconds: float = 900,
         owner: str = "scorehook",
+        rollout: Any = None,
     ) -> None:
+        self.rollout = (
+            rollout  # (name, version, champion) -> RolloutResult, when an online endpoint serves the model
+        )
         self.registry, self.models, self.ledger, self.publisher = registry, models, ledger, publisher
         self.evaluation_data, self.policy, self.label = evaluation_data, policy or DeploymentPolicy(), label
         self.claim_ttl_seconds, self.owner = claim_ttl_seconds, owner
@@ -287,6 +293,8 @@ class DeploymentService:
                                                    f"(version {champion})",), {}, None, {})  # fmt: skip
                 else:
                     decision = self._decide(registration, champion, ModelError)
+                if decision.action == "promote" and self.rollout is not None:
+                    decision = self._roll_out(registration, champion, decision)
                 if decision.action == "promote":
                     champion = self._promote(registration.name, registration.version, champion)
                 self._record(registration, claim, decision)
@@ -318,6 +326,21 @@ class DeploymentService:
         champion_metrics = evaluate(incumbent, data, self.label) if incumbent else None
         return decide(challenger_metrics, champion_metrics, validation, self.policy)
 
+    def _roll_out(self, registration: Any, champion: str | None, decision: Decision) -> Decision:
+        """Stage the new version on the online endpoint; a rolled-back rollout turns the decision into a reject."""
+        from dataclasses import replace
+
+        result = self.rollout(registration.name, registration.version, champion)
+        record = {
+            "status": result.status,
+            "reason": result.reason,
+            "steps": [s.label for s in result.applied],
+        }
+        if result.status == "completed":
+            return replace(decision, rollout=record)
+        return replace(decision, action="reject", reasons=(*decision.reasons, f"staged rollout rolled back: {result.reason}"),
+                       rollout=record)  # fmt: skip
+
     def _promote(self, name: str, version: str, champion: str | None) -> str:
         current = self.registry.alias_version(name, "champion")
         if current is not None and _newer(current, version):
@@ -328,8 +351,10 @@ class DeploymentService:
         return version
 
     def _record(self, registration: Any, claim: Any, decision: Decision) -> None:
-        import json
         from datetime import UTC, datetime
+
+        from shared.errors import ModelNotFoundError, TransientError
+        from shared.logs import get_logger
 
         record = {
             **decision.to_record(), "model": registration.name, "version": registration.version,
@@ -338,16 +363,28 @@ class DeploymentService:
             "decided_at": datetime.now(UTC).isoformat(),
         }  # fmt: skip
         self.ledger.finish(claim, decision.action, record)
+        try:
+            self._tag(registration, decision)
+        except ModelNotFoundError as exc:  # announced, but not in this registry: the ledger keeps the record
+            get_logger("deployment").warning("decision not tagged", extra={"error": exc.message})
+        event_type = {"promote": "Promoted", "hold": "Held", "reject": "Rejected"}[decision.action]
+        try:
+            self.publisher.publish(
+                f"Scorehook.Model.{event_type}", f"models/{registration.name}:{registration.version}",
+                {"model_name": registration.name, "version": registration.version, **decision.to_record()},
+            )  # fmt: skip
+        except TransientError as exc:  # recorded already; a lost notification must not undo the decision
+            get_logger("deployment").error("decision not published", extra={"error": str(exc)})
+
+    def _tag(self, registration: Any, decision: Decision) -> None:
+        import json
+
         self.registry.set_tags(registration.name, registration.version, {
-            "scorehook.decision": decision.action, "scorehook.reasons": "; ".join(decision.reasons),
+            "scorehook.reasons": "; ".join(decision.reasons),
             "scorehook.metrics": json.dumps({"challenger": dict(decision.challenger),
                                              "champion": decision.champion}, default=float),
+            "scorehook.decision": decision.action,  # last: readers take it as "the record is complete"
         })  # fmt: skip
-        event_type = {"promote": "Promoted", "hold": "Held", "reject": "Rejected"}[decision.action]
-        self.publisher.publish(
-            f"Scorehook.Model.{event_type}", f"models/{registration.name}:{registration.version}",
-            {"model_name": registration.name, "version": registration.version, **decision.to_record()},
-        )  # fmt: skip
 
     def approve(self, approval: Any) -> DeploymentOutcome:
         """A person approved a held version: promote it (once), unless a newer champion exists."""

@@ -36,9 +36,11 @@ __all__ = [
     "RolloutStep",
     "RolloutUnavailableError",
     "apply",
+    "deployment_name",
     "deployment_step",
     "endpoint_step",
     "plan_rollout",
+    "roll_out_version",
     "validate",
 ]
 
@@ -430,3 +432,42 @@ class FakeOnlineEndpoints:
             and deployment not in self.unhealthy
             and check not in self.unhealthy_steps
         )
+
+
+def deployment_name(model: str, version: str) -> str:
+    """The online deployment that serves one model version: lower-case, 3-32 characters, starts with a letter.
+
+    Example:
+        >>> deployment_name("Scorehook_Sample", "12")
+        'scorehook-sample-v12'
+    """
+    import re as _re
+
+    base = _re.sub(r"[^a-z0-9-]+", "-", model.lower()).strip("-") or "model"
+    if not base[0].isalpha():
+        base = f"m-{base}"
+    suffix = f"-v{version}"
+    return base[: 32 - len(suffix)].rstrip("-") + suffix
+
+
+def roll_out_version(
+    endpoints: OnlineEndpoints, endpoint: str, model: str, version: str, champion: str | None, *,
+    steps: Sequence[int] = (10, 50, 100), mirror: int | None = None, instance_type: str = "Standard_DS3_v2",
+) -> RolloutResult:  # fmt: skip
+    """Serve ``model`` ``version`` on ``endpoint``: blue/green from the champion's deployment, or, for the first
+    version, one deployment at 100 % (checked for health, removed again when unhealthy)."""
+    green = deployment_name(model, version)
+    reference = f"azureml:{model}:{version}"
+    if champion is None:
+        first = (deployment_step(endpoint, green, reference, instance_type=instance_type),
+                 endpoint_step(endpoint, {green: 100}, {}))  # fmt: skip
+        for step in first:
+            _send(endpoints, step)
+        if endpoints.healthy(endpoint, green):
+            return RolloutResult("completed", first, f"{green!r} is the endpoint's first deployment, at 100%")
+        endpoints.update_endpoint(endpoint_step(endpoint, {green: 0}, {}).entity)
+        endpoints.delete_deployment(endpoint, green)
+        return RolloutResult("rolled_back", first, f"{green!r} unhealthy; removed", failed_step=0)
+    plan = plan_rollout(endpoint, deployment_name(model, champion), green, reference, instance_type=instance_type,
+                        steps=steps, mirror=mirror)  # fmt: skip
+    return apply(plan, endpoints)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from shared.settings import Settings
 
-__all__ = ["build_deployment_service", "build_scoring_service", "read_table"]
+__all__ = ["build_deployment_service", "build_scoring_service", "endpoint_rollout", "read_table"]
 
 
 def build_scoring_service(settings: Settings) -> object:
@@ -71,4 +71,32 @@ def build_deployment_service(settings: Settings) -> object:
         registry, ModelProvider(registry, blobs, ModelCache(settings.model_cache_size), ttl_seconds=0),
         TableLedger.from_settings(settings), publisher_from_settings(settings),
         lambda: read_table(blobs, settings.require("evaluation_data")), policy,
+        rollout=endpoint_rollout(settings),
     )  # fmt: skip
+
+
+def endpoint_rollout(settings: Settings) -> object:
+    """The staged rollout on the configured Azure ML online endpoint, or ``None`` when none is configured."""
+    if not settings.online_endpoint:
+        return None
+    from shared.errors import ConfigurationError
+
+    parts = settings.require("azureml_workspace").strip("/").split("/")
+    try:
+        subscription, group, workspace = parts[1], parts[3], parts[7]
+    except IndexError:
+        raise ConfigurationError("SCOREHOOK_AZUREML_WORKSPACE must be the workspace's ARM id",
+                                 setting="SCOREHOOK_AZUREML_WORKSPACE") from None  # fmt: skip
+
+    def roll_out(name: str, version: str, champion: str | None) -> object:
+        from azure.ai.ml import MLClient
+        from azure.identity import DefaultAzureCredential
+
+        from shared.rollout import AzureMLOnlineEndpoints, roll_out_version
+
+        client = MLClient(DefaultAzureCredential(), subscription, group, workspace)
+        return roll_out_version(
+            AzureMLOnlineEndpoints(client), settings.online_endpoint or "", name, version, champion
+        )
+
+    return roll_out

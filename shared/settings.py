@@ -73,6 +73,8 @@ class Settings:
     guard_metrics: tuple[str, ...] = _setting("SCOREHOOK_GUARD_METRICS", ("f1",), _csv)
     require_approval: bool = _setting("SCOREHOOK_REQUIRE_APPROVAL", False, _flag)
     latency_budget_ms: float = _setting("SCOREHOOK_LATENCY_BUDGET_MS", 250.0, float)
+    online_endpoint: str | None = _setting("SCOREHOOK_ONLINE_ENDPOINT")
+    azureml_workspace: str | None = _setting("SCOREHOOK_AZUREML_WORKSPACE")
     events_topic_endpoint: str | None = _setting("SCOREHOOK_EVENTS_TOPIC_ENDPOINT")
     events_topic_key: str | None = _setting("SCOREHOOK_EVENTS_TOPIC_KEY", secret=True)
     log_level: str = _setting("SCOREHOOK_LOG_LEVEL", "INFO")

@@ -7,6 +7,8 @@ param mlflowTrackingUri string
 param routes string
 param allowedWorkspaces string
 param evaluationData string
+param onlineEndpoint string
+param azuremlWorkspace string
 param allowedStorageAccounts string
 param subscribeFunctions bool
 param principalId string
@@ -206,6 +208,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SCOREHOOK_GUARD_METRICS: 'f1'
     SCOREHOOK_REQUIRE_APPROVAL: 'false'
     SCOREHOOK_LATENCY_BUDGET_MS: '250'
+    SCOREHOOK_ONLINE_ENDPOINT: onlineEndpoint
+    SCOREHOOK_AZUREML_WORKSPACE: azuremlWorkspace
     SCOREHOOK_EVENTS_TOPIC_ENDPOINT: eventsTopic.properties.endpoint
     SCOREHOOK_EVENTS_TOPIC_KEY: '@Microsoft.KeyVault(SecretUri=${topicKeySecret.properties.secretUri})'
     SCOREHOOK_LOG_LEVEL: 'INFO'

@@ -37,7 +37,7 @@ def env(azurite, tmp_path_factory):
     dev = start_devhost(tmp_path_factory.mktemp("deploy"), azurite, server.tracking_uri, extra={
         "SCOREHOOK_MODEL_URI": f"models:/{name}@champion", "SCOREHOOK_LEDGER_TABLE": f"deploy{unique}",
         "SCOREHOOK_MLFLOW_WEBHOOK_SECRET": secret, "SCOREHOOK_EVALUATION_DATA": f"blob://eval{unique}/holdout.csv",
-        "SCOREHOOK_ALIAS_TTL_SECONDS": "3600",
+        "SCOREHOOK_ALIAS_TTL_SECONDS": "3600", "SCOREHOOK_ALLOWED_WORKSPACES": "scorehook-ws",
     })  # fmt: skip
     blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
     for container in (f"eval{unique}", "incoming", "scored", "failed"):
@@ -123,7 +123,8 @@ def test_registration_flow_promotes_rejects_and_the_next_file_uses_the_champion(
 
     first = train_and_register(env.mlflow.tracking_uri, model_name=env.name, rows=4000, seed=1)["version"]
     env.wait_for(lambda: _champion(env) == first, timeout=90, what="first version promoted by the flow")
-    assert _decision(env, first)["scorehook.decision"] == "promote"
+    tags = env.wait_for(lambda: _decision(env, first), what="decision recorded on the version")
+    assert tags["scorehook.decision"] == "promote"
     assert _score(env)["model_version"] == first
 
     worse = _register_onnx(env, _noise_model())
@@ -194,3 +195,33 @@ def test_a_duplicate_delivery_gives_one_decision(env):
     )  # same delivery id: deduplicated
     time.sleep(2)  # the queued registration is decided already: the flow answers duplicate
     assert _decision(env, version) == before
+
+
+def test_azure_ml_model_registered_events_enter_the_same_flow(env):
+    from shared.adapters import TableLedger
+    from shared.settings import Settings
+
+    ledger = TableLedger.from_settings(Settings.from_env(env.env), create=False)
+    events = json.loads((ROOT / "tests" / "events" / "model_registered_eventgrid.json").read_text())
+    model = f"{env.name}-aml"
+    allowed = {**events[0], "id": str(uuid.uuid4()), "subject": f"models/{model}:1",
+               "data": {"ModelName": model, "ModelVersion": 1}}  # fmt: skip
+    other = {**allowed, "id": str(uuid.uuid4()), "data": {"modelName": model, "modelVersion": "2"},
+             "topic": allowed["topic"].replace("scorehook-ws", "someone-elses-ws")}  # fmt: skip
+    for event in (allowed, other):
+        status, _, _ = env.request("POST", "/runtime/webhooks/eventgrid?functionName=on_model_registered", [event],
+                                   {"aeg-event-type": "Notification"})  # fmt: skip
+        assert status == 200
+    record = env.wait_for(
+        lambda: ledger.get(f"registration:{model}/1"), what="decision on the Azure ML registration"
+    )
+    env.wait_for(lambda: ledger.get(f"registration:{model}/1").status != "claimed", what="decision finished")
+    decided = ledger.get(f"registration:{model}/1")
+    assert record and decided.status == "reject" and "does not load" in decided.details["reasons"][0]
+    assert decided.details["trigger"] == {
+        "origin": "azureml",
+        "delivery_id": allowed["id"],
+        "workspace": "scorehook-ws",
+    }
+    time.sleep(1)
+    assert ledger.get(f"registration:{model}/2") is None  # a workspace that is not allowed changes nothing

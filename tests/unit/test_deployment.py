@@ -220,3 +220,24 @@ def test_rollback_restores_the_previous_champion(flow):
     assert outcome.champion == "1" and flow.registry.alias_version("churn", "champion") == "1"
     assert flow.registry.alias_version("churn", "previous") == "2"
     assert flow.publisher.events[-1][2] == {"model_name": "churn", "version": "1", "rollback_from": "2"}
+
+
+def test_a_promotion_is_rolled_out_on_the_online_endpoint_and_a_failed_rollout_rejects(flow):
+    from shared.rollout import FakeOnlineEndpoints, roll_out_version
+
+    endpoints = FakeOnlineEndpoints(deployments=(), traffic={})
+    flow.service.rollout = lambda name, version, champion: roll_out_version(
+        endpoints, "churn-ep", name, version, champion, steps=(10, 100)
+    )
+    first = flow.service.handle(flow.register("good"))
+    assert first.status == "promote" and endpoints.traffic == {"churn-v1": 100}
+    second = flow.service.handle(flow.register("good"))
+    assert second.status == "promote" and second.decision.rollout["status"] == "completed"
+    assert endpoints.traffic == {"churn-v2": 100}  # blue kept at 0 % (dropped from traffic, still deployed)
+    assert "churn-v1" in endpoints.deployments
+    endpoints.unhealthy = {"churn-v3"}
+    third = flow.service.handle(flow.register("good"))
+    assert third.status == "reject" and "staged rollout rolled back" in third.decision.reasons[-1]
+    assert flow.registry.alias_version("churn", "champion") == "2" and endpoints.traffic == {"churn-v2": 100}
+    assert "churn-v3" not in endpoints.deployments
+    assert flow.ledger.get("registration:churn/3").details["rollout"]["status"] == "rolled_back"

@@ -60,3 +60,16 @@ def test_redacted_masks_secrets_only():
 def test_example_local_settings_name_every_setting_and_nothing_else():
     values = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
     assert set(values) - HOST_ONLY == set(SETTING_NAMES)
+
+
+def test_the_endpoint_rollout_is_built_only_when_an_endpoint_is_configured():
+    from shared.services import endpoint_rollout
+
+    assert endpoint_rollout(Settings.from_env({})) is None
+    workspace = (
+        "/subscriptions/s1/resourceGroups/rg1/providers/Microsoft.MachineLearningServices/workspaces/ws1"
+    )
+    assert callable(endpoint_rollout(Settings.from_env({"SCOREHOOK_ONLINE_ENDPOINT": "churn-ep",
+                                                        "SCOREHOOK_AZUREML_WORKSPACE": workspace})))  # fmt: skip
+    with pytest.raises(ConfigurationError, match="SCOREHOOK_AZUREML_WORKSPACE"):
+        endpoint_rollout(Settings.from_env({"SCOREHOOK_ONLINE_ENDPOINT": "churn-ep"}))
