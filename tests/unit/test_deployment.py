@@ -241,3 +241,20 @@ def test_a_promotion_is_rolled_out_on_the_online_endpoint_and_a_failed_rollout_r
     assert flow.registry.alias_version("churn", "champion") == "2" and endpoints.traffic == {"churn-v2": 100}
     assert "churn-v3" not in endpoints.deployments
     assert flow.ledger.get("registration:churn/3").details["rollout"]["status"] == "rolled_back"
+
+
+def test_a_held_version_is_promoted_by_its_approval_once(flow):
+    from shared.deployment import DeploymentPolicy
+    from shared.registrations import ApprovalGranted
+
+    flow.service.handle(flow.register("good"))
+    flow.service.policy = DeploymentPolicy(require_approval=True)
+    held = flow.service.handle(flow.register("good"))
+    assert held.status == "hold" and flow.registry.alias_version("churn", "champion") == "1"
+    assert flow.publisher.types()[-1] == "Scorehook.Model.Held"
+    assert flow.service.approve(ApprovalGranted("churn", "1", "d-x")).status == "ignored"  # not held
+    approved = flow.service.approve(ApprovalGranted("churn", "2", "d-1"))
+    assert approved.status == "promote" and flow.registry.alias_version("churn", "champion") == "2"
+    assert flow.service.approve(ApprovalGranted("churn", "2", "d-2")).status == "duplicate"
+    assert flow.publisher.types()[-1] == "Scorehook.Model.Promoted"
+    assert flow.registry.tags[("churn", "2")]["scorehook.approved"] == "true"
