@@ -1,9 +1,10 @@
 """The streaming scoring engine: a file in, prediction blocks out, memory bounded by the batch, not the file.
 
-A reader thread parses the input (CSV, gzip CSV, JSON lines, Parquet) with pyarrow into typed record
-batches of about ``batch_rows`` rows; the calling thread checks each batch against the model's inputs,
-predicts, and encodes the output (CSV or Parquet), yielding blocks of a few MiB for the blob store to
-stage. Parsing and inference overlap (pyarrow and onnxruntime release the GIL).
+A reader thread turns the input (CSV, gzip CSV, JSON lines, Parquet) into typed record batches of about
+``batch_rows`` rows with pyarrow (CSV is cut into 4 MiB blocks at record boundaries and parsed on two
+threads); the calling thread checks each batch against the model's inputs, predicts, and encodes the output
+(CSV or Parquet), yielding blocks of a few MiB for the blob store to stage. Parsing and inference overlap
+(pyarrow and onnxruntime release the GIL).
 
 Column types come from the model, never from inference on the first block (see the scoring pitfalls):
 numeric inputs are parsed as the model's dtype, string inputs and key columns as text (``007`` stays
