@@ -7,7 +7,7 @@ from collections import Counter
 
 import azure.functions as func
 
-from functions._runtime import scoring_service
+from functions._runtime import ledger
 from shared.settings import get_settings
 
 bp = func.Blueprint()
@@ -26,7 +26,6 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def status(req: func.HttpRequest) -> func.HttpResponse:
     """What the ledger knows: how many files succeeded, failed or are in progress, and the settings in use."""
-    ledger = scoring_service().ledger
-    counts = Counter(record.status for record in ledger.records())
+    counts = Counter(record.status for record in ledger().records())
     body = {"ledger": dict(counts), "settings": get_settings().redacted()}
     return func.HttpResponse(json.dumps(body, default=str), mimetype="application/json")
