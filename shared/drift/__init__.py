@@ -1,4 +1,5 @@
-"""Drift monitoring: metrics comparing a current window with the training baseline (see ``metrics``)."""
+"""Drift monitoring: mergeable profiles of the baseline and of scored windows (``profile``), and the metrics
+that compare them (``metrics``)."""
 
 from shared.drift.metrics import (
     EVIDENTLY_FILL,
@@ -18,16 +19,28 @@ from shared.drift.metrics import (
     psi,
     unseen_category_rate,
 )
+from shared.drift.profile import (
+    CategoricalStats,
+    FeatureSpec,
+    NumericStats,
+    Profile,
+    row_keys,
+    specs_from_baseline,
+)
 
 __all__ = [
     "EVIDENTLY_FILL",
     "PSI_CLIP_EPS",
     "WASSERSTEIN_STD_FLOOR",
+    "CategoricalStats",
     "Chi2Result",
     "Counts",
     "DriftInputError",
     "EmptyDistributionError",
+    "FeatureSpec",
     "KsResult",
+    "NumericStats",
+    "Profile",
     "chi2_test",
     "js_distance",
     "ks_test",
@@ -35,5 +48,7 @@ __all__ = [
     "normalized_wasserstein",
     "out_of_range_rate",
     "psi",
+    "row_keys",
+    "specs_from_baseline",
     "unseen_category_rate",
 ]

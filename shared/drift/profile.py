@@ -1,0 +1,798 @@
+"""Mergeable data profiles: a fixed layout from the baseline, cheap per-batch updates, exact merges, JSON.
+
+A profile summarises one model version over one time window (or the training data, for the baseline). Its
+layout is a tuple of :class:`FeatureSpec`: numeric features get fixed bin edges (the baseline's quantiles,
+the outer bins open to -inf/+inf), categorical features a top-k vocabulary plus "other". Per feature:
+
+- numeric: counts per bin, ``count`` (finite values), ``missing`` (null, NaN or +-inf), ``min``/``max``,
+  ``mean``/``m2`` (Chan et al.'s parallel algorithm, population std = sqrt(m2 / count)), ``out_of_range``
+  (values outside the baseline [min, max] = ``[edges[0], edges[-1]]``; everything when the baseline had no
+  values) and a bounded uniform sample of the finite values;
+- categorical: counts per vocabulary value, ``other`` (values outside the vocabulary, i.e. unseen ones
+  whenever the baseline had at most ``top_k`` categories) and ``missing`` (nulls).
+
+Predictions are features like any other (``probability`` numeric, a ``prediction`` label categorical or
+numeric). A batch may carry any subset of the features: the others are left as they are.
+
+**Sample ("bottom-k" reservoir).** Every row gets a 64-bit sampling key ``mix(identity ^ mix(seed))`` where
+``identity`` is a stable hash of the row's id (the ``key`` column) or of its position, see :func:`row_keys`.
+Each numeric feature keeps the ``sample_size`` (key, value) pairs that are smallest in (key, value) order.
+With keys from a good hash of distinct ids this is a uniform sample without replacement, and merging two
+samples (keep the smallest k of their union) gives exactly the sample of the union: a pair among the k
+smallest of A u B is among the k smallest of its own part. Because a row's key depends on its identity
+only, never on the batch, chunk, instance or merge order, **a profile merged from any chunking equals the
+profile of the whole data exactly** for counts, missing, out-of-range, min/max, categorical counts and the
+sample; ``mean``/``m2`` agree to floating-point rounding (far below 1e-9 relative), and a two-way merge
+is exactly commutative. Needed for that: the same ``seed``, and row identities that do not depend on the
+chunking (ids, or positions within one file plus a per-file ``salt``). Rows with the same id share a key
+(so duplicates are kept or dropped together); rows with a null id get the largest key (sampled last).
+Use different seeds for the baseline and the current profiles so their samples are independent.
+
+Example:
+    >>> import pyarrow as pa
+    >>> t = pa.table({"id": ["a", "b", "c", "d"], "x": [1.0, 2.0, None, 9.0], "c": ["u", "v", "u", "w"]})
+    >>> base = Profile.baseline(t, numeric=["x"], categorical=["c"], bins=2)
+    >>> cur = base.blank(seed=7).update(t.slice(0, 2)).merge(base.blank(seed=7).update(t.slice(2)))
+    >>> cur == base.blank(seed=7).update(t), cur.features["x"].missing, cur.features["c"].counts.tolist()
+    (True, 1, [2, 1, 1])
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "BASELINE_SEED",
+    "PROFILE_FORMAT",
+    "PROFILE_VERSION",
+    "CategoricalStats",
+    "FeatureSpec",
+    "NumericStats",
+    "Profile",
+    "row_keys",
+    "specs_from_baseline",
+]
+
+PROFILE_FORMAT = "scorehook.profile"
+PROFILE_VERSION = 1
+BASELINE_SEED = 0x5EED_BA5E
+"""Default sampling seed of baselines (current profiles default to 0), so the two samples are independent."""
+
+_U64 = np.uint64
+_MAX = np.iinfo(np.uint64).max
+_M1, _M2, _GOLD = _U64(0xBF58476D1CE4E5B9), _U64(0x94D049BB133111EB), _U64(0x9E3779B97F4A7C15)
+_S30, _S27, _S31, _S29 = _U64(30), _U64(27), _U64(31), _U64(29)
+_INT_TAG, _STR_TAG = _U64(0x1D5), _U64(0x57B)
+_LANES = np.arange(8)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer (a bijection with full avalanche), in place on a fresh uint64 array."""
+    t = z >> _S30
+    z ^= t
+    z *= _M1
+    np.right_shift(z, _S27, out=t)
+    z ^= t
+    z *= _M2
+    np.right_shift(z, _S31, out=t)
+    z ^= t
+    return z
+
+
+def _salt(salt: str | int) -> np.uint64:
+    if isinstance(salt, str):
+        return _U64(_hash_strings(pa.array([salt]), _U64(0))[0])
+    return _U64(_mix(np.array([salt & 0xFFFFFFFFFFFFFFFF], np.uint64) ^ _INT_TAG)[0])
+
+
+def _hash_strings(arr: pa.Array, h0: np.uint64) -> np.ndarray:
+    """64-bit hash of each value's UTF-8 bytes: length first, then 8-byte little-endian words."""
+    arr = arr.cast(pa.large_binary())
+    n = len(arr)
+    buffers = arr.buffers()
+    offsets = np.frombuffer(buffers[1], np.int64)[arr.offset : arr.offset + n + 1]
+    data = np.frombuffer(buffers[2], np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
+    if n:  # only this slice's bytes, plus 8 zero bytes so reads past the last value stay in bounds
+        data = np.concatenate([data[offsets[0] : offsets[-1]], np.zeros(8, np.uint8)])
+        offsets = offsets - offsets[0]
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    h = lengths.view(np.uint64) ^ (h0 ^ _STR_TAG)
+    longest = int(lengths.max(initial=0))
+    words = -(-longest // 8)
+    if n and longest == lengths.min():  # fixed width (typical ids): strided 8-byte reads, no gathers
+        columns = np.zeros((words, n), np.uint64)
+        for w in range(words):
+            columns[w] = np.ndarray((n,), "<u8", data, offset=8 * w, strides=(longest,))
+            if longest - 8 * w < 8:  # keep this value's bytes only
+                columns[w] &= _U64((1 << (8 * (longest - 8 * w))) - 1)
+    else:
+        columns = np.zeros((words, n), np.uint64)
+        for w in range(words):
+            lanes = 8 * w + _LANES
+            raw = data[np.minimum(starts[:, None] + lanes, data.size - 1)]
+            raw[lanes >= lengths[:, None]] = 0
+            columns[w] = raw.view("<u8")[:, 0]
+    t = np.empty_like(h)
+    for word in columns:  # h = mulxorshift(h ^ word)
+        h *= _M1
+        h ^= word
+        h *= _M2
+        np.right_shift(h, _S29, out=t)
+        h ^= t
+    return _mix(h)
+
+
+def row_keys(
+    ids: pa.Array | pa.ChunkedArray | Sequence[Any] | None = None,
+    *,
+    offset: int = 0,
+    rows: int | None = None,
+    salt: str | int = 0,
+) -> np.ndarray:
+    """Stable 64-bit row identities (uint64): a hash of each id, or of positions ``offset .. offset+rows-1``.
+
+    Strings hash their UTF-8 bytes, integers their value (a position hashes like the integer id), both
+    mixed with ``salt`` (e.g. the file's URL when positions identify rows). Null ids map to the largest key.
+    The values are part of the stored profile format: they never change within ``PROFILE_VERSION``.
+
+    Example:
+        >>> int(row_keys(["r00000001"])[0]) == int(row_keys(pa.array(["x", "r00000001"]).slice(1))[0])
+        True
+        >>> bool((row_keys(offset=5, rows=2) == row_keys([5, 6])).all()), row_keys(offset=0, rows=0).size
+        (True, 0)
+    """
+    h0 = _salt(salt)
+    if ids is None:
+        if rows is None:
+            raise ValueError("row_keys needs ids, or rows (with offset) for positions")
+        values = np.arange(offset, offset + rows, dtype=np.int64).view(np.uint64)
+        return _mix(_mix(values ^ h0 ^ _INT_TAG) + _GOLD)
+    arr: pa.Array = (
+        ids.combine_chunks()
+        if isinstance(ids, pa.ChunkedArray)
+        else ids
+        if isinstance(ids, pa.Array)
+        else pa.array(ids)
+    )
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if pa.types.is_integer(arr.type):
+        values = pc.cast(arr, pa.int64()).fill_null(0).to_numpy().view(np.uint64)
+        h = _mix(_mix(values ^ h0 ^ _INT_TAG) + _GOLD)
+    elif pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) or pa.types.is_binary(arr.type):
+        h = _hash_strings(arr, h0)
+    else:
+        raise TypeError(f"row ids must be strings or integers, got {arr.type}")
+    if arr.null_count:
+        h[arr.is_null().to_numpy(zero_copy_only=False)] = _MAX
+    return h
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One feature's fixed layout: ``edges`` (numeric, bin i = [edges[i], edges[i+1]), outer bins open) or
+    ``vocabulary`` (categorical, plus an implicit "other").
+
+    Example:
+        >>> FeatureSpec("x", "numeric", edges=(0.0, 1.0, 2.0)).bins, FeatureSpec("c", "categorical", vocabulary=("a",)).bins
+        (2, 1)
+    """
+
+    name: str
+    kind: str
+    edges: tuple[float, ...] = ()
+    vocabulary: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("numeric", "categorical"):
+            raise ValueError(f"kind must be 'numeric' or 'categorical', got {self.kind!r}")
+        if any(b < a for a, b in zip(self.edges, self.edges[1:], strict=False)):
+            raise ValueError(f"{self.name}: edges must be non-decreasing")
+        object.__setattr__(self, "edges", tuple(float(e) for e in self.edges))
+        object.__setattr__(self, "vocabulary", tuple(str(v) for v in self.vocabulary))
+
+    @property
+    def bins(self) -> int:
+        """Number of bins (numeric; 1 when the baseline had no values) or vocabulary values (categorical)."""
+        return max(len(self.edges) - 1, 1) if self.kind == "numeric" else len(self.vocabulary)
+
+
+def specs_from_baseline(baseline: dict[str, Any], *, top_k: int = 20) -> tuple[FeatureSpec, ...]:
+    """The layout of a ``training.train.baseline_profile`` dict: its edges, and its ``top_k`` categories.
+
+    Example:
+        >>> b = {"numeric": {"x": {"edges": [0, 1, 2]}}, "categorical": {"c": {"counts": {"a": 3, "b": 1}}}}
+        >>> [(s.name, s.edges or s.vocabulary) for s in specs_from_baseline(b, top_k=1)]
+        [('x', (0.0, 1.0, 2.0)), ('c', ('a',))]
+    """
+    numeric = [FeatureSpec(n, "numeric", tuple(e["edges"] or ())) for n, e in baseline["numeric"].items()]
+    categorical = [
+        FeatureSpec(n, "categorical", vocabulary=tuple(_top(e["counts"].items(), top_k)))
+        for n, e in baseline["categorical"].items()
+    ]
+    return (*numeric, *categorical)
+
+
+def _top(pairs: Iterable[tuple[str, int]], k: int) -> list[str]:
+    return [v for v, _ in sorted(pairs, key=lambda vc: (-vc[1], vc[0]))[:k]]
+
+
+def _b64(a: np.ndarray, dtype: str) -> str:
+    return base64.b64encode(np.ascontiguousarray(a, dtype).tobytes()).decode("ascii")
+
+
+def _unb64(s: str, dtype: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(s), dtype).astype(dtype[1:])
+
+
+def _candidates(keys: np.ndarray, bound: np.uint64 | None, k: int) -> np.ndarray:
+    """Rows that may enter a bottom-``k`` sample whose largest key is ``bound`` (None: not full yet)."""
+    cand = np.flatnonzero(keys <= bound) if bound is not None else np.arange(keys.size)
+    if cand.size > k:  # only the batch's own k smallest keys (and ties) can enter
+        cand = cand[keys[cand] <= np.partition(keys[cand], k - 1)[k - 1]]
+    return cand
+
+
+def _bottom_k(
+    keys: np.ndarray,
+    values: np.ndarray,
+    more_keys: np.ndarray,
+    more_values: np.ndarray,
+    k: int,
+    plans: dict[Any, Any] | None = None,
+    tag: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` smallest (key, value) pairs of a sample sorted by (key, value) and more pairs, sorted.
+
+    Without equal keys the selection depends on the keys only: ``plans[tag]`` caches it for features
+    whose sample keys and candidate keys are the same (no missing values), so one sort serves them all.
+    """
+    plan = plans.get(tag) if plans is not None else None
+    pooled = np.concatenate([values, more_values])
+    if plan is None or not (plan[0] is keys or np.array_equal(plan[0], keys)):
+        both = np.concatenate([keys, more_keys])
+        order = np.argsort(both, kind="stable")  # a sorted run plus a few more: close to linear
+        ranked = both[order]
+        if np.any(ranked[1:] == ranked[:-1]):  # equal keys (duplicate ids): order those by value too
+            order = np.lexsort((pooled, both))[:k]
+            return both[order], pooled[order]
+        plan = (keys, order[:k], ranked[:k])
+        if plans is not None:
+            plans[tag] = plan
+    return plan[2], pooled[plan[1]]
+
+
+@dataclass(eq=False)
+class NumericStats:
+    """A numeric feature's mergeable state (see the module docstring); ``sample_keys`` sorted with values."""
+
+    spec: FeatureSpec
+    counts: np.ndarray
+    count: int = 0
+    missing: int = 0
+    out_of_range: int = 0
+    min: float | None = None
+    max: float | None = None
+    mean: float = 0.0
+    m2: float = 0.0
+    sample_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    sample_values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+
+    @classmethod
+    def empty(cls, spec: FeatureSpec) -> NumericStats:
+        """A state with nothing counted yet.
+
+        Example:
+            >>> NumericStats.empty(FeatureSpec("x", "numeric", (0, 1, 2))).counts.tolist()
+            [0, 0]
+        """
+        return cls(spec, np.zeros(spec.bins, np.int64))
+
+    @property
+    def rows(self) -> int:
+        """Rows seen (values and missing ones)."""
+        return self.count + self.missing
+
+    def std(self, ddof: int = 0) -> float | None:
+        """Standard deviation (population for ``ddof=0``); None when ``count <= ddof``.
+
+        Example:
+            >>> s = NumericStats.empty(FeatureSpec("x", "numeric")); s.add(np.array([1.0, 3.0]), np.zeros(2, np.uint64), 0)
+            >>> s.std(), s.std(1), s.mean
+            (1.0, 1.4142135623730951, 2.0)
+        """
+        return float(np.sqrt(self.m2 / (self.count - ddof))) if self.count > ddof else None
+
+    def add(
+        self, x: np.ndarray, keys: np.ndarray, k: int, shared: dict[Any, np.ndarray] | None = None
+    ) -> None:
+        """Add float64 values ``x`` (NaN = missing) with their sampling ``keys``; keep at most ``k`` samples.
+
+        ``shared`` (one dict per batch) lets features without missing values share the sample candidates.
+        """
+        total, lo, hi = x.size, *((float(x.min()), float(x.max())) if x.size else (0.0, 0.0))
+        complete = bool(np.isfinite(lo) and np.isfinite(hi))  # NaN and inf show in min/max: no extra pass
+        if not complete:
+            finite = np.isfinite(x)
+            x, keys = x[finite], keys[finite]
+            lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+        n = x.size
+        self.missing += total - n
+        if n == 0:
+            return
+        edges = self.spec.edges
+        if edges:
+            below = [np.count_nonzero(x < e) for e in edges[1:-1]]  # ~15x faster than searchsorted
+            self.counts += np.diff(np.array([0, *below, n]))
+            if lo < edges[0] or hi > edges[-1]:
+                self.out_of_range += int(np.count_nonzero(x < edges[0]) + np.count_nonzero(x > edges[-1]))
+        else:
+            self.counts[0] += n
+            self.out_of_range += n
+        mean = float(x.mean())
+        d = x - mean
+        self._absorb(n, lo + 0.0, hi + 0.0, mean, float(d @ d))
+        if k:
+            bound = self.sample_keys[-1] if self.sample_keys.size >= k else None
+            cand = shared.get(bound) if complete and shared is not None else None
+            if cand is None:
+                cand = _candidates(keys, bound, k)
+                if complete and shared is not None:
+                    shared[bound] = cand
+            if cand.size:
+                self.sample_keys, self.sample_values = _bottom_k(
+                    self.sample_keys,
+                    self.sample_values,
+                    keys[cand],
+                    x[cand] + 0.0,
+                    k,
+                    shared if complete else None,
+                    ("plan", bound),
+                )
+
+    def _absorb(self, n: int, lo: float | None, hi: float | None, mean: float, m2: float) -> None:
+        """Chan et al.: combine (count, mean, m2); the weighted mean keeps a two-way merge commutative."""
+        if n == 0:
+            return
+        total, d = self.count + n, mean - self.mean
+        self.m2 = self.m2 + m2 + d * d * (self.count * n / total) if self.count else m2
+        self.mean = (self.count * self.mean + n * mean) / total if self.count else mean
+        self.count = total
+        self.min = lo if self.min is None or lo < self.min else self.min  # type: ignore[operator]
+        self.max = hi if self.max is None or hi > self.max else self.max  # type: ignore[operator]
+
+    def merged(self, other: NumericStats, k: int) -> NumericStats:
+        """The state of both (``other`` must have the same spec)."""
+        out = NumericStats(self.spec, self.counts + other.counts, missing=self.missing + other.missing)
+        out.out_of_range = self.out_of_range + other.out_of_range
+        out.count, out.min, out.max, out.mean, out.m2 = self.count, self.min, self.max, self.mean, self.m2
+        out._absorb(other.count, other.min, other.max, other.mean, other.m2)
+        out.sample_keys, out.sample_values = _bottom_k(
+            self.sample_keys, self.sample_values, other.sample_keys, other.sample_values, k
+        )
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready state; the sample as base64 little-endian uint64 keys and float64 values (exact).
+
+        In :meth:`Profile.to_json` keys equal to an earlier feature's are written ``{"same_as": name}``.
+        """
+        return {
+            "kind": "numeric",
+            "edges": list(self.spec.edges),
+            "counts": self.counts.tolist(),
+            "count": self.count,
+            "missing": self.missing,
+            "out_of_range": self.out_of_range,
+            "min": self.min,
+            "max": self.max,
+            "mean": self.mean,
+            "m2": self.m2,
+            "sample": {"keys": _b64(self.sample_keys, "<u8"), "values": _b64(self.sample_values, "<f8")},
+        }
+
+    @classmethod
+    def from_json(cls, name: str, d: dict[str, Any]) -> NumericStats:
+        """Inverse of :meth:`to_json`."""
+        spec = FeatureSpec(name, "numeric", tuple(d["edges"]))
+        keys, values = _unb64(d["sample"]["keys"], "<u8"), _unb64(d["sample"]["values"], "<f8")
+        if len(d["counts"]) != spec.bins or keys.size != values.size:
+            raise ValueError(f"{name}: inconsistent profile entry")
+        scalars = {k: d[k] for k in ("count", "missing", "out_of_range", "min", "max", "mean", "m2")}
+        return cls(spec, np.asarray(d["counts"], np.int64), **scalars, sample_keys=keys, sample_values=values)
+
+
+@dataclass(eq=False)
+class CategoricalStats:
+    """A categorical feature's mergeable state: ``counts`` per vocabulary value, ``other``, ``missing``."""
+
+    spec: FeatureSpec
+    counts: np.ndarray
+    other: int = 0
+    missing: int = 0
+
+    @classmethod
+    def empty(cls, spec: FeatureSpec) -> CategoricalStats:
+        """A state with nothing counted yet.
+
+        Example:
+            >>> s = CategoricalStats.empty(FeatureSpec("c", "categorical", vocabulary=("a", "b")))
+            >>> s.add(pa.array(["b", "z", None, "b"])); s.counts.tolist(), s.other, s.missing
+            ([0, 2], 1, 1)
+        """
+        return cls(spec, np.zeros(spec.bins, np.int64))
+
+    @property
+    def rows(self) -> int:
+        """Rows seen (values and missing ones)."""
+        return int(self.counts.sum()) + self.other + self.missing
+
+    def add(self, column: pa.Array) -> None:
+        """Count one Arrow column (strings, dictionary-encoded strings, or anything castable to string)."""
+        if pa.types.is_dictionary(column.type):  # count the indices, then map the (small) dictionary
+            values = pa.concat_arrays([_strings(column.dictionary), pa.nulls(1, pa.string())])
+            indices = column.indices.fill_null(len(column.dictionary)).to_numpy()
+            counts = np.bincount(indices, minlength=len(values))
+        else:
+            vc = pc.value_counts(_strings(column))
+            values, counts = vc.field("values"), vc.field("counts").to_numpy()
+        vocab = pa.array(self.spec.vocabulary, pa.string())
+        index = pc.index_in(values, value_set=vocab).fill_null(-1).to_numpy()
+        null = values.is_null().to_numpy(zero_copy_only=False)
+        found = index >= 0
+        np.add.at(self.counts, index[found], counts[found])
+        self.missing += int(counts[null].sum())
+        self.other += int(counts[~found & ~null].sum())
+
+    def merged(self, other: CategoricalStats, k: int = 0) -> CategoricalStats:
+        """The state of both (``other`` must have the same spec)."""
+        return CategoricalStats(
+            self.spec, self.counts + other.counts, self.other + other.other, self.missing + other.missing
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready state."""
+        return {
+            "kind": "categorical",
+            "vocabulary": list(self.spec.vocabulary),
+            "counts": self.counts.tolist(),
+            "other": self.other,
+            "missing": self.missing,
+        }
+
+    @classmethod
+    def from_json(cls, name: str, d: dict[str, Any]) -> CategoricalStats:
+        """Inverse of :meth:`to_json`."""
+        spec = FeatureSpec(name, "categorical", vocabulary=tuple(d["vocabulary"]))
+        if len(d["counts"]) != spec.bins:
+            raise ValueError(f"{name}: inconsistent profile entry")
+        return cls(spec, np.asarray(d["counts"], np.int64), d["other"], d["missing"])
+
+
+def _strings(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    if pa.types.is_dictionary(column.type):
+        column = pc.cast(column, column.type.value_type)
+    return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+
+
+def _floats(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """float64 values, NaN for nulls (zero-copy for a float64 column without nulls)."""
+    if pa.types.is_dictionary(column.type):
+        column = pc.cast(column, column.type.value_type)
+    if not pa.types.is_float64(column.type):
+        column = pc.cast(column, pa.float64())
+    return np.asarray(column.to_numpy(zero_copy_only=False), np.float64)
+
+
+Stats = NumericStats | CategoricalStats
+
+
+class Profile:
+    """A mergeable profile of one model version over one time window (or of a baseline).
+
+    ``sample_size`` bounds each numeric feature's sample; ``seed`` salts the sampling keys; ``key`` names
+    the id column that identifies rows (see :func:`row_keys`). Profiles merge only with the same layout,
+    ``sample_size``, ``seed``, ``key`` and ``model_version``; ``window`` is a pair of ISO-8601 strings
+    (merging spans both windows).
+
+    Example:
+        >>> p = Profile([FeatureSpec("x", "numeric", (0.0, 10.0))], sample_size=2)
+        >>> p.update(pa.table({"id": ["a", "b", "c"], "x": [1.0, 20.0, None]})).rows, p.features["x"].out_of_range
+        (3, 1)
+        >>> p.features["x"].sample_values.size, Profile.from_json(p.to_json()) == p
+        (2, True)
+    """
+
+    def __init__(
+        self,
+        specs: Iterable[FeatureSpec],
+        *,
+        sample_size: int = 2048,
+        seed: int = 0,
+        key: str = "id",
+        model_version: str | None = None,
+        window: tuple[str, str] | None = None,
+    ) -> None:
+        if sample_size < 0:
+            raise ValueError("sample_size must be >= 0")
+        self.sample_size, self.seed, self.key = sample_size, seed, key
+        self.model_version, self.window = model_version, tuple(window) if window else None
+        self.features: dict[str, Stats] = {}
+        for spec in specs:
+            if spec.name in self.features:
+                raise ValueError(f"duplicate feature {spec.name!r}")
+            empty = NumericStats.empty if spec.kind == "numeric" else CategoricalStats.empty
+            self.features[spec.name] = empty(spec)
+        self._seed_mix = _mix(np.array([seed & 0xFFFFFFFFFFFFFFFF], np.uint64) ^ _GOLD)[0]
+
+    @property
+    def specs(self) -> tuple[FeatureSpec, ...]:
+        """The layout, in feature order."""
+        return tuple(s.spec for s in self.features.values())
+
+    @property
+    def rows(self) -> int:
+        """The most rows any feature has seen (features may come from different batches)."""
+        return max((s.rows for s in self.features.values()), default=0)
+
+    def blank(
+        self, *, seed: int = 0, model_version: str | None = None, window: tuple[str, str] | None = None
+    ) -> Profile:
+        """An empty profile with this layout and sample size (e.g. a current profile from the baseline).
+
+        Example:
+            >>> Profile([FeatureSpec("x", "numeric")], sample_size=5).blank(model_version="3").sample_size
+            5
+        """
+        return Profile(
+            self.specs,
+            sample_size=self.sample_size,
+            seed=seed,
+            key=self.key,
+            model_version=model_version,
+            window=window,
+        )
+
+    @classmethod
+    def baseline(
+        cls,
+        table: pa.Table,
+        *,
+        numeric: Sequence[str] | None = None,
+        categorical: Sequence[str] | None = None,
+        bins: int = 10,
+        top_k: int = 20,
+        sample_size: int = 2048,
+        seed: int = BASELINE_SEED,
+        key: str = "id",
+        model_version: str | None = None,
+    ) -> Profile:
+        """Baseline layout and profile of ``table``: ``bins`` quantile bins per numeric column (the same edges
+        as ``training.train.baseline_profile``), the ``top_k`` most frequent values per categorical column.
+
+        Without ``numeric``/``categorical``, number/bool columns are numeric and the others categorical
+        (``key`` excluded). Rows are identified by ``key`` when present, else by position.
+
+        Example:
+            >>> t = pa.table({"x": [float(i) for i in range(100)], "c": ["a"] * 60 + ["b"] * 40})
+            >>> b = Profile.baseline(t, bins=4, top_k=1)
+            >>> b.specs[0].edges, b.features["c"].counts.tolist(), b.features["c"].other
+            ((0.0, 24.75, 49.5, 74.25, 99.0), [60], 40)
+        """
+        if numeric is None or categorical is None:
+            names = [f for f in table.schema if f.name != key]
+            is_num = [
+                pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_boolean(f.type)
+                for f in names
+            ]
+            numeric = (
+                [f.name for f, n in zip(names, is_num, strict=True) if n] if numeric is None else numeric
+            )
+            categorical = (
+                [f.name for f, n in zip(names, is_num, strict=True) if not n]
+                if categorical is None
+                else categorical
+            )
+        specs = []
+        for name in numeric:
+            x = _floats(table.column(name))
+            present = x[np.isfinite(x)]
+            edges = np.quantile(present, np.linspace(0, 1, bins + 1)) if present.size else ()
+            specs.append(FeatureSpec(name, "numeric", tuple(edges)))
+        for name in categorical:
+            pairs = [
+                (v["values"], v["counts"]) for v in pc.value_counts(_strings(table.column(name))).to_pylist()
+            ]
+            specs.append(
+                FeatureSpec(
+                    name, "categorical", vocabulary=tuple(_top([p for p in pairs if p[0] is not None], top_k))
+                )
+            )
+        profile = cls(specs, sample_size=sample_size, seed=seed, key=key, model_version=model_version)
+        keys = None if key in table.column_names else row_keys(offset=0, rows=table.num_rows)
+        return profile.update(table, keys=keys)
+
+    @classmethod
+    def from_baseline(
+        cls,
+        baseline: dict[str, Any],
+        *,
+        top_k: int = 20,
+        sample_size: int = 2048,
+        seed: int = BASELINE_SEED,
+        key: str = "id",
+        model_version: str | None = None,
+    ) -> Profile:
+        """A profile from a ``training.train.baseline_profile`` dict (a legacy baseline): counts, min/max,
+        mean/std and missing counts as recorded, no out-of-range counts and an empty sample.
+
+        Example:
+            >>> from training.data import generate
+            >>> from training.train import baseline_profile
+            >>> p = Profile.from_baseline(baseline_profile(generate(500)))
+            >>> p.rows, round(p.features["x01"].std(), 6) == round(baseline_profile(generate(500))["numeric"]["x01"]["std"], 6)
+            (500, True)
+        """
+        profile = cls(
+            specs_from_baseline(baseline, top_k=top_k),
+            sample_size=sample_size,
+            seed=seed,
+            key=key,
+            model_version=model_version,
+        )
+        rows = int(baseline["rows"])
+        for name, stats in profile.features.items():
+            if isinstance(stats, NumericStats):
+                e = baseline["numeric"][name]
+                stats.counts = np.asarray(e["counts"] if e["edges"] else [sum(e["counts"])], np.int64)
+                stats.count, stats.missing = int(stats.counts.sum()), round(e["missing_rate"] * rows)
+                if stats.count:
+                    stats.min, stats.max, stats.mean = float(e["min"]), float(e["max"]), float(e["mean"])
+                    stats.m2 = float(e["std"]) ** 2 * stats.count
+            else:
+                e = baseline["categorical"][name]
+                stats.counts = np.asarray([e["counts"][v] for v in stats.spec.vocabulary], np.int64)
+                stats.other = sum(e["counts"].values()) - int(stats.counts.sum())
+                stats.missing = round(e["missing_rate"] * rows)
+        return profile
+
+    def update(self, batch: pa.RecordBatch | pa.Table, *, keys: np.ndarray | None = None) -> Profile:
+        """Add a record batch (or table) in place and return ``self``; vectorised, no per-row Python.
+
+        Rows are identified by the ``key`` column unless ``keys`` (uint64 from :func:`row_keys`, one per
+        row) are given. Columns that are not features are ignored; features absent from the batch are
+        left unchanged.
+
+        Example:
+            >>> p = Profile([FeatureSpec("x", "numeric", (0.0, 1.0))])
+            >>> p.update(pa.record_batch({"x": [0.5, 2.0]}), keys=row_keys(offset=0, rows=2)).features["x"].counts.tolist()
+            [2]
+        """
+        if isinstance(batch, pa.Table):
+            start = 0
+            for part in batch.to_batches():
+                self.update(part, keys=None if keys is None else keys[start : start + part.num_rows])
+                start += part.num_rows
+            return self
+        if batch.num_rows == 0:
+            return self
+        if keys is None:
+            if self.key not in batch.schema.names:
+                raise ValueError(f"no {self.key!r} column to identify rows: pass keys=row_keys(...)")
+            keys = row_keys(batch.column(self.key))
+        keys = np.asarray(keys)
+        if keys.dtype != np.uint64 or keys.shape != (batch.num_rows,):
+            raise ValueError("keys must be a uint64 array with one key per row (see row_keys)")
+        sampling = _mix(keys ^ self._seed_mix)
+        sampling[keys == _MAX] = _MAX
+        names, shared = set(batch.schema.names), dict[Any, np.ndarray]()
+        for name, stats in self.features.items():
+            if name not in names:
+                continue
+            if isinstance(stats, NumericStats):
+                stats.add(_floats(batch.column(name)), sampling, self.sample_size, shared)
+            else:
+                stats.add(batch.column(name))
+        return self
+
+    def _check(self, other: Profile) -> None:
+        mine = (self.specs, self.sample_size, self.seed, self.key, self.model_version)
+        theirs = (other.specs, other.sample_size, other.seed, other.key, other.model_version)
+        for label, a, b in zip(
+            ("layout", "sample_size", "seed", "key", "model_version"), mine, theirs, strict=True
+        ):
+            if a != b:
+                raise ValueError(f"profiles differ in {label}: cannot merge")
+
+    def merge(self, other: Profile) -> Profile:
+        """A new profile of both: counts add, min/max combine, moments combine (Chan), samples merge exactly.
+
+        Example:
+            >>> a = Profile([FeatureSpec("x", "numeric")]).update(pa.table({"id": ["a"], "x": [1.0]}))
+            >>> b = Profile([FeatureSpec("x", "numeric")]).update(pa.table({"id": ["b"], "x": [3.0]}))
+            >>> m = a.merge(b); m.features["x"].mean, m.features["x"].std(), m == b.merge(a)
+            (2.0, 1.0, True)
+        """
+        self._check(other)
+        out = self.blank(
+            seed=self.seed, model_version=self.model_version, window=_span(self.window, other.window)
+        )
+        for name, stats in self.features.items():
+            out.features[name] = stats.merged(other.features[name], self.sample_size)  # type: ignore[arg-type]
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (``format``, ``version``, settings, one entry per feature in order)."""
+        return {
+            "format": PROFILE_FORMAT,
+            "version": PROFILE_VERSION,
+            "sample_size": self.sample_size,
+            "seed": self.seed,
+            "key": self.key,
+            "model_version": self.model_version,
+            "window": list(self.window) if self.window else None,
+            "rows": self.rows,
+            "features": _shared_keys({name: stats.to_json() for name, stats in self.features.items()}),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Profile:
+        """Inverse of :meth:`to_json`; raises ``ValueError`` for another format or version."""
+        if d.get("format") != PROFILE_FORMAT or d.get("version") != PROFILE_VERSION:
+            raise ValueError(
+                f"not a {PROFILE_FORMAT} v{PROFILE_VERSION} profile: {d.get('format')!r} v{d.get('version')!r}"
+            )
+        profile = cls(
+            (),
+            sample_size=d["sample_size"],
+            seed=d["seed"],
+            key=d["key"],
+            model_version=d["model_version"],
+            window=tuple(d["window"]) if d["window"] else None,  # type: ignore[arg-type]
+        )
+        for name, e in d["features"].items():
+            if isinstance(e.get("sample", {}).get("keys"), dict):  # {"same_as": an earlier feature}
+                e = {
+                    **e,
+                    "sample": {
+                        **e["sample"],
+                        "keys": d["features"][e["sample"]["keys"]["same_as"]]["sample"]["keys"],
+                    },
+                }
+            parse = NumericStats.from_json if e["kind"] == "numeric" else CategoricalStats.from_json
+            profile.features[name] = parse(name, e)
+        return profile
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Profile) and self.to_json() == other.to_json()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Profile({len(self.features)} features, rows={self.rows}, model_version={self.model_version!r}, window={self.window})"
+
+
+def _shared_keys(features: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Write a sample's keys once: features with the same rows sampled (no missing values) refer back."""
+    first: dict[str, str] = {}
+    for name, e in features.items():
+        keys = e.get("sample", {}).get("keys")
+        if keys:
+            if keys in first:
+                e["sample"]["keys"] = {"same_as": first[keys]}
+            else:
+                first[keys] = name
+    return features
+
+
+def _span(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> tuple[str, str] | None:
+    if a is None or b is None:
+        return a or b  # type: ignore[return-value]
+    return min(a[0], b[0]), max(a[1], b[1])
