@@ -20,6 +20,9 @@ from shared.drift.metrics import (
     unseen_category_rate,
 )
 from shared.drift.profile import (
+    BASELINE_SEED,
+    PROFILE_FORMAT,
+    PROFILE_VERSION,
     CategoricalStats,
     FeatureSpec,
     NumericStats,

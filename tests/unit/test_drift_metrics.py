@@ -265,5 +265,8 @@ def test_malformed_inputs_raise_a_drift_input_error(call, message: str) -> None:
 
 
 def test_package_reexports_the_public_names() -> None:
-    assert shared.drift.__all__ == metrics.__all__
+    from shared.drift import profile
+
+    assert sorted(shared.drift.__all__) == sorted([*metrics.__all__, *profile.__all__])
     assert all(getattr(shared.drift, name) is getattr(metrics, name) for name in metrics.__all__)
+    assert all(getattr(shared.drift, name) is getattr(profile, name) for name in profile.__all__)
