@@ -32,7 +32,10 @@ from shared.drift.profile import (
 )
 
 __all__ = [
+    "BASELINE_SEED",
     "EVIDENTLY_FILL",
+    "PROFILE_FORMAT",
+    "PROFILE_VERSION",
     "PSI_CLIP_EPS",
     "WASSERSTEIN_STD_FLOOR",
     "CategoricalStats",
