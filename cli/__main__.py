@@ -110,10 +110,7 @@ def cmd_replay(service: Any, args: argparse.Namespace) -> int:
     return worst
 
 
-def cmd_rollback(service: Any, args: argparse.Namespace) -> int:
-    from shared.services import build_deployment_service
-
-    flow = build_deployment_service(service.settings)
+def cmd_rollback(flow: Any, args: argparse.Namespace) -> int:
     outcome = flow.rollback(args.model)
     print(json.dumps({"model": args.model, "champion": outcome.champion, "status": "rolled back"}))
     return 0
@@ -137,15 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     replay.set_defaults(run=cmd_replay)
     rollback = sub.add_parser("rollback", help="make the previous champion of a model the champion again")
     rollback.add_argument("model", help="registered model name")
-    rollback.set_defaults(run=cmd_rollback)
+    rollback.set_defaults(run=cmd_rollback, build="deployment")
     args = parser.parse_args(argv)
     from shared.logs import configure_logging
-    from shared.services import build_scoring_service
+    from shared.services import build_deployment_service, build_scoring_service
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings = _settings(args.settings)
     configure_logging("WARNING", console=True)
-    return int(args.run(build_scoring_service(settings), args))
+    build = build_deployment_service if getattr(args, "build", "") == "deployment" else build_scoring_service
+    return int(args.run(build(settings), args))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ Example:
 
 from __future__ import annotations
 
-import base64
 import importlib
 import inspect
 import json
@@ -217,9 +216,3 @@ class FunctionHost:
         if result is None:
             return func.HttpResponse(status_code=204)
         return func.HttpResponse(str(result))
-
-
-def queue_message_text(body: bytes | str) -> str:
-    """The host's default queue message encoding is base64: encode a text body for it."""
-    raw = body.encode() if isinstance(body, str) else body
-    return base64.b64encode(raw).decode()

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -23,7 +24,16 @@ from typing import Any
 
 from shared.errors import InputError, ModelError, ModelNotFoundError
 
-__all__ = ["ModelCache", "ModelInput", "OnnxModel", "load_model_dir"]
+__all__ = [
+    "BLOB_SCHEME",
+    "ModelCache",
+    "ModelInput",
+    "ModelProvider",
+    "OnnxModel",
+    "PyfuncModel",
+    "load_model_dir",
+    "parse_model_reference",
+]
 
 _NUMERIC = {
     "tensor(float)": "float32",
@@ -220,6 +230,27 @@ class ModelCache:
             self._models.clear()
 
 
+_REFERENCE = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+
+
+def parse_model_reference(reference: str) -> tuple[str, str | None, str | None]:
+    """Split a registry reference into (name, alias, version).
+
+    Example:
+        >>> parse_model_reference("models:/churn@champion")
+        ('churn', 'champion', None)
+        >>> parse_model_reference("models:/churn/3")
+        ('churn', None, '3')
+    """
+    match = _REFERENCE.match(reference.strip())
+    if not match:
+        raise ModelNotFoundError(
+            f"model reference {reference!r} is not models:/NAME@ALIAS or models:/NAME/VERSION",
+            reference=reference,
+        )
+    return match["name"], match["alias"], match["version"]
+
+
 BLOB_SCHEME = "blob://"
 
 
@@ -310,6 +341,4 @@ class ModelProvider:
 
 
 def _reference_name(reference: str) -> str:
-    if reference.startswith("models:/"):
-        return reference[len("models:/") :].split("@", 1)[0].split("/", 1)[0]
-    return reference
+    return parse_model_reference(reference)[0] if reference.startswith("models:/") else reference

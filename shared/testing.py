@@ -228,7 +228,7 @@ class FakeRegistry:
         self.tags.setdefault((name, version), {}).update({k: str(v) for k, v in tags.items()})
 
     def resolve(self, reference: str) -> ModelVersion:
-        from shared.adapters.mlflow_registry import parse_model_reference
+        from shared.models import parse_model_reference
 
         self.resolves += 1
         name, alias, version = parse_model_reference(reference)

@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from shared.errors import ModelNotFoundError, RegistryUnavailableError
+from shared.models import parse_model_reference
 from shared.ports import ModelVersion
 
 __all__ = ["MlflowRegistry", "parse_model_reference"]
-
-_REFERENCE = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
-
-
-def parse_model_reference(reference: str) -> tuple[str, str | None, str | None]:
-    """Split a registry reference into (name, alias, version).
-
-    Example:
-        >>> parse_model_reference("models:/churn@champion")
-        ('churn', 'champion', None)
-        >>> parse_model_reference("models:/churn/3")
-        ('churn', None, '3')
-    """
-    match = _REFERENCE.match(reference.strip())
-    if not match:
-        raise ModelNotFoundError(
-            f"model reference {reference!r} is not models:/NAME@ALIAS or models:/NAME/VERSION",
-            reference=reference,
-        )
-    return match["name"], match["alias"], match["version"]
 
 
 class MlflowRegistry:
