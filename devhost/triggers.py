@@ -64,6 +64,22 @@ def retry_delay(policy: dict[str, Any], attempt: int) -> float:
     return _seconds(policy.get("delay_interval"))
 
 
+def resolve_setting(value: str) -> str:
+    """``%NAME%`` → the app setting ``NAME`` (as the Functions host resolves binding expressions).
+
+    Example:
+        >>> import os; os.environ["DEMO_SCHEDULE"] = "*/5 * * * * *"
+        >>> resolve_setting("%DEMO_SCHEDULE%"), resolve_setting("0 0 * * * *")
+        ('*/5 * * * * *', '0 0 * * * *')
+    """
+    if len(value) > 2 and value.startswith("%") and value.endswith("%"):
+        name = value[1:-1]
+        if name not in os.environ:
+            raise KeyError(f"binding expression {value}: app setting {name} is not set")
+        return os.environ[name]
+    return value
+
+
 class TimerScheduler:
     """Fires every timer-triggered function of a host on its schedule, in a thread of its own."""
 
@@ -84,7 +100,7 @@ class TimerScheduler:
             self._fire(info.name)
         while not self._stop.is_set():
             now = datetime.now()
-            due = next_fire(info.trigger["schedule"], now)
+            due = next_fire(resolve_setting(info.trigger["schedule"]), now)
             if self._stop.wait((due - now).total_seconds()):
                 return
             self._fire(info.name)

@@ -11,7 +11,7 @@ import azure.functions as func
 from shared.logs import configure_logging
 from shared.settings import get_settings
 
-__all__ = ["deployment_service", "event_as_dict", "ledger", "scoring_service"]
+__all__ = ["deployment_service", "drift_monitor", "event_as_dict", "ledger", "scoring_service"]
 
 
 _lock = threading.Lock()
@@ -45,6 +45,16 @@ def deployment_service() -> Any:
     from shared.services import build_deployment_service
 
     return _service("deployment", build_deployment_service)
+
+
+def drift_monitor() -> Any:
+    """The drift monitor with its real adapters, built once per process (shared with scoring when both run)."""
+    from shared.services import build_drift_monitor
+
+    service = _services.get("scoring")
+    if service is not None and service.drift is not None:
+        return service.drift
+    return _service("drift", build_drift_monitor)
 
 
 def ledger() -> Any:

@@ -485,6 +485,7 @@ def score_file(
     batch_rows: int = 65536,
     on_missing: str = "fail",
     stats: EngineStats | None = None,
+    observe: Callable[[Any, Any], None] | None = None,
 ) -> Iterator[bytes]:
     """Score a whole file, yielding the output in blocks; raises an ``InputError`` for a bad file.
 
@@ -492,7 +493,8 @@ def score_file(
     exactly by reading the file a second time). Key columns present in the file are copied to the output
     next to ``prediction`` (and ``probability`` for classifiers) and ``model_version``. ``on_missing`` is
     ``"fail"`` (an empty model input fails the file, naming the row) or ``"reject"`` (such rows are
-    dropped and counted in ``stats.rows_rejected``).
+    dropped and counted in ``stats.rows_rejected``). ``observe(inputs, outputs)``, if given, sees every raw
+    input batch and its output batch (``None`` when all its rows were rejected), e.g. to profile for drift.
     """
     import pyarrow as pa
 
@@ -510,8 +512,11 @@ def score_file(
     for batch in read_ahead(_regrouped(parsed, batch_rows), stats=stats):
         rows_before = stats.rows_read
         stats.rows_read += batch.num_rows
+        raw = batch
         batch = _missing_values(batch, model, rows_before, on_missing, stats)
         if batch.num_rows == 0:
+            if observe is not None:
+                observe(raw, None)
             continue
         started = time.perf_counter()
         predicted = model.predict(batch)
@@ -522,7 +527,10 @@ def score_file(
         columns = {k: batch.column(k) for k in key_columns if k in batch.schema.names}
         columns.update({name: pa.array(values) for name, values in predicted.items()})
         columns["model_version"] = version_value.slice(0, batch.num_rows)
-        block = encoder.write(pa.record_batch(columns))
+        scored = pa.record_batch(columns)
+        if observe is not None:
+            observe(raw, scored)
+        block = encoder.write(scored)
         stats.write_seconds += time.perf_counter() - started
         stats.rows_scored += batch.num_rows
         stats.batches += 1

@@ -69,6 +69,20 @@ class ScorehookError(Exception):
         """
         return {"reason": self.reason, "error": type(self).__name__, "message": self.message, **self.details}
 
+    def log_fields(self) -> dict[str, Any]:
+        """The same for a log line's ``extra`` (``message`` is reserved by ``logging``).
+
+        Example:
+            >>> FileFormatError("bad CSV", row=3).log_fields()
+            {'reason': 'bad_file_format', 'error_type': 'FileFormatError', 'error': 'bad CSV', 'row': 3}
+        """
+        return {
+            "reason": self.reason,
+            "error_type": type(self).__name__,
+            "error": self.message,
+            **self.details,
+        }
+
 
 class ConfigurationError(ScorehookError):
     """A setting is missing or invalid: the app cannot run as configured."""

@@ -18,6 +18,9 @@ __all__ = [
     "LedgerRecord",
     "ModelRegistry",
     "ModelVersion",
+    "RetrainRequest",
+    "RetrainRun",
+    "Retrainer",
 ]
 
 
@@ -184,4 +187,45 @@ class ModelRegistry(Protocol):
 
     def set_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:
         """Set tags on a model version (the decision record travels with the version)."""
+        ...
+
+    def read_artifact(self, version: ModelVersion, path: str) -> bytes | None:
+        """A small artifact of the run that produced the version (e.g. ``baseline/drift-profile.json``);
+        ``None`` when the run has no such artifact."""
+        ...
+
+
+@dataclass(frozen=True)
+class RetrainRequest:
+    """What a retraining needs: the model and version that drifted, why, and the recent data to learn from.
+
+    ``decision_id`` is the dedupe key of the drift decision (``model/version/window`` or an external
+    signal's id); launchers tag the job with it so the new version can be traced back to the decision.
+    ``inputs`` are blob URLs of recently scored input files; ``report`` is the drift report's blob URL.
+    """
+
+    model: str
+    model_version: str
+    decision_id: str
+    reason: str
+    inputs: tuple[str, ...] = ()
+    report: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetrainRun:
+    """A launched retraining: its id where it runs (process id, Azure ML job name) and where that is."""
+
+    run_id: str
+    launcher: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Retrainer(Protocol):
+    """Starts a retraining pipeline and returns at once; completion is learned from registry events."""
+
+    def launch(self, request: RetrainRequest) -> RetrainRun:
+        """Submit one retraining for ``request`` (raises ``TransientError`` when the backend is unavailable)."""
         ...

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from shared.engine import EngineStats, detect_format, read_ahead, score_file
 from shared.errors import (
@@ -46,9 +46,12 @@ from shared.errors import (
 from shared.events import BlobCreated, parse_blob_created
 from shared.logs import bind, get_logger
 from shared.models import ModelProvider
-from shared.ports import BlobStore, EventPublisher, Ledger, LedgerRecord
+from shared.ports import BlobStore, EventPublisher, Ledger, LedgerRecord, ModelVersion
 from shared.routes import Route, load_routes, match_route
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.drift.monitor import DriftMonitor, ProfileObserver
 
 __all__ = ["ScoringOutcome", "ScoringService", "failure_name", "idempotency_key", "output_name"]
 
@@ -154,9 +157,11 @@ class ScoringService:
         publisher: EventPublisher,
         settings: Settings,
         clock: Callable[[], float] = time.perf_counter,
+        drift: DriftMonitor | None = None,
     ) -> None:
         self.blobs, self.ledger, self.models = blobs, ledger, models
         self.publisher, self.settings, self._clock = publisher, settings, clock
+        self.drift = drift
         self.routes = load_routes(settings)
 
     # -- the use case -------------------------------------------------------------------------
@@ -239,12 +244,13 @@ class ScoringService:
         condition = self._output_condition(route, output, event)
         version, model = self.models.get(route.model)
         with bind(model=version.name, model_version=version.version, route=route.name):
+            observer = self._drift_observer(version, model, key)
             stats = EngineStats()
             fmt = detect_format(event.blob_name, route.input_format)
             blocks = score_file(
                 self._source(event, fmt), fmt=fmt, model=model, model_version=version.version,
                 key_columns=route.key_columns, output_format=route.output_format, batch_rows=route.batch_rows,
-                on_missing=route.on_missing, stats=stats,
+                on_missing=route.on_missing, stats=stats, observe=observer,
             )  # fmt: skip
             metadata = {
                 "input_url": event.url, "input_etag": event.etag.strip('"'), "input_sequencer": event.sequencer or "",
@@ -261,9 +267,14 @@ class ScoringService:
             except WriteConflictError:
                 self._output_condition(route, output, event)  # raises _Superseded if a newer one won
                 raise
+            finally:
+                if observer is not None:
+                    observer.stop()  # the worker has seen every batch once the output is committed
             location = f"{route.output_container}/{output}"
             details: dict[str, Any] = {**metadata, "output": location, "rows_read": stats.rows_read,
                                        "rows_scored": stats.rows_scored, "rows_rejected": stats.rows_rejected}  # fmt: skip
+            if observer is not None:
+                details["drift_window"] = self._record_drift(version, event, observer, key)
             self.ledger.finish(claim, "succeeded", details)
             elapsed_ms = round((self._clock() - started) * 1000, 1)
             self._publish("Scorehook.Scoring.Completed", event, {**details, "elapsed_ms": elapsed_ms})
@@ -273,6 +284,34 @@ class ScoringService:
                                             "predict_s": round(stats.predict_seconds, 3)})  # fmt: skip
             return ScoringOutcome("succeeded", key, output=location, rows=stats.rows_scored, model=version.uri,
                                   details=details)  # fmt: skip
+
+    def _drift_observer(self, version: ModelVersion, model: Any, key: str) -> ProfileObserver | None:
+        """A drift profile for this file, or None (drift off, or no baseline: scoring goes on regardless)."""
+        if self.drift is None:
+            return None
+        try:
+            return self.drift.observer(version, model, salt=key)
+        except ScorehookError as exc:
+            _log.warning("no drift profile for this file", extra=exc.log_fields())
+            return None
+
+    def _record_drift(
+        self, version: ModelVersion, event: BlobCreated, observer: ProfileObserver, key: str
+    ) -> str | None:
+        """Merge the file's profile into its window (before the ledger says done, so a crash re-merges
+        under the same part id, which counts once); monitoring never fails scoring."""
+        assert self.drift is not None
+        try:
+            when = event.time or datetime.now(UTC)
+            return self.drift.record(version, when, observer, key, event.url).key
+        except Exception as exc:  # logged with its type; the scored output stands
+            record = (
+                exc.log_fields()
+                if isinstance(exc, ScorehookError)
+                else {"error_type": type(exc).__name__, "error": str(exc)}
+            )
+            _log.warning("drift profile not recorded", extra=record)
+            return None
 
     def _output_condition(self, route: Route, output: str, event: BlobCreated) -> dict[str, Any]:
         """How to commit the output: only over what we saw, and never over a newer version's output."""

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from shared.settings import Settings
 
-__all__ = ["build_deployment_service", "build_scoring_service", "endpoint_rollout", "read_table"]
+__all__ = [
+    "build_deployment_service",
+    "build_drift_monitor",
+    "build_scoring_service",
+    "endpoint_rollout",
+    "read_table",
+    "retrainer_from_settings",
+]
 
 
 def build_scoring_service(settings: Settings) -> object:
@@ -24,15 +31,89 @@ def build_scoring_service(settings: Settings) -> object:
         MlflowRegistry(settings.require("mlflow_tracking_uri")), blobs, ModelCache(settings.model_cache_size),
         ttl_seconds=settings.alias_ttl_seconds, threads=settings.onnx_threads,
     )  # fmt: skip
+    ledger, publisher = TableLedger.from_settings(settings), publisher_from_settings(settings)
+    drift = (
+        build_drift_monitor(
+            settings, blobs=blobs, registry=models.registry, ledger=ledger, publisher=publisher
+        )
+        if settings.drift_enabled
+        else None
+    )
     service = ScoringService(
         blobs=blobs,
-        ledger=TableLedger.from_settings(settings),
+        ledger=ledger,
         models=models,
-        publisher=publisher_from_settings(settings),
+        publisher=publisher,
         settings=settings,
+        drift=drift,  # type: ignore[arg-type]
     )
-    blobs.ensure_containers(settings.failed_container, *{route.output_container for route in service.routes})
+    containers = {route.output_container for route in service.routes} | (
+        {settings.drift_container} if drift else set()
+    )
+    blobs.ensure_containers(settings.failed_container, *containers)
     return service
+
+
+def build_drift_monitor(
+    settings: Settings,
+    *,
+    blobs: object = None,
+    registry: object = None,
+    ledger: object = None,
+    publisher: object = None,
+) -> object:
+    """The drift monitor on the drift container, the registry, the ledger and the retraining launcher."""
+    from shared.adapters import AzureBlobStore, TableLedger
+    from shared.adapters.mlflow_registry import MlflowRegistry
+    from shared.adapters.publisher import publisher_from_settings
+    from shared.drift.evaluate import DriftPolicy
+    from shared.drift.monitor import DriftMonitor
+    from shared.drift.store import ProfileStore
+    from shared.models import ModelCache, ModelProvider
+
+    blobs = blobs or AzureBlobStore.from_settings(settings)
+    registry = registry or MlflowRegistry(settings.require("mlflow_tracking_uri"))
+    policy = DriftPolicy(
+        numeric_threshold=settings.drift_numeric_threshold, categorical_threshold=settings.drift_categorical_threshold,
+        quality_threshold=settings.drift_quality_threshold, drift_share=settings.drift_share,
+        alpha=settings.drift_alpha, min_rows=settings.drift_min_rows,
+    )  # fmt: skip
+    reference = settings.drift_reference_data or settings.evaluation_data
+    provider = ModelProvider(registry, blobs, ModelCache(1), ttl_seconds=0)  # type: ignore[arg-type]
+    return DriftMonitor(
+        store=ProfileStore(blobs, settings.drift_container),  # type: ignore[arg-type]
+        registry=registry,  # type: ignore[arg-type]
+        ledger=ledger or TableLedger.from_settings(settings),  # type: ignore[arg-type]
+        publisher=publisher or publisher_from_settings(settings),  # type: ignore[arg-type]
+        policy=policy,
+        window_seconds=settings.drift_window_seconds,
+        cooldown_seconds=settings.drift_cooldown_seconds,
+        lookback_windows=settings.drift_lookback_windows,
+        retrainer=retrainer_from_settings(settings),  # type: ignore[arg-type]
+        reference=(lambda: read_table(blobs, reference)) if reference else None,
+        load_model=lambda version: provider.get(version.uri)[1],
+    )
+
+
+def retrainer_from_settings(settings: Settings) -> object:
+    """The launcher ``SCOREHOOK_RETRAIN_LAUNCHER`` names: ``local``, ``azureml`` or ``none`` (None)."""
+    from shared.errors import ConfigurationError
+
+    launcher = settings.retrain_launcher.lower()
+    if launcher == "none":
+        return None
+    if launcher == "local":
+        from shared.adapters.retrain_local import LocalProcessRetrainer
+
+        return LocalProcessRetrainer(settings.require("mlflow_tracking_uri"))
+    if launcher == "azureml":
+        from shared.adapters.azureml_retrain import AzureMLRetrainer
+
+        return AzureMLRetrainer(_workspace_client(settings), settings.retrain_pipeline)
+    raise ConfigurationError(
+        f"SCOREHOOK_RETRAIN_LAUNCHER must be local, azureml or none, not {settings.retrain_launcher!r}",
+        setting="SCOREHOOK_RETRAIN_LAUNCHER",
+    )
 
 
 def read_table(blobs: object, reference: str) -> object:
@@ -79,24 +160,37 @@ def endpoint_rollout(settings: Settings) -> object:
     """The staged rollout on the configured Azure ML online endpoint, or ``None`` when none is configured."""
     if not settings.online_endpoint:
         return None
+    _workspace_ids(settings)  # a wrong workspace id fails at start, not at the first promotion
+
+    def roll_out(name: str, version: str, champion: str | None) -> object:
+        from shared.rollout import AzureMLOnlineEndpoints, roll_out_version
+
+        return roll_out_version(
+            AzureMLOnlineEndpoints(_workspace_client(settings)),
+            settings.online_endpoint or "",
+            name,
+            version,
+            champion,
+        )
+
+    return roll_out
+
+
+def _workspace_ids(settings: Settings) -> tuple[str, str, str]:
+    """(subscription, resource group, workspace) of ``SCOREHOOK_AZUREML_WORKSPACE`` (an ARM id)."""
     from shared.errors import ConfigurationError
 
     parts = settings.require("azureml_workspace").strip("/").split("/")
     try:
-        subscription, group, workspace = parts[1], parts[3], parts[7]
+        return parts[1], parts[3], parts[7]
     except IndexError:
         raise ConfigurationError("SCOREHOOK_AZUREML_WORKSPACE must be the workspace's ARM id",
                                  setting="SCOREHOOK_AZUREML_WORKSPACE") from None  # fmt: skip
 
-    def roll_out(name: str, version: str, champion: str | None) -> object:
-        from azure.ai.ml import MLClient
-        from azure.identity import DefaultAzureCredential
 
-        from shared.rollout import AzureMLOnlineEndpoints, roll_out_version
+def _workspace_client(settings: Settings) -> object:
+    """An ``MLClient`` on the workspace ``SCOREHOOK_AZUREML_WORKSPACE``, with managed identity."""
+    from azure.ai.ml import MLClient
+    from azure.identity import DefaultAzureCredential
 
-        client = MLClient(DefaultAzureCredential(), subscription, group, workspace)
-        return roll_out_version(
-            AzureMLOnlineEndpoints(client), settings.online_endpoint or "", name, version, champion
-        )
-
-    return roll_out
+    return MLClient(DefaultAzureCredential(), *_workspace_ids(settings))

@@ -25,9 +25,9 @@ from shared.errors import (
     ModelNotFoundError,
     WriteConflictError,
 )
-from shared.ports import BlobInfo, LedgerRecord, ModelVersion
+from shared.ports import BlobInfo, LedgerRecord, ModelVersion, RetrainRequest, RetrainRun
 
-__all__ = ["FakeBlobStore", "FakeLedger", "FakePublisher", "FakeRegistry"]
+__all__ = ["FakeBlobStore", "FakeLedger", "FakePublisher", "FakeRegistry", "FakeRetrainer"]
 
 
 class FakeBlobStore:
@@ -208,6 +208,7 @@ class FakeRegistry:
         self._versions: dict[tuple[str, str], tuple[ModelVersion, Path]] = {}
         self._aliases: dict[tuple[str, str], str] = {}
         self.tags: dict[tuple[str, str], dict[str, str]] = {}
+        self.artifacts: dict[tuple[str, str, str], bytes] = {}
         self.resolves = 0
 
     def register(self, name: str, path: str | Path, alias: str | None = None) -> ModelVersion:
@@ -226,6 +227,9 @@ class FakeRegistry:
 
     def set_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:
         self.tags.setdefault((name, version), {}).update({k: str(v) for k, v in tags.items()})
+
+    def read_artifact(self, version: ModelVersion, path: str) -> bytes | None:
+        return self.artifacts.get((version.name, version.version, path))
 
     def resolve(self, reference: str) -> ModelVersion:
         from shared.models import parse_model_reference
@@ -246,3 +250,18 @@ class FakeRegistry:
         else:
             shutil.copy(source, target)
         return str(target)
+
+
+class FakeRetrainer:
+    """Records retraining requests; ``fail_next`` makes the next launch raise that error."""
+
+    def __init__(self) -> None:
+        self.requests: list[RetrainRequest] = []
+        self.fail_next: Exception | None = None
+
+    def launch(self, request: RetrainRequest) -> RetrainRun:
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
+        self.requests.append(request)
+        return RetrainRun(f"fake-{len(self.requests)}", "fake", {"inputs": len(request.inputs)})

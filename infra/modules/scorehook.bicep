@@ -23,7 +23,7 @@ var roles = {
   tableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
 }
-var dataContainers = ['incoming', 'scored', 'failed', 'deadletter']
+var dataContainers = ['incoming', 'scored', 'failed', 'deadletter', 'drift']
 var deploymentContainer = 'app-package-${resourceToken}'
 var extraAccounts = map(filter(split(allowedStorageAccounts, ','), a => !empty(trim(a))), a => trim(a))
 
@@ -212,6 +212,22 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SCOREHOOK_AZUREML_WORKSPACE: azuremlWorkspace
     SCOREHOOK_EVENTS_TOPIC_ENDPOINT: eventsTopic.properties.endpoint
     SCOREHOOK_EVENTS_TOPIC_KEY: '@Microsoft.KeyVault(SecretUri=${topicKeySecret.properties.secretUri})'
+    SCOREHOOK_DRIFT_ENABLED: 'true'
+    SCOREHOOK_DRIFT_CONTAINER: 'drift'
+    SCOREHOOK_DRIFT_WINDOW_SECONDS: '3600'
+    SCOREHOOK_DRIFT_NUMERIC_THRESHOLD: '0.1'
+    SCOREHOOK_DRIFT_CATEGORICAL_THRESHOLD: '0.1'
+    SCOREHOOK_DRIFT_QUALITY_THRESHOLD: '0.05'
+    SCOREHOOK_DRIFT_SHARE: '0.2'
+    SCOREHOOK_DRIFT_ALPHA: '0.05'
+    SCOREHOOK_DRIFT_MIN_ROWS: '50'
+    SCOREHOOK_DRIFT_COOLDOWN_SECONDS: '86400'
+    SCOREHOOK_DRIFT_LOOKBACK_WINDOWS: '2'
+    SCOREHOOK_DRIFT_SCHEDULE: '0 */5 * * * *'
+    SCOREHOOK_DRIFT_REFERENCE_DATA: evaluationData
+    SCOREHOOK_DRIFT_MONITOR_MODELS: ''
+    SCOREHOOK_RETRAIN_LAUNCHER: empty(azuremlWorkspace) ? 'none' : 'azureml'
+    SCOREHOOK_RETRAIN_PIPELINE: 'infra/ml/retrain-pipeline.yml'
     SCOREHOOK_LOG_LEVEL: 'INFO'
   }
   dependsOn: [hostRoles, dataRoles, secretsRole, packageContainer, containers, ledgerTable]

@@ -92,6 +92,28 @@ class MlflowRegistry:
             )
         )
 
+    def read_artifact(self, version: ModelVersion, path: str) -> bytes | None:
+        import tempfile
+        from pathlib import Path
+
+        import mlflow.artifacts
+
+        if not version.run_id:
+            return None
+        folder = path.rpartition("/")[0] or None
+        listed = self._call("list artifacts", version.uri, self.client.list_artifacts, version.run_id, folder)
+        if path not in {entry.path for entry in listed}:
+            return None
+        with tempfile.TemporaryDirectory(prefix="scorehook-artifact-") as tmp:
+            local = self._call(
+                "read artifact",
+                version.uri,
+                lambda: mlflow.artifacts.download_artifacts(
+                    run_id=version.run_id, artifact_path=path, dst_path=tmp, tracking_uri=self.tracking_uri
+                ),
+            )
+            return Path(local).read_bytes()
+
     def alias_version(self, name: str, alias: str) -> str | None:
         try:
             return self.resolve(f"models:/{name}@{alias}").version

@@ -50,6 +50,16 @@ EXPECTED = {
             "connection": "DataStorage",
         },
     ],
+    "evaluate_drift": [
+        {
+            "direction": "IN",
+            "type": "timerTrigger",
+            "name": "timer",
+            "schedule": "%SCOREHOOK_DRIFT_SCHEDULE%",
+            "runOnStartup": False,
+        }
+    ],
+    "on_drift_signal": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
     "health": [
         {
             "direction": "IN",

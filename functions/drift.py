@@ -1,0 +1,66 @@
+"""Drift monitoring: a timer evaluates the recent windows; external drift signals enter the same decision."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions._runtime import drift_monitor, event_as_dict
+from shared.errors import InputError
+from shared.events import parse_event
+from shared.logs import bind, get_logger
+from shared.settings import get_settings
+
+bp = func.Blueprint()
+_log = get_logger("functions.drift")
+
+
+@bp.function_name("evaluate_drift")
+@bp.timer_trigger(arg_name="timer", schedule="%SCOREHOOK_DRIFT_SCHEDULE%", run_on_startup=False)
+def evaluate_drift(timer: func.TimerRequest, context: func.Context) -> None:
+    """Evaluate every recent drift window that changed since its last report (a missed tick is caught up
+    by the next one: only changed windows are evaluated)."""
+    with bind(invocation_id=context.invocation_id, function="evaluate_drift"):
+        reports = drift_monitor().evaluate_due()
+        _log.info(
+            "drift windows evaluated",
+            extra={"evaluated": len(reports), "drifted": sum(r["decision"] == "drift" for r in reports)},
+        )
+
+
+@bp.function_name("on_drift_signal")
+@bp.event_grid_trigger(arg_name="event")
+def on_drift_signal(event: func.EventGridEvent, context: func.Context) -> None:
+    """Azure ML ``RunStatusChanged`` with a model-monitor breach tag, or legacy ``DatasetDriftDetected``.
+
+    A bad or unmapped signal is logged and acknowledged; a transient failure raises so Event Grid retries.
+    """
+    from shared.drift.signals import parse_drift_signal
+
+    with bind(invocation_id=context.invocation_id, function="on_drift_signal", event_id=event.id):
+        settings = get_settings()
+        try:
+            signal = parse_drift_signal(
+                parse_event(event_as_dict(event)),
+                allowed_workspaces=settings.allowed_workspaces,
+                models=dict(_pairs(settings.drift_monitor_models)),
+                default_model=_model_name(settings.model_uri),
+            )
+            if signal is None:
+                _log.info("run status change without a drift breach: ignored")
+                return
+            drift_monitor().handle_signal(signal)
+        except InputError as exc:
+            _log.warning("drift signal rejected", extra=exc.log_fields())
+
+
+def _pairs(text: str | None) -> list[tuple[str, str]]:
+    """``monitor=model,other=model2`` as pairs."""
+    pairs = (item.partition("=") for item in (text or "").split(",") if "=" in item)
+    return [(k.strip(), v.strip()) for k, _, v in pairs]
+
+
+def _model_name(reference: str) -> str | None:
+    """The model name of ``models:/name@alias`` or ``models:/name/3`` (None for an ONNX blob reference)."""
+    from shared.models import parse_model_reference
+
+    return parse_model_reference(reference)[0] if reference.startswith("models:/") else None

@@ -1,0 +1,376 @@
+"""Compare a window's profile with the baseline: per-feature metrics, a noise bound, and one decision.
+
+A feature is **drifted** only when its distance exceeds the practical threshold (normalized Wasserstein
+0.1 for numeric features, Jensen-Shannon distance 0.1 for categorical ones, as Azure ML's defaults) **and**
+exceeds what sampling noise alone gives at this window's size. The noise bound is calibrated per feature
+and per evaluation: ``resamples`` bootstrap draws of both sides (sizes as observed) from the pooled data
+(numeric: the two samples; categorical: the pooled category shares) give the distance's null distribution;
+a log-normal fitted to it gives the bound at ``alpha / features`` (Bonferroni over the features evaluated),
+and a p-value. So 50 undrifted rows (whose normalized Wasserstein is often above 0.1) stay quiet, and a
+0.02-sd shift at 1M rows (tiny bound, distance below 0.1) stays quiet too; both numbers are reported.
+
+Data quality per feature: missing rate, out-of-range rate (numeric, outside the baseline [min, max]) and
+unseen-category rate (categorical, outside the baseline's vocabulary). A rate breaches when it rose by more
+than ``quality_threshold`` over the baseline's rate and a one-sided binomial test against the baseline rate
+(Laplace-smoothed; out-of-range: 2 / (N + 1), the chance a new value falls outside N baseline values) is
+significant at the same corrected ``alpha``.
+
+Dataset level: the share of drifted input features (distribution or quality), weighted by the model's
+feature importance when the baseline has it, against ``drift_share``; prediction drift (the
+``probability``/``prediction`` features) is decided the same way and reported on its own. The dataset has
+drifted when the share reaches ``drift_share`` or the predictions drifted.
+
+PSI (Laplace empty-bin rule, baseline bins), JS distance over the bins for numeric features, KS (samples)
+and chi-squared (homogeneity) are reported for every feature; they do not decide.
+
+Example:
+    >>> import pyarrow as pa, numpy as np
+    >>> rng = np.random.default_rng(1)
+    >>> base = Profile.baseline(pa.table({"id": [f"b{i}" for i in range(5000)], "x": rng.normal(size=5000)}))
+    >>> same = base.blank().update(pa.table({"id": [f"c{i}" for i in range(60)], "x": rng.normal(size=60)}))
+    >>> moved = base.blank().update(pa.table({"id": [f"d{i}" for i in range(5000)], "x": rng.normal(1, 1, 5000)}))
+    >>> compare(base, same).decision, compare(base, moved).decision
+    ('no_drift', 'drift')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+from shared.drift.metrics import (
+    WASSERSTEIN_STD_FLOOR,
+    chi2_test,
+    js_distance,
+    ks_test,
+    normalized_wasserstein,
+    psi,
+)
+from shared.drift.profile import CategoricalStats, NumericStats, Profile
+
+__all__ = [
+    "PREDICTION_FEATURES",
+    "REPORT_FORMAT",
+    "DriftPolicy",
+    "DriftReport",
+    "FeatureDrift",
+    "compare",
+]
+
+REPORT_FORMAT = "scorehook.drift-report/v1"
+PREDICTION_FEATURES = ("probability", "prediction")
+"""Features that are model outputs: decided as prediction drift, not counted in the feature share."""
+
+
+@dataclass(frozen=True)
+class DriftPolicy:
+    """When a window counts as drifted. Defaults: Azure ML's thresholds, 5 % family-wise noise level.
+
+    Example:
+        >>> DriftPolicy().numeric_threshold, DriftPolicy(drift_share=0.5).drift_share
+        (0.1, 0.5)
+    """
+
+    numeric_threshold: float = 0.1
+    categorical_threshold: float = 0.1
+    quality_threshold: float = 0.05
+    drift_share: float = 0.2
+    alpha: float = 0.05
+    min_rows: int = 50
+    resamples: int = 200
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ValueError("alpha must be in (0, 1)")
+        if not 0 < self.drift_share <= 1:
+            raise ValueError("drift_share must be in (0, 1]")
+        if self.min_rows < 1 or self.resamples < 20:
+            raise ValueError("min_rows must be >= 1 and resamples >= 20")
+
+
+@dataclass
+class FeatureDrift:
+    """One feature's result: the deciding metric and its noise bound, the other metrics, quality rates."""
+
+    name: str
+    kind: str
+    role: str
+    rows: int
+    status: str = "evaluated"
+    metric: str = ""
+    value: float | None = None
+    threshold: float | None = None
+    noise_bound: float | None = None
+    p_value: float | None = None
+    drifted: bool = False
+    other_metrics: dict[str, float | None] = field(default_factory=dict)
+    quality: dict[str, float] = field(default_factory=dict)
+    quality_breaches: list[str] = field(default_factory=list)
+    importance: float | None = None
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def flagged(self) -> bool:
+        """Drifted in distribution or in data quality."""
+        return self.drifted or bool(self.quality_breaches)
+
+
+@dataclass
+class DriftReport:
+    """The result of one evaluation (JSON-ready through :meth:`to_json`)."""
+
+    model: str | None
+    model_version: str | None
+    window: tuple[str, str] | None
+    rows: int
+    baseline_rows: int
+    decision: str
+    drifted_share: float
+    prediction_drift: bool
+    policy: DriftPolicy
+    features: list[FeatureDrift]
+    reasons: list[str]
+
+    @property
+    def drifted(self) -> bool:
+        """True when the decision is ``drift``."""
+        return self.decision == "drift"
+
+    def feature(self, name: str) -> FeatureDrift:
+        """One feature's result by name."""
+        return next(f for f in self.features if f.name == name)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (``format`` = ``scorehook.drift-report/v1``)."""
+        return {
+            "format": REPORT_FORMAT,
+            "model": self.model,
+            "model_version": self.model_version,
+            "window": list(self.window) if self.window else None,
+            "rows": self.rows,
+            "baseline_rows": self.baseline_rows,
+            "decision": self.decision,
+            "drifted_share": self.drifted_share,
+            "prediction_drift": self.prediction_drift,
+            "drifted_features": [f.name for f in self.features if f.flagged],
+            "reasons": self.reasons,
+            "policy": asdict(self.policy),
+            "features": [{**asdict(f), "flagged": f.flagged} for f in self.features],
+        }
+
+
+def compare(
+    baseline: Profile,
+    current: Profile,
+    policy: DriftPolicy | None = None,
+    *,
+    importance: Mapping[str, float] | None = None,
+    model: str | None = None,
+) -> DriftReport:
+    """Evaluate ``current`` against ``baseline`` (same layout) under ``policy``; see the module docstring."""
+    policy = policy or DriftPolicy()
+    if baseline.specs != current.specs:
+        raise ValueError("baseline and current profiles have different layouts")
+    rows = current.rows
+    window = current.window
+    names = [n for n, s in current.features.items() if s.rows]
+    corrected = policy.alpha / max(len(names), 1)
+    seed_text = f"{model}|{current.model_version}|{window}"
+    results: list[FeatureDrift] = []
+    for name, cur in current.features.items():
+        base = baseline.features[name]
+        role = "prediction" if name in PREDICTION_FEATURES else "input"
+        result = FeatureDrift(name, cur.spec.kind, role, cur.rows)
+        if importance and role == "input":
+            result.importance = float(importance.get(name, 0.0))
+        rng = np.random.default_rng(
+            int.from_bytes(hashlib.sha256(f"{seed_text}|{name}".encode()).digest()[:8])
+        )
+        if cur.rows < policy.min_rows:
+            result.status = "insufficient_data"
+            result.reasons.append(f"{name}: {cur.rows} rows < min_rows {policy.min_rows}")
+        elif isinstance(cur, NumericStats) and isinstance(base, NumericStats):
+            _numeric(result, base, cur, policy, corrected, rng)
+        elif isinstance(cur, CategoricalStats) and isinstance(base, CategoricalStats):
+            _categorical(result, base, cur, policy, corrected, rng)
+        results.append(result)
+
+    inputs = [f for f in results if f.role == "input" and f.status == "evaluated"]
+    weights = [(f.importance if f.importance is not None else 1.0) for f in inputs]
+    total = sum(weights)
+    share = sum(w for f, w in zip(inputs, weights, strict=True) if f.flagged) / total if total else 0.0
+    prediction_drift = any(f.flagged for f in results if f.role == "prediction" and f.status == "evaluated")
+    reasons = [r for f in results if f.flagged for r in f.reasons]
+    if rows < policy.min_rows or not inputs:
+        decision = "insufficient_data"
+        reasons = [f"{rows} rows in the window, fewer than min_rows {policy.min_rows}"]
+    elif share >= policy.drift_share or prediction_drift:
+        decision = "drift"
+        what = "importance-weighted share" if importance else "share"
+        reasons.insert(
+            0,
+            f"{what} of drifted features {share:.3f} >= {policy.drift_share}"
+            if share >= policy.drift_share
+            else f"prediction drift (feature share {share:.3f} < {policy.drift_share})",
+        )
+    else:
+        decision = "no_drift"
+        reasons.insert(0, f"share of drifted features {share:.3f} < {policy.drift_share}, predictions stable")
+    return DriftReport(
+        model=model,
+        model_version=current.model_version,
+        window=window,  # type: ignore[arg-type]
+        rows=rows,
+        baseline_rows=baseline.rows,
+        decision=decision,
+        drifted_share=round(share, 6),
+        prediction_drift=prediction_drift,
+        policy=policy,
+        features=results,
+        reasons=reasons,
+    )
+
+
+def _lognormal_bound(null: np.ndarray, value: float, corrected: float) -> tuple[float, float]:
+    """(bound at ``1 - corrected``, one-sided p-value of ``value``) of a log-normal fitted to ``null``."""
+    logs = np.log(np.maximum(null, 1e-12))
+    mu, sd = float(logs.mean()), max(float(logs.std(ddof=1)), 1e-9)
+    bound = math.exp(mu + sd * float(stats.norm.isf(corrected)))
+    p_value = float(stats.norm.sf((math.log(max(value, 1e-12)) - mu) / sd)) if value > 0 else 1.0
+    return bound, p_value
+
+
+def _w1_null(a: np.ndarray, b: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """W1 distances of ``resamples`` pairs of bootstrap samples (sizes of ``a`` and ``b``) of the pooled data."""
+    pooled = np.sort(np.concatenate([a, b]))
+    size, gaps = pooled.size, np.diff(pooled)
+    rows = (np.arange(resamples) * size)[:, None]
+
+    def cdfs(n: int) -> np.ndarray:
+        picks = rng.integers(0, size, (resamples, n)) + rows
+        counts = np.bincount(picks.ravel(), minlength=resamples * size).reshape(resamples, size)
+        return np.cumsum(counts[:, :-1], axis=1) / n
+
+    return np.abs(cdfs(a.size) - cdfs(b.size)) @ gaps
+
+
+def _binomial_breach(
+    result: FeatureDrift,
+    what: str,
+    hits: int,
+    n: int,
+    base_rate: float,
+    null_rate: float,
+    policy: DriftPolicy,
+    corrected: float,
+) -> None:
+    rate = hits / n if n else 0.0
+    result.quality[what] = round(rate, 6)
+    result.quality[f"baseline_{what}"] = round(base_rate, 6)
+    if n and rate - base_rate > policy.quality_threshold:
+        p_value = float(stats.binom.sf(hits - 1, n, min(null_rate, 1.0)))
+        if p_value < corrected:
+            result.quality_breaches.append(what)
+            result.reasons.append(
+                f"{result.name}: {what} {rate:.4f} vs baseline {base_rate:.4f} "
+                f"(+{rate - base_rate:.4f} > {policy.quality_threshold}, binomial p={p_value:.2g})"
+            )
+
+
+def _numeric(
+    result: FeatureDrift,
+    base: NumericStats,
+    cur: NumericStats,
+    policy: DriftPolicy,
+    corrected: float,
+    rng: np.random.Generator,
+) -> None:
+    base_rows = max(base.rows, 1)
+    _binomial_breach(
+        result, "missing_rate", cur.missing, cur.rows, base.missing / base_rows,
+        (base.missing + 1) / (base_rows + 2), policy, corrected,
+    )  # fmt: skip
+    base_oor = base.out_of_range / base.count if base.count else 0.0
+    _binomial_breach(
+        result, "out_of_range_rate", cur.out_of_range, cur.count, base_oor,
+        max(base_oor, 2 / (base.count + 1)), policy, corrected,
+    )  # fmt: skip
+    result.metric, result.threshold = "normalized_wasserstein", policy.numeric_threshold
+    a, b = base.sample_values, cur.sample_values
+    if cur.count == 0 or a.size == 0:
+        result.status = "no_values" if cur.count == 0 else "no_baseline_sample"
+        return
+    value = normalized_wasserstein(a, b, ddof=1)
+    std = float(np.std(a, ddof=1)) if a.size > 1 else 0.0
+    null = _w1_null(a, b, policy.resamples, rng) / max(std, WASSERSTEIN_STD_FLOOR)
+    bound, p_value = _lognormal_bound(null, value, corrected)
+    result.value, result.noise_bound, result.p_value = round(value, 6), round(bound, 6), p_value
+    ks = ks_test(a, b)
+    result.other_metrics = {
+        "psi": round(psi(base.counts, cur.counts), 6) if base.counts.sum() else None,
+        "js_distance_bins": round(js_distance(base.counts, cur.counts), 6) if base.counts.sum() else None,
+        "ks_statistic": round(ks.statistic, 6),
+        "ks_pvalue": ks.pvalue,
+        "mean": cur.mean,
+        "baseline_mean": base.mean,
+        "std": cur.std(),
+        "baseline_std": base.std(),
+    }
+    _decide(result, value, bound, policy.numeric_threshold)
+
+
+def _categorical(
+    result: FeatureDrift,
+    base: CategoricalStats,
+    cur: CategoricalStats,
+    policy: DriftPolicy,
+    corrected: float,
+    rng: np.random.Generator,
+) -> None:
+    base_rows = max(base.rows, 1)
+    _binomial_breach(
+        result, "missing_rate", cur.missing, cur.rows, base.missing / base_rows,
+        (base.missing + 1) / (base_rows + 2), policy, corrected,
+    )  # fmt: skip
+    base_present, cur_present = base.rows - base.missing, cur.rows - cur.missing
+    base_other = base.other / base_present if base_present else 0.0
+    _binomial_breach(
+        result, "unseen_rate", cur.other, cur_present, base_other,
+        (base.other + 1) / (base_present + 2), policy, corrected,
+    )  # fmt: skip
+    result.metric, result.threshold = "jensen_shannon_distance", policy.categorical_threshold
+    r = np.append(base.counts, base.other).astype(float)
+    c = np.append(cur.counts, cur.other).astype(float)
+    if c.sum() == 0 or r.sum() == 0:
+        result.status = "no_values" if c.sum() == 0 else "no_baseline_counts"
+        return
+    value = js_distance(r, c)
+    pooled = (r + c) / (r + c).sum()
+    draws_r = rng.multinomial(int(r.sum()), pooled, size=policy.resamples)
+    draws_c = rng.multinomial(int(c.sum()), pooled, size=policy.resamples)
+    null = np.nan_to_num(jensenshannon(draws_r, draws_c, base=2, axis=1))
+    bound, p_value = _lognormal_bound(null, value, corrected)
+    result.value, result.noise_bound, result.p_value = round(value, 6), round(bound, 6), p_value
+    chi2 = chi2_test(r, c)
+    result.other_metrics = {
+        "psi": round(psi(r, c), 6),
+        "chi2_pvalue": chi2.pvalue,
+        "unseen_share": round(cur.other / cur_present, 6) if cur_present else 0.0,
+    }
+    _decide(result, value, bound, policy.categorical_threshold)
+
+
+def _decide(result: FeatureDrift, value: float, bound: float, threshold: float) -> None:
+    result.drifted = value > threshold and value > bound
+    if result.drifted:
+        result.reasons.append(
+            f"{result.name}: {result.metric} {value:.4f} > threshold {threshold} "
+            f"and > noise bound {bound:.4f} at n={result.rows}"
+        )

@@ -1,0 +1,234 @@
+"""The drift use case on the fakes: profiles while scoring, windows merged once, evaluation, reports and
+events, one retraining per drift wave (dedupe + cooldown), external signals, reference baselines."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+
+from shared.drift.evaluate import DriftPolicy
+from shared.drift.monitor import (
+    BASELINE_ARTIFACT,
+    DriftMonitor,
+    NoBaselineError,
+    UnmappedSignalError,
+    baseline_from_reference,
+)
+from shared.drift.signals import DriftSignal
+from shared.drift.store import ProfileStore, window_of
+from shared.errors import RegistryUnavailableError
+from shared.events import parse_blob_created
+from shared.models import OnnxModel
+from shared.testing import FakeRetrainer
+
+NOW = datetime(2026, 11, 23, 10, 30, tzinfo=UTC).timestamp()
+WINDOW = "20261123T100000Z"
+
+
+def table(rows: int, *, seed: int, shift: float = 0.0, prefix: str = "r") -> pa.Table:
+    rng = np.random.default_rng(seed)
+    return pa.table(
+        {
+            "id": [f"{prefix}{i}" for i in range(rows)],
+            "x1": rng.normal(size=rows) + shift,
+            "x2": rng.normal(size=rows),
+            "color": rng.choice(["red", "green", "blue"], rows),
+        }
+    )
+
+
+def csv_bytes(t: pa.Table) -> bytes:
+    out = io.BytesIO()
+    pacsv.write_csv(t, out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def drift(scoring, tiny_onnx: Path):
+    """The scoring fixture with a drift monitor attached and a baseline artifact on the model version."""
+    model = OnnxModel.from_file(str(tiny_onnx))
+    artifact = baseline_from_reference(table(3000, seed=1, prefix="b"), model)
+    scoring.registry.artifacts[("tiny", scoring.version.version, BASELINE_ARTIFACT)] = json.dumps(
+        artifact
+    ).encode()
+    scoring.retrainer = FakeRetrainer()
+    scoring.monitor = DriftMonitor(
+        store=ProfileStore(scoring.blobs, "drift"), registry=scoring.registry, ledger=scoring.ledger,
+        publisher=scoring.publisher, policy=DriftPolicy(), window_seconds=3600, cooldown_seconds=86400,
+        retrainer=scoring.retrainer, clock=lambda: NOW,
+    )  # fmt: skip
+    scoring.service.drift = scoring.monitor
+    return scoring
+
+
+def score(s, name: str, t: pa.Table):
+    return s.service.score(parse_blob_created(s.upload(name, csv_bytes(t))))
+
+
+def window_rows(s) -> tuple[int, list[str]]:
+    found = s.monitor.store.window("tiny", s.version.version, WINDOW)
+    assert found is not None
+    profile, inputs, _ = found
+    return profile.rows, inputs
+
+
+def test_scoring_profiles_each_file_once_into_its_window(drift):
+    first = score(drift, "a.csv", table(400, seed=2, prefix="a"))
+    assert first.status == "succeeded" and first.details["drift_window"] == WINDOW
+    score(drift, "b.csv", table(600, seed=3, prefix="b"))
+    rows, inputs = window_rows(drift)
+    assert rows == 1000 and [u.rsplit("/", 1)[1] for u in inputs] == ["a.csv", "b.csv"]
+    profile = drift.monitor.store.window("tiny", "1", WINDOW)[0]
+    assert profile.features["probability"].count == 1000  # predictions are profiled too
+    assert profile.features["prediction"].rows == 1000
+
+    assert drift.service.replay("incoming", "a.csv").status == "duplicate"  # a redelivery adds nothing
+    assert window_rows(drift)[0] == 1000
+
+
+def test_the_same_part_merged_twice_counts_once_and_parallel_merges_lose_nothing(drift):
+    monitor, version = drift.monitor, drift.version
+    baseline, _ = monitor.baseline(version)
+    window = window_of(datetime.fromtimestamp(NOW, UTC), 3600)
+
+    def part(seed: int):
+        return baseline.blank(model_version="1").update(table(100, seed=seed, prefix=f"p{seed}-"))
+
+    errors: list[BaseException] = []
+
+    def add(seed: int) -> None:
+        try:
+            monitor.store.add_part(
+                "tiny", "1", window, part(seed), f"part-{seed}", f"http://h/a/c/{seed}.csv"
+            )
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(seed,)) for seed in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    add(0)  # a redelivery of part 0
+    assert not errors
+    assert window_rows(drift)[0] == 600
+
+
+def test_no_drift_is_reported_and_published_without_retraining(drift):
+    score(drift, "a.csv", table(2000, seed=5, prefix="a"))
+    [report] = drift.monitor.evaluate_due()
+    assert report["decision"] == "no_drift" and report["drifted_features"] == []
+    assert "action" not in report and drift.retrainer.requests == []
+    assert drift.publisher.types().count("Scorehook.Drift.Evaluated") == 1
+    assert "Scorehook.Drift.Detected" not in drift.publisher.types()
+    assert drift.monitor.evaluate_due() == []  # unchanged window: not evaluated again
+    stored = drift.monitor.store.report("tiny", "1", WINDOW)
+    assert stored["source_etag"] and stored["rows"] == 2000
+
+
+def test_drift_launches_exactly_one_retraining_per_wave(drift):
+    score(drift, "a.csv", table(2000, seed=6, shift=1.5, prefix="a"))
+    [report] = drift.monitor.evaluate_due()
+    assert report["decision"] == "drift" and "x1" in report["drifted_features"]
+    assert report["action"]["status"] == "launched"
+    [request] = drift.retrainer.requests
+    assert request.decision_id == f"tiny/1/{WINDOW}" and request.reason == "drift"
+    assert [u.rsplit("/", 1)[1] for u in request.inputs] == ["a.csv"]
+    assert request.report and request.report.endswith(f"reports/tiny/1/{WINDOW}.json")
+    assert {"Scorehook.Drift.Detected", "Scorehook.Retraining.Started"} <= set(drift.publisher.types())
+    assert any("x1: normalized_wasserstein" in r for r in report["reasons"])
+
+    score(drift, "b.csv", table(2000, seed=7, shift=1.5, prefix="b"))  # more drifted data, same window
+    [again] = drift.monitor.evaluate_due()
+    assert again["action"]["status"] == "duplicate" and len(drift.retrainer.requests) == 1
+
+    later = NOW + 3600  # the next window, still drifted, within the cooldown
+    drift.monitor.clock = lambda: later
+    event = drift.upload("c.csv", csv_bytes(table(2000, seed=8, shift=1.5, prefix="c")))
+    event["eventTime"] = "2026-11-23T11:10:00Z"
+    drift.service.score(parse_blob_created(event))
+    [third] = drift.monitor.evaluate_due()
+    assert third["window"][0].startswith("2026-11-23T11:00")
+    assert third["action"]["status"] == "cooldown" and third["action"]["last_decision"] == request.decision_id
+    assert len(drift.retrainer.requests) == 1
+
+
+def test_a_transient_launch_failure_is_retried_by_the_next_tick(drift):
+    score(drift, "a.csv", table(2000, seed=6, shift=1.5, prefix="a"))
+    drift.retrainer.fail_next = RegistryUnavailableError("backend down")
+    with pytest.raises(RegistryUnavailableError):
+        drift.monitor.evaluate_due()
+    [report] = drift.monitor.evaluate_due()  # claims were released: the next tick launches
+    assert report["action"]["status"] == "launched" and len(drift.retrainer.requests) == 1
+
+
+def test_small_undrifted_window_is_not_a_false_alarm_and_tiny_is_insufficient(drift):
+    score(drift, "a.csv", table(60, seed=9, prefix="a"))
+    [report] = drift.monitor.evaluate_due()
+    assert report["decision"] == "no_drift", report["reasons"]
+    x1 = next(f for f in report["features"] if f["name"] == "x1")
+    assert x1["noise_bound"] > x1["threshold"]  # at n=60 sampling noise alone exceeds 0.1
+
+    score(
+        drift, "tiny.csv", table(10, seed=10, prefix="t")
+    )  # another model version's window would be separate
+    drift.monitor.store.blobs.delete("drift", f"reports/tiny/1/{WINDOW}.json")
+    drift.monitor.policy = DriftPolicy(min_rows=500)
+    [report] = drift.monitor.evaluate_due()
+    assert report["decision"] == "insufficient_data"
+
+
+def test_external_signal_enters_the_same_decision(drift):
+    signal = DriftSignal(
+        source="azureml_monitor", signal_id="azureml-monitor:run-1", workspace="ws", model="tiny",
+        monitor="tiny-monitor_data_drift", message="The signal has failed", breaches=(), window=None,
+        drift_coefficient=None, event_id="e-1",
+    )  # fmt: skip
+    score(drift, "a.csv", table(300, seed=11, prefix="a"))
+    outcome = drift.monitor.handle_signal(signal)
+    assert outcome["action"]["status"] == "launched"
+    [request] = drift.retrainer.requests
+    assert request.reason == "azureml_monitor" and request.decision_id == "azureml-monitor:run-1"
+    assert [u.rsplit("/", 1)[1] for u in request.inputs] == ["a.csv"]
+    assert drift.monitor.handle_signal(signal)["action"]["status"] == "duplicate"
+
+    with pytest.raises(UnmappedSignalError):
+        drift.monitor.handle_signal(DriftSignal(**{**signal.__dict__, "model": None, "signal_id": "x"}))
+
+
+def test_baseline_from_reference_when_the_version_has_none(scoring, tiny_onnx):
+    store = ProfileStore(scoring.blobs, "drift")
+    kwargs = dict(store=store, registry=scoring.registry, ledger=scoring.ledger, publisher=scoring.publisher,
+                  policy=DriftPolicy())  # fmt: skip
+    model = OnnxModel.from_file(str(tiny_onnx))
+    with pytest.raises(NoBaselineError):
+        DriftMonitor(**kwargs).baseline(scoring.version, model)
+    reference = table(500, seed=12, prefix="ref")
+    calls = []
+    monitor = DriftMonitor(**kwargs, reference=lambda: calls.append(1) or reference)
+    profile, importance = monitor.baseline(scoring.version, model)
+    assert profile.rows == 500 and importance is None
+    assert {"x1", "x2", "color", "probability", "prediction"} == set(profile.features)
+    assert store.baseline("tiny", "1") is not None  # kept: computed once per version
+    assert (
+        DriftMonitor(**kwargs, reference=lambda: calls.append(1) or reference).baseline(scoring.version)[0]
+        == profile
+    )
+    assert calls == [1]
+
+
+def test_scoring_goes_on_without_a_baseline(scoring):
+    scoring.service.drift = DriftMonitor(
+        store=ProfileStore(scoring.blobs, "drift"), registry=scoring.registry, ledger=scoring.ledger,
+        publisher=scoring.publisher, policy=DriftPolicy(),
+    )  # fmt: skip
+    outcome = scoring.service.score(parse_blob_created(scoring.upload("a.csv", csv_bytes(table(50, seed=1)))))
+    assert outcome.status == "succeeded" and "drift_window" not in outcome.details
