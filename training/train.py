@@ -21,6 +21,11 @@ arrays; with the tensor signature ``pyfunc.predict({"x01": float32 (N, 1), ..., 
 works and so does the logged input example. The scikit-learn copy (``sklearn-model``) has a column-based
 signature (double / string columns).
 
+The drift baseline (:func:`drift_baseline`, artifact ``baseline/drift-profile.json``) is a
+``shared.drift.profile.Profile`` of the training split plus the model's outputs on it (``probability``,
+``prediction``, the scoring output columns) and the model's feature importance; the legacy
+``baseline/profile.json`` (:func:`baseline_profile`) is kept alongside.
+
 scikit-learn, skl2onnx, onnxruntime and mlflow are imported inside the functions that need them.
 """
 
@@ -31,22 +36,27 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from training.data import CATEGORICAL, FEATURES, KEY, LABEL, NUMERIC, generate
+from training.data import CATEGORICAL, FEATURES, KEY, LABEL, NUMERIC, SCHEMA, generate
 
 __all__ = [
     "KINDS",
     "LINEAR_TOLERANCE",
+    "MIN_LABELLED_ROWS",
     "TREE_AGREEMENT",
+    "NotEnoughLabelsError",
     "OnnxValidationError",
     "baseline_profile",
+    "drift_baseline",
     "evaluate",
+    "feature_importance",
     "onnx_feeds",
     "to_onnx",
     "train",
@@ -61,10 +71,18 @@ TREE_AGREEMENT = 0.995
 """Smallest allowed share of equal labels (ONNX vs scikit-learn) for tree models."""
 PROFILE_BINS = 10
 HOLDOUT = 0.2
+MIN_LABELLED_ROWS = 200
+"""Fewest complete labelled rows ``train_and_register(data=...)`` trains on."""
+MIN_CLASS_ROWS = 5
+"""Fewest rows of each label in given data (so the stratified holdout holds both classes)."""
 
 
 class OnnxValidationError(ValueError):
     """The exported ONNX model disagrees with its scikit-learn source beyond the stated tolerance."""
+
+
+class NotEnoughLabelsError(ValueError):
+    """Data given for training has no ``label`` column, too few complete labelled rows, or one class only."""
 
 
 def _frame(data: Any) -> Any:
@@ -280,6 +298,126 @@ def baseline_profile(data: pa.Table | Any, *, bins: int = PROFILE_BINS) -> dict[
     return profile
 
 
+def feature_importance(pipeline: Any) -> dict[str, float] | None:
+    """Importance per original feature, normalised to sum 1: ``|coef_|`` (summed over classes) or
+    ``feature_importances_`` of the final estimator, one-hot columns summed back to their categorical feature.
+
+    ``None`` when the estimator has neither, the preprocessing layout is not recognised, or all weights are 0.
+
+    Example:
+        >>> imp = feature_importance(train(3000))
+        >>> round(sum(imp.values()), 9), imp["x01"] > imp["x20"], len(imp) == len(FEATURES)
+        (1.0, True, True)
+    """
+    model = pipeline[-1]
+    if hasattr(model, "coef_"):
+        weights = np.abs(np.atleast_2d(np.asarray(model.coef_, np.float64))).sum(axis=0)
+    elif hasattr(model, "feature_importances_"):
+        weights = np.asarray(model.feature_importances_, np.float64)
+    else:
+        return None
+    prep = pipeline[0] if len(pipeline) > 1 else None
+    owners: list[str] = []  # the original feature of each model input column
+    if prep is None:
+        owners = [str(c) for c in getattr(pipeline, "feature_names_in_", ())]
+    else:
+        for name, transformer, columns in getattr(prep, "transformers_", ()):
+            if transformer == "drop" or name == "remainder":
+                continue
+            columns = list(columns)
+            if hasattr(transformer, "categories_"):
+                drops = getattr(transformer, "drop_idx_", None)
+                sizes = [
+                    len(cats) - (0 if drops is None or drops[i] is None else 1)
+                    for i, cats in enumerate(transformer.categories_)
+                ]
+                owners += [c for c, n in zip(columns, sizes, strict=True) for _ in range(n)]
+            else:
+                owners += columns
+    if len(owners) != weights.size or not np.all(np.isfinite(weights)):
+        return None
+    names = [str(c) for c in getattr(pipeline, "feature_names_in_", FEATURES)]
+    totals = dict.fromkeys(names, 0.0)
+    for owner, weight in zip(owners, weights.tolist(), strict=True):
+        if owner not in totals:
+            return None
+        totals[owner] += weight
+    total = sum(totals.values())
+    return {k: v / total for k, v in totals.items()} if total > 0 else None
+
+
+def drift_baseline(pipeline: Any, table: pa.Table | Any) -> dict[str, Any]:
+    """The drift baseline of ``pipeline`` on ``table`` (its training data) as JSON: a
+    ``shared.drift.profile.Profile`` of the features plus the outputs ``probability`` (positive class,
+    float64, numeric) and ``prediction`` (predicted label as a string, categorical), rows identified by
+    ``id`` (by position when there is none), and ``importance`` ({feature: weight}, sum 1) when the model
+    has one (see :func:`feature_importance`).
+
+    Example:
+        >>> from shared.drift.profile import Profile
+        >>> d = drift_baseline(train(2000), generate(1000))
+        >>> p = Profile.from_json(d)
+        >>> p.rows, p.features["prediction"].spec.vocabulary, "probability" in p.features, "x01" in d["importance"]
+        (1000, ('0', '1'), True, True)
+    """
+    from shared.drift.profile import Profile
+
+    table = table if isinstance(table, pa.Table) else pa.Table.from_pandas(table, preserve_index=False)
+    frame = table.select(list(FEATURES)).to_pandas()
+    proba = np.asarray(pipeline.predict_proba(frame), np.float64)
+    labels = pipeline.classes_[proba.argmax(axis=1)]
+    columns = [KEY] if KEY in table.column_names else []
+    outputs = table.select([*columns, *FEATURES])
+    outputs = outputs.append_column("probability", pa.array(proba[:, 1], pa.float64()))
+    outputs = outputs.append_column("prediction", pa.array([str(v) for v in labels.tolist()], pa.string()))
+    profile = Profile.baseline(
+        outputs,
+        numeric=[*NUMERIC, "probability"],
+        categorical=[*CATEGORICAL, "prediction"],
+        key=KEY,
+    ).to_json()
+    importance = feature_importance(pipeline)
+    if importance is not None:
+        profile["importance"] = importance
+    return profile
+
+
+def _labelled(data: pa.Table) -> pa.Table:
+    """The complete labelled rows of ``data`` in ``SCHEMA`` types (``id`` kept when present).
+
+    Raises :class:`NotEnoughLabelsError` without a label column, with fewer than ``MIN_LABELLED_ROWS``
+    complete labelled rows or fewer than ``MIN_CLASS_ROWS`` of either label, ``ValueError`` when a feature
+    column is absent.
+    """
+    if not isinstance(data, pa.Table):
+        raise ValueError(f"data must be a pyarrow Table, got {type(data).__name__}")
+    if LABEL not in data.column_names:
+        raise NotEnoughLabelsError(f"data has no {LABEL!r} column: training needs labelled rows")
+    missing = [c for c in FEATURES if c not in data.column_names]
+    if missing:
+        raise ValueError(f"data lacks feature column(s) {', '.join(missing)}")
+    names = [c for c in SCHEMA.names if c in data.column_names]
+    schema = pa.schema([SCHEMA.field(c).with_nullable(True) for c in names])
+    table = data.select(names).cast(schema)
+    complete = pc.is_valid(table.column(LABEL))
+    for name in FEATURES:  # NaN and infinities are missing too
+        column = table.column(name)
+        valid = pc.is_finite(column) if name in NUMERIC else pc.is_valid(column)
+        complete = pc.and_(complete, pc.fill_null(valid, False))
+    table = table.filter(complete)
+    if table.num_rows < MIN_LABELLED_ROWS:
+        raise NotEnoughLabelsError(
+            f"not enough labelled rows to train: {table.num_rows} complete rows with a {LABEL!r} "
+            f"(of {data.num_rows}), need at least {MIN_LABELLED_ROWS}"
+        )
+    counts = {v["values"]: v["counts"] for v in table.column(LABEL).value_counts().to_pylist()}
+    if len(counts) < 2 or min(counts.values()) < MIN_CLASS_ROWS:
+        raise NotEnoughLabelsError(
+            f"labels must include both classes with at least {MIN_CLASS_ROWS} rows each, got {counts}"
+        )
+    return table
+
+
 def _requirements(*packages: str) -> list[str]:
     from importlib.metadata import version
 
@@ -317,14 +455,22 @@ def train_and_register(
     alias: str | None = None,
     out_dir: str | Path | None = None,
     experiment: str = "scorehook-training",
+    data: pa.Table | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Generate ``rows`` labelled rows, train on 80 %, evaluate on 20 %, and log one MLflow run.
+    """Generate ``rows`` labelled rows (or take ``data``), train on 80 %, evaluate on 20 %, and log one
+    MLflow run.
 
+    ``data``: labelled rows to use instead (every feature and ``label`` required; rows with a missing
+    label or feature are dropped; at least ``MIN_LABELLED_ROWS`` must remain, with both labels, else
+    :class:`NotEnoughLabelsError`, a ``ValueError``); ``seed`` then only seeds the split and the model, ``rows`` is ignored.
     The run holds: the ONNX model (``model``, registered as ``model_name``), the scikit-learn pipeline
-    (``sklearn-model``, skops format, not registered), ``baseline/profile.json`` (profile of the training
-    split), params and metrics (``auc``, ``f1``, ``accuracy`` on the holdout, ONNX agreement,
-    ``train_seconds``). The new version gets tags ``scorehook.kind`` and ``scorehook.training_rows`` (rows
-    fitted on) and, if given, ``alias``.
+    (``sklearn-model``, skops format, not registered), ``baseline/profile.json`` (legacy profile of the
+    training split), ``baseline/drift-profile.json`` (:func:`drift_baseline` of the training split), params
+    and metrics (``auc``, ``f1``, ``accuracy`` on the holdout, ONNX agreement, ``train_seconds``). The run and
+    the new version get tags ``scorehook.kind``, ``scorehook.training_rows`` (rows fitted on) and ``tags``;
+    the version gets ``alias`` if given. With ``out_dir``, ``model.onnx``, ``profile.json`` and
+    ``drift-profile.json`` are written there too.
     Points MLflow's process-wide tracking and registry URIs at ``tracking_uri`` for the call, then restores
     them.
 
@@ -344,7 +490,8 @@ def train_and_register(
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    table = generate(rows, seed=seed, include_label=True)
+    table = generate(rows, seed=seed, include_label=True) if data is None else _labelled(data)
+    rows = table.num_rows
     fit_idx, hold_idx = train_test_split(
         np.arange(rows), test_size=HOLDOUT, random_state=seed, stratify=table.column(LABEL).to_numpy()
     )
@@ -356,6 +503,7 @@ def train_and_register(
     metrics = evaluate(pipeline, hold) | validate_onnx(onnx_bytes, pipeline, hold)
     metrics |= {"train_seconds": train_seconds}
     profile = baseline_profile(fit)
+    drift_profile = drift_baseline(pipeline, fit)
     feeds = onnx_feeds(hold.slice(0, 5))
     signature = ModelSignature(
         inputs=Schema([TensorSpec(v.dtype, (-1, 1), k) for k, v in feeds.items()]),
@@ -384,7 +532,8 @@ def train_and_register(
     }
     estimator = pipeline[-1].get_params().items()
     params |= {f"model.{k}": v for k, v in estimator if isinstance(v, int | float | str)}
-    tags = {"scorehook.kind": kind, "scorehook.training_rows": str(fit.num_rows)}
+    version_tags = {"scorehook.kind": kind, "scorehook.training_rows": str(fit.num_rows)}
+    version_tags |= {str(k): str(v) for k, v in (tags or {}).items()}
 
     with _mlflow_uris(tracking_uri):
         client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
@@ -393,8 +542,9 @@ def train_and_register(
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-{kind}-seed{seed}") as run:
             mlflow.log_params(params)
             mlflow.log_metrics(metrics)
-            mlflow.set_tags(tags)
+            mlflow.set_tags(version_tags)
             mlflow.log_dict(profile, "baseline/profile.json")
+            mlflow.log_dict(drift_profile, "baseline/drift-profile.json")
             info = mlflow.onnx.log_model(
                 onnx.load_from_string(onnx_bytes),
                 name="model",
@@ -416,7 +566,7 @@ def train_and_register(
                 pip_requirements=_requirements("mlflow", "scikit-learn", "skops"),
             )
         version = str(info.registered_model_version)
-        for key, value in tags.items():
+        for key, value in version_tags.items():
             client.set_model_version_tag(model_name, version, key, value)
         if alias:
             client.set_registered_model_alias(model_name, alias, version)
@@ -434,7 +584,12 @@ def train_and_register(
         out.mkdir(parents=True, exist_ok=True)
         (out / "model.onnx").write_bytes(onnx_bytes)
         (out / "profile.json").write_text(json.dumps(profile, indent=1))
-        result |= {"onnx_path": str(out / "model.onnx"), "profile_path": str(out / "profile.json")}
+        (out / "drift-profile.json").write_text(json.dumps(drift_profile))
+        result |= {
+            "onnx_path": str(out / "model.onnx"),
+            "profile_path": str(out / "profile.json"),
+            "drift_profile_path": str(out / "drift-profile.json"),
+        }
     return result
 
 

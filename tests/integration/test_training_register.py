@@ -94,3 +94,171 @@ def _frame(rows: int):
     from training.data import FEATURES, generate
 
     return generate(rows, seed=11).select(list(FEATURES)).to_pandas()
+
+
+def test_drift_profile_artifact_and_file(registered: dict, uses_server: None) -> None:
+    import mlflow
+
+    from shared.drift.profile import Profile
+
+    logged = mlflow.artifacts.load_dict(f"runs:/{registered['run_id']}/baseline/drift-profile.json")
+    assert json.loads(Path(registered["drift_profile_path"]).read_text()) == logged
+    profile = Profile.from_json(logged)
+    assert profile.rows == 4000 and {"probability", "prediction"} <= set(profile.features)
+    assert sum(logged["importance"].values()) == pytest.approx(1.0)
+
+
+# --- python -m training.retrain against Azurite + MLflow ---
+
+
+def _upload_csv(blob_service, container: str, name: str, table) -> str:
+    import io
+
+    import pyarrow.csv as pacsv
+
+    sink = io.BytesIO()
+    pacsv.write_csv(table, sink)
+    blob = blob_service.get_blob_client(container, name)
+    blob.upload_blob(sink.getvalue(), overwrite=True)
+    return blob.url
+
+
+def _retrain(connection_string: str, *args: str) -> tuple[int, dict]:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["SCOREHOOK_TEST_STORAGE"] = connection_string
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.retrain",
+            "--connection-string-env",
+            "SCOREHOOK_TEST_STORAGE",
+            *args,
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1, (done.stdout, done.stderr[-3000:])
+    return done.returncode, json.loads(lines[0])
+
+
+def test_retrain_registers_a_tagged_version(
+    azurite, blob_service, unique: str, mlflow_tracking_uri: str, client, uses_server: None
+) -> None:
+    import mlflow
+
+    from training.data import generate
+
+    container = f"retrain-{unique}"
+    blob_service.create_container(container)
+    urls = [
+        _upload_csv(blob_service, container, "2026/01/a.csv", generate(1500, seed=21)),
+        _upload_csv(blob_service, container, "2026/01/b.csv", generate(1500, seed=22, drift=1.0)),
+    ]
+    assert urls[0].startswith("http://127.0.0.1:")  # Azurite path style
+    name = f"scorehook-retrain-{unique}"
+    args = ["--tracking-uri", mlflow_tracking_uri, "--name", name, "--decision-id", f"{name}/1/w1"]
+    args += ["--reason", "drift", "--base-version", "1", "--tag", "team=ml"]
+    code, result = _retrain(azurite.connection_string, *args, *(a for u in urls for a in ("--input", u)))
+
+    assert code == 0 and result["status"] == "succeeded", result
+    version = client.get_model_version(name, result["version"])
+    assert version.run_id == result["run_id"]
+    assert version.tags["scorehook.retrain.decision"] == f"{name}/1/w1"
+    assert version.tags["scorehook.retrain.reason"] == "drift"
+    assert version.tags["scorehook.retrain.base_version"] == "1"
+    assert version.tags["scorehook.retrain.inputs"] == "2"
+    assert version.tags["scorehook.retrain.rows"] == "3000"
+    assert version.tags["scorehook.training_rows"] == "2400"
+    assert version.tags["team"] == "ml" and version.tags["scorehook.kind"] == "linear"
+    profile = mlflow.artifacts.load_dict(f"runs:/{result['run_id']}/baseline/drift-profile.json")
+    assert profile["rows"] == 2400 and "prediction" in profile["features"]
+    assert result["metrics"]["auc"] >= 0.7
+
+
+def test_retrain_without_labels_fails_with_exit_2(
+    azurite, blob_service, unique: str, mlflow_tracking_uri: str, client
+) -> None:
+    from training.data import generate
+
+    container = f"retrain-{unique}"
+    blob_service.create_container(container)
+    url = _upload_csv(blob_service, container, "scored.csv", generate(500, seed=23, include_label=False))
+    name = f"scorehook-retrain-{unique}"
+    code, result = _retrain(
+        azurite.connection_string, "--tracking-uri", mlflow_tracking_uri, "--name", name, "--input", url
+    )
+    assert code == 2
+    assert result["status"] == "failed" and result["reason"] == "not_enough_labels"
+    assert result["labelled_rows"] == 0 and result["inputs"] == 1
+    assert client.search_model_versions(f"name = '{name}'") == []
+
+
+def test_the_pipeline_yaml_command_registers_from_a_mounted_folder(
+    tmp_path: Path, unique: str, mlflow_tracking_uri: str, client
+) -> None:
+    """The Azure ML step's command (``infra/ml/retrain-pipeline.yml`` loaded by azure-ai-ml, placeholders
+    substituted as Azure ML does, run by a shell with ``MLFLOW_TRACKING_URI`` set) on a local folder."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from azure.ai.ml import load_job
+
+    from shared.adapters.azureml_retrain import DEFAULT_PIPELINE_YAML, recent_data
+    from training.data import write_file
+
+    root = tmp_path / "INPUT_recent_data"
+    write_file(root / "2026-01" / "a b.csv", 1500, seed=41, include_label=True)
+    write_file(root / "2026-02" / "b.parquet", 1500, fmt="parquet", seed=42, drift=1.0, include_label=True)
+    write_file(root / "2026-02" / "old.csv", 1000, seed=43, include_label=True)  # not listed: not read
+    report = tmp_path / "INPUT_drift_report" / "report.json"
+    report.parent.mkdir()
+    report.write_text("{}")
+    acct = "https://acct.blob.core.windows.net/incoming"
+    _, files = recent_data([f"{acct}/2026-01/a b.csv", f"{acct}/2026-02/b.parquet"])
+    name = f"scorehook-retrain-{unique}"
+    values = {
+        "drift_report": str(report),
+        "recent_data": str(root),
+        "recent_files": files,
+        "model_name": name,
+        "base_version": "1",
+        "decision_id": f"{name}/1/w1",
+        "reason": "x01%3A%20psi%200.4",
+    }
+    command = load_job(DEFAULT_PIPELINE_YAML).jobs["train"].command
+    command = re.sub(r"\$\{\{\s*(?:parent\.)?inputs\.(\w+)\s*\}\}", lambda m: values[m.group(1)], command)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # "python" = this one
+    done = subprocess.run(
+        ["/bin/sh", "-c", command],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1, (done.stdout, done.stderr[-3000:])
+    result = json.loads(lines[0])
+
+    assert done.returncode == 0 and result["status"] == "succeeded", result
+    version = client.get_model_version(name, result["version"])
+    assert version.tags["scorehook.retrain.decision"] == f"{name}/1/w1"
+    assert version.tags["scorehook.retrain.reason"] == "x01: psi 0.4"
+    assert version.tags["scorehook.retrain.base_version"] == "1"
+    assert version.tags["scorehook.retrain.report"] == "report.json"
+    assert version.tags["scorehook.retrain.inputs"] == "2"
+    assert version.tags["scorehook.retrain.rows"] == "3000"
