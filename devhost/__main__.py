@@ -49,11 +49,18 @@ def start_services(persistent: bool) -> tuple[Azurite, MlflowServer]:
     return azurite, mlflow
 
 
-def write_settings(azurite: Azurite, mlflow: MlflowServer, port: int, console_logs: bool = True) -> dict:
+def write_settings(
+    azurite: Azurite,
+    mlflow: MlflowServer,
+    port: int,
+    console_logs: bool = True,
+    extra: dict[str, str] | None = None,
+) -> dict:
     settings = local_settings(
         azurite, mlflow.tracking_uri, port, log_file=str(LOCAL / "logs" / "scorehook.jsonl")
     )
     settings["Values"]["SCOREHOOK_LOG_CONSOLE"] = "true" if console_logs else "false"
+    settings["Values"].update(extra or {})
     (PROJECT_ROOT / "local.settings.json").write_text(json.dumps(settings, indent=2))
     return settings
 

@@ -13,6 +13,8 @@ from devhost.runtime import DevHost, register_mlflow_webhook
 from devhost.services import PROJECT_ROOT
 
 MODEL_NAME = "scorehook-sample"
+DEMO_SETTINGS = {"SCOREHOOK_DRIFT_SCHEDULE": "*/2 * * * * *", "SCOREHOOK_DRIFT_COOLDOWN_SECONDS": "60"}
+"""The demo evaluates drift every 2 s and lets a re-run retrain again after a minute."""
 
 
 def _say(text: str) -> None:
@@ -84,6 +86,82 @@ def _wait_for_decision(tracking_uri: str, version: str, timeout: float = 120) ->
     return {}
 
 
+def _drift_reports(blobs: Any, container: str, since: float) -> list[dict[str, Any]]:
+    """Final drift reports written after ``since`` (newest first)."""
+    found = []
+    client = blobs.get_container_client(container)
+    if not client.exists():
+        return []
+    for blob in client.list_blobs(name_starts_with=f"reports/{MODEL_NAME}/"):
+        if blob.last_modified.timestamp() >= since:
+            doc = json.loads(client.download_blob(blob.name).readall())
+            if doc.get("source_etag"):
+                found.append(doc)
+    return sorted(found, key=lambda d: d["evaluated_at"], reverse=True)
+
+
+def _wait(predicate: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.5)
+    return None
+
+
+def _drift_loop(blobs: Any, settings: Any, tracking_uri: str, stamp: str) -> bool:
+    """Drifted, labelled files arrive: the timer finds drift, one retraining runs, the flow decides."""
+    import io
+
+    import pyarrow.csv as pacsv
+    from mlflow import MlflowClient
+
+    from training.data import generate
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    before = {v.version for v in client.search_model_versions(f"name='{MODEL_NAME}'")}
+    _say(
+        "\nDrift -> retraining: dropping 2 drifted files with labels (x01 +1.5 sd, x02 sd x2, new region mix) ..."
+    )
+    since = time.time() - 1
+    for index in range(2):
+        sink = io.BytesIO()
+        pacsv.write_csv(generate(20_000, seed=200 + index, drift=1.0, start=(200 + index) * 1_000_000), sink)
+        name = f"demo/{stamp}/drifted-{index}.csv"
+        blobs.get_blob_client(settings.input_container, name).upload_blob(sink.getvalue())
+        _say(f"  dropped {settings.input_container}/{name}")
+    report = _wait(lambda: [r for r in _drift_reports(blobs, settings.drift_container, since)
+                            if r["rows"] >= 40_000], timeout=120)  # fmt: skip
+    if not report:
+        _say("  no drift evaluation within 120 s")
+        return False
+    doc = report[0]
+    _say(f"  drift evaluation of window {doc['window'][0]} ({doc['rows']:,} rows, model v{doc['model_version']}): "
+         f"{doc['decision'].upper()}")  # fmt: skip
+    for reason in doc["reasons"][:6]:
+        _say(f"    - {reason}")
+    action = doc.get("action", {})
+    _say(
+        f"  retraining: {action.get('status', 'none')} {json.dumps({k: v for k, v in action.items() if k != 'status'})}"
+    )
+    _say(f"  report: {doc['report']}")
+    if action.get("status") != "launched":
+        return doc["decision"] == "drift"
+    _say("  training.retrain runs as its own process on the window's labelled rows, then registers ...")
+    new = _wait(lambda: [v for v in client.search_model_versions(f"name='{MODEL_NAME}'")
+                         if v.version not in before and "scorehook.retrain.decision" in v.tags], timeout=240)  # fmt: skip
+    if not new:
+        _say("  no retrained version within 240 s (log: see the retraining log above)")
+        return False
+    version = new[0].version
+    _say(f"  registered {MODEL_NAME} v{version} (tags scorehook.retrain.*: decision {action['decision_id']})")
+    decision = _wait_for_decision(tracking_uri, version, timeout=180)
+    _say(f"  MLflow webhook -> deployment flow: {decision.get('scorehook.decision', 'no decision')} "
+         f"({decision.get('scorehook.reasons', '')})")  # fmt: skip
+    return bool(decision)
+
+
 def run_demo(rows: int = 2000, files: int = 4) -> int:
     from azure.storage.blob import BlobServiceClient
 
@@ -96,7 +174,7 @@ def run_demo(rows: int = 2000, files: int = 4) -> int:
     _say("Starting Azurite and MLflow (data under .local/) ...")
     azurite, mlflow = start_services(persistent=True)
     try:
-        write_settings(azurite, mlflow, free_port(), console_logs=False)
+        write_settings(azurite, mlflow, free_port(), console_logs=False, extra=DEMO_SETTINGS)
         _say(f"  Azurite blob endpoint {azurite.endpoints['blob']}, MLflow {mlflow.tracking_uri}")
         with DevHost.from_settings_file(PROJECT_ROOT / "local.settings.json") as dev:
             settings = Settings.from_env(dev.env)
@@ -127,7 +205,8 @@ def run_demo(rows: int = 2000, files: int = 4) -> int:
                 uploaded.append((name, etag))
                 _say(f"  dropped {settings.input_container}/{name} ({len(data):,} bytes)")
             _say("\nWhat happened to each file:")
-            scored = []
+            scored: list[str] = []
+            loop_ok = False
             for name, etag in uploaded:
                 kind, where = _wait_for_outcome(blobs, settings, name, etag)
                 if kind == "scored":
@@ -158,11 +237,12 @@ def run_demo(rows: int = 2000, files: int = 4) -> int:
                     .decode()
                 )
                 _say("\nFirst predictions:\n  " + "\n  ".join(head.splitlines()[:4]))
+            loop_ok = _drift_loop(blobs, settings, mlflow.tracking_uri, stamp)
         _say(
             f"\nDone in {time.monotonic() - started:.1f}s. JSON logs: .local/logs/scorehook.jsonl. "
             "`make run` keeps everything up."
         )
-        return 0 if len(scored) == files else 1
+        return 0 if len(scored) == files and loop_ok else 1
     finally:
         mlflow.stop()
         azurite.stop()

@@ -38,7 +38,7 @@ def local_settings(
         "SCOREHOOK_EVENTS_TOPIC_KEY": secrets.token_urlsafe(24),
         "SCOREHOOK_MLFLOW_WEBHOOK_SECRET": secrets.token_urlsafe(24),
         "SCOREHOOK_EVALUATION_DATA": "blob://evaluation/holdout.csv",
-        "SCOREHOOK_DRIFT_SCHEDULE": "0 * * * * *",
+        "SCOREHOOK_DRIFT_SCHEDULE": "*/10 * * * * *",
         "SCOREHOOK_RETRAIN_LAUNCHER": "local",
     }
     if log_file:
