@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import azure.functions as func
 
 from functions._runtime import drift_monitor, event_as_dict
@@ -25,6 +27,26 @@ def evaluate_drift(timer: func.TimerRequest, context: func.Context) -> None:
             "drift windows evaluated",
             extra={"evaluated": len(reports), "drifted": sum(r["decision"] == "drift" for r in reports)},
         )
+
+
+@bp.function_name("evaluate_drift_window")
+@bp.queue_trigger(arg_name="msg", queue_name="drift-evaluations", connection="DataStorage")
+def evaluate_drift_window(msg: func.QueueMessage, context: func.Context) -> None:
+    """A window just closed (scoring opened the next one): evaluate it once more, unless already done."""
+    with bind(invocation_id=context.invocation_id, function="evaluate_drift_window"):
+        try:
+            body = json.loads(msg.get_body())
+            model, version, window = str(body["model"]), str(body["version"]), str(body["window"])
+        except (ValueError, KeyError, TypeError) as exc:
+            _log.warning("drift evaluation message rejected", extra={"error": str(exc)})
+            return
+        try:
+            report = drift_monitor().evaluate_closed(model, version, window)
+        except InputError as exc:
+            _log.warning("closed drift window not evaluated", extra=exc.log_fields())
+            return
+        _log.info("closed drift window evaluated",
+                  extra={"window": window, "decision": report["decision"] if report else "no data"})  # fmt: skip
 
 
 @bp.function_name("on_drift_signal")

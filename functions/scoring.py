@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import azure.functions as func
 
 from functions._runtime import event_as_dict, scoring_service
@@ -10,16 +12,19 @@ from shared.events import parse_blob_created, parse_event
 from shared.logs import bind, get_logger
 
 bp = func.Blueprint()
+DRIFT_QUEUE = "drift-evaluations"
 _log = get_logger("functions.scoring")
 
 
 @bp.function_name("score_blob")
 @bp.event_grid_trigger(arg_name="event")
-def score_blob(event: func.EventGridEvent, context: func.Context) -> None:
+@bp.queue_output(arg_name="closed", queue_name=DRIFT_QUEUE, connection="DataStorage")
+def score_blob(event: func.EventGridEvent, closed: func.Out[str], context: func.Context) -> None:
     """Score the blob a ``Microsoft.Storage.BlobCreated`` event announces.
 
     A bad event or a bad file is recorded and acknowledged (never retried); a transient failure raises,
-    so Event Grid delivers the event again.
+    so Event Grid delivers the event again. A file that opens a new drift window asks for an evaluation
+    of the window it closed (a message to ``evaluate_drift_window``).
     """
     with bind(invocation_id=context.invocation_id, function="score_blob", event_id=event.id):
         service = scoring_service()
@@ -28,7 +33,10 @@ def score_blob(event: func.EventGridEvent, context: func.Context) -> None:
         except InputError as exc:
             _log.warning("event rejected", extra={"reason": exc.reason, "error": exc.message})
             return
-        service.score(blob_created)
+        outcome = service.score(blob_created)
+        if outcome.details.get("drift_window_closed"):
+            closed.set(json.dumps({"model": outcome.details["model_name"], "version": outcome.details["model_version"],
+                                   "window": outcome.details["drift_window_closed"]}))  # fmt: skip
 
 
 @bp.function_name("on_model_promoted")

@@ -274,7 +274,7 @@ class ScoringService:
             details: dict[str, Any] = {**metadata, "output": location, "rows_read": stats.rows_read,
                                        "rows_scored": stats.rows_scored, "rows_rejected": stats.rows_rejected}  # fmt: skip
             if observer is not None:
-                details["drift_window"] = self._record_drift(version, event, observer, key)
+                details |= self._record_drift(version, event, observer, key)
             self.ledger.finish(claim, "succeeded", details)
             elapsed_ms = round((self._clock() - started) * 1000, 1)
             self._publish("Scorehook.Scoring.Completed", event, {**details, "elapsed_ms": elapsed_ms})
@@ -297,13 +297,15 @@ class ScoringService:
 
     def _record_drift(
         self, version: ModelVersion, event: BlobCreated, observer: ProfileObserver, key: str
-    ) -> str | None:
+    ) -> dict[str, str]:
         """Merge the file's profile into its window (before the ledger says done, so a crash re-merges
-        under the same part id, which counts once); monitoring never fails scoring."""
+        under the same part id, which counts once); monitoring never fails scoring. The details name the
+        window, and the window this file closed (the one before, when this file opened a new one)."""
         assert self.drift is not None
         try:
-            when = event.time or datetime.now(UTC)
-            return self.drift.record(version, when, observer, key, event.url).key
+            window, closed = self.drift.record(
+                version, event.time or datetime.now(UTC), observer, key, event.url
+            )
         except Exception as exc:  # logged with its type; the scored output stands
             record = (
                 exc.log_fields()
@@ -311,7 +313,8 @@ class ScoringService:
                 else {"error_type": type(exc).__name__, "error": str(exc)}
             )
             _log.warning("drift profile not recorded", extra=record)
-            return None
+            return {}
+        return {"drift_window": window.key, **({"drift_window_closed": closed.key} if closed else {})}
 
     def _output_condition(self, route: Route, output: str, event: BlobCreated) -> dict[str, Any]:
         """How to commit the output: only over what we saw, and never over a newer version's output."""

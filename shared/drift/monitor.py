@@ -223,11 +223,25 @@ class DriftMonitor:
 
     def record(
         self, version: ModelVersion, when: datetime, observer: ProfileObserver, part_id: str, input_url: str
-    ) -> Window:
-        """Merge one scored file's profile into its window, once per ``part_id``."""
+    ) -> tuple[Window, Window | None]:
+        """Merge one scored file's profile into its window, once per ``part_id``; returns the window and,
+        when this file opened it, the previous window (now closed: time to evaluate it once more)."""
         window = window_of(when, self.window_seconds)
-        self.store.add_part(version.name, version.version, window, observer.close(), part_id, input_url)
-        return window
+        _, opened = self.store.add_part(
+            version.name, version.version, window, observer.close(), part_id, input_url
+        )
+        previous = window_of(window.start - timedelta(seconds=1), self.window_seconds) if opened else None
+        return window, previous
+
+    def evaluate_closed(self, model: str, version: str, key: str) -> dict[str, Any] | None:
+        """Evaluate a window that just closed, unless its latest report already covers its data."""
+        stored = next((w for w in self.store.windows(model) if w.version == version and w.key == key), None)
+        if stored is None:
+            return None
+        last = self.store.report(model, version, key)
+        if last is not None and last.get("source_etag") == stored.etag:
+            return last
+        return self.evaluate(model, version, key)
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate_due(self) -> list[dict[str, Any]]:

@@ -17,8 +17,8 @@ Example:
     >>> store = ProfileStore(FakeBlobStore())
     >>> part = Profile([FeatureSpec("x", "numeric", (0.0, 1.0))]).update(pa.table({"id": ["a"], "x": [0.5]}))
     >>> w = window_of(datetime(2026, 1, 1, 10, 30, tzinfo=UTC), 3600)
-    >>> store.add_part("m", "1", w, part, "k1", "http://h/a.csv").rows, store.add_part("m", "1", w, part, "k1", "x").rows
-    (1, 1)
+    >>> store.add_part("m", "1", w, part, "k1", "http://h/a.csv")[0].rows, store.add_part("m", "1", w, part, "k1", "x")
+    (1, (Profile(1 features, rows=1, model_version='1', window=('2026-01-01T10:00:00Z', '2026-01-01T11:00:00Z')), False))
 """
 
 from __future__ import annotations
@@ -101,8 +101,9 @@ class ProfileStore:
 
     def add_part(
         self, model: str, version: str, window: Window, part: Profile, part_id: str, input_url: str
-    ) -> Profile:
-        """Merge ``part`` into the window's profile once (by ``part_id``); returns the merged profile.
+    ) -> tuple[Profile, bool]:
+        """Merge ``part`` into the window's profile once (by ``part_id``); returns the merged profile and
+        whether this part opened the window (it was the window's first).
 
         Raises ``WriteConflictError`` after ``MAX_ATTEMPTS`` lost races (a transient error: retry later).
         """
@@ -121,7 +122,7 @@ class ProfileStore:
                 doc = current[0]
                 stored = Profile.from_json(doc["profile"])
                 if part_id in doc["parts"]:
-                    return stored
+                    return stored, False
                 part.window, part.model_version = stored.window, stored.model_version
                 merged = stored.merge(part)
             body = {
@@ -138,7 +139,7 @@ class ProfileStore:
                 self.blobs.write_blocks(
                     self.container, name, [data], content_type="application/json", **condition
                 )
-                return merged
+                return merged, current is None
             except WriteConflictError:
                 log.info("drift window changed while merging; retrying", extra={"window": name})
         raise WriteConflictError(f"could not merge into {name} after {MAX_ATTEMPTS} attempts", blob=name)

@@ -232,3 +232,21 @@ def test_scoring_goes_on_without_a_baseline(scoring):
     )  # fmt: skip
     outcome = scoring.service.score(parse_blob_created(scoring.upload("a.csv", csv_bytes(table(50, seed=1)))))
     assert outcome.status == "succeeded" and "drift_window" not in outcome.details
+
+
+def test_a_file_that_opens_a_window_closes_the_previous_one(drift):
+    first = score(drift, "a.csv", table(500, seed=13, prefix="a"))
+    assert "drift_window_closed" in first.details  # the first file of 10:00 closes 09:00 (which has no data)
+    assert drift.monitor.evaluate_closed("tiny", "1", first.details["drift_window_closed"]) is None
+    assert "drift_window_closed" not in score(drift, "b.csv", table(500, seed=14, prefix="b")).details
+
+    event = drift.upload("c.csv", csv_bytes(table(500, seed=15, prefix="c")))
+    event["eventTime"] = "2026-11-23T11:05:00Z"
+    outcome = drift.service.score(parse_blob_created(event))
+    assert outcome.details["drift_window"] == "20261123T110000Z"
+    assert outcome.details["drift_window_closed"] == WINDOW
+    report = drift.monitor.evaluate_closed("tiny", "1", WINDOW)
+    assert report["rows"] == 1000 and report["decision"] == "no_drift"
+    evaluated = drift.publisher.types().count("Scorehook.Drift.Evaluated")
+    assert drift.monitor.evaluate_closed("tiny", "1", WINDOW)["source_etag"] == report["source_etag"]
+    assert drift.publisher.types().count("Scorehook.Drift.Evaluated") == evaluated  # not evaluated twice

@@ -11,7 +11,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 EXPECTED = {
-    "score_blob": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
+    "score_blob": [
+        {
+            "direction": "OUT",
+            "type": "queue",
+            "name": "closed",
+            "queueName": "drift-evaluations",
+            "connection": "DataStorage",
+        },
+        {"direction": "IN", "type": "eventGridTrigger", "name": "event"},
+    ],
     "on_model_promoted": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
     "on_model_registered": [
         {
@@ -58,6 +67,15 @@ EXPECTED = {
             "schedule": "%SCOREHOOK_DRIFT_SCHEDULE%",
             "runOnStartup": False,
         }
+    ],
+    "evaluate_drift_window": [
+        {
+            "direction": "IN",
+            "type": "queueTrigger",
+            "name": "msg",
+            "queueName": "drift-evaluations",
+            "connection": "DataStorage",
+        },
     ],
     "on_drift_signal": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
     "health": [
