@@ -5,6 +5,7 @@
     scorehook replay incoming/2026/a.csv     # score the file again, as it is now
     scorehook replay --failed [--route NAME] # every failed file (of one route)
     scorehook rollback MODEL                 # the previous champion becomes the champion again
+    scorehook drift [MODEL] [--evaluate]     # the latest drift reports (decision, reasons, retraining)
 
 Settings come from the environment, or from ``local.settings.json`` (``--settings``) for local runs.
 """
@@ -116,6 +117,21 @@ def cmd_rollback(flow: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drift(monitor: Any, args: argparse.Namespace) -> int:
+    if args.evaluate:
+        monitor.evaluate_due()
+    reports = list(monitor.store.reports(args.model))[-args.last :]
+    keys = ("model", "model_version", "window", "rows", "decision", "drifted_share", "drifted_features",
+            "evaluated_at", "action", "report")  # fmt: skip
+    for report in reports:
+        print(json.dumps({key: report.get(key) for key in keys}))
+        for reason in report.get("reasons", [])[: args.reasons]:
+            print(f"  - {reason}")
+    if not reports:
+        print(json.dumps({"model": args.model, "reports": 0}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scorehook", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -135,14 +151,21 @@ def main(argv: list[str] | None = None) -> int:
     rollback = sub.add_parser("rollback", help="make the previous champion of a model the champion again")
     rollback.add_argument("model", help="registered model name")
     rollback.set_defaults(run=cmd_rollback, build="deployment")
+    drift = sub.add_parser("drift", help="the latest drift reports: decision, reasons, retraining")
+    drift.add_argument("model", nargs="?", help="registered model name (default: all)")
+    drift.add_argument("--evaluate", action="store_true", help="evaluate the changed windows first")
+    drift.add_argument("--last", type=int, default=5)
+    drift.add_argument("--reasons", type=int, default=8, help="reasons shown per report")
+    drift.set_defaults(run=cmd_drift, build="drift")
     args = parser.parse_args(argv)
     from shared.logs import configure_logging
-    from shared.services import build_deployment_service, build_scoring_service
+    from shared.services import build_deployment_service, build_drift_monitor, build_scoring_service
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings = _settings(args.settings)
     configure_logging("WARNING", console=True)
-    build = build_deployment_service if getattr(args, "build", "") == "deployment" else build_scoring_service
+    builders = {"deployment": build_deployment_service, "drift": build_drift_monitor}
+    build = builders.get(getattr(args, "build", ""), build_scoring_service)
     return int(args.run(build(settings), args))
 
 

@@ -321,7 +321,7 @@ class DriftMonitor:
             inputs = found[1] if found else []
             summary = {
                 "model": signal.model, "model_version": champion, "source": signal.source,
-                "signal": signal.signal_id, "monitor": signal.monitor, "message": signal.message,
+                "signal": signal.signal_id, "monitor": signal.monitor, "signal_message": signal.message,
                 "breaches": list(signal.breaches), "drift_coefficient": signal.drift_coefficient,
             }  # fmt: skip
             summary["action"] = self.request_retraining(

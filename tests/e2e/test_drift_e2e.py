@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import secrets
+import subprocess
+import sys
 import time
 import uuid
 
@@ -14,7 +17,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from devhost.services import MlflowServer
-from tests.conftest import start_devhost, stop_devhost
+from tests.conftest import ROOT, start_devhost, stop_devhost
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -33,6 +36,7 @@ def env(azurite, tmp_path_factory):
         "SCOREHOOK_MLFLOW_WEBHOOK_SECRET": secret, "SCOREHOOK_EVALUATION_DATA": f"blob://eval{unique}/holdout.csv",
         "SCOREHOOK_DRIFT_CONTAINER": f"drift{unique}", "SCOREHOOK_DRIFT_SCHEDULE": "*/2 * * * * *",
         "SCOREHOOK_RETRAIN_LAUNCHER": "local", "SCOREHOOK_ALIAS_TTL_SECONDS": "3600",
+        "SCOREHOOK_ALLOWED_WORKSPACES": "scorehook-ws",
     })  # fmt: skip
     blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
     for container in (f"eval{unique}", "incoming", "scored", "failed"):
@@ -117,3 +121,33 @@ def test_drifted_files_lead_to_exactly_one_retraining_and_a_deployment_decision(
     )  # fmt: skip
     time.sleep(3)
     assert len(_retrained(env)) == 1
+
+
+def test_an_azure_ml_monitor_breach_enters_the_same_decision_and_respects_the_cooldown(env):
+    from shared.adapters import TableLedger
+    from shared.settings import Settings
+
+    env.wait_for(lambda: _retrained(env), timeout=10, what="the retraining of the previous test")
+    ledger = TableLedger.from_settings(Settings.from_env(env.env), create=False)
+    [event] = json.loads((ROOT / "tests" / "events" / "azureml_run_status_changed_breach.json").read_text())
+    run = f"monitor-run-{uuid.uuid4().hex[:6]}"
+    breach = {**event, "id": str(uuid.uuid4()), "data": {**event["data"], "runId": run}}
+    plain = {**breach, "id": str(uuid.uuid4()), "data": {**breach["data"], "runTags": {}, "runId": "other"}}
+    for body in (breach, plain):
+        status, _, _ = env.request("POST", "/runtime/webhooks/eventgrid?functionName=on_drift_signal", [body],
+                                   {"aeg-event-type": "Notification"})  # fmt: skip
+        assert status == 200
+    record = env.wait_for(lambda: ledger.get(f"retrain:azureml-monitor:{run}"), what="the signal's decision")
+    assert record.status == "skipped" and record.details["status"] == "cooldown"  # the wave already retrained
+    assert ledger.get("retrain:azureml-monitor:other") is None  # a plain status change is not a signal
+    assert len(_retrained(env)) == 1
+
+
+def test_the_cli_shows_the_drift_reports(env):
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("SCOREHOOK_", "MLFLOW_", "DataStorage"))}
+    result = subprocess.run([sys.executable, "-m", "cli", "--settings", str(env.settings_path), "drift", env.name],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120, env=keep)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    reports = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert {r["decision"] for r in reports} >= {"drift"}
+    assert "normalized_wasserstein" in result.stdout and "threshold 0.1 + noise bound" in result.stdout

@@ -26,6 +26,7 @@ from shared.drift.signals import DriftSignal
 from shared.drift.store import ProfileStore, window_of
 from shared.errors import RegistryUnavailableError
 from shared.events import parse_blob_created
+from shared.logs import capture_logs
 from shared.models import OnnxModel
 from shared.testing import FakeRetrainer
 
@@ -193,8 +194,10 @@ def test_external_signal_enters_the_same_decision(drift):
         drift_coefficient=None, event_id="e-1",
     )  # fmt: skip
     score(drift, "a.csv", table(300, seed=11, prefix="a"))
-    outcome = drift.monitor.handle_signal(signal)
+    with capture_logs() as logs:
+        outcome = drift.monitor.handle_signal(signal)
     assert outcome["action"]["status"] == "launched"
+    assert any(line.get("signal") == "azureml-monitor:run-1" for line in logs)
     [request] = drift.retrainer.requests
     assert request.reason == "azureml_monitor" and request.decision_id == "azureml-monitor:run-1"
     assert [u.rsplit("/", 1)[1] for u in request.inputs] == ["a.csv"]
