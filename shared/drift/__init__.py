@@ -1,6 +1,15 @@
-"""Drift monitoring: mergeable profiles of the baseline and of scored windows (``profile``), and the metrics
-that compare them (``metrics``)."""
+"""Drift monitoring: mergeable profiles of the baseline and of scored windows (``profile``), the metrics
+that compare them (``metrics``), the decision with its noise bound (``evaluate``), where windows, baselines
+and reports live (``store``), external Azure ML signals (``signals``) and the use case (``monitor``)."""
 
+from shared.drift.evaluate import (
+    PREDICTION_FEATURES,
+    REPORT_FORMAT,
+    DriftPolicy,
+    DriftReport,
+    FeatureDrift,
+    compare,
+)
 from shared.drift.metrics import (
     EVIDENTLY_FILL,
     PSI_CLIP_EPS,
@@ -19,6 +28,14 @@ from shared.drift.metrics import (
     psi,
     unseen_category_rate,
 )
+from shared.drift.monitor import (
+    BASELINE_ARTIFACT,
+    DriftMonitor,
+    NoBaselineError,
+    ProfileObserver,
+    UnmappedSignalError,
+    baseline_from_reference,
+)
 from shared.drift.profile import (
     BASELINE_SEED,
     PROFILE_FORMAT,
@@ -30,31 +47,67 @@ from shared.drift.profile import (
     row_keys,
     specs_from_baseline,
 )
+from shared.drift.signals import (
+    BREACH_TAG,
+    DATASET_DRIFT_DETECTED,
+    RUN_STATUS_CHANGED,
+    DriftSignal,
+    parse_drift_signal,
+)
+from shared.drift.store import (
+    MAX_ATTEMPTS,
+    ProfileStore,
+    StoredWindow,
+    Window,
+    window_of,
+)
 
 __all__ = [
+    "BASELINE_ARTIFACT",
     "BASELINE_SEED",
+    "BREACH_TAG",
+    "DATASET_DRIFT_DETECTED",
     "EVIDENTLY_FILL",
+    "MAX_ATTEMPTS",
+    "PREDICTION_FEATURES",
     "PROFILE_FORMAT",
     "PROFILE_VERSION",
     "PSI_CLIP_EPS",
+    "REPORT_FORMAT",
+    "RUN_STATUS_CHANGED",
     "WASSERSTEIN_STD_FLOOR",
     "CategoricalStats",
     "Chi2Result",
     "Counts",
     "DriftInputError",
+    "DriftMonitor",
+    "DriftPolicy",
+    "DriftReport",
+    "DriftSignal",
     "EmptyDistributionError",
+    "FeatureDrift",
     "FeatureSpec",
     "KsResult",
+    "NoBaselineError",
     "NumericStats",
     "Profile",
+    "ProfileObserver",
+    "ProfileStore",
+    "StoredWindow",
+    "UnmappedSignalError",
+    "Window",
+    "baseline_from_reference",
     "chi2_test",
+    "compare",
     "js_distance",
     "ks_test",
     "missing_rate",
     "normalized_wasserstein",
     "out_of_range_rate",
+    "parse_drift_signal",
     "psi",
     "row_keys",
     "specs_from_baseline",
     "unseen_category_rate",
+    "window_of",
 ]
