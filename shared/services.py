@@ -109,7 +109,11 @@ def retrainer_from_settings(settings: Settings) -> object:
     if launcher == "azureml":
         from shared.adapters.azureml_retrain import AzureMLRetrainer
 
-        return AzureMLRetrainer(_workspace_client(settings), settings.retrain_pipeline)
+        from pathlib import Path
+
+        pipeline = Path(settings.retrain_pipeline)  # relative to the app's root, wherever the host runs
+        pipeline = pipeline if pipeline.is_absolute() else Path(__file__).resolve().parents[1] / pipeline
+        return AzureMLRetrainer(_workspace_client(settings), pipeline)
     raise ConfigurationError(
         f"SCOREHOOK_RETRAIN_LAUNCHER must be local, azureml or none, not {settings.retrain_launcher!r}",
         setting="SCOREHOOK_RETRAIN_LAUNCHER",
