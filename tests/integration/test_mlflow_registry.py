@@ -72,3 +72,18 @@ def test_aliases_and_tags_are_set_on_the_real_registry(mlflow_tracking_uri, regi
     registry.set_tags("registry-test", version, {"scorehook.decision": "promote"})
     client = mlflow.MlflowClient(tracking_uri=mlflow_tracking_uri, registry_uri=mlflow_tracking_uri)
     assert client.get_model_version("registry-test", version).tags["scorehook.decision"] == "promote"
+
+
+def test_the_drift_baseline_artifact_is_read_from_the_versions_run(mlflow_tracking_uri, registered):
+    import json
+
+    from shared.drift import BASELINE_ARTIFACT, Profile
+
+    registry = MlflowRegistry(mlflow_tracking_uri)
+    version = registry.resolve("models:/registry-test@champion")
+    artifact = json.loads(registry.read_artifact(version, BASELINE_ARTIFACT) or b"{}")
+    profile = Profile.from_json(artifact)
+    assert {"x01", "region", "probability", "prediction"} <= set(profile.features)
+    assert abs(sum(artifact["importance"].values()) - 1) < 1e-9
+    assert registry.read_artifact(version, "baseline/no-such-file.json") is None
+    assert registry.read_artifact(version, "nowhere/at/all.json") is None
