@@ -43,5 +43,17 @@ lint: bootstrap
 bench: bootstrap
 	$(PY) -m benchmarks
 
+# Drift figures of issue 6; Evidently (pandas < 3) gets a venv of its own under .local.
+EVIDENTLY_VENV := .local/bench-evidently
+.PHONY: bench-drift
+
+bench-drift: bootstrap $(EVIDENTLY_VENV)/.installed
+	$(PY) -m benchmarks.drift_bench --evidently-python $(EVIDENTLY_VENV)/bin/python
+
+$(EVIDENTLY_VENV)/.installed: benchmarks/requirements-drift.txt
+	test -x $(EVIDENTLY_VENV)/bin/python || $(PYTHON) -m venv $(EVIDENTLY_VENV)
+	$(EVIDENTLY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements-drift.txt
+	touch $@
+
 clean:
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache

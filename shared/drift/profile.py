@@ -338,7 +338,7 @@ class NumericStats:
             self.out_of_range += n
         mean = float(x.mean())
         d = x - mean
-        self._absorb(n, lo + 0.0, hi + 0.0, mean, float(d @ d))
+        self._absorb(n, lo + 0.0, hi + 0.0, mean, float(np.einsum("i,i->", d, d)))  # no BLAS: its spinning threads steal the parser's core
         if k:
             bound = self.sample_keys[-1] if self.sample_keys.size >= k else None
             cand = shared.get(bound) if complete and shared is not None else None
