@@ -107,9 +107,9 @@ def retrainer_from_settings(settings: Settings) -> object:
 
         return LocalProcessRetrainer(settings.require("mlflow_tracking_uri"))
     if launcher == "azureml":
-        from shared.adapters.azureml_retrain import AzureMLRetrainer
-
         from pathlib import Path
+
+        from shared.adapters.azureml_retrain import AzureMLRetrainer
 
         pipeline = Path(settings.retrain_pipeline)  # relative to the app's root, wherever the host runs
         pipeline = pipeline if pipeline.is_absolute() else Path(__file__).resolve().parents[1] / pipeline

@@ -96,11 +96,9 @@ class ProfileObserver:
             self._queue.put((inputs, outputs))
 
     def _keys(self, batch: Any, offset: int) -> Any:
-        return (
-            None
-            if self.profile.key in batch.schema.names
-            else row_keys(offset=offset, rows=batch.num_rows, salt=self.salt)
-        )
+        if self.profile.key in batch.schema.names:
+            return row_keys(batch.column(self.profile.key))
+        return row_keys(offset=offset, rows=batch.num_rows, salt=self.salt)
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
@@ -108,14 +106,14 @@ class ProfileObserver:
                 continue
             inputs, outputs = item
             try:
-                self.profile.update(inputs, keys=self._keys(inputs, self._inputs))
+                keys = self._keys(inputs, self._inputs)
+                self.profile.update(inputs, keys=keys)
                 self._inputs += inputs.num_rows
                 if outputs is not None:
-                    names = [
-                        n for n in outputs.schema.names if n in PREDICTION_FEATURES or n == self.profile.key
-                    ]
-                    predicted = outputs.select(names)
-                    self.profile.update(predicted, keys=self._keys(predicted, self._outputs))
+                    names = [n for n in outputs.schema.names if n in PREDICTION_FEATURES]
+                    same_rows = outputs.num_rows == inputs.num_rows  # nothing rejected: the same rows
+                    out_keys = keys if same_rows else self._keys(outputs, self._outputs)
+                    self.profile.update(outputs.select(names), keys=out_keys)
                     self._outputs += outputs.num_rows
             except Exception as exc:  # monitoring must not fail scoring; close() reports it
                 self.error = exc

@@ -313,7 +313,9 @@ class NumericStats:
     def add(
         self, x: np.ndarray, keys: np.ndarray, k: int, shared: dict[Any, np.ndarray] | None = None
     ) -> None:
-        """Add float64 values ``x`` (NaN = missing) with their sampling ``keys``; keep at most ``k`` samples.
+        """Add float64 or float32 values ``x`` (NaN = missing) with their sampling ``keys``; keep at most
+        ``k`` samples. float32 values (what ONNX models read) are binned against the edges rounded to
+        float32, without a copy; moments accumulate in float64.
 
         ``shared`` (one dict per batch) lets features without missing values share the sample candidates.
         """
@@ -327,18 +329,19 @@ class NumericStats:
         self.missing += total - n
         if n == 0:
             return
-        edges = self.spec.edges
-        if edges:
+        if self.spec.edges:
+            edges = np.asarray(self.spec.edges, x.dtype)  # compare in the values' own precision
             below = [np.count_nonzero(x < e) for e in edges[1:-1]]  # ~15x faster than searchsorted
             self.counts += np.diff(np.array([0, *below, n]))
-            if lo < edges[0] or hi > edges[-1]:
+            if lo < float(edges[0]) or hi > float(edges[-1]):
                 self.out_of_range += int(np.count_nonzero(x < edges[0]) + np.count_nonzero(x > edges[-1]))
         else:
             self.counts[0] += n
             self.out_of_range += n
-        mean = float(x.mean())
-        d = x - mean
-        self._absorb(n, lo + 0.0, hi + 0.0, mean, float(np.einsum("i,i->", d, d)))  # no BLAS: its spinning threads steal the parser's core
+        mean = float(x.mean(dtype=np.float64))
+        d = np.subtract(x, mean, dtype=np.float64)
+        # einsum, not d @ d: BLAS's spinning worker threads would take the parser's core
+        self._absorb(n, lo + 0.0, hi + 0.0, mean, float(np.einsum("i,i->", d, d)))
         if k:
             bound = self.sample_keys[-1] if self.sample_keys.size >= k else None
             cand = shared.get(bound) if complete and shared is not None else None
@@ -351,7 +354,7 @@ class NumericStats:
                     self.sample_keys,
                     self.sample_values,
                     keys[cand],
-                    x[cand] + 0.0,
+                    x[cand].astype(np.float64) + 0.0,
                     k,
                     shared if complete else None,
                     ("plan", bound),
@@ -483,9 +486,11 @@ def _strings(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 
 
 def _floats(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """float64 values, NaN for nulls (zero-copy for a float64 column without nulls)."""
+    """float64 values (float32 ones kept as they are), NaN for nulls (zero-copy without nulls)."""
     if pa.types.is_dictionary(column.type):
         column = pc.cast(column, column.type.value_type)
+    if pa.types.is_float32(column.type):
+        return np.asarray(column.to_numpy(zero_copy_only=False), np.float32)
     if not pa.types.is_float64(column.type):
         column = pc.cast(column, pa.float64())
     return np.asarray(column.to_numpy(zero_copy_only=False), np.float64)
