@@ -52,17 +52,23 @@ def evaluate_drift_window(msg: func.QueueMessage, context: func.Context) -> None
 @bp.function_name("on_drift_signal")
 @bp.event_grid_trigger(arg_name="event")
 def on_drift_signal(event: func.EventGridEvent, context: func.Context) -> None:
-    """Azure ML ``RunStatusChanged`` with a model-monitor breach tag, or legacy ``DatasetDriftDetected``.
+    """Azure ML ``RunStatusChanged`` with a model-monitor breach tag, or legacy ``DatasetDriftDetected``; and
+    ``RunCompleted`` / ``RunStatusChanged`` (failed) of our own retraining jobs, which record how they ended.
 
     A bad or unmapped signal is logged and acknowledged; a transient failure raises so Event Grid retries.
     """
-    from shared.drift.signals import parse_drift_signal
+    from shared.drift.signals import parse_drift_signal, parse_retraining_run
 
     with bind(invocation_id=context.invocation_id, function="on_drift_signal", event_id=event.id):
         settings = get_settings()
         try:
+            parsed = parse_event(event_as_dict(event))
+            finished = parse_retraining_run(parsed, allowed_workspaces=settings.allowed_workspaces)
+            if finished is not None:  # one of our retraining jobs ended
+                drift_monitor().retraining_finished(finished)
+                return
             signal = parse_drift_signal(
-                parse_event(event_as_dict(event)),
+                parsed,
                 allowed_workspaces=settings.allowed_workspaces,
                 models=dict(_pairs(settings.drift_monitor_models)),
                 default_model=_model_name(settings.model_uri),

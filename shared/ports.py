@@ -18,6 +18,7 @@ __all__ = [
     "LedgerRecord",
     "ModelRegistry",
     "ModelVersion",
+    "RetrainFinished",
     "RetrainRequest",
     "RetrainRun",
     "Retrainer",
@@ -219,6 +220,17 @@ class RetrainRun:
 
     run_id: str
     launcher: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetrainFinished:
+    """How a launched retraining ended (``succeeded`` or ``failed``), as its backend reported it."""
+
+    decision_id: str
+    model: str
+    run_id: str
+    status: str
     details: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -80,7 +80,8 @@ def build_drift_monitor(
     )  # fmt: skip
     reference = settings.drift_reference_data or settings.evaluation_data
     provider = ModelProvider(registry, blobs, ModelCache(1), ttl_seconds=0)  # type: ignore[arg-type]
-    return DriftMonitor(
+    retrainer = retrainer_from_settings(settings)
+    monitor = DriftMonitor(
         store=ProfileStore(blobs, settings.drift_container),  # type: ignore[arg-type]
         registry=registry,  # type: ignore[arg-type]
         ledger=ledger or TableLedger.from_settings(settings),  # type: ignore[arg-type]
@@ -89,10 +90,13 @@ def build_drift_monitor(
         window_seconds=settings.drift_window_seconds,
         cooldown_seconds=settings.drift_cooldown_seconds,
         lookback_windows=settings.drift_lookback_windows,
-        retrainer=retrainer_from_settings(settings),  # type: ignore[arg-type]
+        retrainer=retrainer,  # type: ignore[arg-type]
         reference=(lambda: read_table(blobs, reference)) if reference else None,
         load_model=lambda version: provider.get(version.uri)[1],
     )
+    if hasattr(retrainer, "on_exit"):  # the local launcher reports its process's exit itself
+        retrainer.on_exit = monitor.retraining_finished
+    return monitor
 
 
 def retrainer_from_settings(settings: Settings) -> object:

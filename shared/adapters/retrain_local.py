@@ -2,7 +2,8 @@
 
 The process reads the drift window's input files from blob storage (their labelled rows), trains, and
 registers a new version in the MLflow registry; the registry's webhook then starts the deployment flow.
-``launch`` returns as soon as the process started; a reaper thread logs its exit (nothing waits on it).
+``launch`` returns as soon as the process started; a reaper thread reports its exit to ``on_exit`` (the drift
+monitor's ``retraining_finished``), as Azure ML's run events do for the Azure launcher.
 
 Example:
     >>> LocalProcessRetrainer("http://127.0.0.1:5000").launch(request)   # doctest: +SKIP
@@ -17,11 +18,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from shared.errors import ConfigurationError
 from shared.logs import get_logger
-from shared.ports import RetrainRequest, RetrainRun
+from shared.ports import RetrainFinished, RetrainRequest, RetrainRun
 
 __all__ = ["LocalProcessRetrainer", "retrain_command"]
 
@@ -53,9 +56,14 @@ class LocalProcessRetrainer:
     """:class:`shared.ports.Retrainer` that starts ``training.retrain`` in its own process."""
 
     def __init__(
-        self, tracking_uri: str, *, connection_env: str = "DataStorage", log_dir: str | Path | None = None
+        self,
+        tracking_uri: str,
+        *,
+        connection_env: str = "DataStorage",
+        log_dir: str | Path | None = None,
+        on_exit: Callable[[RetrainFinished], Any] | None = None,
     ) -> None:
-        self.tracking_uri, self.connection_env = tracking_uri, connection_env
+        self.tracking_uri, self.connection_env, self.on_exit = tracking_uri, connection_env, on_exit
         self.log_dir = Path(log_dir or Path(tempfile.gettempdir()) / "scorehook-retrain")
 
     def launch(self, request: RetrainRequest) -> RetrainRun:
@@ -74,11 +82,22 @@ class LocalProcessRetrainer:
         threading.Thread(target=self._reap, args=(process, request, log_path), daemon=True).start()
         return RetrainRun(f"local-{process.pid}", "local", {"pid": process.pid, "log": str(log_path)})
 
-    @staticmethod
-    def _reap(process: subprocess.Popen[bytes], request: RetrainRequest, log_path: Path) -> None:
+    def _reap(self, process: subprocess.Popen[bytes], request: RetrainRequest, log_path: Path) -> None:
         code = process.wait()
-        extra = {"decision_id": request.decision_id, "exit_code": code, "log": str(log_path)}
-        if code == 0:
-            log.info("local retraining finished", extra=extra)
-        else:
-            log.warning("local retraining failed", extra=extra)
+        details = {"exit_code": code, "log": str(log_path)}
+        if self.on_exit is None:
+            log.info("local retraining ended", extra={"decision_id": request.decision_id, **details})
+            return
+        finished = RetrainFinished(
+            request.decision_id,
+            request.model,
+            f"local-{process.pid}",
+            "succeeded" if code == 0 else "failed",
+            details,
+        )
+        try:
+            self.on_exit(finished)
+        except Exception as exc:  # a thread of its own: log, never raise into nowhere
+            log.warning(
+                "retraining outcome not recorded", extra={"error_type": type(exc).__name__, "error": str(exc)}
+            )

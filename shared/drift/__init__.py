@@ -50,9 +50,11 @@ from shared.drift.profile import (
 from shared.drift.signals import (
     BREACH_TAG,
     DATASET_DRIFT_DETECTED,
+    RUN_COMPLETED,
     RUN_STATUS_CHANGED,
     DriftSignal,
     parse_drift_signal,
+    parse_retraining_run,
 )
 from shared.drift.store import (
     MAX_ATTEMPTS,
@@ -74,6 +76,7 @@ __all__ = [
     "PROFILE_VERSION",
     "PSI_CLIP_EPS",
     "REPORT_FORMAT",
+    "RUN_COMPLETED",
     "RUN_STATUS_CHANGED",
     "WASSERSTEIN_STD_FLOOR",
     "CategoricalStats",
@@ -105,6 +108,7 @@ __all__ = [
     "normalized_wasserstein",
     "out_of_range_rate",
     "parse_drift_signal",
+    "parse_retraining_run",
     "psi",
     "row_keys",
     "specs_from_baseline",

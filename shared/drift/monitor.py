@@ -39,7 +39,15 @@ from shared.drift.profile import Profile, row_keys
 from shared.drift.store import ProfileStore, Window, window_of
 from shared.errors import InputError, ModelNotFoundError, TransientError
 from shared.logs import bind, get_logger
-from shared.ports import EventPublisher, Ledger, ModelRegistry, ModelVersion, Retrainer, RetrainRequest
+from shared.ports import (
+    EventPublisher,
+    Ledger,
+    ModelRegistry,
+    ModelVersion,
+    Retrainer,
+    RetrainFinished,
+    RetrainRequest,
+)
 
 __all__ = [
     "BASELINE_ARTIFACT",
@@ -375,6 +383,25 @@ class DriftMonitor:
             "Scorehook.Retraining.Started", f"models/{version.name}/versions/{version.version}",
             {"model": version.name, "model_version": version.version, "reason": reason, **outcome},
         )  # fmt: skip
+        return outcome
+
+    def retraining_finished(self, finished: RetrainFinished) -> dict[str, Any]:
+        """Record how a retraining ended (once per run). A failed one lifts the model's cooldown, so the
+        next drifted window may try again; a successful one leaves the rest to the registry event."""
+        outcome = {"decision_id": finished.decision_id, "model": finished.model, "run_id": finished.run_id,
+                   "status": finished.status, **dict(finished.details)}  # fmt: skip
+        claim = self.ledger.claim(f"retrain-run:{finished.run_id}", _OWNER, 900, outcome)
+        if claim is None:
+            return {**outcome, "duplicate": True}
+        self.ledger.finish(claim, finished.status, outcome)
+        with bind(model=finished.model, decision_id=finished.decision_id):
+            if finished.status == "failed":
+                self.ledger.forget(f"retrain-cooldown:{finished.model}")
+                log.warning("retraining failed: cooldown lifted", extra=outcome)
+                self._publish("Scorehook.Retraining.Failed", f"models/{finished.model}", outcome)
+            else:
+                log.info("retraining finished", extra=outcome)
+                self._publish("Scorehook.Retraining.Completed", f"models/{finished.model}", outcome)
         return outcome
 
     def _publish(self, event_type: str, subject: str, data: Mapping[str, Any]) -> None:

@@ -51,17 +51,21 @@ from typing import Any
 
 from shared.errors import EventSourceError, MalformedEventError, MissingFieldError, UnsupportedEventError
 from shared.events import Event
+from shared.ports import RetrainFinished
 from shared.registrations import _lower, _workspace
 
 __all__ = [
     "BREACH_TAG",
     "DATASET_DRIFT_DETECTED",
+    "RUN_COMPLETED",
     "RUN_STATUS_CHANGED",
     "DriftSignal",
     "parse_drift_signal",
+    "parse_retraining_run",
 ]
 
 RUN_STATUS_CHANGED = "Microsoft.MachineLearningServices.RunStatusChanged"
+RUN_COMPLETED = "Microsoft.MachineLearningServices.RunCompleted"
 DATASET_DRIFT_DETECTED = "Microsoft.MachineLearningServices.DatasetDriftDetected"
 BREACH_TAG = "azureml_modelmonitor_threshold_breached"
 
@@ -133,6 +137,43 @@ def parse_drift_signal(
     if kind == RUN_STATUS_CHANGED.lower():
         return _monitor_breach(event, data, workspace, models or {}, default_model)
     return _dataset_drift(event, data, workspace, models or {}, default_model)
+
+
+def parse_retraining_run(event: Event, *, allowed_workspaces: tuple[str, ...]) -> RetrainFinished | None:
+    """How one of our retraining jobs ended: ``RunCompleted`` (succeeded) or ``RunStatusChanged`` to
+    Failed/Canceled (failed) of a run tagged ``scorehook.decision_id``; ``None`` for any other run event.
+
+    Example:
+        >>> from shared.events import parse_event
+        >>> event = parse_event({"id": "e3", "eventType": RUN_COMPLETED, "subject": "experiments/x/runs/r9",
+        ...     "topic": "/subscriptions/s/providers/Microsoft.MachineLearningServices/workspaces/ws",
+        ...     "eventTime": "2026-01-01T00:00:00Z", "data": {"runId": "r9", "runTags": {
+        ...         "scorehook.decision_id": "churn/3/20260101T000000Z", "scorehook.model": "churn"}}})
+        >>> parse_retraining_run(event, allowed_workspaces=("ws",))
+        RetrainFinished(decision_id='churn/3/20260101T000000Z', model='churn', run_id='r9', status='succeeded', details={'run_status': 'Completed', 'workspace': 'ws'})
+    """
+    kind = event.type.lower()
+    if kind not in (RUN_COMPLETED.lower(), RUN_STATUS_CHANGED.lower()) or not isinstance(event.data, Mapping):
+        return None
+    data = _lower(event.data)
+    tags = _lower(data.get("runtags"))
+    decision, model = tags.get("scorehook.decision_id"), tags.get("scorehook.model")
+    if not isinstance(decision, str) or not isinstance(model, str):
+        return None
+    workspace = _workspace(event.source)
+    if workspace is None or workspace.lower() not in {w.lower() for w in allowed_workspaces}:
+        raise EventSourceError(
+            f"workspace {workspace!r} (topic {event.source!r}) is not an allowed Azure ML workspace",
+            workspace=workspace,
+        )
+    run_status = "Completed" if kind == RUN_COMPLETED.lower() else str(data.get("runstatus") or "")
+    if run_status.lower() not in ("completed", "failed", "canceled", "cancelled"):
+        return None
+    run_id = str(_text(data, "runId", f"{event.type} event", required=True))
+    status = "succeeded" if run_status.lower() == "completed" else "failed"
+    return RetrainFinished(
+        decision, model, run_id, status, {"run_status": run_status, "workspace": workspace}
+    )
 
 
 def _monitor_breach(

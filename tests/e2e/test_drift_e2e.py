@@ -113,6 +113,13 @@ def test_drifted_files_lead_to_exactly_one_retraining_and_a_deployment_decision(
     assert tags["scorehook.decision"] in ("promote", "reject") and tags["scorehook.reasons"]
     assert tags["scorehook.retrain.decision"] == report["action"]["decision_id"]
     assert tags["scorehook.retrain.reason"] == "drift"
+    from shared.adapters import TableLedger
+    from shared.settings import Settings
+
+    ledger = TableLedger.from_settings(Settings.from_env(env.env), create=False)
+    run = env.wait_for(lambda: ledger.get(f"retrain-run:{report['action']['run_id']}"), timeout=30,
+                       what="the retraining process's exit recorded")  # fmt: skip
+    assert run.status == "succeeded" and run.details["exit_code"] == 0
 
     _score(env, 5_000, drift=1.0, seed=5)  # the wave goes on: re-evaluated, never retrained twice
     env.wait_for(

@@ -253,3 +253,43 @@ def test_a_file_that_opens_a_window_closes_the_previous_one(drift):
     evaluated = drift.publisher.types().count("Scorehook.Drift.Evaluated")
     assert drift.monitor.evaluate_closed("tiny", "1", WINDOW)["source_etag"] == report["source_etag"]
     assert drift.publisher.types().count("Scorehook.Drift.Evaluated") == evaluated  # not evaluated twice
+
+
+def test_a_failed_retraining_lifts_the_cooldown_and_is_recorded_once(drift):
+    from shared.drift.signals import parse_retraining_run
+    from shared.events import parse_event
+    from shared.ports import RetrainFinished
+
+    score(drift, "a.csv", table(2000, seed=6, shift=1.5, prefix="a"))
+    [report] = drift.monitor.evaluate_due()
+    decision = report["action"]["decision_id"]
+    assert drift.ledger.get("retrain-cooldown:tiny") is not None
+
+    failed_event = parse_event({
+        "id": "e-run", "eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
+        "topic": "/subscriptions/s/providers/Microsoft.MachineLearningServices/workspaces/ws",
+        "subject": "experiments/x/runs/job-1", "eventTime": "2026-11-23T10:40:00Z",
+        "data": {"runId": "job-1", "runStatus": "Failed",
+                 "runTags": {"scorehook.decision_id": decision, "scorehook.model": "tiny"}},
+    })  # fmt: skip
+    finished = parse_retraining_run(failed_event, allowed_workspaces=("ws",))
+    assert finished == RetrainFinished(
+        decision, "tiny", "job-1", "failed", {"run_status": "Failed", "workspace": "ws"}
+    )
+    assert drift.monitor.retraining_finished(finished)["status"] == "failed"
+    assert drift.ledger.get("retrain-cooldown:tiny") is None  # the next drifted window may retrain
+    assert drift.monitor.retraining_finished(finished)["duplicate"] is True
+    assert drift.publisher.types().count("Scorehook.Retraining.Failed") == 1
+
+    later = NOW + 3600
+    drift.monitor.clock = lambda: later
+    event = drift.upload("c.csv", csv_bytes(table(2000, seed=8, shift=1.5, prefix="c")))
+    event["eventTime"] = "2026-11-23T11:10:00Z"
+    drift.service.score(parse_blob_created(event))
+    [again] = drift.monitor.evaluate_due()
+    assert again["action"]["status"] == "launched" and len(drift.retrainer.requests) == 2
+
+    plain = parse_event(
+        {**failed_event.as_eventgrid(), "data": {"runId": "other", "runStatus": "Failed", "runTags": {}}}
+    )
+    assert parse_retraining_run(plain, allowed_workspaces=("ws",)) is None  # not one of ours
