@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from shared.errors import InputError, ScorehookError, TransientError
+from shared.errors import InputError, TransientError
 
 __all__ = [
     "AzureMLOnlineEndpoints",
@@ -314,25 +314,13 @@ def apply(plan: RolloutPlan, endpoints: OnlineEndpoints) -> RolloutResult:
 def _azure_errors(what: str) -> Iterator[None]:
     """4xx (not 408/409/429) and SDK validation → RolloutPlanError (final); other azure errors → transient."""
     from azure.ai.ml.exceptions import ValidationException
-    from azure.core.exceptions import AzureError, HttpResponseError
 
-    try:
+    from shared.adapters._azure import azureml_errors
+
+    with azureml_errors(
+        what, rejected=RolloutPlanError, unavailable=RolloutUnavailableError, final=(ValidationException,)
+    ):
         yield
-    except ScorehookError:
-        raise
-    except ValidationException as exc:
-        raise RolloutPlanError(f"{what}: {exc.message}") from exc
-    except HttpResponseError as exc:
-        status = exc.status_code or 0
-        if 400 <= status < 500 and status not in (408, 409, 429):
-            raise RolloutPlanError(
-                f"{what}: Azure ML rejected it ({status}): {exc.message}", status=status
-            ) from exc
-        raise RolloutUnavailableError(
-            f"{what}: Azure ML answered {status}: {exc.message}", status=status
-        ) from exc
-    except AzureError as exc:
-        raise RolloutUnavailableError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 class AzureMLOnlineEndpoints:

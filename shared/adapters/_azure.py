@@ -34,3 +34,31 @@ def default_credential() -> Any:
     from azure.identity import DefaultAzureCredential
 
     return DefaultAzureCredential()
+
+
+@contextmanager
+def azureml_errors(
+    what: str,
+    *,
+    rejected: type[ScorehookError],
+    unavailable: type[ScorehookError],
+    final: tuple[type[BaseException], ...] = (),
+) -> Iterator[None]:
+    """Map azure-ai-ml / azure-core errors inside the block: a 4xx (not 408/409/429) or one of the SDK's
+    ``final`` exceptions (its own validation) → ``rejected`` (an input error: never retried); any other
+    azure error → ``unavailable`` (transient)."""
+    from azure.core.exceptions import AzureError, HttpResponseError
+
+    try:
+        yield
+    except ScorehookError:
+        raise
+    except HttpResponseError as exc:
+        status = exc.status_code or 0
+        if 400 <= status < 500 and status not in (408, 409, 429):
+            raise rejected(f"{what}: Azure ML rejected it ({status}): {exc.message}", status=status) from exc
+        raise unavailable(f"{what}: Azure ML answered {status}: {exc.message}", status=status) from exc
+    except final as exc:
+        raise rejected(f"{what}: {type(exc).__name__}: {getattr(exc, 'message', exc)}") from exc
+    except AzureError as exc:
+        raise unavailable(f"{what}: {type(exc).__name__}: {exc}") from exc

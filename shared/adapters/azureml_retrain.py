@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from shared.errors import ConfigurationError, InputError, ScorehookError, TransientError
+from shared.errors import ConfigurationError, InputError, TransientError
 from shared.ports import RetrainRequest, RetrainRun
 
 __all__ = [
@@ -179,25 +179,13 @@ def retrainer_job(
 def _submit_errors(what: str) -> Iterator[None]:
     """4xx (not 408/409/429) and SDK errors → RetrainRejectedError; other azure errors → RetrainUnavailableError."""
     from azure.ai.ml.exceptions import MlException
-    from azure.core.exceptions import AzureError, HttpResponseError
 
-    try:
+    from shared.adapters._azure import azureml_errors
+
+    with azureml_errors(
+        what, rejected=RetrainRejectedError, unavailable=RetrainUnavailableError, final=(MlException,)
+    ):
         yield
-    except ScorehookError:
-        raise
-    except HttpResponseError as exc:
-        status = exc.status_code or 0
-        if 400 <= status < 500 and status not in (408, 409, 429):
-            raise RetrainRejectedError(
-                f"{what}: Azure ML rejected it ({status}): {exc.message}", status=status
-            ) from exc
-        raise RetrainUnavailableError(
-            f"{what}: Azure ML answered {status}: {exc.message}", status=status
-        ) from exc
-    except MlException as exc:  # an AzureError too: SDK-side validation and asset checks, final
-        raise RetrainRejectedError(f"{what}: {type(exc).__name__}: {exc.message}") from exc
-    except AzureError as exc:
-        raise RetrainUnavailableError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 class AzureMLRetrainer:

@@ -288,6 +288,21 @@ def _binomial_breach(
             )
 
 
+def _missing_breach(
+    result: FeatureDrift,
+    base: NumericStats | CategoricalStats,
+    cur: NumericStats | CategoricalStats,
+    policy: DriftPolicy,
+    corrected: float,
+) -> None:
+    """The missing rate against the baseline's (Laplace-smoothed for the test: a clean baseline is not 0)."""
+    base_rows = max(base.rows, 1)
+    _binomial_breach(
+        result, "missing_rate", cur.missing, cur.rows, base.missing / base_rows,
+        (base.missing + 1) / (base_rows + 2), policy, corrected,
+    )  # fmt: skip
+
+
 def _numeric(
     result: FeatureDrift,
     base: NumericStats,
@@ -296,11 +311,7 @@ def _numeric(
     corrected: float,
     rng: np.random.Generator,
 ) -> None:
-    base_rows = max(base.rows, 1)
-    _binomial_breach(
-        result, "missing_rate", cur.missing, cur.rows, base.missing / base_rows,
-        (base.missing + 1) / (base_rows + 2), policy, corrected,
-    )  # fmt: skip
+    _missing_breach(result, base, cur, policy, corrected)
     base_oor = base.out_of_range / base.count if base.count else 0.0
     _binomial_breach(
         result, "out_of_range_rate", cur.out_of_range, cur.count, base_oor,
@@ -338,11 +349,7 @@ def _categorical(
     corrected: float,
     rng: np.random.Generator,
 ) -> None:
-    base_rows = max(base.rows, 1)
-    _binomial_breach(
-        result, "missing_rate", cur.missing, cur.rows, base.missing / base_rows,
-        (base.missing + 1) / (base_rows + 2), policy, corrected,
-    )  # fmt: skip
+    _missing_breach(result, base, cur, policy, corrected)
     base_present, cur_present = base.rows - base.missing, cur.rows - cur.missing
     base_other = base.other / base_present if base_present else 0.0
     _binomial_breach(
