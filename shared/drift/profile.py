@@ -440,6 +440,14 @@ class CategoricalStats:
             values = pa.concat_arrays([_strings(column.dictionary), pa.nulls(1, pa.string())])
             indices = column.indices.fill_null(len(column.dictionary)).to_numpy()
             counts = np.bincount(indices, minlength=len(values))
+        elif (
+            pa.types.is_integer(column.type)
+            and column.null_count == 0
+            and _small_labels(ints := column.to_numpy())
+        ):
+            counts = np.bincount(ints)  # class labels 0..k: no hashing
+            present = np.flatnonzero(counts)
+            values, counts = pc.cast(pa.array(present), pa.string()), counts[present]
         else:  # count first, then name the (few) distinct values as strings
             vc = pc.value_counts(column)
             values, counts = _strings(vc.field("values")), vc.field("counts").to_numpy()
@@ -474,6 +482,11 @@ class CategoricalStats:
         if len(d["counts"]) != spec.bins:
             raise ValueError(f"{name}: inconsistent profile entry")
         return cls(spec, np.asarray(d["counts"], np.int64), d["other"], d["missing"])
+
+
+def _small_labels(ints: np.ndarray) -> bool:
+    """Whether integers are all small and non-negative (class labels), so a bincount counts them."""
+    return bool(ints.size) and int(ints.min()) >= 0 and int(ints.max()) < 4096
 
 
 def _moments(x: np.ndarray, edges: tuple[float, ...]) -> tuple[float, float]:

@@ -15,6 +15,7 @@ import pytest
 from shared.drift.profile import (
     PROFILE_FORMAT,
     PROFILE_VERSION,
+    CategoricalStats,
     FeatureSpec,
     NumericStats,
     Profile,
@@ -425,3 +426,16 @@ def test_row_keys_are_stable_and_representation_independent() -> None:
         row_keys(pa.array([1.5]))
     with pytest.raises(ValueError):
         row_keys()
+
+
+def test_integer_labels_count_like_their_strings() -> None:
+    spec = FeatureSpec("prediction", "categorical", vocabulary=("0", "1"))
+    for values in ([0, 1, 1, 5, 0], [-1, 1, 1, 5, 0], [0, None, 1, 7000, 1]):
+        as_int, as_text = CategoricalStats.empty(spec), CategoricalStats.empty(spec)
+        as_int.add(pa.array(values, pa.int64()))
+        as_text.add(pa.array([None if v is None else str(v) for v in values]))
+        assert (as_int.counts.tolist(), as_int.other, as_int.missing) == (
+            as_text.counts.tolist(),
+            as_text.other,
+            as_text.missing,
+        )
