@@ -51,6 +51,7 @@ from scipy.spatial.distance import jensenshannon
 
 from shared.drift.metrics import (
     WASSERSTEIN_STD_FLOOR,
+    DriftInputError,
     chi2_test,
     js_distance,
     ks_test,
@@ -58,6 +59,7 @@ from shared.drift.metrics import (
     psi,
 )
 from shared.drift.profile import CategoricalStats, NumericStats, Profile
+from shared.errors import ConfigurationError
 
 __all__ = [
     "PREDICTION_FEATURES",
@@ -92,11 +94,16 @@ class DriftPolicy:
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
-            raise ValueError("alpha must be in (0, 1)")
+            raise ConfigurationError(
+                "SCOREHOOK_DRIFT_ALPHA must be in (0, 1)", setting="SCOREHOOK_DRIFT_ALPHA"
+            )
         if not 0 < self.drift_share <= 1:
-            raise ValueError("drift_share must be in (0, 1]")
+            raise ConfigurationError(
+                "SCOREHOOK_DRIFT_SHARE must be in (0, 1]", setting="SCOREHOOK_DRIFT_SHARE"
+            )
         if self.min_rows < 1 or self.resamples < 20:
-            raise ValueError("min_rows must be >= 1 and resamples >= 20")
+            raise ConfigurationError("SCOREHOOK_DRIFT_MIN_ROWS must be >= 1 (and resamples >= 20)",
+                                     setting="SCOREHOOK_DRIFT_MIN_ROWS")  # fmt: skip
 
 
 @dataclass
@@ -181,7 +188,10 @@ def compare(
     """Evaluate ``current`` against ``baseline`` (same layout) under ``policy``; see the module docstring."""
     policy = policy or DriftPolicy()
     if baseline.specs != current.specs:
-        raise ValueError("baseline and current profiles have different layouts")
+        raise DriftInputError(
+            "the window's profile and the baseline have different layouts (was the baseline replaced?)",
+            reason="layout_mismatch",
+        )
     rows = current.rows
     window = current.window
     names = [n for n, s in current.features.items() if s.rows]

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,14 +31,45 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.drift.profile import Profile
-from shared.errors import BlobChangedError, BlobNotFoundError, WriteConflictError
+from shared.errors import BlobChangedError, BlobNotFoundError, InputError, WriteConflictError
 from shared.logs import get_logger
 from shared.ports import BlobStore
 
-__all__ = ["MAX_ATTEMPTS", "ProfileStore", "StoredWindow", "Window", "window_of"]
+__all__ = [
+    "MAX_ATTEMPTS",
+    "MAX_INPUTS",
+    "CorruptDriftStateError",
+    "ProfileStore",
+    "StoredWindow",
+    "Window",
+    "window_of",
+]
 
 log = get_logger("scorehook.drift")
 MAX_ATTEMPTS = 8
+MAX_INPUTS = 5000
+"""A window remembers its most recent input URLs up to this many (what a retraining reads)."""
+
+
+class CorruptDriftStateError(InputError):
+    """A stored window file is not a window document (edited by hand, truncated, another format)."""
+
+    reason = "corrupt_drift_state"
+
+
+def _part_tag(part_id: str) -> str:
+    """A short, stable tag of a part id (the ledger key of the input): what the window remembers."""
+    return hashlib.sha256(part_id.encode()).hexdigest()[:20]
+
+
+def _parse(found: tuple[bytes, str, Any]) -> tuple[Profile, list[str], list[str]]:
+    doc = found[2]
+    try:
+        return Profile.from_json(doc["profile"]), list(doc["parts"]), list(doc["inputs"])
+    except (TypeError, KeyError, ValueError) as exc:
+        raise CorruptDriftStateError(f"not a drift window document: {type(exc).__name__}: {exc}") from exc
+
+
 _STAMP = "%Y%m%dT%H%M%SZ"
 
 
@@ -105,37 +137,42 @@ class ProfileStore:
         """Merge ``part`` into the window's profile once (by ``part_id``); returns the merged profile and
         whether this part opened the window (it was the window's first).
 
+        A window file that cannot be read as one is copied to ``corrupt/`` and started afresh (logged).
         Raises ``WriteConflictError`` after ``MAX_ATTEMPTS`` lost races (a transient error: retry later).
         """
-        name = self.window_name(model, version, window.key)
+        name, tag = self.window_name(model, version, window.key), _part_tag(part_id)
         for _ in range(MAX_ATTEMPTS):
             try:
                 current = self._read(name)
             except BlobChangedError:
                 continue
-            doc: dict[str, Any]
-            if current is None:
-                doc = {"profile": None, "parts": [], "inputs": []}
+            parts: list[str] = []
+            inputs: list[str] = []
+            if current is not None:
+                try:
+                    stored, parts, inputs = _parse(current)
+                except CorruptDriftStateError as exc:
+                    self._quarantine(name, current, exc)
+                    current = (current[0], current[1], None)
+            if current is None or current[2] is None:
                 merged = Profile.from_json(part.to_json())
                 merged.window, merged.model_version = window.iso(), version
             else:
-                doc = current[0]
-                stored = Profile.from_json(doc["profile"])
-                if part_id in doc["parts"]:
+                if tag in parts:
                     return stored, False
                 part.window, part.model_version = stored.window, stored.model_version
                 merged = stored.merge(part)
             body = {
                 "model": model,
                 "profile": merged.to_json(),
-                "parts": [*doc["parts"], part_id],
-                "inputs": [*doc["inputs"], input_url],
+                "parts": [*parts, tag],
+                "inputs": [*inputs, input_url][-MAX_INPUTS:],
             }
             data = json.dumps(body, separators=(",", ":")).encode()
+            condition: dict[str, Any] = (
+                {"if_none_match": True} if current is None else {"if_match": current[1]}
+            )
             try:
-                condition: dict[str, Any] = (
-                    {"if_none_match": True} if current is None else {"if_match": current[1]}
-                )
                 self.blobs.write_blocks(
                     self.container, name, [data], content_type="application/json", **condition
                 )
@@ -144,17 +181,28 @@ class ProfileStore:
                 log.info("drift window changed while merging; retrying", extra={"window": name})
         raise WriteConflictError(f"could not merge into {name} after {MAX_ATTEMPTS} attempts", blob=name)
 
-    def _read(self, name: str) -> tuple[dict[str, Any], str] | None:
-        """The document and its eTag, read consistently (``BlobChangedError`` if written meanwhile)."""
+    def _quarantine(self, name: str, current: tuple[bytes, str, Any], exc: CorruptDriftStateError) -> None:
+        kept = f"corrupt/{name}.{current[1].strip(chr(34))}"
+        self.blobs.write_bytes(self.container, kept, current[0])
+        log.error("unreadable drift window moved aside; the window starts afresh",
+                  extra={**exc.log_fields(), "window": name, "kept": f"{self.container}/{kept}"})  # fmt: skip
+
+    def _read(self, name: str) -> tuple[bytes, str, Any] | None:
+        """The raw document, its eTag and the document parsed as JSON (``None`` when that fails), read
+        consistently (``BlobChangedError`` if written meanwhile); None when there is no such blob."""
         try:
             etag = self.blobs.properties(self.container, name).etag
             data = b"".join(self.blobs.read_chunks(self.container, name, etag=etag))
         except (BlobNotFoundError, FileNotFoundError):
             return None
-        return json.loads(data), etag
+        try:
+            return data, etag, json.loads(data)
+        except ValueError:
+            return data, etag, None
 
     def window(self, model: str, version: str, key: str) -> tuple[Profile, list[str], str] | None:
-        """The window's profile, the input URLs merged into it, and its eTag; None when it has no data."""
+        """The window's profile, the input URLs merged into it, and its eTag; None when it has no data.
+        Raises ``CorruptDriftStateError`` for a window file that cannot be read as one."""
         name = self.window_name(model, version, key)
         try:
             found = self._read(name)
@@ -162,8 +210,8 @@ class ProfileStore:
             found = self._read(name)
         if found is None:
             return None
-        doc, etag = found
-        return Profile.from_json(doc["profile"]), list(doc["inputs"]), etag
+        profile, _, inputs = _parse(found)
+        return profile, inputs, found[1]
 
     def windows(self, model: str | None = None) -> Iterator[StoredWindow]:
         """Every window file (of one model, or of all)."""

@@ -293,3 +293,32 @@ def test_a_failed_retraining_lifts_the_cooldown_and_is_recorded_once(drift):
         {**failed_event.as_eventgrid(), "data": {"runId": "other", "runStatus": "Failed", "runTags": {}}}
     )
     assert parse_retraining_run(plain, allowed_workspaces=("ws",)) is None  # not one of ours
+
+
+def test_an_unreadable_window_is_moved_aside_and_never_blocks_the_others(drift):
+    score(drift, "a.csv", table(300, seed=16, prefix="a"))
+    name = f"windows/tiny/1/{WINDOW}.json"
+    drift.blobs.write_bytes("drift", name, b'{"profile": "half a docu')
+    drift.blobs.write_bytes(
+        "drift", "windows/tiny/1/20261123T090000Z.json", b"[]"
+    )  # the window before: junk too
+    with capture_logs() as logs:
+        reports = drift.monitor.evaluate_due()  # neither crashes the timer
+    assert reports == [] and sum(line.get("reason") == "corrupt_drift_state" for line in logs) == 2
+
+    outcome = score(drift, "b.csv", table(400, seed=17, prefix="b"))
+    assert outcome.status == "succeeded" and outcome.details["drift_window"] == WINDOW
+    assert window_rows(drift)[0] == 400  # started afresh with this file
+    kept = [n for n in drift.blobs.names("drift") if n.startswith(f"corrupt/{name}.")]
+    assert len(kept) == 1 and drift.blobs.read_bytes("drift", kept[0]) == b'{"profile": "half a docu'
+
+
+def test_a_window_with_another_layout_is_reported_not_crashed(drift):
+    from shared.drift.profile import FeatureSpec, Profile
+
+    other = Profile([FeatureSpec("x1", "numeric", (0.0, 1.0))]).update(table(100, seed=18, prefix="o"))
+    window = window_of(datetime.fromtimestamp(NOW, UTC), 3600)
+    drift.monitor.store.add_part("tiny", "1", window, other, "other-part", "http://h/a/c/o.csv")
+    with capture_logs() as logs:
+        assert drift.monitor.evaluate_due() == []
+    assert any(line.get("reason") == "layout_mismatch" for line in logs)
