@@ -58,6 +58,8 @@ from shared.drift.signals import (
 )
 from shared.drift.store import (
     MAX_ATTEMPTS,
+    MAX_INPUTS,
+    CorruptDriftStateError,
     ProfileStore,
     StoredWindow,
     Window,
@@ -71,6 +73,7 @@ __all__ = [
     "DATASET_DRIFT_DETECTED",
     "EVIDENTLY_FILL",
     "MAX_ATTEMPTS",
+    "MAX_INPUTS",
     "PREDICTION_FEATURES",
     "PROFILE_FORMAT",
     "PROFILE_VERSION",
@@ -81,6 +84,7 @@ __all__ = [
     "WASSERSTEIN_STD_FLOOR",
     "CategoricalStats",
     "Chi2Result",
+    "CorruptDriftStateError",
     "Counts",
     "DriftInputError",
     "DriftMonitor",
