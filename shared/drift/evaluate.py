@@ -9,7 +9,7 @@ Numeric distances are estimated from the bounded samples (2048 values a side), w
 undrifted data at 1M rows. The noise bound is calibrated per feature
 and per evaluation: ``resamples`` bootstrap draws of both sides (sizes as observed) from the pooled data
 (numeric: the two samples; categorical: the pooled category shares) give the distance's null distribution;
-a log-normal fitted to it gives the bound at ``alpha / features`` (Bonferroni over the features evaluated),
+a (zero-inflated) log-normal fitted to it gives the bound at ``alpha / features`` (Bonferroni over the features evaluated),
 and a p-value. So 50 undrifted rows (whose normalized Wasserstein is often above 0.1) stay quiet, and a
 0.02-sd shift at 1M rows (tiny bound, distance below 0.1) stays quiet too; both numbers are reported.
 
@@ -253,11 +253,17 @@ def compare(
 
 
 def _lognormal_bound(null: np.ndarray, value: float, corrected: float) -> tuple[float, float]:
-    """(bound at ``1 - corrected``, one-sided p-value of ``value``) of a log-normal fitted to ``null``."""
-    logs = np.log(np.maximum(null, 1e-12))
+    """(bound at ``1 - corrected``, one-sided p-value of ``value``) of a zero-inflated log-normal fitted to
+    ``null``: discrete or tied data give exact zeros in the null, which a plain log-normal would turn into
+    an absurdly wide tail. Too few positive draws: the largest draw and an empirical p-value."""
+    positive = null[null > 0]
+    if positive.size < 10:
+        return float(null.max(initial=0.0)), float((np.count_nonzero(null >= value) + 1) / (null.size + 1))
+    zero_share = 1 - positive.size / null.size
+    logs = np.log(positive)
     mu, sd = float(logs.mean()), max(float(logs.std(ddof=1)), 1e-9)
-    bound = math.exp(mu + sd * float(stats.norm.isf(corrected)))
-    p_value = float(stats.norm.sf((math.log(max(value, 1e-12)) - mu) / sd)) if value > 0 else 1.0
+    bound = math.exp(mu + sd * float(stats.norm.isf(min(corrected / (1 - zero_share), 0.5))))
+    p_value = (1 - zero_share) * float(stats.norm.sf((math.log(value) - mu) / sd)) if value > 0 else 1.0
     return bound, p_value
 
 

@@ -138,3 +138,31 @@ def test_dataset_decision_follows_the_share_of_drifted_features(baseline):
     assert (
         compare(baseline, window(baseline, 5_000, many), DriftPolicy(drift_share=0.5)).decision == "no_drift"
     )
+
+
+def test_edge_cases_of_the_decision(baseline):
+    one = compare(baseline, window(baseline, 1), DriftPolicy())
+    assert one.decision == "insufficient_data" and not any(f.flagged for f in one.features)
+
+    def all_missing(c: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        c["x12"] = np.full(c["x12"].size, np.nan)
+
+    report = compare(baseline, window(baseline, 2_000, all_missing), DriftPolicy())
+    x12 = report.feature("x12")
+    assert (
+        x12.status == "no_values"
+        and x12.quality_breaches == ["missing_rate"]
+        and x12.quality["missing_rate"] == 1.0
+    )
+
+    def unseen(c: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        c["region"] = np.where(rng.random(c["region"].size) < 0.15, "offshore", c["region"])
+
+    region = compare(baseline, window(baseline, 2_000, unseen), DriftPolicy()).feature("region")
+    assert "unseen_rate" in region.quality_breaches and region.other_metrics["unseen_share"] > 0.1
+
+    constant = Profile.baseline(pa.table({"id": [f"b{i}" for i in range(500)], "k": np.full(500, 3.0)}))
+    same = constant.blank().update(pa.table({"id": [f"c{i}" for i in range(500)], "k": np.full(500, 3.0)}))
+    moved = constant.blank().update(pa.table({"id": [f"d{i}" for i in range(500)], "k": np.full(500, 3.5)}))
+    assert compare(constant, same).feature("k").drifted is False  # a constant that stays: distance 0
+    assert compare(constant, moved).feature("k").drifted is True  # a constant that moved: std floor 0.001
