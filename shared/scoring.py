@@ -291,8 +291,8 @@ class ScoringService:
             return None
         try:
             return self.drift.observer(version, model, salt=key)
-        except ScorehookError as exc:
-            _log.warning("no drift profile for this file", extra=exc.log_fields())
+        except Exception as exc:  # logged with its type; scoring never waits on monitoring
+            _log.warning("no drift profile for this file", extra=_error_fields(exc))
             return None
 
     def _record_drift(
@@ -307,12 +307,7 @@ class ScoringService:
                 version, event.time or datetime.now(UTC), observer, key, event.url
             )
         except Exception as exc:  # logged with its type; the scored output stands
-            record = (
-                exc.log_fields()
-                if isinstance(exc, ScorehookError)
-                else {"error_type": type(exc).__name__, "error": str(exc)}
-            )
-            _log.warning("drift profile not recorded", extra=record)
+            _log.warning("drift profile not recorded", extra=_error_fields(exc))
             return {}
         return {"drift_window": window.key, **({"drift_window_closed": closed.key} if closed else {})}
 
@@ -397,6 +392,13 @@ class ScoringService:
         except TransientError as exc:
             # The outcome is already recorded in the ledger; a lost notification must not re-run the file.
             _log.error("could not publish outcome event", extra={"event_type": event_type, "error": str(exc)})
+
+
+def _error_fields(exc: Exception) -> dict[str, Any]:
+    """Log fields of any error: ours carry their reason and details."""
+    if isinstance(exc, ScorehookError):
+        return exc.log_fields()
+    return {"error_type": type(exc).__name__, "error": str(exc)}
 
 
 class _Lineage:

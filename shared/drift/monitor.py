@@ -202,7 +202,12 @@ class DriftMonitor:
             if key in self._baselines:
                 return self._baselines[key]
         raw = self.registry.read_artifact(version, BASELINE_ARTIFACT)
-        artifact = json.loads(raw) if raw else self.store.baseline(*key)
+        try:
+            artifact = json.loads(raw) if raw else self.store.baseline(*key)
+        except ValueError as exc:
+            raise NoBaselineError(
+                f"{version.uri}: {BASELINE_ARTIFACT} is not JSON: {exc}", model=version.uri
+            ) from exc
         if artifact is None:
             if self.reference is None:
                 raise NoBaselineError(
@@ -216,7 +221,13 @@ class DriftMonitor:
             artifact = baseline_from_reference(self.reference(), model)
             self.store.save_baseline(*key, artifact)
             log.info("baseline computed from the reference dataset", extra={"model": version.uri})
-        result = (Profile.from_json(artifact), artifact.get("importance"))
+        try:
+            result = (Profile.from_json(artifact), artifact.get("importance"))
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise NoBaselineError(
+                f"{version.uri}: the baseline is not a drift profile ({type(exc).__name__}: {exc})",
+                model=version.uri,
+            ) from exc
         with self._lock:
             self._baselines[key] = result
         return result

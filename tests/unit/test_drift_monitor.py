@@ -322,3 +322,14 @@ def test_a_window_with_another_layout_is_reported_not_crashed(drift):
     with capture_logs() as logs:
         assert drift.monitor.evaluate_due() == []
     assert any(line.get("reason") == "layout_mismatch" for line in logs)
+
+
+def test_a_broken_baseline_artifact_never_fails_scoring(drift):
+    drift.registry.artifacts[("tiny", "1", BASELINE_ARTIFACT)] = b'{"format": "something else"}'
+    with capture_logs() as logs:
+        outcome = score(drift, "a.csv", table(100, seed=19, prefix="a"))
+    assert outcome.status == "succeeded" and "drift_window" not in outcome.details
+    assert any(line.get("reason") == "no_baseline" for line in logs)
+    drift.registry.artifacts[("tiny", "1", BASELINE_ARTIFACT)] = b"not json"
+    drift.monitor._baselines.clear()
+    assert score(drift, "b.csv", table(100, seed=20, prefix="b")).status == "succeeded"
