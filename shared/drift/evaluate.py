@@ -6,12 +6,13 @@ than what sampling noise alone gives at this window's size: ``distance > thresho
 distance is above the threshold even after the largest noise expected (it also exceeds each of the two).
 Numeric distances are estimated from the bounded samples (2048 values a side), whose own noise stays about
 0.03-0.1 however large the window: a plain ``distance > threshold`` would flag an unlucky sample of
-undrifted data at 1M rows. The noise bound is calibrated per feature
-and per evaluation: ``resamples`` bootstrap draws of both sides (sizes as observed) from the pooled data
-(numeric: the two samples; categorical: the pooled category shares) give the distance's null distribution;
-a (zero-inflated) log-normal fitted to it gives the bound at ``alpha / features`` (Bonferroni over the features evaluated),
+undrifted data at 1M rows. The noise bound is calibrated per feature and per evaluation: ``resamples``
+bootstrap draws of both sides (sizes as observed) from the pooled data (numeric: the two samples;
+categorical: the pooled category shares) give the distance's null distribution; a (zero-inflated)
+log-normal fitted to it gives the bound at ``alpha / features`` (Bonferroni over the features evaluated),
 and a p-value. So 50 undrifted rows (whose normalized Wasserstein is often above 0.1) stay quiet, and a
-0.02-sd shift at 1M rows (tiny bound, distance below 0.1) stays quiet too; both numbers are reported.
+0.02-sd shift at 1M rows (true distance 0.02) stays quiet too, where KS p-values would flag it; both
+numbers, distance and bound, are reported.
 
 Data quality per feature: missing rate, out-of-range rate (numeric, outside the baseline [min, max]) and
 unseen-category rate (categorical, outside the baseline's vocabulary). A rate breaches when it rose by more
