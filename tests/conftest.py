@@ -3,6 +3,7 @@ loopback ports and stopped at the end; a devhost subprocess for end-to-end tests
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -158,3 +159,44 @@ def stop_devhost(dev: DevhostProcess) -> None:
         dev.process.wait(10)
     except subprocess.TimeoutExpired:
         dev.process.kill()
+
+
+@contextlib.contextmanager
+def registry_devhost(
+    azurite: Azurite, tmp_path_factory: Any, prefix: str, extra: dict[str, str] | None = None
+) -> Iterator[DevhostProcess]:
+    """devhost with an MLflow server of its own (MLflow caches its webhook list, so the webhook must exist
+    before any event): a unique model name, ledger table and labelled holdout, the registry webhook pointed
+    at devhost. The process gets ``blobs``, ``client``, ``name``, ``secret`` and ``mlflow`` attributes."""
+    import io
+    import secrets
+
+    import pyarrow.csv as pacsv
+    from azure.storage.blob import BlobServiceClient
+    from mlflow import MlflowClient
+
+    from training.data import generate
+
+    server = MlflowServer(data_dir=tmp_path_factory.mktemp(f"mlflow-{prefix}")).start()
+    name, secret, unique = f"{prefix}-{uuid.uuid4().hex[:6]}", secrets.token_hex(16), uuid.uuid4().hex[:8]
+    dev = start_devhost(tmp_path_factory.mktemp(prefix), azurite, server.tracking_uri, extra={
+        "SCOREHOOK_MODEL_URI": f"models:/{name}@champion", "SCOREHOOK_LEDGER_TABLE": f"{prefix}{unique}",
+        "SCOREHOOK_MLFLOW_WEBHOOK_SECRET": secret, "SCOREHOOK_EVALUATION_DATA": f"blob://eval{unique}/holdout.csv",
+        "SCOREHOOK_ALIAS_TTL_SECONDS": "3600", "SCOREHOOK_ALLOWED_WORKSPACES": "scorehook-ws", **(extra or {}),
+    })  # fmt: skip
+    try:
+        blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+        for container in (f"eval{unique}", "incoming", "scored", "failed"):
+            if not blobs.get_container_client(container).exists():
+                blobs.create_container(container)
+        sink = io.BytesIO()
+        pacsv.write_csv(generate(3000, seed=21, include_label=True), sink)
+        blobs.get_blob_client(f"eval{unique}", "holdout.csv").upload_blob(sink.getvalue())
+        client = MlflowClient(tracking_uri=server.tracking_uri, registry_uri=server.tracking_uri)
+        client.create_webhook(name="scorehook", url=f"{dev.base_url}/api/mlflow-webhook",
+                              events=["model_version.created", "model_version_tag.set"], secret=secret)  # fmt: skip
+        dev.blobs, dev.client, dev.name, dev.secret, dev.mlflow = blobs, client, name, secret, server  # type: ignore[attr-defined]
+        yield dev
+    finally:
+        stop_devhost(dev)
+        server.stop()

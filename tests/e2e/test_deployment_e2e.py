@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -17,9 +16,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from devhost.services import MlflowServer
 from shared.registrations import sign_mlflow_delivery
-from tests.conftest import ROOT, start_devhost, stop_devhost
+from tests.conftest import ROOT, registry_devhost
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -27,32 +25,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 @pytest.fixture(scope="module")
 def env(azurite, tmp_path_factory):
     """Its own MLflow server: the server caches its webhook list, so the webhook exists before any event."""
-    from azure.storage.blob import BlobServiceClient
-    from mlflow import MlflowClient
-
-    from training.data import generate
-
-    server = MlflowServer(data_dir=tmp_path_factory.mktemp("mlflow-deploy")).start()
-    name, secret, unique = f"deploy-{uuid.uuid4().hex[:6]}", secrets.token_hex(16), uuid.uuid4().hex[:8]
-    dev = start_devhost(tmp_path_factory.mktemp("deploy"), azurite, server.tracking_uri, extra={
-        "SCOREHOOK_MODEL_URI": f"models:/{name}@champion", "SCOREHOOK_LEDGER_TABLE": f"deploy{unique}",
-        "SCOREHOOK_MLFLOW_WEBHOOK_SECRET": secret, "SCOREHOOK_EVALUATION_DATA": f"blob://eval{unique}/holdout.csv",
-        "SCOREHOOK_ALIAS_TTL_SECONDS": "3600", "SCOREHOOK_ALLOWED_WORKSPACES": "scorehook-ws",
-    })  # fmt: skip
-    blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
-    for container in (f"eval{unique}", "incoming", "scored", "failed"):
-        if not blobs.get_container_client(container).exists():
-            blobs.create_container(container)
-    sink = io.BytesIO()
-    pacsv.write_csv(generate(3000, seed=21, include_label=True), sink)
-    blobs.get_blob_client(f"eval{unique}", "holdout.csv").upload_blob(sink.getvalue())
-    client = MlflowClient(tracking_uri=server.tracking_uri, registry_uri=server.tracking_uri)
-    client.create_webhook(name="scorehook", url=f"{dev.base_url}/api/mlflow-webhook",
-                          events=["model_version.created", "model_version_tag.set"], secret=secret)  # fmt: skip
-    dev.blobs, dev.client, dev.name, dev.secret, dev.mlflow = blobs, client, name, secret, server
-    yield dev
-    stop_devhost(dev)
-    server.stop()
+    with registry_devhost(azurite, tmp_path_factory, "deploy") as dev:
+        yield dev
 
 
 def _champion(env) -> str | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -16,43 +15,18 @@ import uuid
 import pyarrow.csv as pacsv
 import pytest
 
-from devhost.services import MlflowServer
-from tests.conftest import ROOT, start_devhost, stop_devhost
+from tests.conftest import ROOT, registry_devhost
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
 def env(azurite, tmp_path_factory):
-    from azure.storage.blob import BlobServiceClient
-    from mlflow import MlflowClient
-
-    from training.data import generate
-
-    server = MlflowServer(data_dir=tmp_path_factory.mktemp("mlflow-drift")).start()
-    name, secret, unique = f"drift-{uuid.uuid4().hex[:6]}", secrets.token_hex(16), uuid.uuid4().hex[:8]
-    dev = start_devhost(tmp_path_factory.mktemp("drift"), azurite, server.tracking_uri, extra={
-        "SCOREHOOK_MODEL_URI": f"models:/{name}@champion", "SCOREHOOK_LEDGER_TABLE": f"drift{unique}",
-        "SCOREHOOK_MLFLOW_WEBHOOK_SECRET": secret, "SCOREHOOK_EVALUATION_DATA": f"blob://eval{unique}/holdout.csv",
-        "SCOREHOOK_DRIFT_CONTAINER": f"drift{unique}", "SCOREHOOK_DRIFT_SCHEDULE": "*/2 * * * * *",
-        "SCOREHOOK_RETRAIN_LAUNCHER": "local", "SCOREHOOK_ALIAS_TTL_SECONDS": "3600",
-        "SCOREHOOK_ALLOWED_WORKSPACES": "scorehook-ws",
-    })  # fmt: skip
-    blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
-    for container in (f"eval{unique}", "incoming", "scored", "failed"):
-        if not blobs.get_container_client(container).exists():
-            blobs.create_container(container)
-    sink = io.BytesIO()
-    pacsv.write_csv(generate(3000, seed=21, include_label=True), sink)
-    blobs.get_blob_client(f"eval{unique}", "holdout.csv").upload_blob(sink.getvalue())
-    client = MlflowClient(tracking_uri=server.tracking_uri, registry_uri=server.tracking_uri)
-    client.create_webhook(name="scorehook", url=f"{dev.base_url}/api/mlflow-webhook",
-                          events=["model_version.created", "model_version_tag.set"], secret=secret)  # fmt: skip
-    dev.blobs, dev.client, dev.name, dev.mlflow = blobs, client, name, server
-    dev.drift = blobs.get_container_client(f"drift{unique}")
-    yield dev
-    stop_devhost(dev)
-    server.stop()
+    extra = {"SCOREHOOK_DRIFT_CONTAINER": f"drift{uuid.uuid4().hex[:8]}", "SCOREHOOK_DRIFT_SCHEDULE": "*/2 * * * * *",
+             "SCOREHOOK_RETRAIN_LAUNCHER": "local"}  # fmt: skip
+    with registry_devhost(azurite, tmp_path_factory, "drift", extra) as dev:
+        dev.drift = dev.blobs.get_container_client(extra["SCOREHOOK_DRIFT_CONTAINER"])
+        yield dev
 
 
 def _score(env, rows: int, drift: float, seed: int) -> None:
