@@ -103,16 +103,28 @@ def _workspace(topic: str) -> str | None:
     return parts[lowered.index("workspaces") + 1] if "workspaces" in lowered[:-1] else None
 
 
-def from_azureml_event(event: Event, allowed_workspaces: tuple[str, ...]) -> ModelVersionRegistered:
-    """An Azure ML ``ModelRegistered`` event (either schema, either casing) as a registration."""
-    if event.type.lower() != MODEL_REGISTERED.lower():
-        raise UnsupportedEventError(f"expected {MODEL_REGISTERED}, got {event.type!r}", event_type=event.type)
+def allowed_workspace(event: Event, allowed_workspaces: tuple[str, ...]) -> str:
+    """The Azure ML workspace an event's topic names, if it is an allowed one (else ``EventSourceError``).
+
+    Example:
+        >>> e = Event(id="1", type="t", source="/subscriptions/s/providers/x/workspaces/WS", subject="", time=None)
+        >>> allowed_workspace(e, ("ws",))
+        'WS'
+    """
     workspace = _workspace(event.source)
     if workspace is None or workspace.lower() not in {w.lower() for w in allowed_workspaces}:
         raise EventSourceError(
             f"workspace {workspace!r} (topic {event.source!r}) is not an allowed Azure ML workspace",
             workspace=workspace,
         )
+    return workspace
+
+
+def from_azureml_event(event: Event, allowed_workspaces: tuple[str, ...]) -> ModelVersionRegistered:
+    """An Azure ML ``ModelRegistered`` event (either schema, either casing) as a registration."""
+    if event.type.lower() != MODEL_REGISTERED.lower():
+        raise UnsupportedEventError(f"expected {MODEL_REGISTERED}, got {event.type!r}", event_type=event.type)
+    workspace = allowed_workspace(event, allowed_workspaces)
     data = _lower(event.data)
     name, version = data.get("modelname"), data.get("modelversion")
     if (name in (None, "") or version in (None, "")) and event.subject.startswith("models/"):

@@ -33,9 +33,7 @@ def build_scoring_service(settings: Settings) -> object:
     )  # fmt: skip
     ledger, publisher = TableLedger.from_settings(settings), publisher_from_settings(settings)
     drift = (
-        build_drift_monitor(
-            settings, blobs=blobs, registry=models.registry, ledger=ledger, publisher=publisher
-        )
+        build_drift_monitor(settings, blobs=blobs, models=models, ledger=ledger, publisher=publisher)
         if settings.drift_enabled
         else None
     )
@@ -58,11 +56,12 @@ def build_drift_monitor(
     settings: Settings,
     *,
     blobs: object = None,
-    registry: object = None,
+    models: object = None,
     ledger: object = None,
     publisher: object = None,
 ) -> object:
-    """The drift monitor on the drift container, the registry, the ledger and the retraining launcher."""
+    """The drift monitor on the drift container, the registry, the ledger and the retraining launcher;
+    ``models`` (the scoring service's provider) is reused, so a model is loaded once per process."""
     from shared.adapters import AzureBlobStore, TableLedger
     from shared.adapters.mlflow_registry import MlflowRegistry
     from shared.adapters.publisher import publisher_from_settings
@@ -72,14 +71,16 @@ def build_drift_monitor(
     from shared.models import ModelCache, ModelProvider
 
     blobs = blobs or AzureBlobStore.from_settings(settings)
-    registry = registry or MlflowRegistry(settings.require("mlflow_tracking_uri"))
+    provider: ModelProvider = models or ModelProvider(  # type: ignore[assignment]
+        MlflowRegistry(settings.require("mlflow_tracking_uri")), blobs, ModelCache(1), ttl_seconds=0
+    )
+    registry = provider.registry
     policy = DriftPolicy(
         numeric_threshold=settings.drift_numeric_threshold, categorical_threshold=settings.drift_categorical_threshold,
         quality_threshold=settings.drift_quality_threshold, drift_share=settings.drift_share,
         alpha=settings.drift_alpha, min_rows=settings.drift_min_rows,
     )  # fmt: skip
     reference = settings.drift_reference_data or settings.evaluation_data
-    provider = ModelProvider(registry, blobs, ModelCache(1), ttl_seconds=0)  # type: ignore[arg-type]
     retrainer = retrainer_from_settings(settings)
     monitor = DriftMonitor(
         store=ProfileStore(blobs, settings.drift_container),  # type: ignore[arg-type]

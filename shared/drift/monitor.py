@@ -252,11 +252,11 @@ class DriftMonitor:
 
     def evaluate_closed(self, model: str, version: str, key: str) -> dict[str, Any] | None:
         """Evaluate a window that just closed, unless its latest report already covers its data."""
-        stored = next((w for w in self.store.windows(model) if w.version == version and w.key == key), None)
-        if stored is None:
+        etag = self.store.window_etag(model, version, key)
+        if etag is None:
             return None
         last = self.store.report(model, version, key)
-        if last is not None and last.get("source_etag") == stored.etag:
+        if last is not None and last.get("source_etag") == etag:
             return last
         return self.evaluate(model, version, key)
 

@@ -49,10 +49,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.errors import EventSourceError, MalformedEventError, MissingFieldError, UnsupportedEventError
+from shared.errors import MalformedEventError, MissingFieldError, UnsupportedEventError
 from shared.events import Event
 from shared.ports import RetrainFinished
-from shared.registrations import _lower, _workspace
+from shared.registrations import _lower, allowed_workspace
 
 __all__ = [
     "BREACH_TAG",
@@ -123,12 +123,7 @@ def parse_drift_signal(
             f"expected {RUN_STATUS_CHANGED} or {DATASET_DRIFT_DETECTED}, got {event.type!r}",
             event_type=event.type,
         )
-    workspace = _workspace(event.source)
-    if workspace is None or workspace.lower() not in {w.lower() for w in allowed_workspaces}:
-        raise EventSourceError(
-            f"workspace {workspace!r} (topic {event.source!r}) is not an allowed Azure ML workspace",
-            workspace=workspace,
-        )
+    workspace = allowed_workspace(event, allowed_workspaces)
     if not isinstance(event.data, Mapping):
         raise MalformedEventError(
             f"event {event.id}: field 'data' must be an object, not {type(event.data).__name__}", field="data"
@@ -160,12 +155,7 @@ def parse_retraining_run(event: Event, *, allowed_workspaces: tuple[str, ...]) -
     decision, model = tags.get("scorehook.decision_id"), tags.get("scorehook.model")
     if not isinstance(decision, str) or not isinstance(model, str):
         return None
-    workspace = _workspace(event.source)
-    if workspace is None or workspace.lower() not in {w.lower() for w in allowed_workspaces}:
-        raise EventSourceError(
-            f"workspace {workspace!r} (topic {event.source!r}) is not an allowed Azure ML workspace",
-            workspace=workspace,
-        )
+    workspace = allowed_workspace(event, allowed_workspaces)
     run_status = "Completed" if kind == RUN_COMPLETED.lower() else str(data.get("runstatus") or "")
     if run_status.lower() not in ("completed", "failed", "canceled", "cancelled"):
         return None

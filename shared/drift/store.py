@@ -213,6 +213,13 @@ class ProfileStore:
         profile, _, inputs = _parse(found)
         return profile, inputs, found[1]
 
+    def window_etag(self, model: str, version: str, key: str) -> str | None:
+        """The window file's eTag (it changes with every part), or None when the window has no data."""
+        try:
+            return self.blobs.properties(self.container, self.window_name(model, version, key)).etag
+        except (BlobNotFoundError, FileNotFoundError):
+            return None
+
     def windows(self, model: str | None = None) -> Iterator[StoredWindow]:
         """Every window file (of one model, or of all)."""
         prefix = f"windows/{model}/" if model else "windows/"
