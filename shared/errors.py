@@ -22,26 +22,62 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "FAILURE_REASONS",
     "AlreadyClaimedError",
+    "BadNameError",
     "BlobChangedError",
     "BlobNotFoundError",
     "ConfigurationError",
     "EventError",
+    "EmptyFileError",
     "EventSourceError",
     "FileFormatError",
     "InputError",
+    "InvalidValueError",
     "MalformedEventError",
     "MissingFieldError",
+    "MissingValueError",
     "ModelError",
     "ModelNotFoundError",
+    "NotUtf8Error",
     "PublishError",
     "RegistryUnavailableError",
     "SchemaMismatchError",
     "ScorehookError",
     "StorageUnavailableError",
+    "TooLargeError",
     "TransientError",
     "UnsupportedEventError",
+    "UnsupportedFormatError",
+    "WrongTypeError",
 ]
+
+# The closed set of reasons a failure record can carry: reason -> what it means to a person. Every
+# ``InputError`` raised while scoring has one of these (a test pins it); ``docs/operate.md`` lists them.
+FAILURE_REASONS: dict[str, str] = {
+    "bad_event": "the event cannot be trusted: a name with ./.. segments, control characters or over Azure's limits, "
+    "a URL that is not the configured account's endpoint, a subject that disagrees with the URL",
+    "malformed_event": "the delivery is not a valid event: not JSON, not an object, a field of the wrong type",
+    "missing_field": "a required field of the event is absent or empty",
+    "unsupported_event": "an event type or schema version this endpoint does not handle",
+    "unknown_source": "the event names a storage account or blob that no route serves",
+    "too_large": "a limit was exceeded: event or delivery size, file size, record or field bytes, inflated size "
+    "or inflation ratio of a gzip file, number of columns",
+    "empty_file": "the file has no data rows (empty, header only)",
+    "not_utf8": "the text is not UTF-8 (the record says which row, and UTF-16 when it is)",
+    "unsupported_format": "the file's extension is not a format Scorehook reads (.csv, .csv.gz, .jsonl, .parquet)",
+    "bad_file_format": "the file cannot be read in its format (corrupt gzip or Parquet, a broken CSV record)",
+    "schema_mismatch": "the columns do not fit the model: a required column missing, a duplicated column name",
+    "wrong_type": "a column has a type the model cannot take (text where a number is declared)",
+    "bad_value": "a value does not parse as its column's declared type",
+    "invalid_value": "a value the model must not see: inf, -inf, Infinity",
+    "missing_value": "an empty model input, with on_missing=fail (or every row rejected with reject_rows)",
+    "blob_not_found": "the blob the event names does not exist (any more)",
+    "blob_changed": "the blob changed while it was read: the newer event scores the new content",
+    "model_not_found": "the route's model reference resolves to no registered version or blob",
+    "bad_model": "the model cannot be used (does not load, has no usable signature)",
+    "dead_lettered": "Event Grid gave up delivering the event (its dead-letter reason is in the record)",
+}
 
 
 class ScorehookError(Exception):
@@ -135,16 +171,65 @@ class EventSourceError(EventError):
     reason = "unknown_source"
 
 
+class BadNameError(EventError):
+    """An event names something the app must not touch: ``.``/``..`` segments, control characters, a
+    backslash, a name over Azure's limits, a URL outside the configured account's endpoints."""
+
+    reason = "bad_event"
+
+
+class TooLargeError(InputError):
+    """A limit was exceeded (event, delivery, file, record, inflated bytes, columns); ``limit`` names it."""
+
+    reason = "too_large"
+
+
 class FileFormatError(InputError):
     """The file cannot be read in its declared format (corrupt, empty, wrong encoding)."""
 
     reason = "bad_file_format"
 
 
+class EmptyFileError(FileFormatError):
+    """The file has no data rows (zero bytes, or a header only)."""
+
+    reason = "empty_file"
+
+
+class NotUtf8Error(FileFormatError):
+    """Text that is not UTF-8 (``encoding`` says ``utf-16`` when a UTF-16 byte order mark or layout is seen)."""
+
+    reason = "not_utf8"
+
+
+class UnsupportedFormatError(FileFormatError):
+    """An extension (or declared format) Scorehook does not read."""
+
+    reason = "unsupported_format"
+
+
 class SchemaMismatchError(InputError):
     """The file does not fit the model's input schema (missing column, wrong type, bad value)."""
 
     reason = "schema_mismatch"
+
+
+class WrongTypeError(SchemaMismatchError):
+    """A column's type cannot be what the model declares (text where a number is expected)."""
+
+    reason = "wrong_type"
+
+
+class InvalidValueError(SchemaMismatchError):
+    """A value the model must not see (``inf``, ``-inf``)."""
+
+    reason = "invalid_value"
+
+
+class MissingValueError(SchemaMismatchError):
+    """An empty model input where the route says ``on_missing: fail``."""
+
+    reason = "missing_value"
 
 
 class BlobNotFoundError(InputError):

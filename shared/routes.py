@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -23,7 +24,11 @@ from shared.engine import FORMATS, OUTPUT_FORMATS
 from shared.errors import ConfigurationError, EventSourceError
 from shared.settings import Settings
 
-__all__ = ["Route", "load_routes", "match_route", "parse_routes"]
+__all__ = ["ON_MISSING", "Route", "load_routes", "match_route", "parse_routes", "serves_container"]
+
+# What a route does with an empty model input (empty cell, NaN, null, an absent JSON key): ``pass`` it to
+# the model as NaN (it shows in the drift profile), ``reject_rows`` (drop and count them), or ``fail`` the file.
+ON_MISSING = ("pass", "reject_rows", "fail")
 
 
 @dataclass(frozen=True)
@@ -40,8 +45,10 @@ class Route:
     output_container: str = "scored"
     output_format: str = "csv"
     key_columns: tuple[str, ...] = ("id",)
-    on_missing: str = "fail"
+    on_missing: str = "pass"
     batch_rows: int = 65536
+    label_column: str | None = "label"
+    max_file_bytes: int | None = None
     options: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def matches(self, account: str, container: str, blob_name: str) -> bool:
@@ -76,8 +83,12 @@ def _route(raw: dict[str, Any], settings: Settings | None) -> Route:
         raise ConfigurationError(
             f"route {route.name!r}: output_format must be one of {', '.join(OUTPUT_FORMATS)}"
         )
-    if route.on_missing not in ("fail", "reject"):
-        raise ConfigurationError(f"route {route.name!r}: on_missing must be fail or reject")
+    if route.on_missing == "reject":  # the name before reject_rows
+        route = dataclasses.replace(route, on_missing="reject_rows")
+    if route.on_missing not in ON_MISSING:
+        raise ConfigurationError(f"route {route.name!r}: on_missing must be one of {', '.join(ON_MISSING)}")
+    if route.max_file_bytes is not None and (not isinstance(route.max_file_bytes, int) or route.max_file_bytes < 1):
+        raise ConfigurationError(f"route {route.name!r}: max_file_bytes must be a positive integer")
     return route
 
 
@@ -99,6 +110,16 @@ def load_routes(settings: Settings) -> tuple[Route, ...]:
         return parse_routes(Path(text[1:]).read_text() if text.startswith("@") else text, settings)
     return (Route(name="default", container=settings.input_container, model=settings.model_uri,
                   output_container=settings.output_container),)  # fmt: skip
+
+
+def serves_container(routes: tuple[Route, ...], account: str, container: str) -> bool:
+    """Whether any route reads from this container (events for other containers are ignored, unrecorded).
+
+    Example:
+        >>> serves_container(parse_routes('[{"name": "a", "container": "incoming", "model": "m"}]'), "acct", "failed")
+        False
+    """
+    return any(r.container == container and (r.account is None or r.account == account) for r in routes)
 
 
 def match_route(routes: tuple[Route, ...], account: str, container: str, blob_name: str) -> Route:
