@@ -284,19 +284,23 @@ class ScoringService:
                 return ScoringOutcome("superseded", key, details={"why": str(why)})
             except InputError as exc:
                 return self._record_failure(event, key, lease, exc, started)
-            except BaseException as exc:
+            except Exception as exc:
                 self._retrying(lease, exc)  # transient or unexpected: let the delivery be retried
+                raise
+            except BaseException:  # the process is going down: no I/O beyond giving the key back
+                with contextlib.suppress(Exception):
+                    self.ledger.release(lease.stop())
                 raise
             finally:
                 lease.stop()
 
-    def _retrying(self, lease: _Lease, exc: BaseException) -> None:
+    def _retrying(self, lease: _Lease, exc: Exception) -> None:
         """Leave a trace of a failed attempt (``retrying``: reason, attempt) and free the key for the retry.
 
         When even that cannot be written (storage down), the lease simply expires and the retry takes over.
         """
         claim = lease.stop()
-        fields = _error_fields(exc) if isinstance(exc, Exception) else {"error_type": type(exc).__name__}
+        fields = _error_fields(exc)
         reason = getattr(exc, "reason", "unexpected_error")
         _log.warning("attempt failed, the delivery will be retried",
                      extra={**fields, "attempt": claim.attempts, "reason": reason})  # fmt: skip

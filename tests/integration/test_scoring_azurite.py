@@ -129,9 +129,9 @@ def test_each_input_format_is_streamed_and_scored_with_lineage(world, fmt):
     event = parse_blob_created(world.upload(name, _sample(300, fmt)))
     outcome = world.service.score(event)
     assert outcome.status == "succeeded" and outcome.rows == 300
-    table = _output(world, "data/file.csv.predictions.csv")
+    table = _output(world, f"{name}.predictions.csv")
     assert table.num_rows == 300 and table.column("id")[0].as_py() == "r00000001"
-    meta = world.store.properties(world.settings.output_container, "data/file.csv.predictions.csv").metadata
+    meta = world.store.properties(world.settings.output_container, f"{name}.predictions.csv").metadata
     assert meta["input_etag"] == event.etag.strip('"') and meta["model_flavor"] == "onnx"
     assert {"read_ms", "predict_ms", "write_ms", "scoring_ms"} <= set(meta)
     assert world.publisher.types() == ["Scorehook.Scoring.Completed"]
@@ -157,7 +157,7 @@ def test_an_mlflow_model_without_onnx_flavor_runs_through_pyfunc(world, models):
     [
         (b"id,x01\nr1,0.5\n", "schema_mismatch"),
         (_sample(20).replace(b'\n"r00000007",', b'\n"r00000007","oops",', 1), "bad_file_format"),
-        (b"", "bad_file_format"),
+        (b"", "empty_file"),
     ],
 )
 def test_each_kind_of_bad_file_has_its_reason_and_leaves_no_output(world, data, reason):
