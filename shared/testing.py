@@ -202,7 +202,20 @@ class FakePublisher:
 
 
 class FakeRegistry:
-    """A registry of model versions whose artifacts are local paths (a model dir or an ``.onnx`` file)."""
+    """A registry of model versions whose artifacts are local paths (a model dir or an ``.onnx`` file).
+
+    ``fail_next`` makes the next ``resolve`` or ``download`` raise that error; ``unavailable`` makes every one
+    raise it until it is set back to ``None`` (a registry that is down).
+
+    Example:
+        >>> from shared.errors import RegistryUnavailableError
+        >>> registry = FakeRegistry()
+        >>> registry.unavailable = RegistryUnavailableError("down")
+        >>> registry.resolve("models:/m@champion")
+        Traceback (most recent call last):
+        ...
+        shared.errors.RegistryUnavailableError: down
+    """
 
     def __init__(self) -> None:
         self._versions: dict[tuple[str, str], tuple[ModelVersion, Path]] = {}
@@ -210,6 +223,19 @@ class FakeRegistry:
         self.tags: dict[tuple[str, str], dict[str, str]] = {}
         self.artifacts: dict[tuple[str, str, str], bytes] = {}
         self.resolves = 0
+        self.fail_next: Exception | None = None
+        self.unavailable: Exception | None = None
+
+    def _maybe_fail(self) -> None:
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
+        if self.unavailable is not None:
+            raise self.unavailable
+
+    def remove_alias(self, name: str, alias: str) -> None:
+        """Delete an alias (later resolves of it raise ``ModelNotFoundError``)."""
+        self._aliases.pop((name, alias), None)
 
     def register(self, name: str, path: str | Path, alias: str | None = None) -> ModelVersion:
         version = str(1 + sum(1 for (n, _) in self._versions if n == name))
@@ -235,6 +261,7 @@ class FakeRegistry:
         from shared.models import parse_model_reference
 
         self.resolves += 1
+        self._maybe_fail()
         name, alias, version = parse_model_reference(reference)
         version = self._aliases.get((name, alias or ""), version) if alias else version
         try:
@@ -243,6 +270,7 @@ class FakeRegistry:
             raise ModelNotFoundError(f"{reference} is not registered", reference=reference) from None
 
     def download(self, version: ModelVersion, destination: str) -> str:
+        self._maybe_fail()
         source = self._versions[(version.name, version.version)][1]
         target = Path(destination) / source.name
         if source.is_dir():
