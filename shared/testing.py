@@ -124,7 +124,21 @@ class FakeBlobStore:
 
 
 class FakeLedger:
-    """The ledger in a dict, with the same claim/expiry/takeover rules as the table adapter."""
+    """The ledger in a dict, with the same claim/expiry/takeover/renew rules as the table adapter; ``clock``
+    (seconds) decides expiry.
+
+    Example:
+        >>> now = [0.0]
+        >>> ledger = FakeLedger(clock=lambda: now[0])
+        >>> claim = ledger.claim("k", "host-a", ttl_seconds=60)
+        >>> now[0] = 50
+        >>> claim = ledger.renew(claim, ttl_seconds=60)   # the heartbeat: now expires at 110
+        >>> now[0] = 90
+        >>> ledger.claim("k", "host-b", ttl_seconds=60) is None
+        True
+        >>> ledger.finish(claim, "succeeded", {}).status
+        'succeeded'
+    """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._records: dict[str, LedgerRecord] = {}
@@ -156,10 +170,20 @@ class FakeLedger:
             self._records[key] = record
             return record
 
-    def _owned(self, claim: LedgerRecord) -> None:
+    def _owned(self, claim: LedgerRecord) -> LedgerRecord:
         current = self._records.get(claim.key)
         if current is None or current.etag != claim.etag:
             raise AlreadyClaimedError(f"claim on {claim.key} was lost to another owner", key=claim.key)
+        return current
+
+    def renew(self, claim: LedgerRecord, ttl_seconds: float) -> LedgerRecord:
+        with self._lock:
+            current = self._owned(claim)
+            if current.status != "claimed":
+                raise AlreadyClaimedError(f"{claim.key} is {current.status}, not claimed", key=claim.key)
+            record = replace(current, expires_at=self.clock() + ttl_seconds, etag=str(next(self._versions)))
+            self._records[claim.key] = record
+            return record
 
     def finish(self, claim: LedgerRecord, status: str, details: Mapping[str, Any]) -> LedgerRecord:
         with self._lock:
