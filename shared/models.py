@@ -266,7 +266,8 @@ class ModelProvider:
 
     When a re-resolution fails with a :class:`~shared.errors.TransientError` (registry or storage down), the
     last version the reference resolved to keeps scoring, logged as stale; the registry is asked again after
-    ``stale_retry_seconds`` at the earliest. With no earlier resolution, or with ``ttl_seconds=0`` (a provider
+    ``stale_retry_seconds`` at the earliest. While one caller re-resolves a reference, the others keep its last
+    version instead of queueing behind a slow registry. With no earlier resolution, or with ``ttl_seconds=0`` (a provider
     that must never serve a cached version, as the deployment flow's), the error propagates, and
     ``ModelNotFoundError`` (the alias was removed) never falls back: it also forgets the last version.
 
@@ -294,6 +295,7 @@ class ModelProvider:
         self._resolved: dict[str, tuple[Any, float]] = {}  # fresh within the TTL
         self._last_known: dict[str, tuple[Any, float]] = {}  # the fallback while the registry is down
         self._failed_at: dict[str, float] = {}
+        self._refreshing: set[str] = set()  # references some caller is re-resolving right now
         self._lock = threading.Lock()
 
     def resolve(self, reference: str) -> Any:
@@ -303,10 +305,14 @@ class ModelProvider:
             cached = self._resolved.get(reference)
             last = self._last_known.get(reference)
             failed_at = self._failed_at.get(reference)
-        if cached and now - cached[1] < self.ttl_seconds:
-            return cached[0]
-        if last and failed_at is not None and now - failed_at < self.stale_retry_seconds:
-            return last[0]  # the registry failed a moment ago: do not make every event wait for it again
+            if cached and now - cached[1] < self.ttl_seconds:
+                return cached[0]
+            if last is not None and self.ttl_seconds > 0:
+                if failed_at is not None and now - failed_at < self.stale_retry_seconds:
+                    return last[0]  # the registry failed a moment ago: do not make every event wait again
+                if reference in self._refreshing:
+                    return last[0]  # another caller is asking the registry: do not queue behind it
+            self._refreshing.add(reference)
         try:
             version = (
                 self._resolve_blob(reference)
@@ -326,6 +332,9 @@ class ModelProvider:
                 self._failed_at[reference] = now
             self._log_stale(reference, last, now, exc)
             return last[0]
+        finally:
+            with self._lock:
+                self._refreshing.discard(reference)
         with self._lock:
             self._resolved[reference] = self._last_known[reference] = (version, now)
             self._failed_at.pop(reference, None)

@@ -257,6 +257,9 @@ class FakeRegistry:
         if self.unavailable is not None:
             raise self.unavailable
 
+    def before_resolve(self, reference: str) -> None:
+        """A hook for tests: runs at the start of every resolve (simulate a slow or hanging registry)."""
+
     def remove_alias(self, name: str, alias: str) -> None:
         """Delete an alias (later resolves of it raise ``ModelNotFoundError``)."""
         self._aliases.pop((name, alias), None)
@@ -285,6 +288,7 @@ class FakeRegistry:
         from shared.models import parse_model_reference
 
         self.resolves += 1
+        self.before_resolve(reference)
         self._maybe_fail()
         name, alias, version = parse_model_reference(reference)
         version = self._aliases.get((name, alias or ""), version) if alias else version

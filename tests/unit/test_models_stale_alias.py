@@ -114,3 +114,34 @@ def test_a_blob_model_keeps_its_last_etag_while_storage_is_down(tiny_onnx):
     with capture_logs() as logs:
         assert provider.resolve("blob://models/m.onnx") == first
     assert logs[0]["model"] == "blob://models/m.onnx" and logs[0]["alias"] is None
+
+
+def test_while_one_caller_re_resolves_the_others_keep_the_last_version(tiny_onnx):
+    import threading
+
+    release, entered = threading.Event(), threading.Event()
+
+    class SlowRegistry(FakeRegistry):
+        slow = False
+
+        def before_resolve(self, reference):
+            if self.slow:
+                entered.set()
+                release.wait(10)
+
+    now = [0.0]
+    registry = SlowRegistry()
+    registry.register("m", tiny_onnx, alias="champion")
+    provider = ModelProvider(registry, FakeBlobStore(), ModelCache(), ttl_seconds=30, clock=lambda: now[0])
+    provider.resolve("models:/m@champion")
+    registry.set_alias("m", "champion", registry.register("m", tiny_onnx).version)
+    registry.slow, now[0] = True, 31
+    refreshed = []
+    refresher = threading.Thread(target=lambda: refreshed.append(provider.resolve("models:/m@champion")))
+    refresher.start()
+    assert entered.wait(10)
+    assert provider.resolve("models:/m@champion").version == "1"  # does not wait for the slow registry
+    assert registry.resolves == 2
+    release.set()
+    refresher.join(10)
+    assert refreshed[0].version == "2" and provider.resolve("models:/m@champion").version == "2"
