@@ -74,6 +74,7 @@ def test_a_registry_that_accepts_but_never_answers_times_out(monkeypatch):
     from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "300")  # what another MLflow user set: not ours to use
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
