@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.errors import InputError, ModelError, ModelNotFoundError
+from shared.errors import InputError, ModelError, ModelNotFoundError, TransientError
+from shared.logs import get_logger
 
 __all__ = [
     "BLOB_SCHEME",
@@ -34,6 +35,8 @@ __all__ = [
     "load_model_dir",
     "parse_model_reference",
 ]
+
+_log = get_logger("models")
 
 _NUMERIC = {
     "tensor(float)": "float32",
@@ -261,6 +264,13 @@ class ModelProvider:
     a ``Scorehook.Model.Promoted`` event triggers); ``models:/name/3`` never changes; ``blob://container/path.onnx``
     resolves to the blob's current eTag. Loaded models live in the :class:`ModelCache`, one load per version.
 
+    When a re-resolution fails with a :class:`~shared.errors.TransientError` (registry or storage down), the
+    last version the reference resolved to keeps scoring, logged as stale; the registry is asked again after
+    ``stale_retry_seconds`` at the earliest. While one caller re-resolves a reference, the others keep its last
+    version instead of queueing behind a slow registry. With no earlier resolution, or with ``ttl_seconds=0`` (a provider
+    that must never serve a cached version, as the deployment flow's), the error propagates, and
+    ``ModelNotFoundError`` (the alias was removed) never falls back: it also forgets the last version.
+
     Example:
         >>> provider = ModelProvider(registry, blobs, ModelCache(), ttl_seconds=60)   # doctest: +SKIP
         >>> version, model = provider.get("models:/churn@champion")                    # doctest: +SKIP
@@ -274,13 +284,18 @@ class ModelProvider:
         ttl_seconds: float = 60.0,
         threads: int | None = None,
         clock: Callable[[], float] | None = None,
+        stale_retry_seconds: float = 5.0,
     ) -> None:
         import time
 
         self.registry, self.blobs, self.cache = registry, blobs, cache
         self.ttl_seconds, self.threads = ttl_seconds, threads
+        self.stale_retry_seconds = stale_retry_seconds
         self._clock = clock or time.monotonic
-        self._resolved: dict[str, tuple[Any, float]] = {}
+        self._resolved: dict[str, tuple[Any, float]] = {}  # fresh within the TTL
+        self._last_known: dict[str, tuple[Any, float]] = {}  # the fallback while the registry is down
+        self._failed_at: dict[str, float] = {}
+        self._refreshing: set[str] = set()  # references some caller is re-resolving right now
         self._lock = threading.Lock()
 
     def resolve(self, reference: str) -> Any:
@@ -288,16 +303,59 @@ class ModelProvider:
         now = self._clock()
         with self._lock:
             cached = self._resolved.get(reference)
-        if cached and now - cached[1] < self.ttl_seconds:
-            return cached[0]
-        version = (
-            self._resolve_blob(reference)
-            if reference.startswith(BLOB_SCHEME)
-            else self.registry.resolve(reference)
-        )
+            last = self._last_known.get(reference)
+            failed_at = self._failed_at.get(reference)
+            if cached and now - cached[1] < self.ttl_seconds:
+                return cached[0]
+            if last is not None and self.ttl_seconds > 0:
+                if failed_at is not None and now - failed_at < self.stale_retry_seconds:
+                    return last[0]  # the registry failed a moment ago: do not make every event wait again
+                if reference in self._refreshing:
+                    return last[0]  # another caller is asking the registry: do not queue behind it
+            self._refreshing.add(reference)
+        try:
+            version = (
+                self._resolve_blob(reference)
+                if reference.startswith(BLOB_SCHEME)
+                else self.registry.resolve(reference)
+            )
+        except ModelNotFoundError:
+            with self._lock:
+                self._resolved.pop(reference, None)
+                self._last_known.pop(reference, None)
+                self._failed_at.pop(reference, None)
+            raise
+        except TransientError as exc:
+            if last is None or self.ttl_seconds <= 0:
+                raise
+            with self._lock:
+                self._failed_at[reference] = now
+            self._log_stale(reference, last, now, exc)
+            return last[0]
+        finally:
+            with self._lock:
+                self._refreshing.discard(reference)
         with self._lock:
-            self._resolved[reference] = (version, now)
+            self._resolved[reference] = self._last_known[reference] = (version, now)
+            self._failed_at.pop(reference, None)
         return version
+
+    def _log_stale(self, reference: str, last: tuple[Any, float], now: float, exc: Exception) -> None:
+        name, alias = reference, None
+        if reference.startswith("models:/"):
+            name, alias, _ = parse_model_reference(reference)
+        _log.warning(
+            "alias resolved from a stale cache",
+            extra={
+                "model": name,
+                "alias": alias,
+                "reference": reference,
+                "model_version": getattr(last[0], "version", None),
+                "age_seconds": round(now - last[1], 3),
+                "error": str(exc),
+                "reason": getattr(exc, "reason", type(exc).__name__),
+            },
+        )
 
     def _resolve_blob(self, reference: str) -> Any:
         from shared.ports import ModelVersion
@@ -332,11 +390,14 @@ class ModelProvider:
             return load_model_dir(self.registry.download(version, tmp), self.threads)
 
     def invalidate(self, name: str | None = None) -> int:
-        """Forget resolutions of references to model ``name`` (all when ``None``); returns how many."""
+        """Forget resolutions of references to model ``name`` (all when ``None``); returns how many.
+
+        The next :meth:`resolve` asks the registry; the forgotten version stays only as the stale fallback."""
         with self._lock:
             stale = [r for r in self._resolved if name is None or _reference_name(r) == name]
             for reference in stale:
                 del self._resolved[reference]
+                self._failed_at.pop(reference, None)
         return len(stale)
 
 

@@ -132,12 +132,19 @@ class Ledger(Protocol):
         taken over (see :func:`takeable`), keeping the earlier record's details under the new ones."""
         ...
 
+    def renew(self, claim: LedgerRecord, ttl_seconds: float) -> LedgerRecord:
+        """Extend a live claim (a lease heartbeat): it now expires ``ttl_seconds`` from now. Returns the claim
+        with its new eTag, which :meth:`finish`, :meth:`release` and the next renew must be given (the older
+        copy is stale). Raises ``AlreadyClaimedError`` when the claim was lost: taken over after it expired,
+        finished, released or forgotten."""
+        ...
+
     def finish(self, claim: LedgerRecord, status: str, details: Mapping[str, Any]) -> LedgerRecord:
-        """Record the outcome of a claim (``succeeded`` or ``failed``)."""
+        """Record the outcome of a claim (``succeeded`` or ``failed``); ``AlreadyClaimedError`` if it was lost."""
         ...
 
     def release(self, claim: LedgerRecord) -> None:
-        """Give a claim up (the work will be retried)."""
+        """Give a claim up (the work will be retried); a lost claim is left alone."""
         ...
 
     def get(self, key: str) -> LedgerRecord | None:

@@ -61,7 +61,7 @@ def build_scoring_service(settings: Settings) -> object:
 
     blobs = AzureBlobStore.from_settings(settings)
     models = ModelProvider(
-        MlflowRegistry(settings.require("mlflow_tracking_uri")), blobs, ModelCache(settings.model_cache_size),
+        MlflowRegistry.from_settings(settings), blobs, ModelCache(settings.model_cache_size),
         ttl_seconds=settings.alias_ttl_seconds, threads=settings.onnx_threads,
     )  # fmt: skip
     ledger, publisher = TableLedger.from_settings(settings), publisher_from_settings(settings)
@@ -106,7 +106,7 @@ def build_drift_monitor(
 
     blobs = blobs or AzureBlobStore.from_settings(settings)
     provider: ModelProvider = models or ModelProvider(  # type: ignore[assignment]
-        MlflowRegistry(settings.require("mlflow_tracking_uri")), blobs, ModelCache(1), ttl_seconds=0
+        MlflowRegistry.from_settings(settings), blobs, ModelCache(1), ttl_seconds=0
     )
     registry = provider.registry
     policy = DriftPolicy(
@@ -185,7 +185,7 @@ def build_deployment_service(settings: Settings) -> object:
     from shared.models import ModelCache, ModelProvider
 
     blobs = AzureBlobStore.from_settings(settings)
-    registry = MlflowRegistry(settings.require("mlflow_tracking_uri"))
+    registry = MlflowRegistry.from_settings(settings)
     policy = DeploymentPolicy(
         primary_metric=settings.primary_metric, margin=settings.promotion_margin,
         guard_metrics=settings.guard_metrics, require_approval=settings.require_approval,

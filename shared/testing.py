@@ -125,7 +125,21 @@ class FakeBlobStore:
 
 
 class FakeLedger:
-    """The ledger in a dict, with the same claim/expiry/takeover rules as the table adapter."""
+    """The ledger in a dict, with the same claim/expiry/takeover/renew rules as the table adapter; ``clock``
+    (seconds) decides expiry.
+
+    Example:
+        >>> now = [0.0]
+        >>> ledger = FakeLedger(clock=lambda: now[0])
+        >>> claim = ledger.claim("k", "host-a", ttl_seconds=60)
+        >>> now[0] = 50
+        >>> claim = ledger.renew(claim, ttl_seconds=60)   # the heartbeat: now expires at 110
+        >>> now[0] = 90
+        >>> ledger.claim("k", "host-b", ttl_seconds=60) is None
+        True
+        >>> ledger.finish(claim, "succeeded", {}).status
+        'succeeded'
+    """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._records: dict[str, LedgerRecord] = {}
@@ -157,10 +171,20 @@ class FakeLedger:
             self._records[key] = record
             return record
 
-    def _owned(self, claim: LedgerRecord) -> None:
+    def _owned(self, claim: LedgerRecord) -> LedgerRecord:
         current = self._records.get(claim.key)
         if current is None or current.etag != claim.etag:
             raise AlreadyClaimedError(f"claim on {claim.key} was lost to another owner", key=claim.key)
+        return current
+
+    def renew(self, claim: LedgerRecord, ttl_seconds: float) -> LedgerRecord:
+        with self._lock:
+            current = self._owned(claim)
+            if current.status != "claimed":
+                raise AlreadyClaimedError(f"{claim.key} is {current.status}, not claimed", key=claim.key)
+            record = replace(current, expires_at=self.clock() + ttl_seconds, etag=str(next(self._versions)))
+            self._records[claim.key] = record
+            return record
 
     def finish(self, claim: LedgerRecord, status: str, details: Mapping[str, Any]) -> LedgerRecord:
         with self._lock:
@@ -203,7 +227,20 @@ class FakePublisher:
 
 
 class FakeRegistry:
-    """A registry of model versions whose artifacts are local paths (a model dir or an ``.onnx`` file)."""
+    """A registry of model versions whose artifacts are local paths (a model dir or an ``.onnx`` file).
+
+    ``fail_next`` makes the next ``resolve`` or ``download`` raise that error; ``unavailable`` makes every one
+    raise it until it is set back to ``None`` (a registry that is down).
+
+    Example:
+        >>> from shared.errors import RegistryUnavailableError
+        >>> registry = FakeRegistry()
+        >>> registry.unavailable = RegistryUnavailableError("down")
+        >>> registry.resolve("models:/m@champion")
+        Traceback (most recent call last):
+        ...
+        shared.errors.RegistryUnavailableError: down
+    """
 
     def __init__(self) -> None:
         self._versions: dict[tuple[str, str], tuple[ModelVersion, Path]] = {}
@@ -211,6 +248,22 @@ class FakeRegistry:
         self.tags: dict[tuple[str, str], dict[str, str]] = {}
         self.artifacts: dict[tuple[str, str, str], bytes] = {}
         self.resolves = 0
+        self.fail_next: Exception | None = None
+        self.unavailable: Exception | None = None
+
+    def _maybe_fail(self) -> None:
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
+        if self.unavailable is not None:
+            raise self.unavailable
+
+    def before_resolve(self, reference: str) -> None:
+        """A hook for tests: runs at the start of every resolve (simulate a slow or hanging registry)."""
+
+    def remove_alias(self, name: str, alias: str) -> None:
+        """Delete an alias (later resolves of it raise ``ModelNotFoundError``)."""
+        self._aliases.pop((name, alias), None)
 
     def register(self, name: str, path: str | Path, alias: str | None = None) -> ModelVersion:
         version = str(1 + sum(1 for (n, _) in self._versions if n == name))
@@ -236,6 +289,8 @@ class FakeRegistry:
         from shared.models import parse_model_reference
 
         self.resolves += 1
+        self.before_resolve(reference)
+        self._maybe_fail()
         name, alias, version = parse_model_reference(reference)
         version = self._aliases.get((name, alias or ""), version) if alias else version
         try:
@@ -244,6 +299,7 @@ class FakeRegistry:
             raise ModelNotFoundError(f"{reference} is not registered", reference=reference) from None
 
     def download(self, version: ModelVersion, destination: str) -> str:
+        self._maybe_fail()
         source = self._versions[(version.name, version.version)][1]
         target = Path(destination) / source.name
         if source.is_dir():

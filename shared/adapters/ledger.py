@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from shared.adapters._azure import default_credential, storage_errors
@@ -138,7 +139,7 @@ class TableLedger:
             meta.get("etag"),
         )
 
-    def _update_owned(self, claim: LedgerRecord, entity: dict) -> dict:
+    def _update_owned(self, claim: LedgerRecord, entity: dict, mode: Any = None) -> dict:
         from azure.core import MatchConditions
         from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
         from azure.data.tables import UpdateMode
@@ -148,7 +149,7 @@ class TableLedger:
                 return dict(
                     self._table.update_entity(
                         entity,
-                        mode=UpdateMode.REPLACE,
+                        mode=mode or UpdateMode.REPLACE,
                         etag=claim.etag,
                         match_condition=MatchConditions.IfNotModified,
                     )
@@ -159,6 +160,26 @@ class TableLedger:
                         f"claim on {claim.key} was lost to another owner", key=claim.key
                     ) from exc
                 raise
+
+    def renew(self, claim: LedgerRecord, ttl_seconds: float) -> LedgerRecord:
+        """Move the claim's expiry to ``ttl_seconds`` from now with an eTag-matched merge: only the owner of
+        the unchanged claim can; a takeover, finish or release in between makes it ``AlreadyClaimedError``.
+
+        Example:
+            >>> claim = ledger.renew(claim, ttl_seconds=60)   # doctest: +SKIP
+        """
+        from azure.data.tables import UpdateMode
+
+        if claim.status != "claimed":
+            raise AlreadyClaimedError(f"{claim.key} is {claim.status}, not a live claim", key=claim.key)
+        expires_at = self._clock() + ttl_seconds
+        entity = {
+            "PartitionKey": _partition(claim.key),
+            "RowKey": row_key(claim.key),
+            "ExpiresAt": float(expires_at),
+        }
+        meta = self._update_owned(claim, entity, UpdateMode.MERGE)
+        return replace(claim, expires_at=expires_at, etag=meta.get("etag"))
 
     def finish(self, claim: LedgerRecord, status: str, details: Mapping[str, Any]) -> LedgerRecord:
         merged = {**claim.details, **details}

@@ -1,15 +1,88 @@
-"""The MLflow model registry adapter (tracking/registry server over REST; mlflow imported lazily)."""
+"""The MLflow model registry adapter (tracking/registry server over REST; mlflow imported lazily).
+
+Every call is bounded: the MLflow client reads its HTTP timeout, retry count and backoff from process-wide
+environment variables at request time (``MLFLOW_HTTP_REQUEST_TIMEOUT`` 120 s, ``..._MAX_RETRIES`` 7,
+``..._BACKOFF_FACTOR`` 2: about four minutes against a stopped server). Changing ``os.environ`` would change
+them for every other MLflow user in the process (and for child processes), and is not thread-safe; instead
+:func:`bounded_http` overrides those variables for the calling context only (a ``ContextVar``), so code
+outside an :class:`MlflowRegistry` call sees MLflow's own settings unchanged.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import contextvars
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from shared.errors import ModelNotFoundError, RegistryUnavailableError
+from shared.errors import ConfigurationError, ModelNotFoundError, RegistryUnavailableError
 from shared.models import parse_model_reference
 from shared.ports import ModelVersion
 
-__all__ = ["MlflowRegistry", "parse_model_reference"]
+__all__ = ["MlflowRegistry", "bounded_http", "parse_model_reference"]
+
+# MLflow refuses more retries than this (``_MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT``).
+_MAX_RETRIES_LIMIT = 10
+_BOUNDS: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "scorehook_mlflow_http_bounds", default=None
+)
+_install_lock = threading.Lock()
+_installed = False
+
+
+def _install_overrides() -> None:
+    """Let :data:`_BOUNDS` override MLflow's HTTP variables (once per process; a no-op when unset)."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        from mlflow import environment_variables as env
+
+        for variable in (
+            env.MLFLOW_HTTP_REQUEST_TIMEOUT,
+            env.MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+            env.MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+            env.MLFLOW_HTTP_REQUEST_BACKOFF_JITTER,
+            env.MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER,
+        ):
+            variable.get = _scoped_get(variable.name, variable.get)  # type: ignore[method-assign]
+        _installed = True
+
+
+def _scoped_get(name: str, original: Callable[[], Any]) -> Callable[[], Any]:
+    def get() -> Any:
+        bounds = _BOUNDS.get()
+        if bounds is not None and name in bounds:
+            return bounds[name]
+        return original()
+
+    return get
+
+
+@contextlib.contextmanager
+def bounded_http(timeout_seconds: float, max_retries: int) -> Iterator[None]:
+    """MLflow HTTP requests made by this thread inside the block time out after ``timeout_seconds`` (per
+    connect/read) and are retried at most ``max_retries`` times with short backoff, ignoring ``Retry-After``.
+
+    Example:
+        >>> with bounded_http(2.0, 0):                     # doctest: +SKIP
+        ...     MlflowClient(uri).get_model_version("m", "1")  # fails in about 2 s when the server hangs
+    """
+    _install_overrides()
+    token = _BOUNDS.set(
+        {
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": timeout_seconds,
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": max_retries,
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 1,
+            "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": 0.5,
+            "MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER": False,
+        }
+    )
+    try:
+        yield
+    finally:
+        _BOUNDS.reset(token)
 
 
 class MlflowRegistry:
@@ -20,9 +93,35 @@ class MlflowRegistry:
         ModelVersion(name='scorehook-sample', version='1', ...)
     """
 
-    def __init__(self, tracking_uri: str) -> None:
+    def __init__(self, tracking_uri: str, timeout_seconds: float = 10.0, max_retries: int = 1) -> None:
+        if not timeout_seconds > 0:
+            raise ConfigurationError(
+                f"the MLflow timeout must be positive, not {timeout_seconds}",
+                setting="SCOREHOOK_MLFLOW_TIMEOUT_SECONDS",
+            )
+        if not 0 <= max_retries <= _MAX_RETRIES_LIMIT:
+            raise ConfigurationError(
+                f"MLflow retries must be between 0 and {_MAX_RETRIES_LIMIT}, not {max_retries}",
+                setting="SCOREHOOK_MLFLOW_MAX_RETRIES",
+            )
         self.tracking_uri = tracking_uri
+        self.timeout_seconds, self.max_retries = float(timeout_seconds), int(max_retries)
         self._client: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> MlflowRegistry:
+        """The registry at ``MLFLOW_TRACKING_URI``, bounded by ``SCOREHOOK_MLFLOW_TIMEOUT_SECONDS`` and
+        ``SCOREHOOK_MLFLOW_MAX_RETRIES``.
+
+        Example:
+            >>> MlflowRegistry.from_settings(Settings.from_env()).max_retries   # doctest: +SKIP
+            1
+        """
+        return cls(
+            settings.require("mlflow_tracking_uri"),
+            timeout_seconds=settings.mlflow_timeout_seconds,
+            max_retries=settings.mlflow_max_retries,
+        )
 
     @property
     def client(self) -> Any:
@@ -36,7 +135,8 @@ class MlflowRegistry:
         from mlflow.exceptions import MlflowException, RestException
 
         try:
-            return fn(*args)
+            with bounded_http(self.timeout_seconds, self.max_retries):
+                return fn(*args)
         except RestException as exc:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
                 raise ModelNotFoundError(

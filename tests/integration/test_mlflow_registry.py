@@ -7,6 +7,7 @@ import pytest
 from shared.adapters.mlflow_registry import MlflowRegistry
 from shared.errors import ModelNotFoundError, RegistryUnavailableError
 from shared.models import load_model_dir
+from shared.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -52,13 +53,97 @@ def test_unknown_models_raise_model_not_found(mlflow_tracking_uri, registered, r
         MlflowRegistry(mlflow_tracking_uri).resolve(reference)
 
 
-def test_an_unreachable_registry_is_transient(monkeypatch):
+def test_an_unreachable_registry_is_transient_within_seconds():
+    import time
+
     from devhost.services import free_port
 
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    registry = MlflowRegistry.from_settings(
+        Settings.from_env({"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"})
+    )
+    started = time.monotonic()
     with pytest.raises(RegistryUnavailableError):
-        MlflowRegistry(f"http://127.0.0.1:{free_port()}").resolve("models:/x@champion")
+        registry.resolve("models:/x@champion")
+    assert time.monotonic() - started < 10
+
+
+def test_a_registry_that_accepts_but_never_answers_times_out(monkeypatch):
+    import socket
+    import time
+
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "300")  # what another MLflow user set: not ours to use
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        registry = MlflowRegistry(
+            f"http://127.0.0.1:{silent.getsockname()[1]}", timeout_seconds=1, max_retries=1
+        )
+        started = time.monotonic()
+        with pytest.raises(RegistryUnavailableError):
+            registry.resolve("models:/x@champion")
+        elapsed = time.monotonic() - started
+    assert 1.5 < elapsed < 6  # two attempts of one second each, nothing like 300 s
+    # outside the registry's calls MLflow's own settings are untouched
+    assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 300 and MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 7
+
+
+def test_a_registry_refuses_retry_counts_mlflow_would_reject():
+    from shared.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        MlflowRegistry("http://127.0.0.1:1", max_retries=11)
+    with pytest.raises(ConfigurationError):
+        MlflowRegistry("http://127.0.0.1:1", timeout_seconds=0)
+
+
+def test_a_stopped_mlflow_server_fails_fast_and_the_last_alias_version_keeps_scoring(tmp_path):
+    """A real server, stopped: a resolve with no earlier answer fails in seconds (not MLflow's ~4 minutes of
+    retries); a provider that resolved the alias before keeps its version, logged as stale."""
+    import time
+
+    import mlflow
+
+    from devhost.services import MlflowServer
+    from shared.logs import capture_logs
+    from shared.models import ModelCache, ModelProvider
+    from shared.testing import FakeBlobStore
+
+    server = MlflowServer(data_dir=tmp_path / "mlflow").start()
+    try:
+        client = mlflow.MlflowClient(tracking_uri=server.tracking_uri, registry_uri=server.tracking_uri)
+        client.create_registered_model("stoppable")
+        # a source resolving never reads
+        mv = client.create_model_version("stoppable", source="s3://scorehook-test/stoppable")
+        client.set_registered_model_alias("stoppable", "champion", mv.version)
+        settings = Settings.from_env({"MLFLOW_TRACKING_URI": server.tracking_uri})
+        now = [0.0]
+        provider = ModelProvider(
+            MlflowRegistry.from_settings(settings),
+            FakeBlobStore(),
+            ModelCache(),
+            ttl_seconds=30,
+            clock=lambda: now[0],
+        )
+        assert provider.resolve("models:/stoppable@champion").version == mv.version
+    finally:
+        server.stop()
+
+    started = time.monotonic()
+    with pytest.raises(RegistryUnavailableError):
+        MlflowRegistry.from_settings(settings).resolve("models:/stoppable@champion")
+    assert time.monotonic() - started < 10
+
+    now[0] = 31
+    started = time.monotonic()
+    with capture_logs() as logs:
+        assert provider.resolve("models:/stoppable@champion").version == mv.version
+    assert time.monotonic() - started < 10
+    stale = [r for r in logs if r["message"] == "alias resolved from a stale cache"]
+    assert stale and stale[0]["model"] == "stoppable" and stale[0]["age_seconds"] == 31
+    assert "unavailable" in stale[0]["error"]
 
 
 def test_aliases_and_tags_are_set_on_the_real_registry(mlflow_tracking_uri, registered):

@@ -145,3 +145,115 @@ def test_conditional_commits_refuse_to_overwrite_what_changed(store):
         store.write_blocks(store.container, "out.csv", iter([b"stale"]), if_match=etag)
     assert store.read_bytes(store.container, "out.csv") == b"v2"
     assert store.properties(store.container, "out.csv").etag == newer
+
+
+def test_renew_extends_a_claim_and_finish_takes_the_renewed_claim(ledger_factory):
+    now = [1000.0]
+    ledger = ledger_factory(clock=lambda: now[0])
+    claim = ledger.claim("blob:lease@1", "host-a", ttl_seconds=60, details={"event_id": "e1"})
+    now[0] += 50
+    renewed = ledger.renew(claim, ttl_seconds=60)
+    assert renewed.expires_at == 1110.0 and renewed.etag and renewed.etag != claim.etag
+    assert ledger.get("blob:lease@1").expires_at == 1110.0
+    assert ledger.get("blob:lease@1").etag == renewed.etag
+    now[0] += 40
+    assert ledger.claim("blob:lease@1", "host-b", ttl_seconds=60) is None  # past the first TTL, still held
+    with pytest.raises(AlreadyClaimedError):
+        ledger.finish(claim, "succeeded", {})  # the pre-renewal copy is stale
+    ledger.release(claim)
+    assert ledger.get("blob:lease@1").owner == "host-a"
+    again = ledger.renew(renewed, ttl_seconds=60)
+    done = ledger.finish(again, "succeeded", {"rows": 3})
+    stored = ledger.get("blob:lease@1")
+    assert stored.status == done.status == "succeeded" and stored.details == {"event_id": "e1", "rows": 3}
+    with pytest.raises(AlreadyClaimedError):
+        ledger.renew(again, ttl_seconds=60)  # a late heartbeat after the finish
+    assert ledger.get("blob:lease@1").status == "succeeded" and ledger.get("blob:lease@1").expires_at == 0.0
+
+
+def test_a_renewed_claim_can_be_released(ledger_factory):
+    ledger = ledger_factory()
+    renewed = ledger.renew(ledger.claim("blob:lease-rel@1", "host-a", ttl_seconds=60), ttl_seconds=60)
+    ledger.release(renewed)
+    assert ledger.get("blob:lease-rel@1") is None
+    with pytest.raises(AlreadyClaimedError):
+        ledger.renew(renewed, ttl_seconds=60)
+
+
+def test_renew_after_a_takeover_raises(ledger_factory):
+    now = [1000.0]
+    ledger = ledger_factory(clock=lambda: now[0])
+    old = ledger.claim("blob:lease-lost@1", "crashed-host", ttl_seconds=60)
+    now[0] += 61
+    new = ledger.claim("blob:lease-lost@1", "host-b", ttl_seconds=60)
+    assert new is not None and new.attempts == 2
+    with pytest.raises(AlreadyClaimedError):
+        ledger.renew(old, ttl_seconds=60)
+    stored = ledger.get("blob:lease-lost@1")
+    assert stored.owner == "host-b" and stored.expires_at == new.expires_at
+
+
+class _PauseBeforeUpdate:
+    """The real table client, with ``hook`` run once right before the next ``update_entity`` (a race)."""
+
+    def __init__(self, table, hook):
+        self._table, self._hook = table, hook
+
+    def __getattr__(self, name):
+        return getattr(self._table, name)
+
+    def update_entity(self, *args, **kwargs):
+        hook, self._hook = self._hook, None
+        if hook:
+            hook()
+        return self._table.update_entity(*args, **kwargs)
+
+
+def test_a_heartbeat_that_lands_between_a_takers_read_and_write_keeps_the_claim(ledger_factory):
+    now = [1000.0]
+    owner = ledger_factory(clock=lambda: now[0])
+    claim = owner.claim("blob:lease-race@1", "slow-host", ttl_seconds=60)
+    renewed = []
+    taker = ledger_factory(clock=lambda: 1061.0)  # the taker saw the claim expired...
+    taker._table = _PauseBeforeUpdate(
+        taker._table, lambda: renewed.append(owner.renew(claim, ttl_seconds=60))
+    )  # ...and the owner's heartbeat lands before the taker's eTag-matched update
+    assert taker.claim("blob:lease-race@1", "host-b", ttl_seconds=60) is None
+    assert renewed and owner.get("blob:lease-race@1").owner == "slow-host"
+    assert owner.finish(renewed[0], "succeeded", {}).status == "succeeded"
+
+
+def test_a_takeover_that_lands_between_a_heartbeats_read_and_write_wins(ledger_factory):
+    now = [1000.0]
+    owner = ledger_factory(clock=lambda: now[0])
+    claim = owner.claim("blob:lease-race@2", "slow-host", ttl_seconds=60)
+    taken = []
+    taker = ledger_factory(clock=lambda: 1061.0)
+    owner._table = _PauseBeforeUpdate(
+        owner._table, lambda: taken.append(taker.claim("blob:lease-race@2", "host-b", ttl_seconds=60))
+    )
+    with pytest.raises(AlreadyClaimedError):
+        owner.renew(claim, ttl_seconds=60)
+    assert taken[0] is not None and owner.get("blob:lease-race@2").owner == "host-b"
+
+
+def test_concurrent_takeovers_of_an_expired_claim_have_exactly_one_winner(ledger_factory):
+    now = [1000.0]
+    ledger_factory(clock=lambda: now[0]).claim("blob:takeover@1", "crashed-host", ttl_seconds=60)
+    ledgers = [ledger_factory(clock=lambda: now[0] + 61) for _ in range(8)]
+    barrier, results = threading.Barrier(8), []
+
+    def take(ledger, owner):
+        barrier.wait()
+        results.append(ledger.claim("blob:takeover@1", owner, ttl_seconds=60))
+
+    threads = [threading.Thread(target=take, args=(ledger, f"host-{i}")) for i, ledger in enumerate(ledgers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [r for r in results if r is not None]
+    assert len(results) == 8 and len(winners) == 1 and winners[0].attempts == 2
+    stored = ledgers[0].get("blob:takeover@1")
+    assert stored.owner == winners[0].owner and stored.etag == winners[0].etag
+    ledgers[0].renew(winners[0], ttl_seconds=60)  # the winner's claim is a real lease
