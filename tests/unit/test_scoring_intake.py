@@ -104,3 +104,97 @@ def test_a_route_on_another_prefix_does_not_make_its_container_ignored(scoring):
     scoring.service.routes = (Route(name="churn", container="incoming", prefix="churn/", model="models:/tiny@champion"),)
     outcome = scoring.service.score(parse_blob_created(scoring.upload("other/a.csv", GOOD)))
     assert outcome.status == "failed" and outcome.reason == "unknown_source"
+
+
+def _slow_reads(scoring, seconds_per_chunk: float, chunks: int):
+    """Make reads of the input slow: the file arrives in ``chunks`` pieces, ``seconds_per_chunk`` apart."""
+    import time
+
+    original = scoring.blobs.read_chunks
+
+    def slow(container, name, chunk_size=4 << 20, etag=None):
+        data = b"".join(original(container, name, chunk_size, etag))
+        step = max(1, len(data) // chunks)
+        for start in range(0, len(data), step):
+            time.sleep(seconds_per_chunk)
+            yield data[start : start + step]
+
+    scoring.blobs.read_chunks = slow
+
+
+def _service_with(scoring, **settings):
+    import dataclasses
+
+    from shared.scoring import ScoringService
+
+    timeout = settings.pop("timeout_seconds", None)
+    return ScoringService(scoring.blobs, scoring.ledger, scoring.provider, scoring.publisher,
+                          dataclasses.replace(scoring.settings, **settings), timeout_seconds=timeout)  # fmt: skip
+
+
+def test_the_lease_is_renewed_while_a_slow_file_is_scored(scoring):
+    import threading
+
+    from shared.scoring import idempotency_key
+
+    service = _service_with(scoring, claim_ttl_seconds=1)
+    raw = scoring.upload("slow.csv", GOOD + GOOD.split(b"\n", 1)[1] * 100)
+    _slow_reads(scoring, 0.4, 6)  # about 2.4 s: well past the 1 s lease
+    event = parse_blob_created(raw)
+    seen: list[float] = []
+
+    def watch():
+        for _ in range(12):
+            record = scoring.ledger.get(idempotency_key(event))
+            if record is not None and record.status == "claimed":
+                seen.append(record.expires_at)
+                assert scoring.ledger.claim(record.key, "intruder", 1) is None  # never expired meanwhile
+            threading.Event().wait(0.2)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    outcome = service.score(event)
+    watcher.join()
+    assert outcome.status == "succeeded", outcome.details
+    assert scoring.ledger.get(outcome.key).attempts == 1
+    assert len(set(seen)) >= 3  # the expiry moved forward several times
+
+
+def test_a_lost_lease_stops_the_file_before_anything_is_committed(scoring):
+    import threading
+
+    from shared.errors import AlreadyClaimedError
+    from shared.scoring import idempotency_key
+
+    service = _service_with(scoring, claim_ttl_seconds=1)
+    raw = scoring.upload("stolen.csv", GOOD + GOOD.split(b"\n", 1)[1] * 100)
+    _slow_reads(scoring, 0.5, 5)
+    event = parse_blob_created(raw)
+    key = idempotency_key(event)
+
+    def steal():  # another delivery takes the key over (as after a long pause of this instance)
+        threading.Event().wait(0.3)
+        scoring.ledger.forget(key)
+        scoring.ledger.claim(key, "other-instance", 60)
+
+    thief = threading.Thread(target=steal)
+    thief.start()
+    with pytest.raises(AlreadyClaimedError):
+        service.score(event)
+    thief.join()
+    assert scoring.blobs.names("scored") == []
+    assert scoring.ledger.get(key).owner == "other-instance"  # its claim was left alone
+
+
+def test_past_the_function_timeout_nothing_is_committed_and_the_lease_expires(scoring):
+    from shared.scoring import FunctionTimeoutError, idempotency_key
+
+    service = _service_with(scoring, claim_ttl_seconds=1, timeout_seconds=0.5)
+    raw = scoring.upload("late.csv", GOOD + GOOD.split(b"\n", 1)[1] * 100)
+    _slow_reads(scoring, 0.4, 4)
+    event = parse_blob_created(raw)
+    with pytest.raises(FunctionTimeoutError):
+        service.score(event)
+    assert scoring.blobs.names("scored") == []
+    record = scoring.ledger.get(idempotency_key(event))
+    assert record.status == "retrying" and record.details["reason"] == "function_timeout"
