@@ -337,6 +337,30 @@ resource scoreIncomingBlobs 'Microsoft.EventGrid/systemTopics/eventSubscriptions
   dependsOn: [appSettings, deadLetterRole, containers]
 }
 
+// Dead letters of score-incoming-blobs become failure records (on_deadletter). No dead-letter destination of
+// its own, so a dead letter never produces another one (see devhost/subscriptions.json).
+resource recordDeadLetters 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (subscribeFunctions) {
+  parent: blobEvents
+  name: 'record-dead-letters'
+  properties: {
+    destination: {
+      endpointType: 'AzureFunction'
+      properties: {
+        resourceId: '${functionApp.id}/functions/on_deadletter'
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
+      }
+    }
+    filter: {
+      includedEventTypes: ['Microsoft.Storage.BlobCreated']
+      subjectBeginsWith: '/blobServices/default/containers/deadletter/'
+    }
+    eventDeliverySchema: 'EventGridSchema'
+    retryPolicy: { maxDeliveryAttempts: 5, eventTimeToLiveInMinutes: 1440 }
+  }
+  dependsOn: [appSettings, containers]
+}
+
 // Every instance refreshes its alias cache when a model is promoted (see devhost/subscriptions.json).
 resource refreshOnPromotion 'Microsoft.EventGrid/topics/eventSubscriptions@2022-06-15' = if (subscribeFunctions) {
   parent: eventsTopic
