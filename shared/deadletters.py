@@ -76,7 +76,8 @@ __all__ = [
 ]
 
 DEAD_LETTER_CONTAINER = "deadletter"
-MAX_DEAD_LETTER_BYTES = 64 << 20  # Event Grid events are at most 1 MB; a blob beyond this is not a dead letter
+# Event Grid events are at most 1 MB: a blob beyond this is not a dead letter.
+MAX_DEAD_LETTER_BYTES = 64 << 20
 REASON = "dead_lettered"
 REPLAYED = "replayed"
 LEDGER_PREFIX = "deadletter:"
@@ -226,7 +227,9 @@ class DeadLetter:
 def _element(container: str, blob: str, index: int, raw: Any) -> DeadLetter:
     if not isinstance(raw, Mapping):
         kind = type(raw).__name__ if raw is not None else "null"
-        return DeadLetter(container, blob, index, raw, problem=f"element {index} is not an event object ({kind})")
+        return DeadLetter(
+            container, blob, index, raw, problem=f"element {index} is not an event object ({kind})"
+        )
     values: dict[str, Any] = {}
     event: dict[str, Any] = {}
     for key, value in raw.items():
@@ -326,7 +329,9 @@ class DeadLetterService:
         self.container = container
 
     @classmethod
-    def for_scoring(cls, scoring: ScoringService, container: str = DEAD_LETTER_CONTAINER) -> DeadLetterService:
+    def for_scoring(
+        cls, scoring: ScoringService, container: str = DEAD_LETTER_CONTAINER
+    ) -> DeadLetterService:
         """The service on the scoring use case's ports.
 
         Example:
@@ -375,7 +380,9 @@ class DeadLetterService:
             except InputError as exc:
                 name, record = rejected_event_record(event.as_eventgrid(), exc, source="on_deadletter")
                 self._write(name, record)
-                _log.warning("dead-letter event rejected", extra={**exc.log_fields(), "record": self._where(name)})
+                _log.warning(
+                    "dead-letter event rejected", extra={**exc.log_fields(), "record": self._where(name)}
+                )
                 return []
             if event.container != self.container:
                 _log.info("event ignored: not for the dead-letter container",
@@ -550,7 +557,9 @@ class DeadLetterService:
         except ScorehookError as exc:
             self.ledger.release(claim)
             _log.warning("dead letter not replayed: retry later", extra=exc.log_fields())
-            return Replayed(dead_letter, "error", event.blob_path, reason=exc.reason, details={"message": exc.message})
+            return Replayed(
+                dead_letter, "error", event.blob_path, reason=exc.reason, details={"message": exc.message}
+            )
         except BaseException:
             self.ledger.release(claim)
             raise
@@ -560,7 +569,9 @@ class DeadLetterService:
             self._drop_dead_letter_record(event)
         _log.info("dead letter replayed", extra={"status": outcome.status, "output": outcome.output,
                                                  "failure": outcome.failure})  # fmt: skip
-        return Replayed(dead_letter, outcome.status, event.blob_path, outcome.output, outcome.failure, outcome.reason)
+        return Replayed(
+            dead_letter, outcome.status, event.blob_path, outcome.output, outcome.failure, outcome.reason
+        )
 
     def _drop_dead_letter_record(self, event: BlobCreated) -> None:
         """Once the file is scored, its ``dead_lettered`` failure record no longer says what happened to it."""
@@ -573,4 +584,3 @@ class DeadLetterService:
             return
         if isinstance(existing, dict) and existing.get("reason") == REASON:
             self.blobs.delete(self.settings.failed_container, name)
-

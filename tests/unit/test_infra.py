@@ -173,7 +173,9 @@ def test_configured_containers_and_ledger_table_are_created():
     for name in ("SCOREHOOK_INPUT_CONTAINER", "SCOREHOOK_OUTPUT_CONTAINER", "SCOREHOOK_FAILED_CONTAINER"):
         assert literal(settings[name]) in containers, f"{name} names a container infra/ does not create"
     storage = [s for s in subscriptions() if "storageAccount" in s["source"]]
-    dead_letter_containers = {s["deadLetterDestination"]["container"] for s in storage if "deadLetterDestination" in s}
+    dead_letter_containers = {
+        s["deadLetterDestination"]["container"] for s in storage if "deadLetterDestination" in s
+    }
     for sub in storage:
         subject_container = re.match(
             r"/blobServices/default/containers/([^/]+)/", sub["filter"]["subjectBeginsWith"]
@@ -187,8 +189,11 @@ def test_configured_containers_and_ledger_table_are_created():
             assert subject_container.group(1) == literal(settings["SCOREHOOK_INPUT_CONTAINER"])
             assert sub["deadLetterDestination"]["container"] in containers
     assert dead_letter_containers, "no subscription dead-letters"
-    for container in dead_letter_containers:  # every dead-letter container is watched: no dead letter is invisible
-        watched = [s for s in storage if s["filter"]["subjectBeginsWith"].endswith(f"/containers/{container}/")]
+    # Every dead-letter container is watched: no dead letter is invisible.
+    for container in dead_letter_containers:
+        watched = [
+            s for s in storage if s["filter"]["subjectBeginsWith"].endswith(f"/containers/{container}/")
+        ]
         assert len(watched) == 1, f"dead-letter container {container} needs one subscription to on_deadletter"
     tables = created_names("Microsoft.Storage/storageAccounts/tableServices/tables")
     assert literal(settings["SCOREHOOK_LEDGER_TABLE"]) in tables
