@@ -165,7 +165,7 @@ def cmd_deadletters(service: Any, args: argparse.Namespace) -> int:
                             ("time", "subscription", "reason", "event_type", "subject"))
                   + f"  replayed={line['replayed']}" + (f"  problem: {letter.problem}" if letter.problem else ""))  # fmt: skip
     if not count:
-        print(f"no dead letters in {args.container}", file=sys.stderr)
+        print(f"no dead letters in {dead.container}", file=sys.stderr)
     return 0
 
 
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     deadletters = sub.add_parser("deadletters", help="events Event Grid gave up on (dead letters); --replay scores their files")
     deadletters.add_argument("--replay", action="store_true", help="score every dead-lettered file not replayed yet")
     deadletters.add_argument("--json", action="store_true", help="one JSON object per line")
-    deadletters.add_argument("--container", default="deadletter", help="the dead-letter container")
+    deadletters.add_argument("--container", help="the dead-letter container (default: SCOREHOOK_DEADLETTER_CONTAINER)")
     deadletters.set_defaults(run=cmd_deadletters)
     args = parser.parse_args(argv)
     from shared.logs import configure_logging

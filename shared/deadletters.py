@@ -64,7 +64,6 @@ if TYPE_CHECKING:
     from shared.settings import Settings
 
 __all__ = [
-    "DEAD_LETTER_CONTAINER",
     "DEAD_LETTER_FIELDS",
     "MAX_DEAD_LETTER_BYTES",
     "REASON",
@@ -75,7 +74,6 @@ __all__ = [
     "parse_dead_letters",
 ]
 
-DEAD_LETTER_CONTAINER = "deadletter"
 # Event Grid events are at most 1 MB: a blob beyond this is not a dead letter.
 MAX_DEAD_LETTER_BYTES = 64 << 20
 REASON = "dead_lettered"
@@ -311,7 +309,8 @@ class DeadLetterService:
     """Records, lists and replays dead letters; every dependency is a port.
 
     ``scoring`` (optional) is the scoring use case replays go through; built from it with
-    :meth:`for_scoring`, the service shares its blob store, ledger, settings and routes.
+    :meth:`for_scoring`, the service shares its blob store, ledger, settings and routes. ``container`` is
+    the dead-letter container (default: the ``SCOREHOOK_DEADLETTER_CONTAINER`` setting).
     """
 
     def __init__(
@@ -322,16 +321,14 @@ class DeadLetterService:
         *,
         scoring: ScoringService | None = None,
         routes: tuple[Route, ...] | None = None,
-        container: str = DEAD_LETTER_CONTAINER,
+        container: str | None = None,
     ) -> None:
         self.blobs, self.ledger, self.settings, self.scoring = blobs, ledger, settings, scoring
         self.routes = routes if routes is not None else (scoring.routes if scoring else load_routes(settings))
-        self.container = container
+        self.container = container or settings.dead_letter_container
 
     @classmethod
-    def for_scoring(
-        cls, scoring: ScoringService, container: str = DEAD_LETTER_CONTAINER
-    ) -> DeadLetterService:
+    def for_scoring(cls, scoring: ScoringService, container: str | None = None) -> DeadLetterService:
         """The service on the scoring use case's ports.
 
         Example:

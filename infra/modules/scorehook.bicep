@@ -192,6 +192,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SCOREHOOK_INPUT_CONTAINER: 'incoming'
     SCOREHOOK_OUTPUT_CONTAINER: 'scored'
     SCOREHOOK_FAILED_CONTAINER: 'failed'
+    SCOREHOOK_DEADLETTER_CONTAINER: 'deadletter'
     SCOREHOOK_LEDGER_TABLE: 'ScorehookLedger'
     SCOREHOOK_MODEL_URI: modelUri
     SCOREHOOK_ROUTES: routes

@@ -170,7 +170,8 @@ def test_host_settings_are_identity_based_and_flex_compatible():
 def test_configured_containers_and_ledger_table_are_created():
     settings = app_settings()
     containers = created_names("Microsoft.Storage/storageAccounts/blobServices/containers")
-    for name in ("SCOREHOOK_INPUT_CONTAINER", "SCOREHOOK_OUTPUT_CONTAINER", "SCOREHOOK_FAILED_CONTAINER"):
+    for name in ("SCOREHOOK_INPUT_CONTAINER", "SCOREHOOK_OUTPUT_CONTAINER", "SCOREHOOK_FAILED_CONTAINER",
+                 "SCOREHOOK_DEADLETTER_CONTAINER"):  # fmt: skip
         assert literal(settings[name]) in containers, f"{name} names a container infra/ does not create"
     storage = [s for s in subscriptions() if "storageAccount" in s["source"]]
     dead_letter_containers = {
@@ -188,7 +189,7 @@ def test_configured_containers_and_ledger_table_are_created():
         else:
             assert subject_container.group(1) == literal(settings["SCOREHOOK_INPUT_CONTAINER"])
             assert sub["deadLetterDestination"]["container"] in containers
-    assert dead_letter_containers, "no subscription dead-letters"
+    assert dead_letter_containers == {literal(settings["SCOREHOOK_DEADLETTER_CONTAINER"])}
     # Every dead-letter container is watched: no dead letter is invisible.
     for container in dead_letter_containers:
         watched = [
