@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import (
+    AlreadyClaimedError,
     BlobNotFoundError,
     EventSourceError,
     InputError,
@@ -56,7 +57,7 @@ from shared.events import BLOB_CREATED, BlobCreated, parse_blob_created
 from shared.logs import bind, get_logger
 from shared.names import ascii_metadata, check_blob_event, rejected_event_name
 from shared.ports import BlobStore, Ledger
-from shared.rejections import rejected_event_record
+from shared.rejections import EXCERPT_BYTES, rejected_event_record
 from shared.routes import Route, load_routes, match_route, serves_container
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ __all__ = [
 MAX_DEAD_LETTER_BYTES = 64 << 20
 REASON = "dead_lettered"
 REPLAYED = "replayed"
+REPLAY_TTL_SECONDS = 900  # a replay mark held this long by a replay that died is taken over
 LEDGER_PREFIX = "deadletter:"
 SETTLED = ("succeeded", "superseded")  # ledger states of a file that needs no failure record
 # Dead-letter attribute (lowercase wire name) -> field of DeadLetter.
@@ -100,6 +102,12 @@ def _text(value: Any) -> str | None:
         return None
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text[:_TEXT_LIMIT]
+
+
+def _bounded(value: Any) -> Any:
+    """``value`` when its JSON is small, else the start of its JSON text."""
+    text = json.dumps(value, default=str)
+    return value if len(text) <= EXCERPT_BYTES else text[:EXCERPT_BYTES]
 
 
 def _integer(value: Any) -> int | None:
@@ -447,7 +455,7 @@ class DeadLetterService:
         problem = {"reason": dead_letter.problem_reason, "message": dead_letter.problem}
         record = {**self._base(dead_letter), "kind": "event", "source": "on_deadletter", "event_id": None,
                   **self._error(dead_letter).to_record(), "event_problem": problem,
-                  "received": dead_letter.event}  # fmt: skip
+                  "received": _bounded(dead_letter.event)}  # fmt: skip
         self._write(name, record)
         _log.warning("dead-letter blob holds no readable event",
                      extra={"reason": REASON, "problem": dead_letter.problem, "record": self._where(name)})  # fmt: skip
@@ -488,6 +496,7 @@ class DeadLetterService:
             "url": event.url,
             "etag": event.etag,
             "route": route.name,
+            "ledger_status": state.status if state is not None else None,  # "claimed": may still run
             **self._error(dead_letter).to_record(),
             "dead_letter": dead_letter.facts(),
             "event": event.as_eventgrid(),
@@ -538,7 +547,7 @@ class DeadLetterService:
             event = self._replay_target(dead_letter)
             if event is None:
                 continue
-            claim = self.ledger.claim(dead_letter.key, _OWNER, self.settings.claim_ttl_seconds,
+            claim = self.ledger.claim(dead_letter.key, _OWNER, REPLAY_TTL_SECONDS,
                                       {"blob": event.blob_path, "dead_letter": dead_letter.location,
                                        "event_id": dead_letter.event_id, **dead_letter.facts()})  # fmt: skip
             if claim is None:
@@ -551,17 +560,27 @@ class DeadLetterService:
         assert self.scoring is not None
         try:
             outcome = self.scoring.score(event)
-        except ScorehookError as exc:
+        except Exception as exc:  # one file's trouble never stops the replay of the others
             self.ledger.release(claim)
-            _log.warning("dead letter not replayed: retry later", extra=exc.log_fields())
+            fields = exc.log_fields() if isinstance(exc, ScorehookError) else {"error_type": type(exc).__name__,
+                                                                               "error": str(exc)}  # fmt: skip
+            _log.warning("dead letter not replayed: retry later", extra=fields)
+            reason = exc.reason if isinstance(exc, ScorehookError) else type(exc).__name__
             return Replayed(
-                dead_letter, "error", event.blob_path, reason=exc.reason, details={"message": exc.message}
+                dead_letter, "error", event.blob_path, reason=reason, details={"message": str(exc)}
             )
         except BaseException:
             self.ledger.release(claim)
             raise
-        self.ledger.finish(claim, REPLAYED, {"outcome": outcome.status, "output": outcome.output,
-                                             "failure": outcome.failure, "reason": outcome.reason})  # fmt: skip
+        try:
+            self.ledger.finish(claim, REPLAYED, {"outcome": outcome.status, "output": outcome.output,
+                                                 "failure": outcome.failure, "reason": outcome.reason})  # fmt: skip
+        except AlreadyClaimedError:
+            # Another replay took the mark over (this one outlived it): the file is claimed by scoring itself,
+            # so the next replay of this dead letter is a duplicate and marks it.
+            _log.warning(
+                "dead letter replayed but its replay mark was lost", extra={"status": outcome.status}
+            )
         if outcome.status == "succeeded":
             self._drop_dead_letter_record(event)
         _log.info("dead letter replayed", extra={"status": outcome.status, "output": outcome.output,

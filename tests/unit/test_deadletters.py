@@ -323,3 +323,23 @@ def test_the_cli_lists_and_replays(scoring, capsys):
     text = capsys.readouterr().out
     assert "SCORE-INCOMING-BLOBS  MaxDeliveryAttemptsExceeded  Microsoft.Storage.BlobCreated" in text
     assert "replayed=replayed" in text
+
+
+def test_an_unexpected_error_of_one_file_does_not_stop_the_replay_of_the_others(scoring):
+    first, second = scoring.upload("a.csv", GOOD), scoring.upload("b.csv", GOOD)
+    _dead_letter(scoring, [{**first, **EG_FACTS}], name="t/S/2026/12/01/10/1.json")
+    _dead_letter(scoring, [{**second, **EG_FACTS}], name="t/S/2026/12/01/10/2.json")
+    failures = [RuntimeError("socket closed")]
+
+    def commit_fails_once(container: str, name: str) -> None:  # the first file meets an unwrapped error
+        if name == "a.predictions.csv" and failures:
+            raise failures.pop()
+
+    scoring.blobs.before_commit = commit_fails_once
+    service = _service(scoring)
+
+    assert [(r.blob, r.status, r.reason) for r in service.replay()] == [
+        ("incoming/a.csv", "error", "RuntimeError"), ("incoming/b.csv", "succeeded", None),
+    ]  # fmt: skip
+    assert [r.status for r in service.replay()] == ["succeeded"]  # a.csv was left for the next replay
+    assert scoring.blobs.names("scored") == ["a.predictions.csv", "b.predictions.csv"]
