@@ -343,3 +343,19 @@ def test_an_unexpected_error_of_one_file_does_not_stop_the_replay_of_the_others(
     ]  # fmt: skip
     assert [r.status for r in service.replay()] == ["succeeded"]  # a.csv was left for the next replay
     assert scoring.blobs.names("scored") == ["a.predictions.csv", "b.predictions.csv"]
+
+
+def test_a_cloudevents_dead_letter_is_recorded_and_replayed_like_an_eventgrid_one(scoring):
+    event = parse_blob_created(scoring.upload("ce/a.csv", GOOD)).as_cloudevent()
+    facts = {"deadletterreason": "TimeToLiveExceeded", "deliveryattempts": 7, "lastdeliveryoutcome": "TimedOut",
+             "lastHttpStatusCode": 408, "publishtime": "2026-12-01T09:00:00Z",
+             "lastdeliveryattempttime": "2026-12-01T10:00:00Z"}  # fmt: skip
+    service = _service(scoring)
+    (recorded,) = service.record_blob(_dead_letter(scoring, [{**event, **facts}]))
+
+    assert recorded.kind == "file" and recorded.blob == "incoming/ce/a.csv"
+    record = _record(scoring, recorded.record.removeprefix("failed/"))
+    assert (record["dead_letter"]["reason"], record["dead_letter"]["attempts"]) == ("TimeToLiveExceeded", 7)
+    assert record["dead_letter"]["last_http_status"] == 408 and record["failed_at"] == "2026-12-01T10:00:00Z"
+    assert [r.status for r in service.replay()] == ["succeeded"]
+    assert scoring.blobs.names("scored") == ["ce/a.predictions.csv"]
