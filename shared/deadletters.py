@@ -347,7 +347,7 @@ class DeadLetterService:
 
     # -- reading ------------------------------------------------------------------------------
     def read(self, name: str) -> list[DeadLetter]:
-        """The dead letters of one blob of the dead-letter container (``[]`` when it is gone)."""
+        """The dead letters of one blob of the dead-letter container (``BlobNotFoundError`` when it is gone)."""
         data = bytearray()
         for chunk in self.blobs.read_chunks(self.container, name):
             data += chunk
@@ -485,6 +485,7 @@ class DeadLetterService:
                 blob=event.blob_path, file_status=state.status,
             )  # fmt: skip
             self._write(name, self._merged(name, record))
+            self._drop_dead_letter_record(event)  # written while the file was still being scored
             _log.info("dead-lettered event of a settled file recorded",
                       extra={"file_status": state.status, "dead_letter_reason": dead_letter.reason,
                              "record": self._where(name)})  # fmt: skip

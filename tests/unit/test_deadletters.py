@@ -221,8 +221,15 @@ def test_a_blob_that_is_not_an_array_of_events_is_itself_recorded(scoring):
 
 def test_a_settled_file_gets_no_failure_record(scoring):
     event = scoring.upload("a.csv", GOOD)
+    name = _dead_letter(scoring, [{**event, **EG_FACTS}])
+    service = _service(scoring)
+    claim = scoring.ledger.claim(idempotency_key(parse_blob_created(event)), "slow-host", 900)
+    (early,) = service.record_blob(name)  # the dead letter arrives while another instance still scores the file
+    assert early.kind == "file" and _record(scoring, early.record[7:])["ledger_status"] == "claimed"
+    scoring.ledger.release(claim)
     assert scoring.service.score(parse_blob_created(event)).status == "succeeded"
-    (recorded,) = _service(scoring).record_blob(_dead_letter(scoring, [{**event, **EG_FACTS}]))
+
+    (recorded,) = service.record_blob(name)  # processed again (a redelivery): the stale file record goes
     assert recorded.kind == "settled" and scoring.blobs.names("failed") == [_events_name(event["id"])]
     assert _record(scoring, _events_name(event["id"]))["file_status"] == "succeeded"
 
