@@ -28,10 +28,11 @@ def score_blob(event: func.EventGridEvent, closed: func.Out[str], context: func.
     """
     with bind(invocation_id=context.invocation_id, function="score_blob", event_id=event.id):
         service = scoring_service()
+        raw = event_as_dict(event)
         try:
-            blob_created = parse_blob_created(event_as_dict(event))
+            blob_created = parse_blob_created(raw)
         except InputError as exc:
-            _log.warning("event rejected", extra={"reason": exc.reason, "error": exc.message})
+            service.reject_raw_event(raw, exc)  # recorded under failed/_events/, never under its names
             return
         outcome = service.score(blob_created)
         if outcome.details.get("drift_window_closed"):

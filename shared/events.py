@@ -78,7 +78,7 @@ _ENVELOPES: dict[str, tuple[tuple[str, str | None, bool], ...]] = {
     ),
 }
 _SCHEMA_NAMES = {"eventgrid": "Event Grid event", "cloudevents": "CloudEvents event"}
-_BLOB_SUBJECT = re.compile(r"/?blobServices/default/containers/(?P<container>[^/]+)/blobs/(?P<blob>.+)")
+_BLOB_SUBJECT = re.compile(r"/?blobServices/default/containers/(?P<container>[^/]+)/blobs/(?P<blob>.+)", re.S)
 _TOPIC_ACCOUNT = re.compile(r"/storageAccounts/(?P<account>[^/]+)", re.IGNORECASE)
 _HOST_STYLE_SERVICES = ("blob", "dfs")  # {account}.blob.core.windows.net, {account}.dfs.core.windows.net, ...
 _JSON_TYPES = {
@@ -320,7 +320,7 @@ def _check_subject(event: Event, url: str, container: str, blob_name: str, where
             "/blobServices/default/containers/{container}/blobs/{blob}",
             subject=event.subject,
         )
-    if match["container"] != container or blob_name not in (match["blob"], unquote(match["blob"])):
+    if unquote(match["container"]) != container or blob_name not in (match["blob"], unquote(match["blob"])):
         raise EventSourceError(
             f"{where}: subject names blob {match['container']}/{match['blob']!r} "
             f"but data.url names {container}/{blob_name!r}",
@@ -370,6 +370,13 @@ def _parse_envelope(obj: Any) -> Event:
             values[attribute] = reader.text(wire) or ""
         elif value is not None and not isinstance(value, str):
             raise reader.wrong_type(wire, "a string", value)
+    if schema == "cloudevents":
+        version = reader.value("specversion")
+        if version != "1.0":
+            raise UnsupportedEventError(
+                f"CloudEvents event {values.get('id')!r}: specversion must be '1.0', not {version!r}",
+                field="specversion",
+            )
     known = {wire.lower() for wire, _, _ in _ENVELOPES[schema]}
     extensions = {key: value for key, value in obj.items() if str(key).lower() not in known}
     return Event(**values, schema=schema, extensions=extensions)

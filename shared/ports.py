@@ -22,6 +22,7 @@ __all__ = [
     "RetrainRequest",
     "RetrainRun",
     "Retrainer",
+    "takeable",
 ]
 
 
@@ -100,12 +101,23 @@ class LedgerRecord:
     """One idempotency key's state in the ledger."""
 
     key: str
-    status: str  # "claimed" | "succeeded" | "failed"
+    status: str  # "claimed" | "retrying" | "succeeded" | "failed" | ...
     owner: str
     attempts: int = 1
     expires_at: float = 0.0
     details: Mapping[str, Any] = field(default_factory=dict)
     etag: str | None = None
+
+
+def takeable(record: LedgerRecord, now: float) -> bool:
+    """Whether a new claim may take a key over: its claim expired, or its last attempt failed transiently
+    (``retrying``). Finished keys (``succeeded``, ``failed``, ...) are never taken.
+
+    Example:
+        >>> takeable(LedgerRecord("k", "retrying", "host-1"), now=0), takeable(LedgerRecord("k", "succeeded", "h"), 0)
+        (True, False)
+    """
+    return record.status == "retrying" or (record.status == "claimed" and record.expires_at <= now)
 
 
 @runtime_checkable
@@ -116,7 +128,8 @@ class Ledger(Protocol):
         self, key: str, owner: str, ttl_seconds: float, details: Mapping[str, Any] | None = None
     ) -> LedgerRecord | None:
         """Claim ``key``. Returns the new claim, or ``None`` with the existing record readable by :meth:`get`
-        when the key is finished or held by a live claim. An expired claim is taken over."""
+        when the key is finished or held by a live claim. An expired claim, or a ``retrying`` record, is
+        taken over (see :func:`takeable`), keeping the earlier record's details under the new ones."""
         ...
 
     def finish(self, claim: LedgerRecord, status: str, details: Mapping[str, Any]) -> LedgerRecord:

@@ -73,10 +73,12 @@ def rejected_event_record(raw: Any, error: ScorehookError, *, source: str, **ext
 
 
 def write_rejected_event(
-    blobs: BlobStore, failed_container: str, raw: Any, error: ScorehookError, *, source: str, **extra: Any
+    blobs: BlobStore, failed_container: str, raw: Any, error: ScorehookError, *, source: str,
+    raise_errors: bool = False, **extra: Any,
 ) -> str | None:
     """Write the failure record of an untrusted event; returns ``container/name``, or ``None`` when the
-    record could not be written (logged with the event id: the caller still answers the delivery)."""
+    record could not be written (logged with the event id: the caller still answers the delivery). With
+    ``raise_errors`` the write error propagates instead (the caller asks for a redelivery)."""
     name, record = rejected_event_record(raw, error, source=source, **extra)
     try:
         blobs.write_bytes(
@@ -85,6 +87,8 @@ def write_rejected_event(
             metadata=ascii_metadata({"reason": error.reason, "kind": "event", "event_id": record["event_id"] or ""}),
         )  # fmt: skip
     except Exception as exc:  # a record we cannot write must not turn a rejection into a retry storm
+        if raise_errors:
+            raise
         _log.error("could not write the failure record of a rejected event",
                    extra={"event_id": record["event_id"], "reason": error.reason, "error": str(exc),
                           "error_type": type(exc).__name__, "failure": f"{failed_container}/{name}"})  # fmt: skip

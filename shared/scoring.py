@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -32,22 +33,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import hashlib
+import threading
+
 from shared.engine import EngineStats, detect_format, read_ahead, score_file
 from shared.errors import (
     AlreadyClaimedError,
     BlobChangedError,
     BlobNotFoundError,
+    EmptyFileError,
     EventSourceError,
     InputError,
     ScorehookError,
+    TooLargeError,
     TransientError,
     WriteConflictError,
 )
 from shared.events import BlobCreated, parse_blob_created
 from shared.logs import bind, get_logger
 from shared.models import ModelProvider
+from shared.names import ascii_metadata, check_blob_event
 from shared.ports import BlobStore, EventPublisher, Ledger, LedgerRecord, ModelVersion
-from shared.routes import Route, load_routes, match_route
+from shared.rejections import write_rejected_event
+from shared.routes import Route, load_routes, match_route, serves_container
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -60,6 +68,8 @@ _READ_CHUNK = 4 << 20
 _OWNER = f"{socket.gethostname()}:{os.getpid()}"
 _OUTPUT_SUFFIX = {"csv": ".predictions.csv", "parquet": ".predictions.parquet"}
 _CONTENT_TYPE = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+_MAX_LINEAGE_URL = 2048
+_NOT_COMMITTED_APIS = ("createfile",)  # Data Lake: the file exists, its content comes with FlushWithClose
 
 
 def idempotency_key(event: BlobCreated) -> str:
@@ -74,19 +84,14 @@ def idempotency_key(event: BlobCreated) -> str:
 
 
 def output_name(blob_name: str, output_format: str = "csv") -> str:
-    """Where the predictions for an input blob go, inside the output container.
+    """Where the predictions for an input blob go, inside the output container: the input's whole name
+    plus a suffix, so two inputs never share an output (``a.csv``, ``a.parquet``, ``a.csv.gz``).
 
     Example:
         >>> output_name("2026/11/batch.csv"), output_name("a.csv.gz", "parquet")
-        ('2026/11/batch.predictions.csv', 'a.predictions.parquet')
+        ('2026/11/batch.csv.predictions.csv', 'a.csv.gz.predictions.parquet')
     """
-    base = blob_name.rsplit("/", 1)
-    leaf = base[-1]
-    for suffix in (".csv.gz", ".csv", ".gz", ".jsonl", ".ndjson", ".json", ".parquet", ".pq"):
-        if leaf.lower().endswith(suffix):
-            leaf = leaf[: -len(suffix)]
-            break
-    return "/".join([*base[:-1], leaf]) + _OUTPUT_SUFFIX[output_format]
+    return blob_name + _OUTPUT_SUFFIX[output_format]
 
 
 def failure_name(container: str, blob_name: str, etag: str) -> str:
@@ -106,11 +111,22 @@ def _newer_or_same(theirs: str | None, ours: str | None) -> bool:
     return (len(theirs), theirs) >= (len(ours), ours)
 
 
+def lineage_url(url: str) -> str:
+    """The input URL as lineage metadata holds it: ASCII-safe, and hashed when too long for a header.
+
+    Example:
+        >>> lineage_url("http://h/a/incoming/d\u00e9j\u00e0.csv")
+        'http://h/a/incoming/d%C3%A9j%C3%A0.csv'
+    """
+    safe = ascii_metadata({"url": url})["url"]
+    return safe if len(safe) <= _MAX_LINEAGE_URL else "sha256:" + hashlib.sha256(url.encode()).hexdigest()
+
+
 @dataclass
 class ScoringOutcome:
     """What happened to one delivery of one file."""
 
-    status: str  # "succeeded" | "failed" | "duplicate" | "superseded"
+    status: str  # "succeeded" | "failed" | "duplicate" | "superseded" | "ignored"
     key: str
     output: str | None = None
     failure: str | None = None
@@ -146,6 +162,69 @@ class _Superseded(Exception):
     """Internal: a newer version of the blob was (or will be) scored."""
 
 
+class FunctionTimeoutError(TransientError):
+    """The invocation ran past the host's ``functionTimeout``: stop, let the lease expire, be redelivered."""
+
+    reason = "function_timeout"
+
+
+class _Lease:
+    """A ledger claim held as a lease: renewed every third of its TTL by a heartbeat thread while the file is
+    scored, never past the invocation's deadline (the host's ``functionTimeout``), so a crashed or timed-out
+    instance's claim expires inside the redelivery window and another delivery takes the file over."""
+
+    def __init__(self, ledger: Ledger, claim: LedgerRecord, ttl: float, deadline: float | None) -> None:
+        self.ledger, self.claim, self.ttl = ledger, claim, ttl
+        self.deadline = deadline  # time.monotonic() value, or None
+        self.lost: Exception | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._beat, name="scorehook-lease", daemon=True)
+
+    def start(self) -> _Lease:
+        if hasattr(self.ledger, "renew"):
+            self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        while not self._stop.wait(max(self.ttl / 3, 0.05)):
+            if self.past_deadline():
+                return  # the host gives up on us now: let the claim expire
+            try:
+                with self._lock:
+                    if self._stop.is_set():
+                        return
+                    self.claim = self.ledger.renew(self.claim, self.ttl)  # type: ignore[attr-defined]
+            except AlreadyClaimedError as exc:
+                self.lost = exc
+                _log.warning("lease lost: another delivery took the file over", extra={"key": self.claim.key})
+                return
+            except Exception as exc:  # storage hiccup: try again on the next beat, the lease may still hold
+                _log.warning("lease renewal failed", extra={"key": self.claim.key, "error": str(exc),
+                                                            "error_type": type(exc).__name__})  # fmt: skip
+
+    def past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+    def check(self) -> None:
+        """Raise when scoring must stop: the lease was lost, or the invocation is past its deadline."""
+        if self.lost is not None:
+            raise AlreadyClaimedError(f"{self.claim.key}: the lease was lost to another delivery",
+                                      key=self.claim.key) from self.lost  # fmt: skip
+        if self.past_deadline():
+            raise FunctionTimeoutError(f"{self.claim.key}: the invocation ran past the function timeout",
+                                       key=self.claim.key)  # fmt: skip
+
+    def stop(self) -> LedgerRecord:
+        """Stop the heartbeat; the claim as last renewed (its eTag is what ``finish`` needs)."""
+        self._stop.set()
+        with self._lock:
+            pass
+        if self._thread.is_alive():
+            self._thread.join()
+        return self.claim
+
+
 class ScoringService:
     """Scores files announced by ``BlobCreated`` events; every dependency is a port."""
 
@@ -158,19 +237,33 @@ class ScoringService:
         settings: Settings,
         clock: Callable[[], float] = time.perf_counter,
         drift: DriftMonitor | None = None,
+        timeout_seconds: float | None = None,
     ) -> None:
         self.blobs, self.ledger, self.models = blobs, ledger, models
         self.publisher, self.settings, self._clock = publisher, settings, clock
         self.drift = drift
         self.routes = load_routes(settings)
+        self.timeout_seconds = timeout_seconds  # the host's functionTimeout: no lease is renewed past it
 
     # -- the use case -------------------------------------------------------------------------
     def score(self, event: BlobCreated) -> ScoringOutcome:
         """Score the file an event announces, exactly once in effect."""
         key = idempotency_key(event)
+        deadline = time.monotonic() + self.timeout_seconds if self.timeout_seconds else None
         with bind(event_id=event.id, blob=f"{event.container}/{event.blob_name}", etag=event.etag):
             try:
-                route = self._route(event)
+                check_blob_event(event, self.settings)  # before any I/O: nothing it names is trusted yet
+                self._check_account(event)
+            except InputError as exc:
+                return self._reject_event(event, key, exc)
+            if not serves_container(self.routes, event.account, event.container):
+                _log.info("event ignored: no route reads this container", extra={"container": event.container})
+                return ScoringOutcome("ignored", key, details={"why": f"no route reads container {event.container}"})
+            if (event.api or "").lower() in _NOT_COMMITTED_APIS and not event.content_length:
+                _log.info("event ignored: the file is created but not written yet", extra={"api": event.api})
+                return ScoringOutcome("ignored", key, details={"why": f"{event.api} with contentLength 0"})
+            try:
+                route = match_route(self.routes, event.account, event.container, event.blob_name)
             except InputError as exc:
                 return self._reject_unclaimed(event, key, exc)
             details = {
@@ -181,18 +274,47 @@ class ScoringService:
             claim = self.ledger.claim(key, _OWNER, self.settings.claim_ttl_seconds, details)
             if claim is None:
                 return self._already_claimed(key)
+            lease = _Lease(self.ledger, claim, self.settings.claim_ttl_seconds, deadline).start()
             started = self._clock()
             try:
-                return self._score_claimed(event, route, key, claim, started)
+                return self._score_claimed(event, route, key, lease, started)
             except _Superseded as why:
-                self.ledger.finish(claim, "superseded", {"why": str(why)})
+                self.ledger.finish(lease.stop(), "superseded", {"why": str(why)})
                 _log.info("superseded by a newer version of the blob", extra={"why": str(why)})
                 return ScoringOutcome("superseded", key, details={"why": str(why)})
             except InputError as exc:
-                return self._record_failure(event, key, claim, exc, started)
-            except BaseException:
-                self.ledger.release(claim)  # transient or unexpected: let the delivery be retried
+                return self._record_failure(event, key, lease, exc, started)
+            except Exception as exc:
+                self._retrying(lease, exc)  # transient or unexpected: let the delivery be retried
                 raise
+            except BaseException:  # the process is going down: no I/O beyond giving the key back
+                with contextlib.suppress(Exception):
+                    self.ledger.release(lease.stop())
+                raise
+            finally:
+                lease.stop()
+
+    def _retrying(self, lease: _Lease, exc: Exception) -> None:
+        """Leave a trace of a failed attempt (``retrying``: reason, attempt) and free the key for the retry.
+
+        When even that cannot be written (storage down), the lease simply expires and the retry takes over.
+        """
+        claim = lease.stop()
+        fields = _error_fields(exc)
+        reason = getattr(exc, "reason", "unexpected_error")
+        _log.warning("attempt failed, the delivery will be retried",
+                     extra={**fields, "attempt": claim.attempts, "reason": reason})  # fmt: skip
+        if lease.lost is not None:
+            return  # the key is someone else's now
+        attempt = {"reason": reason, "message": str(exc)[:2000], "attempt": claim.attempts,
+                   "failed_at": datetime.now(UTC).isoformat()}  # fmt: skip
+        try:
+            self.ledger.finish(claim, "retrying", {**attempt, "retries": [*claim.details.get("retries", []), attempt][-10:]})
+        except Exception as write_error:
+            _log.warning("could not record the failed attempt; the lease will expire",
+                         extra={"error": str(write_error), "error_type": type(write_error).__name__})  # fmt: skip
+            with contextlib.suppress(Exception):
+                self.ledger.release(claim)
 
     def replay(self, container: str, blob_name: str) -> ScoringOutcome:
         """Score a blob again as it is now (after a failure was fixed): a fresh event, a fresh claim.
@@ -217,13 +339,12 @@ class ScoringService:
             self.ledger.forget(record.key)
         return self.score(event)
 
-    def _route(self, event: BlobCreated) -> Route:
+    def _check_account(self, event: BlobCreated) -> None:
         if event.account not in self.settings.allowed_storage_accounts:
             raise EventSourceError(
                 f"storage account {event.account!r} is not served (allowed: {', '.join(self.settings.allowed_storage_accounts)})",
                 account=event.account,
             )
-        return match_route(self.routes, event.account, event.container, event.blob_name)
 
     def _already_claimed(self, key: str) -> ScoringOutcome:
         existing = self.ledger.get(key)
@@ -238,8 +359,14 @@ class ScoringService:
         return ScoringOutcome("duplicate", key, details={"status": status})
 
     def _score_claimed(
-        self, event: BlobCreated, route: Route, key: str, claim: LedgerRecord, started: float
+        self, event: BlobCreated, route: Route, key: str, lease: _Lease, started: float
     ) -> ScoringOutcome:
+        limit = min(route.max_file_bytes or self.settings.max_file_bytes, self.settings.max_file_bytes)
+        if event.content_length is not None and event.content_length > limit:
+            raise TooLargeError(f"the file has {event.content_length} bytes; the limit is {limit}",
+                                limit="max_file_bytes", size=event.content_length, max=limit)  # fmt: skip
+        if event.content_length == 0:
+            raise EmptyFileError("the file is empty (0 bytes)", size=0)
         output = output_name(event.blob_name, route.output_format)
         condition = self._output_condition(route, output, event)
         version, model = self.models.get(route.model)
@@ -248,18 +375,20 @@ class ScoringService:
             stats = EngineStats()
             fmt = detect_format(event.blob_name, route.input_format)
             blocks = score_file(
-                self._source(event, fmt), fmt=fmt, model=model, model_version=version.version,
+                self._source(event, fmt, limit), fmt=fmt, model=model, model_version=version.version,
                 key_columns=route.key_columns, output_format=route.output_format, batch_rows=route.batch_rows,
                 on_missing=route.on_missing, stats=stats, observe=observer,
             )  # fmt: skip
             metadata = {
-                "input_url": event.url, "input_etag": event.etag.strip('"'), "input_sequencer": event.sequencer or "",
+                "input_url": lineage_url(event.url), "input_etag": event.etag.strip('"'),
+                "input_sequencer": event.sequencer or "",
                 "event_id": event.id, "route": route.name, "model_name": version.name,
                 "model_version": version.version, "model_flavor": getattr(model, "flavor", "unknown"),
             }  # fmt: skip
             try:
                 self.blobs.write_blocks(
-                    route.output_container, output, _Lineage(blocks, metadata, stats, started, self._clock),
+                    route.output_container, output,
+                    _Lineage(blocks, metadata, stats, started, self._clock, lease.check),
                     metadata=metadata, content_type=_CONTENT_TYPE[route.output_format], **condition,
                 )  # fmt: skip
             except BlobChangedError as exc:
@@ -275,7 +404,7 @@ class ScoringService:
                                        "rows_scored": stats.rows_scored, "rows_rejected": stats.rows_rejected}  # fmt: skip
             if observer is not None:
                 details |= self._record_drift(version, event, observer, key)
-            self.ledger.finish(claim, "succeeded", details)
+            self.ledger.finish(lease.stop(), "succeeded", details)
             elapsed_ms = round((self._clock() - started) * 1000, 1)
             self._publish("Scorehook.Scoring.Completed", event, {**details, "elapsed_ms": elapsed_ms})
             _log.info("file scored", extra={"output": location, "rows_read": stats.rows_read,
@@ -318,17 +447,18 @@ class ScoringService:
         except BlobNotFoundError:
             return {"if_none_match": True}
         theirs = current.metadata.get("input_sequencer")
-        if current.metadata.get("input_url") == event.url and _newer_or_same(theirs, event.sequencer):
+        if current.metadata.get("input_url") == lineage_url(event.url) and _newer_or_same(theirs, event.sequencer):
             raise _Superseded(f"output already holds sequencer {theirs} (this event: {event.sequencer})")
         return {"if_match": current.etag}
 
-    def _source(self, event: BlobCreated, fmt: str) -> Callable[[], BinaryIO]:
-        """Opens the blob, pinned to the event's eTag: a stream, or for Parquet a spooled seekable copy."""
+    def _source(self, event: BlobCreated, fmt: str, limit: int) -> Callable[[], BinaryIO]:
+        """Opens the blob, pinned to the event's eTag: a stream, or for Parquet a spooled seekable copy; never
+        more than ``limit`` bytes (whatever the event said its length was)."""
 
         def open_stream() -> BinaryIO:
             # ranged downloads run a few chunks ahead of the parser
             chunks = read_ahead(
-                self.blobs.read_chunks(event.container, event.blob_name, _READ_CHUNK, event.etag)
+                _bounded(self.blobs.read_chunks(event.container, event.blob_name, _READ_CHUNK, event.etag), limit)
             )
             if fmt != "parquet":
                 return io.BufferedReader(_ChunkStream(chunks), buffer_size=1 << 20)
@@ -363,12 +493,23 @@ class ScoringService:
         return f"{self.settings.failed_container}/{name}"
 
     def _record_failure(
-        self, event: BlobCreated, key: str, claim: LedgerRecord, exc: InputError, started: float
+        self, event: BlobCreated, key: str, lease: _Lease, exc: InputError, started: float
     ) -> ScoringOutcome:
         record = self._failure_record(event, exc, round((self._clock() - started) * 1000, 1))
-        location = self._write_failure(event, record)
+        try:
+            location = self._write_failure(event, record)
+        except Exception as write_error:
+            # the failure stays unrecorded: free the key and let the delivery come again to record it
+            _log.error("could not write the failure record; the delivery will be retried",
+                       extra={"reason": exc.reason, "error": str(write_error),
+                              "error_type": type(write_error).__name__})  # fmt: skip
+            self._retrying(lease, write_error)
+            if isinstance(write_error, TransientError):
+                raise
+            raise TransientError(f"the failure record of {event.blob_path} could not be written: {write_error}",
+                                 reason="failure_record_unwritten") from write_error  # fmt: skip
         self.ledger.finish(
-            claim, "failed", {"reason": exc.reason, "message": exc.message, "failure": location}
+            lease.stop(), "failed", {"reason": exc.reason, "message": exc.message, "failure": location}
         )
         self._publish(
             "Scorehook.Scoring.Failed",
@@ -378,8 +519,33 @@ class ScoringService:
         _log.warning("file rejected", extra={"reason": exc.reason, "error": exc.message, "failure": location})
         return ScoringOutcome("failed", key, failure=location, reason=exc.reason, details=exc.to_record())
 
+    def reject_raw_event(self, raw: Any, exc: InputError) -> str | None:
+        """Record an event that did not even parse (malformed, unsupported, inconsistent) under the fixed
+        namespace keyed by its id; a record that cannot be written raises, so the delivery is retried.
+
+        Example:
+            >>> service.reject_raw_event({"id": "e-1", "eventTime": 5}, exc)   # doctest: +SKIP
+            'failed/_events/9f3c....json'
+        """
+        location = write_rejected_event(
+            self.blobs, self.settings.failed_container, raw, exc, source="score_blob", raise_errors=True
+        )
+        _log.warning("event rejected", extra={**exc.log_fields(), "failure": location})
+        return location
+
+    def _reject_event(self, event: BlobCreated, key: str, exc: InputError) -> ScoringOutcome:
+        """An event we cannot trust (bad names, a foreign account): recorded under the fixed namespace keyed
+        by its id, never under a name it chose, and never claimed."""
+        location = write_rejected_event(
+            self.blobs, self.settings.failed_container, event.as_eventgrid(), exc, source="score_blob",
+            raise_errors=True,
+        )  # fmt: skip
+        _log.warning("event rejected", extra={**exc.log_fields(), "failure": location})
+        return ScoringOutcome("failed", key, failure=location, reason=exc.reason, details=exc.to_record())
+
     def _reject_unclaimed(self, event: BlobCreated, key: str, exc: InputError) -> ScoringOutcome:
-        # Events for sources we do not serve are recorded but never claimed: nothing to score.
+        # A blob in a container we read that no route serves: recorded (its names are checked) but never
+        # claimed: there is nothing to score.
         location = self._write_failure(event, self._failure_record(event, exc, None))
         _log.warning(
             "event rejected", extra={"reason": exc.reason, "error": exc.message, "failure": location}
@@ -401,12 +567,23 @@ def _error_fields(exc: Exception) -> dict[str, Any]:
     return {"error_type": type(exc).__name__, "error": str(exc)}
 
 
+def _bounded(chunks: Iterator[bytes], limit: int) -> Iterator[bytes]:
+    """The chunks of a blob, failing as ``too_large`` once more than ``limit`` bytes were read."""
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > limit:
+            raise TooLargeError(f"the file has more than {limit} bytes (the limit)", limit="max_file_bytes",
+                                max=limit)  # fmt: skip
+        yield chunk
+
+
 class _Lineage:
     """Iterates the output blocks; when exhausted, completes the metadata with counts and timings."""
 
     def __init__(
         self, blocks: Iterator[bytes], metadata: dict[str, str], stats: EngineStats, started: float,
-        clock: Callable[[], float],
+        clock: Callable[[], float], check: Callable[[], None] = lambda: None,
     ) -> None:  # fmt: skip
         self._blocks, self._metadata, self._stats, self._started, self._clock = (
             blocks,
@@ -415,9 +592,13 @@ class _Lineage:
             started,
             clock,
         )
+        self._check = check  # raises when the lease is lost or the deadline passed: nothing is committed
 
     def __iter__(self) -> Iterator[bytes]:
-        yield from self._blocks
+        for block in self._blocks:
+            self._check()
+            yield block
+        self._check()
         stats = self._stats
         self._metadata.update({
             "rows_read": str(stats.rows_read), "rows_scored": str(stats.rows_scored),

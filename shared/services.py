@@ -6,9 +6,14 @@ Example:
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 from shared.settings import Settings
 
 __all__ = [
+    "host_function_timeout",
     "build_deployment_service",
     "build_drift_monitor",
     "build_scoring_service",
@@ -16,6 +21,34 @@ __all__ = [
     "read_table",
     "retrainer_from_settings",
 ]
+
+
+def host_function_timeout(host_json: Path | None = None) -> float | None:
+    """The host's ``functionTimeout`` (host.json, ``hh:mm:ss``, or its app-setting override
+    ``AzureFunctionsJobHost__functionTimeout``) in seconds; ``None`` when unset or ``-1``. No lease is renewed
+    past it: the host abandons the invocation then, and a redelivery takes the file over.
+
+    Example:
+        >>> host_function_timeout()
+        600.0
+    """
+    path = host_json or Path(__file__).resolve().parent.parent / "host.json"
+    value = os.environ.get("AzureFunctionsJobHost__functionTimeout")
+    if value is None:
+        try:
+            value = json.loads(path.read_text()).get("functionTimeout")
+        except (OSError, ValueError):
+            return None
+    if not isinstance(value, str) or value.strip() in ("", "-1"):
+        return None
+    days, _, clock = value.strip().rpartition(".")
+    try:
+        parts = [float(p) for p in clock.split(":")]
+    except ValueError:
+        return None
+    if len(parts) != 3:
+        return None
+    return (float(days) if days else 0.0) * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
 
 
 def build_scoring_service(settings: Settings) -> object:
@@ -44,6 +77,7 @@ def build_scoring_service(settings: Settings) -> object:
         publisher=publisher,
         settings=settings,
         drift=drift,  # type: ignore[arg-type]
+        timeout_seconds=host_function_timeout(),
     )
     containers = {route.output_container for route in service.routes} | (
         {settings.drift_container} if drift else set()

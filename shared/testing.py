@@ -25,7 +25,8 @@ from shared.errors import (
     ModelNotFoundError,
     WriteConflictError,
 )
-from shared.ports import BlobInfo, LedgerRecord, ModelVersion, RetrainRequest, RetrainRun
+from shared.ports import BlobInfo, LedgerRecord, ModelVersion, RetrainRequest, RetrainRun, takeable
+from shared.names import ascii_metadata
 
 __all__ = ["FakeBlobStore", "FakeLedger", "FakePublisher", "FakeRegistry", "FakeRetrainer"]
 
@@ -86,7 +87,7 @@ class FakeBlobStore:
                 raise FileExistsError(f"{container}/{name}")
             etag = f'"0x{next(self._etags):016X}"'
             url = f"http://127.0.0.1:10000/{self.account_name}/{container}/{name}"
-            info = BlobInfo(container, name, etag, len(data), content_type, dict(metadata or {}), url)
+            info = BlobInfo(container, name, etag, len(data), content_type, ascii_metadata(metadata), url)
             self._blobs[(container, name)] = (bytes(data), info)
         return etag
 
@@ -141,7 +142,7 @@ class FakeLedger:
         with self._lock:
             now = self.clock()
             existing = self._records.get(key)
-            if existing and not (existing.status == "claimed" and existing.expires_at <= now):
+            if existing and not takeable(existing, now):
                 return None
             attempts = existing.attempts + 1 if existing else 1
             record = LedgerRecord(
@@ -150,7 +151,7 @@ class FakeLedger:
                 owner,
                 attempts,
                 now + ttl_seconds,
-                dict(details or {}),
+                {**(existing.details if existing else {}), **dict(details or {})},
                 str(next(self._versions)),
             )
             self._records[key] = record

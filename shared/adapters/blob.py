@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from shared.adapters._azure import default_credential, storage_errors
 from shared.errors import BlobChangedError, BlobNotFoundError, ConfigurationError, WriteConflictError
+from shared.names import ascii_metadata, block_ids
 from shared.ports import BlobInfo
 from shared.settings import Settings
 
@@ -136,7 +136,7 @@ class AzureBlobStore:
             result = self._blob(container, name).upload_blob(
                 data,
                 overwrite=overwrite,
-                metadata=dict(metadata or {}),
+                metadata=ascii_metadata(metadata),
                 content_settings=ContentSettings(content_type=content_type) if content_type else None,
             )
         return str(result["etag"])
@@ -153,18 +153,19 @@ class AzureBlobStore:
         if_none_match: bool = False,
     ) -> str:
         from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+        from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError
         from azure.storage.blob import BlobBlock, ContentSettings
 
         client = self._blob(container, name)
-        block_ids: list[BlobBlock] = []
+        staged: list[BlobBlock] = []
+        ids = block_ids()  # unique per commit: another writer of this blob never replaces our blocks
         with storage_errors(f"stage blocks of {container}/{name}"):
-            for index, block in enumerate(blocks):
+            for block in blocks:
                 if not block:
                     continue
-                block_id = base64.b64encode(f"{index:08d}".encode()).decode()
+                block_id = next(ids)
                 client.stage_block(block_id, block)
-                block_ids.append(BlobBlock(block_id=block_id))
+                staged.append(BlobBlock(block_id=block_id))
             conditions: dict[str, Any] = {}
             if if_match:
                 conditions = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
@@ -172,14 +173,22 @@ class AzureBlobStore:
                 conditions = {"match_condition": MatchConditions.IfMissing}
             try:
                 result = client.commit_block_list(
-                    block_ids,
-                    metadata=dict(metadata or {}),
+                    staged,
+                    metadata=ascii_metadata(metadata),
                     content_settings=ContentSettings(content_type=content_type) if content_type else None,
                     **conditions,
                 )
             except (ResourceModifiedError, ResourceExistsError) as exc:
                 raise WriteConflictError(
                     f"{container}/{name} changed before the commit", blob=f"{container}/{name}"
+                ) from exc
+            except HttpResponseError as exc:
+                if getattr(exc, "error_code", None) != "InvalidBlockList":
+                    raise
+                # another writer committed first, and our staged blocks went with its commit
+                raise WriteConflictError(
+                    f"{container}/{name} was committed by another writer meanwhile (our blocks were discarded)",
+                    blob=f"{container}/{name}",
                 ) from exc
         return str(result["etag"])
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from shared.adapters._azure import default_credential, storage_errors
 from shared.errors import AlreadyClaimedError, ConfigurationError
-from shared.ports import LedgerRecord
+from shared.ports import LedgerRecord, takeable
 from shared.settings import Settings
 
 __all__ = ["TableLedger", "row_key"]
@@ -112,9 +112,11 @@ class TableLedger:
             except ResourceExistsError:
                 pass
             existing = self.get(key)
-            if existing is None or existing.status != "claimed" or existing.expires_at > now:
+            if existing is None or not takeable(existing, now):
                 return None
             entity["Attempts"] = existing.attempts + 1
+            details = {**existing.details, **dict(details or {})}
+            entity["Details"] = json.dumps(details, default=str)
             try:
                 meta = self._table.update_entity(
                     entity,

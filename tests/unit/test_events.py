@@ -376,3 +376,11 @@ def test_wire_shapes_of_both_schemas():
         ["specversion", "id", "source", "subject", "type", "time", "data", "traceparent"]
     )
     assert (cloudevent["specversion"], cloudevent["time"]) == ("1.0", "2017-06-26T18:41:00.958410Z")
+
+
+@pytest.mark.parametrize("version", ["0.3", "1", 1.0, None, "1.0 "])
+def test_cloudevents_other_than_specversion_1_0_are_unsupported(version):
+    from shared.errors import InputError
+
+    with pytest.raises(InputError, match="specversion"):
+        parse_event({"specversion": version, "id": "c-1", "source": "/s", "type": "Demo.Thing"})

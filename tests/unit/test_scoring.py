@@ -25,8 +25,8 @@ def test_a_good_file_is_scored_with_lineage_and_an_outcome_event(scoring, tiny_o
     outcome = scoring.service.score(event)
 
     assert outcome.status == "succeeded" and outcome.rows == 3
-    assert outcome.output == "scored/batch/a.predictions.csv"
-    rows = _rows(scoring.blobs.read_bytes("scored", "batch/a.predictions.csv"))
+    assert outcome.output == "scored/batch/a.csv.predictions.csv"
+    rows = _rows(scoring.blobs.read_bytes("scored", "batch/a.csv.predictions.csv"))
     assert [r["id"] for r in rows] == ["007", "008", "009"]  # key column kept as text, leading zeros intact
     import pyarrow.csv as pacsv
 
@@ -35,7 +35,7 @@ def test_a_good_file_is_scored_with_lineage_and_an_outcome_event(scoring, tiny_o
     np.testing.assert_allclose([float(r["probability"]) for r in rows], expected["probability"], rtol=1e-5)
     assert {r["model_version"] for r in rows} == {"1"}
 
-    metadata = scoring.blobs.properties("scored", "batch/a.predictions.csv").metadata
+    metadata = scoring.blobs.properties("scored", "batch/a.csv.predictions.csv").metadata
     assert metadata["input_url"] == event.url and metadata["input_etag"] == event.etag.strip('"')
     assert (metadata["model_name"], metadata["model_version"], metadata["model_flavor"]) == (
         "tiny",
@@ -54,7 +54,7 @@ def test_a_duplicate_delivery_is_acknowledged_without_work(scoring):
     raw = scoring.upload("a.csv", GOOD)
     outcomes = [scoring.service.score(parse_blob_created(raw)) for _ in range(10)]
     assert [o.status for o in outcomes] == ["succeeded"] + ["duplicate"] * 9
-    assert scoring.blobs.names("scored") == ["a.predictions.csv"]
+    assert scoring.blobs.names("scored") == ["a.csv.predictions.csv"]
     assert scoring.models.loads == 1
     assert scoring.publisher.types() == ["Scorehook.Scoring.Completed"]
 
@@ -63,7 +63,7 @@ def test_a_new_version_of_the_same_blob_is_scored_again(scoring):
     first = scoring.service.score(parse_blob_created(scoring.upload("a.csv", GOOD)))
     second = scoring.service.score(parse_blob_created(scoring.upload("a.csv", GOOD + b"010,0,0,red\n")))
     assert (first.status, second.status) == ("succeeded", "succeeded")
-    assert len(_rows(scoring.blobs.read_bytes("scored", "a.predictions.csv"))) == 4
+    assert len(_rows(scoring.blobs.read_bytes("scored", "a.csv.predictions.csv"))) == 4
 
 
 @pytest.mark.parametrize(
@@ -72,10 +72,9 @@ def test_a_new_version_of_the_same_blob_is_scored_again(scoring):
         (b"id,x1,color\n1,0.5,red\n", "schema_mismatch", "'x2'"),
         (b"id,x1,x2,color\n1,0.5,abc,red\n", "bad_value", "column 'x2' has value 'abc'"),
         (b"id,x1,x2,color\n1,0.5,1,red,extra\n", "bad_file_format", "Expected 4 columns"),
-        (b"id,x1,x2,color\n1,0.5,1,\xff\xfe\n", "bad_file_format", "not UTF-8"),
-        (b"id,x1,x2,color\n1,0.5,,red\n", "missing_value", "'x2'"),
-        (b"", "bad_file_format", "empty"),
-        (b"id,x1,x2,color\n", "bad_file_format", "no data rows"),
+        (b"id,x1,x2,color\n1,0.5,1,\xff\xfe\n", "not_utf8", "UTF-8"),
+        (b"", "empty_file", "empty"),
+        (b"id,x1,x2,color\n", "empty_file", ""),
     ],
 )
 def test_each_kind_of_bad_file_gets_a_failure_record_and_no_output(scoring, data, reason, detail):
@@ -94,20 +93,59 @@ def test_each_kind_of_bad_file_gets_a_failure_record_and_no_output(scoring, data
     assert scoring.service.score(parse_blob_created(raw)).status == "duplicate"
 
 
-def test_events_for_sources_we_do_not_serve_are_recorded_not_claimed(scoring):
-    outcome = scoring.service.score(parse_blob_created(scoring.upload("a.csv", GOOD, container="elsewhere")))
-    assert outcome.status == "failed" and outcome.reason == "unknown_source"
+@pytest.mark.parametrize("container", ["elsewhere", "failed", "scored"])
+def test_events_for_containers_no_route_reads_are_ignored_without_a_record(scoring, container):
+    outcome = scoring.service.score(parse_blob_created(scoring.upload("a.csv", GOOD, container=container)))
+    assert outcome.status == "ignored" and f"container {container}" in outcome.details["why"]
     assert scoring.ledger.get(outcome.key) is None
-    assert scoring.blobs.names("failed") == [f"elsewhere/a.csv.{outcome.key.rsplit('@', 1)[1]}.json"]
+    assert [n for n in scoring.blobs.names("failed") if n != "a.csv"] == []  # no record, no feedback loop
 
 
-def test_a_transient_failure_raises_and_releases_the_claim_for_redelivery(scoring):
+def test_a_foreign_account_is_recorded_under_the_event_namespace_never_under_its_names(scoring):
     raw = scoring.upload("a.csv", GOOD)
+    raw["data"]["url"] = "http://127.0.0.1:10000/someoneelse/incoming/a.csv"
+    raw["topic"] = raw["topic"].replace("devstoreaccount1", "someoneelse")
+    outcome = scoring.service.score(parse_blob_created(raw))
+    assert outcome.status == "failed" and outcome.failure.startswith("failed/_events/")
+    assert [n.startswith("_events/") for n in scoring.blobs.names("failed")] == [True]
+    assert scoring.ledger.get(outcome.key) is None
+
+
+def test_a_transient_failure_leaves_a_retrying_record_and_the_redelivery_takes_over(scoring):
+    raw = scoring.upload("a.csv", GOOD)
+    key = f"blob:{raw['data']['url']}@{raw['data']['eTag'].strip(chr(34))}"
     scoring.blobs.fail_next = StorageUnavailableError("storage answered 503")
     with pytest.raises(StorageUnavailableError):
         scoring.service.score(parse_blob_created(raw))
-    assert scoring.ledger.get(f"blob:{raw['data']['url']}@{raw['data']['eTag'].strip(chr(34))}") is None
+    record = scoring.ledger.get(key)
+    assert record.status == "retrying" and record.details["reason"] == "storage_unavailable"
+    assert record.details["attempt"] == 1 and "503" in record.details["message"]
     assert scoring.service.score(parse_blob_created(raw)).status == "succeeded"
+    done = scoring.ledger.get(key)
+    assert done.status == "succeeded" and done.attempts == 2
+    assert [r["reason"] for r in done.details["retries"]] == ["storage_unavailable"]
+
+
+def test_a_failure_record_that_cannot_be_written_still_frees_the_key(scoring):
+    from shared.errors import TransientError
+
+    raw = scoring.upload("bad.csv", b"id,x1,color\n1,0.5,red\n")
+    original = scoring.blobs.write_bytes
+
+    def failing(container, name, data, **kwargs):
+        if container == "failed":
+            raise StorageUnavailableError("storage answered 503")
+        return original(container, name, data, **kwargs)
+
+    scoring.blobs.write_bytes = failing
+    with pytest.raises(TransientError):
+        scoring.service.score(parse_blob_created(raw))
+    key = f"blob:{raw['data']['url']}@{raw['data']['eTag'].strip(chr(34))}"
+    assert scoring.ledger.get(key).status == "retrying"
+    scoring.blobs.write_bytes = original
+    outcome = scoring.service.score(parse_blob_created(raw))
+    assert outcome.status == "failed" and outcome.reason == "schema_mismatch"
+    assert scoring.blobs.names("failed") == [outcome.failure.removeprefix("failed/")]
 
 
 def test_racing_deliveries_of_one_file_give_exactly_one_output(scoring):
@@ -131,7 +169,7 @@ def test_racing_deliveries_of_one_file_give_exactly_one_output(scoring):
     for t in threads:
         t.join()
     assert outcomes.count("succeeded") == 1 and set(outcomes) <= {"succeeded", "duplicate", "retry-later"}
-    assert scoring.blobs.names("scored") == ["race.predictions.csv"]
+    assert scoring.blobs.names("scored") == ["race.csv.predictions.csv"]
     assert scoring.publisher.types() == ["Scorehook.Scoring.Completed"]
     assert scoring.service.score(parse_blob_created(raw)).status == "duplicate"
 
@@ -159,8 +197,9 @@ def test_a_crash_between_claim_and_commit_leaves_no_output_and_redelivery_scores
         scoring.service.score(event)
     now[0] += 901
     outcome = scoring.service.score(event)
-    assert outcome.status == "succeeded" and scoring.blobs.names("scored") == ["crash.predictions.csv"]
-    assert scoring.ledger.get(outcome.key).attempts == 2
+    assert outcome.status == "succeeded" and scoring.blobs.names("scored") == ["crash.csv.predictions.csv"]
+    # the failed first attempt (retrying), the dead instance's takeover, then ours
+    assert scoring.ledger.get(outcome.key).attempts == 3
 
 
 def test_an_older_event_never_overwrites_the_output_of_a_newer_version(scoring):
@@ -177,13 +216,13 @@ def test_an_older_event_never_overwrites_the_output_of_a_newer_version(scoring):
     old_outcome = scoring.service.score(parse_blob_created(old_raw))
     assert state["outcome"].status == "succeeded"
     assert old_outcome.status == "superseded"
-    assert len(_rows(scoring.blobs.read_bytes("scored", "v.predictions.csv"))) == 4  # the newer output stays
+    assert len(_rows(scoring.blobs.read_bytes("scored", "v.csv.predictions.csv"))) == 4  # the newer output stays
     # a late redelivery of the old event is not scored either (its eTag is gone, its sequencer is older)
     assert scoring.service.score(parse_blob_created({**old_raw, "id": "late"})).status in (
         "superseded",
         "duplicate",
     )
-    assert len(_rows(scoring.blobs.read_bytes("scored", "v.predictions.csv"))) == 4
+    assert len(_rows(scoring.blobs.read_bytes("scored", "v.csv.predictions.csv"))) == 4
 
 
 def test_an_event_older_than_the_scored_output_is_superseded_without_work(scoring):
@@ -204,7 +243,7 @@ def test_a_promoted_model_is_used_for_the_next_file(scoring, tiny_onnx):
     assert scoring.provider.invalidate("tiny") == 1  # what on_model_promoted does
     promoted = scoring.service.score(parse_blob_created(scoring.upload("p3.csv", GOOD)))
     assert promoted.model == "models:/tiny/2"
-    assert scoring.blobs.properties("scored", "p3.predictions.csv").metadata["model_version"] == "2"
+    assert scoring.blobs.properties("scored", "p3.csv.predictions.csv").metadata["model_version"] == "2"
 
 
 def test_an_alias_is_re_resolved_after_its_ttl(tiny_onnx):
@@ -256,21 +295,26 @@ def test_routes_choose_model_and_output_format_and_unrouted_blobs_are_recorded(s
     service = ScoringService(scoring.blobs, scoring.ledger, ModelProvider(scoring.registry, scoring.blobs, scoring.models),
                              scoring.publisher, Settings.from_env({"SCOREHOOK_ROUTES": routes}))  # fmt: skip
     outcome = service.score(parse_blob_created(scoring.upload("pq/a.csv", GOOD)))
-    assert outcome.status == "succeeded" and outcome.output == "scored-pq/pq/a.predictions.parquet"
+    assert outcome.status == "succeeded" and outcome.output == "scored-pq/pq/a.csv.predictions.parquet"
     import io
 
-    table = pq.read_table(io.BytesIO(scoring.blobs.read_bytes("scored-pq", "pq/a.predictions.parquet")))
+    table = pq.read_table(io.BytesIO(scoring.blobs.read_bytes("scored-pq", "pq/a.csv.predictions.parquet")))
     assert table.column("id").to_pylist() == ["007", "008", "009"]
     etag = scoring.blobs.properties("models", "tiny/model.onnx").etag.strip('"')
     assert table.column("model_version").to_pylist() == [etag] * 3
     assert (
-        service.score(parse_blob_created(scoring.upload("b.csv", GOOD))).output == "scored/b.predictions.csv"
+        service.score(parse_blob_created(scoring.upload("b.csv", GOOD))).output == "scored/b.csv.predictions.csv"
     )
-    unrouted = service.score(parse_blob_created(scoring.upload("x.csv", GOOD, container="other")))
+    unread = service.score(parse_blob_created(scoring.upload("x.csv", GOOD, container="other")))
+    assert unread.status == "ignored"
+    only_pq = ScoringService(scoring.blobs, scoring.ledger, ModelProvider(scoring.registry, scoring.blobs, scoring.models),
+                             scoring.publisher, Settings.from_env({"SCOREHOOK_ROUTES": json.dumps(json.loads(routes)[:1])}))  # fmt: skip
+    unrouted = only_pq.score(parse_blob_created(scoring.upload("x.csv", GOOD)))
     assert (
         unrouted.status == "failed"
         and unrouted.reason == "unknown_source"
         and "no route" in unrouted.details["message"]
+        and unrouted.failure.startswith("failed/incoming/x.csv.")
     )
 
 
@@ -287,5 +331,5 @@ def test_an_unknown_model_is_a_failure_record_and_replay_scores_the_file_once_it
     assert (failed.status, failed.reason) == ("failed", "model_not_found")
     registry.register("later", tiny_onnx, alias="champion")
     replayed = service.replay("incoming", "r.csv")
-    assert replayed.status == "succeeded" and scoring.blobs.names("scored") == ["r.predictions.csv"]
+    assert replayed.status == "succeeded" and scoring.blobs.names("scored") == ["r.csv.predictions.csv"]
     assert scoring.ledger.get(replayed.key).status == "succeeded"

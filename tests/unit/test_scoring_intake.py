@@ -1,0 +1,106 @@
+"""What the scoring use case does before it reads a byte: names, sources, sizes, one output per input."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import urllib.parse
+
+import pytest
+
+from shared.events import parse_blob_created
+from shared.routes import Route
+
+GOOD = b"id,x1,x2,color\n007,0.5,1.0,red\n008,-1.5,0.2,blue\n009,2.0,-0.3,green\n"
+
+
+def _hostile(scoring, url_blob: str, subject_blob: str) -> dict:
+    raw = scoring.upload("real.csv", GOOD)
+    raw["data"]["url"] = f"http://127.0.0.1:10000/devstoreaccount1/incoming/{url_blob}"
+    raw["subject"] = f"/blobServices/default/containers/incoming/blobs/{subject_blob}"
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("url_blob", "subject_blob"),
+    [("../../etc/passwd", "../../etc/passwd"),
+     ("..%2F..%2Fhome%2Fsite%2Fwwwroot%2Flocal.settings.json", "../../home/site/wwwroot/local.settings.json"),
+     ("a%5Cb.csv", "a\\b.csv"), ("a%0Ab.csv", "a\nb.csv")],
+)  # fmt: skip
+def test_unsafe_names_are_recorded_under_the_event_namespace_and_touch_nothing(scoring, url_blob, subject_blob):
+    raw = _hostile(scoring, url_blob, subject_blob)
+    before = {c: scoring.blobs.names(c) for c in ("incoming", "scored", "failed")}
+    outcome = scoring.service.score(parse_blob_created(raw))
+
+    assert outcome.status == "failed" and outcome.reason == "bad_event"
+    assert outcome.failure.startswith("failed/_events/") and outcome.failure.endswith(".json")
+    assert scoring.blobs.names("scored") == before["scored"] == []
+    assert scoring.blobs.names("failed") == [outcome.failure.removeprefix("failed/")]
+    assert scoring.ledger.get(outcome.key) is None
+    record = json.loads(scoring.blobs.read_bytes("failed", outcome.failure.removeprefix("failed/")))
+    assert record["reason"] == "bad_event" and record["event_id"] == raw["id"]
+
+
+def test_a_redelivered_bad_event_rewrites_the_same_record(scoring):
+    raw = _hostile(scoring, "../x.csv", "../x.csv")
+    first = scoring.service.score(parse_blob_created(raw))
+    second = scoring.service.score(parse_blob_created(raw))
+    assert first.failure == second.failure and len(scoring.blobs.names("failed")) == 1
+
+
+def test_a_unicode_name_scores_end_to_end_with_ascii_lineage(scoring):
+    name = "déjà vu/ünïcødé 漢字.csv"
+    raw = scoring.upload(name, GOOD)
+    raw["data"]["url"] = "http://127.0.0.1:10000/devstoreaccount1/incoming/" + name  # raw, not percent-encoded
+    outcome = scoring.service.score(parse_blob_created(raw))
+    assert outcome.status == "succeeded" and outcome.output == f"scored/{name}.predictions.csv"
+    metadata = scoring.blobs.properties("scored", f"{name}.predictions.csv").metadata
+    assert all(v.isascii() and v.isprintable() for v in metadata.values())
+    assert urllib.parse.unquote(metadata["input_url"]).endswith(name)
+    # a redelivery of the same event is a duplicate, the lineage comparison holds for encoded URLs
+    assert scoring.service.score(parse_blob_created(raw)).status == "duplicate"
+
+
+def test_three_inputs_with_one_stem_get_three_outputs(scoring):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"id": ["007"], "x1": [0.5], "x2": [1.0], "color": ["red"]}), sink)
+    uploads = {"a.csv": GOOD, "a.csv.gz": gzip.compress(GOOD), "a.parquet": sink.getvalue()}
+    outputs = [scoring.service.score(parse_blob_created(scoring.upload(n, d))).output for n, d in uploads.items()]
+    assert outputs == ["scored/a.csv.predictions.csv", "scored/a.csv.gz.predictions.csv",
+                       "scored/a.parquet.predictions.csv"]  # fmt: skip
+    assert len(set(scoring.blobs.names("scored"))) == 3
+
+
+def test_a_data_lake_create_file_is_ignored_and_an_empty_put_blob_is_an_empty_file(scoring):
+    raw = scoring.upload("dl.csv", b"")
+    raw["data"]["api"] = "CreateFile"
+    created = scoring.service.score(parse_blob_created(raw))
+    assert created.status == "ignored" and scoring.blobs.names("failed") == []
+
+    empty = scoring.service.score(parse_blob_created(scoring.upload("empty.csv", b"")))
+    assert empty.status == "failed" and empty.reason == "empty_file"
+
+
+def test_files_over_the_size_limit_are_too_large_before_and_while_reading(scoring):
+    import dataclasses
+
+    scoring.service.routes = (dataclasses.replace(scoring.service.routes[0], max_file_bytes=40),)
+    announced = scoring.service.score(parse_blob_created(scoring.upload("big.csv", GOOD)))
+    assert announced.reason == "too_large"
+    record = json.loads(scoring.blobs.read_bytes("failed", announced.failure.removeprefix("failed/")))
+    assert record["limit"] == "max_file_bytes" and record["size"] == len(GOOD)
+
+    lying = scoring.upload("liar.csv", GOOD)
+    lying["data"]["contentLength"] = 10  # the event says 10 bytes; the blob has more
+    outcome = scoring.service.score(parse_blob_created(lying))
+    assert outcome.reason == "too_large" and scoring.blobs.names("scored") == []
+
+
+def test_a_route_on_another_prefix_does_not_make_its_container_ignored(scoring):
+    scoring.service.routes = (Route(name="churn", container="incoming", prefix="churn/", model="models:/tiny@champion"),)
+    outcome = scoring.service.score(parse_blob_created(scoring.upload("other/a.csv", GOOD)))
+    assert outcome.status == "failed" and outcome.reason == "unknown_source"
