@@ -25,12 +25,14 @@ def on_deadletter(event: func.EventGridEvent, context: func.Context) -> None:
     delivers the event again.
     """
     with bind(invocation_id=context.invocation_id, function="on_deadletter", event_id=event.id):
+        dead_letters = DeadLetterService.for_scoring(scoring_service())
+        raw = event_as_dict(event)
         try:
-            blob_created = parse_blob_created(event_as_dict(event))
+            blob_created = parse_blob_created(raw)
         except InputError as exc:
-            _log.warning("event rejected", extra={"reason": exc.reason, "error": exc.message})
+            dead_letters.reject_raw_event(raw, exc)  # recorded under failed/_events/, never under its names
             return
-        recorded = DeadLetterService.for_scoring(scoring_service()).record_event(blob_created)
+        recorded = dead_letters.record_event(blob_created)
         if recorded:
             _log.info("dead letters recorded", extra={"dead_letter_blob": blob_created.blob_path,
                                                       "events": len(recorded),

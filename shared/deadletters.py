@@ -57,7 +57,7 @@ from shared.events import BLOB_CREATED, BlobCreated, parse_blob_created
 from shared.logs import bind, get_logger
 from shared.names import ascii_metadata, check_blob_event, rejected_event_name
 from shared.ports import BlobStore, Ledger
-from shared.rejections import EXCERPT_BYTES, rejected_event_record
+from shared.rejections import EXCERPT_BYTES, rejected_event_record, write_rejected_event
 from shared.routes import Route, load_routes, match_route, serves_container
 
 if TYPE_CHECKING:
@@ -383,11 +383,7 @@ class DeadLetterService:
             try:
                 check_blob_event(event, self.settings)
             except InputError as exc:
-                name, record = rejected_event_record(event.as_eventgrid(), exc, source="on_deadletter")
-                self._write(name, record)
-                _log.warning(
-                    "dead-letter event rejected", extra={**exc.log_fields(), "record": self._where(name)}
-                )
+                self.reject_raw_event(event.as_eventgrid(), exc)
                 return []
             if event.container != self.container:
                 _log.info("event ignored: not for the dead-letter container",
@@ -398,6 +394,15 @@ class DeadLetterService:
             except BlobNotFoundError:
                 _log.warning("dead-letter blob is gone: nothing to record")
                 return []
+
+    def reject_raw_event(self, raw: Any, exc: InputError) -> str | None:
+        """Record an event for the dead-letter function that cannot be trusted (does not parse, bad names)
+        under the fixed namespace keyed by its id; a record that cannot be written raises (retried)."""
+        location = write_rejected_event(
+            self.blobs, self.settings.failed_container, raw, exc, source="on_deadletter", raise_errors=True
+        )
+        _log.warning("dead-letter event rejected", extra={**exc.log_fields(), "failure": location})
+        return location
 
     def record_blob(self, name: str) -> list[Recorded]:
         """Write the failure record of every dead letter in one dead-letter blob (idempotent)."""

@@ -382,3 +382,13 @@ def test_a_file_dead_lettered_after_transient_failures_is_taken_over_by_the_repl
 
     assert [r.status for r in service.replay()] == ["succeeded"]
     assert scoring.blobs.names("scored") == [output_name("a.csv")] and scoring.blobs.names("failed") == []
+
+
+def test_an_event_for_the_dead_letter_function_that_does_not_parse_is_recorded_by_its_id(scoring):
+    from shared.errors import MalformedEventError
+
+    raw = {"id": "dl-bad", "eventType": "Microsoft.Storage.BlobCreated", "eventTime": 7, "subject": "x", "data": {}}
+    where = _service(scoring).reject_raw_event(raw, MalformedEventError("field 'eventTime' must be a string"))
+    assert where == f"failed/{_events_name('dl-bad')}"
+    record = _record(scoring, _events_name("dl-bad"))
+    assert (record["reason"], record["source"], record["received"]) == ("malformed_event", "on_deadletter", raw)
