@@ -133,6 +133,11 @@ def cmd_drift(monitor: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _printable(text: str) -> str:
+    """Untrusted text (names from events) for a terminal: control characters escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def cmd_deadletters(service: Any, args: argparse.Namespace) -> int:
     from shared.deadletters import DeadLetterService
 
@@ -145,8 +150,8 @@ def cmd_deadletters(service: Any, args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(line, default=str))
             else:
-                print(f"{result.status:<10} {result.blob}  {line.get('output') or line.get('failure') or ''}"
-                      f"{'  [' + result.reason + ']' if result.reason else ''}  ({result.dead_letter.location})")  # fmt: skip
+                print(_printable(f"{result.status:<10} {result.blob}  {line.get('output') or line.get('failure') or ''}"
+                                 f"{'  [' + result.reason + ']' if result.reason else ''}  ({result.dead_letter.location})"))  # fmt: skip
             worst = worst or int(result.status in ("failed", "error"))
         if not results:
             print("no dead letter to replay", file=sys.stderr)
@@ -161,9 +166,10 @@ def cmd_deadletters(service: Any, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(line, default=str))
         else:
-            print("  ".join(str(line[k] if line[k] is not None else "-") for k in
-                            ("time", "subscription", "reason", "event_type", "subject"))
-                  + f"  replayed={line['replayed']}" + (f"  problem: {letter.problem}" if letter.problem else ""))  # fmt: skip
+            text = "  ".join(str(line[k] if line[k] is not None else "-") for k in
+                             ("time", "subscription", "reason", "event_type", "subject"))
+            print(_printable(text + f"  replayed={line['replayed']}"
+                             + (f"  problem: {letter.problem}" if letter.problem else "")))  # fmt: skip
     if not count:
         print(f"no dead letters in {dead.container}", file=sys.stderr)
     return 0

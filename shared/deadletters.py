@@ -364,13 +364,13 @@ class DeadLetterService:
                 continue  # deleted while listed
 
     def replay_status(self, dead_letter: DeadLetter) -> str:
-        """``replayed``, ``replaying`` (a replay holds its claim), ``no``, or ``-`` (not replayable)."""
+        """``yes``, ``replaying`` (a replay holds its mark now), ``no``, or ``n/a`` (not a replayable event)."""
         if self._replay_target(dead_letter) is None:
-            return "-"
+            return "n/a"
         record = self.ledger.get(dead_letter.key)
         if record is None:
             return "no"
-        return REPLAYED if record.status == REPLAYED else "replaying"
+        return "yes" if record.status == REPLAYED else "replaying"
 
     # -- recording ----------------------------------------------------------------------------
     def record_event(self, event: BlobCreated) -> list[Recorded]:

@@ -271,7 +271,7 @@ def test_replay_scores_the_file_once_and_marks_the_dead_letter(scoring):
     assert (replayed.status, replayed.output) == ("succeeded", f"scored/{output_name('batch/a.csv')}")
     assert scoring.blobs.names("scored") == [output_name("batch/a.csv")]
     assert scoring.blobs.names("failed") == []  # the dead_lettered record no longer says what happened
-    assert service.replay_status(letter) == "replayed"
+    assert service.replay_status(letter) == "yes"
     assert scoring.ledger.get(letter.key).details["outcome"] == "succeeded"
     assert service.replay() == []  # replayed once
     assert scoring.publisher.types() == ["Scorehook.Scoring.Completed"]
@@ -306,7 +306,7 @@ def test_only_served_blob_created_events_are_replayed(scoring):
                            {**event, "id": "t-2", "eventTime": 5, **EG_FACTS}, "junk"])  # fmt: skip
     service = _service(scoring)
     assert service.replay() == []
-    assert {service.replay_status(d) for d in service.dead_letters()} == {"-"}
+    assert {service.replay_status(d) for d in service.dead_letters()} == {"n/a"}
 
 
 def test_the_cli_lists_and_replays(scoring, capsys):
@@ -329,7 +329,7 @@ def test_the_cli_lists_and_replays(scoring, capsys):
     assert cmd_deadletters(scoring.service, argparse.Namespace(replay=False, json=False, container="deadletter")) == 0
     text = capsys.readouterr().out
     assert "SCORE-INCOMING-BLOBS  MaxDeliveryAttemptsExceeded  Microsoft.Storage.BlobCreated" in text
-    assert "replayed=replayed" in text
+    assert "replayed=yes" in text
 
 
 def test_an_unexpected_error_of_one_file_does_not_stop_the_replay_of_the_others(scoring):
@@ -392,3 +392,12 @@ def test_an_event_for_the_dead_letter_function_that_does_not_parse_is_recorded_b
     assert where == f"failed/{_events_name('dl-bad')}"
     record = _record(scoring, _events_name("dl-bad"))
     assert (record["reason"], record["source"], record["received"]) == ("malformed_event", "on_deadletter", raw)
+
+
+def test_the_cli_text_listing_escapes_control_characters_of_untrusted_names(scoring, capsys):
+    from cli.__main__ import cmd_deadletters
+
+    _dead_letter(scoring, [{"id": "x", "eventType": "Demo.Thing", "subject": "a\x1b[2Jb\nc", **EG_FACTS}])
+    assert cmd_deadletters(scoring.service, argparse.Namespace(replay=False, json=False, container=None)) == 0
+    out = capsys.readouterr().out
+    assert "a\\x1b[2Jb\\nc" in out and "\x1b" not in out and out.count("\n") == 1 and "replayed=n/a" in out
