@@ -357,7 +357,7 @@ resource recordDeadLetters 'Microsoft.EventGrid/systemTopics/eventSubscriptions@
       subjectBeginsWith: '/blobServices/default/containers/deadletter/'
     }
     eventDeliverySchema: 'EventGridSchema'
-    retryPolicy: { maxDeliveryAttempts: 5, eventTimeToLiveInMinutes: 1440 }
+    retryPolicy: { maxDeliveryAttempts: 10, eventTimeToLiveInMinutes: 1440 }
   }
   dependsOn: [appSettings, containers]
 }
