@@ -401,3 +401,21 @@ def test_the_cli_text_listing_escapes_control_characters_of_untrusted_names(scor
     assert cmd_deadletters(scoring.service, argparse.Namespace(replay=False, json=False, container=None)) == 0
     out = capsys.readouterr().out
     assert "a\\x1b[2Jb\\nc" in out and "\x1b" not in out and out.count("\n") == 1 and "replayed=n/a" in out
+
+
+def test_an_event_rejected_at_delivery_keeps_its_record_and_gets_the_dead_letter_facts(scoring):
+    from shared.errors import MalformedEventError
+    from shared.rejections import write_rejected_event
+
+    event = {**scoring.upload("a.csv", GOOD), "id": "conv-1", "eventTime": 12345}  # a converter error: 400
+    write_rejected_event(scoring.blobs, "failed", event, MalformedEventError("eventTime must be a string"),
+                         source="devhost")  # fmt: skip
+    before = _record(scoring, _events_name("conv-1"))
+    facts = {**EG_FACTS, "deadLetterReason": "BadRequest", "deliveryAttempts": 1, "lastHttpStatusCode": 400}
+
+    (recorded,) = _service(scoring).record_blob(_dead_letter(scoring, [{**event, **facts}]))
+
+    after = _record(scoring, _events_name("conv-1"))
+    assert recorded.record == f"failed/{_events_name('conv-1')}"
+    assert after["reason"] == "malformed_event" and {k: v for k, v in after.items() if k != "dead_letter"} == before
+    assert (after["dead_letter"]["reason"], after["dead_letter"]["last_http_status"]) == ("BadRequest", 400)
