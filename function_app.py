@@ -6,10 +6,11 @@ first use inside the functions.
 
 import azure.functions as func
 
-from functions import deployment, drift, ops, scoring
+from functions import deadletters, deployment, drift, ops, scoring
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(scoring.bp)
 app.register_functions(deployment.bp)
 app.register_functions(drift.bp)
 app.register_functions(ops.bp)
+app.register_functions(deadletters.bp)

@@ -6,6 +6,7 @@
     scorehook replay --failed [--route NAME] # every failed file (of one route)
     scorehook rollback MODEL                 # the previous champion becomes the champion again
     scorehook drift [MODEL] [--evaluate]     # the latest drift reports (decision, reasons, retraining)
+    scorehook deadletters [--replay] [--json] # events Event Grid gave up on; score their files again
 
 Settings come from the environment, or from ``local.settings.json`` (``--settings``) for local runs.
 """
@@ -132,6 +133,48 @@ def cmd_drift(monitor: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _printable(text: str) -> str:
+    """Untrusted text (names from events) for a terminal: control characters escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def cmd_deadletters(service: Any, args: argparse.Namespace) -> int:
+    from shared.deadletters import DeadLetterService
+
+    dead = DeadLetterService.for_scoring(service, container=args.container)
+    if args.replay:
+        worst = 0
+        results = dead.replay()
+        for result in results:
+            line = result.as_dict()
+            if args.json:
+                print(json.dumps(line, default=str))
+            else:
+                print(_printable(f"{result.status:<10} {result.blob}  {line.get('output') or line.get('failure') or ''}"
+                                 f"{'  [' + result.reason + ']' if result.reason else ''}  ({result.dead_letter.location})"))  # fmt: skip
+            worst = worst or int(result.status in ("failed", "error"))
+        if not results:
+            print("no dead letter to replay", file=sys.stderr)
+        return worst
+    count = 0
+    for letter in dead.dead_letters():
+        count += 1
+        line = {"time": letter.time, "subscription": letter.subscription, "reason": letter.reason,
+                "event_type": letter.event_type, "subject": letter.subject, "event_id": letter.event_id,
+                "attempts": letter.attempts, "last_http_status": letter.last_status, "problem": letter.problem,
+                "replayed": dead.replay_status(letter), "dead_letter": letter.location}  # fmt: skip
+        if args.json:
+            print(json.dumps(line, default=str))
+        else:
+            text = "  ".join(str(line[k] if line[k] is not None else "-") for k in
+                             ("time", "subscription", "reason", "event_type", "subject"))
+            print(_printable(text + f"  replayed={line['replayed']}"
+                             + (f"  problem: {letter.problem}" if letter.problem else "")))  # fmt: skip
+    if not count:
+        print(f"no dead letters in {dead.container}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scorehook", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -157,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     drift.add_argument("--last", type=int, default=5)
     drift.add_argument("--reasons", type=int, default=8, help="reasons shown per report")
     drift.set_defaults(run=cmd_drift, build="drift")
+    deadletters = sub.add_parser("deadletters", help="events Event Grid gave up on (dead letters); --replay scores their files")
+    deadletters.add_argument("--replay", action="store_true", help="score every dead-lettered file not replayed yet")
+    deadletters.add_argument("--json", action="store_true", help="one JSON object per line")
+    deadletters.add_argument("--container", help="the dead-letter container (default: SCOREHOOK_DEADLETTER_CONTAINER)")
+    deadletters.set_defaults(run=cmd_deadletters)
     args = parser.parse_args(argv)
     from shared.logs import configure_logging
     from shared.services import build_deployment_service, build_drift_monitor, build_scoring_service

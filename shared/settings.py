@@ -57,6 +57,7 @@ class Settings:
     input_container: str = _setting("SCOREHOOK_INPUT_CONTAINER", "incoming")
     output_container: str = _setting("SCOREHOOK_OUTPUT_CONTAINER", "scored")
     failed_container: str = _setting("SCOREHOOK_FAILED_CONTAINER", "failed")
+    dead_letter_container: str = _setting("SCOREHOOK_DEADLETTER_CONTAINER", "deadletter")
     ledger_table: str = _setting("SCOREHOOK_LEDGER_TABLE", "ScorehookLedger")
     model_uri: str = _setting("SCOREHOOK_MODEL_URI", "models:/scorehook-sample@champion")
     routes: str | None = _setting("SCOREHOOK_ROUTES")

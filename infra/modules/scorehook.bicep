@@ -192,6 +192,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SCOREHOOK_INPUT_CONTAINER: 'incoming'
     SCOREHOOK_OUTPUT_CONTAINER: 'scored'
     SCOREHOOK_FAILED_CONTAINER: 'failed'
+    SCOREHOOK_DEADLETTER_CONTAINER: 'deadletter'
     SCOREHOOK_LEDGER_TABLE: 'ScorehookLedger'
     SCOREHOOK_MODEL_URI: modelUri
     SCOREHOOK_ROUTES: routes
@@ -335,6 +336,30 @@ resource scoreIncomingBlobs 'Microsoft.EventGrid/systemTopics/eventSubscriptions
     }
   }
   dependsOn: [appSettings, deadLetterRole, containers]
+}
+
+// Dead letters of score-incoming-blobs become failure records (on_deadletter). No dead-letter destination of
+// its own, so a dead letter never produces another one (see devhost/subscriptions.json).
+resource recordDeadLetters 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (subscribeFunctions) {
+  parent: blobEvents
+  name: 'record-dead-letters'
+  properties: {
+    destination: {
+      endpointType: 'AzureFunction'
+      properties: {
+        resourceId: '${functionApp.id}/functions/on_deadletter'
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
+      }
+    }
+    filter: {
+      includedEventTypes: ['Microsoft.Storage.BlobCreated']
+      subjectBeginsWith: '/blobServices/default/containers/deadletter/'
+    }
+    eventDeliverySchema: 'EventGridSchema'
+    retryPolicy: { maxDeliveryAttempts: 10, eventTimeToLiveInMinutes: 1440 }
+  }
+  dependsOn: [appSettings, containers]
 }
 
 // Every instance refreshes its alias cache when a model is promoted (see devhost/subscriptions.json).

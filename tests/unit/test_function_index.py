@@ -78,6 +78,7 @@ EXPECTED = {
         },
     ],
     "on_drift_signal": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
+    "on_deadletter": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
     "health": [
         {
             "direction": "IN",

@@ -170,16 +170,32 @@ def test_host_settings_are_identity_based_and_flex_compatible():
 def test_configured_containers_and_ledger_table_are_created():
     settings = app_settings()
     containers = created_names("Microsoft.Storage/storageAccounts/blobServices/containers")
-    for name in ("SCOREHOOK_INPUT_CONTAINER", "SCOREHOOK_OUTPUT_CONTAINER", "SCOREHOOK_FAILED_CONTAINER"):
+    for name in ("SCOREHOOK_INPUT_CONTAINER", "SCOREHOOK_OUTPUT_CONTAINER", "SCOREHOOK_FAILED_CONTAINER",
+                 "SCOREHOOK_DEADLETTER_CONTAINER"):  # fmt: skip
         assert literal(settings[name]) in containers, f"{name} names a container infra/ does not create"
-    for sub in (s for s in subscriptions() if "storageAccount" in s["source"]):
-        assert sub["deadLetterDestination"]["container"] in containers
+    storage = [s for s in subscriptions() if "storageAccount" in s["source"]]
+    dead_letter_containers = {
+        s["deadLetterDestination"]["container"] for s in storage if "deadLetterDestination" in s
+    }
+    for sub in storage:
         subject_container = re.match(
             r"/blobServices/default/containers/([^/]+)/", sub["filter"]["subjectBeginsWith"]
         )
-        assert subject_container and subject_container.group(1) == literal(
-            settings["SCOREHOOK_INPUT_CONTAINER"]
-        )
+        assert subject_container and subject_container.group(1) in containers
+        if subject_container.group(1) in dead_letter_containers:
+            # The dead-letter subscription: dead letters of its own would loop back into it.
+            assert "deadLetterDestination" not in sub, f"{sub['name']} must not dead-letter"
+            assert sub["endpoint"]["functionName"] == "on_deadletter"
+        else:
+            assert subject_container.group(1) == literal(settings["SCOREHOOK_INPUT_CONTAINER"])
+            assert sub["deadLetterDestination"]["container"] in containers
+    assert dead_letter_containers == {literal(settings["SCOREHOOK_DEADLETTER_CONTAINER"])}
+    # Every dead-letter container is watched: no dead letter is invisible.
+    for container in dead_letter_containers:
+        watched = [
+            s for s in storage if s["filter"]["subjectBeginsWith"].endswith(f"/containers/{container}/")
+        ]
+        assert len(watched) == 1, f"dead-letter container {container} needs one subscription to on_deadletter"
     tables = created_names("Microsoft.Storage/storageAccounts/tableServices/tables")
     assert literal(settings["SCOREHOOK_LEDGER_TABLE"]) in tables
 
