@@ -80,11 +80,11 @@ def test_cloudevents_options_handshake_echoes_the_origin(probe):
             json.dumps(
                 [{"id": "1", "subject": "s", "eventTime": "2026-01-01T00:00:00Z", "data": {}}]
             ).encode(),
-            "missing required field 'eventType'",
+            "required field 'eventType' is missing",
         ),
         (
             json.dumps([{"specversion": "1.0", "id": "1", "type": "T"}]).encode(),
-            "missing required field 'source'",
+            "required field 'source' is missing",
         ),
         (json.dumps([42]).encode(), "event[0] is a int"),
     ],
