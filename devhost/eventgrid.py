@@ -208,6 +208,7 @@ class LocalEventGrid:
         store: EventGridStore | None = None,
     ) -> None:
         self.store = store
+        self._restored = False
         self.subscriptions = subscriptions
         self.base_url = base_url.rstrip("/")
         self.blob_service = blob_service
@@ -227,7 +228,9 @@ class LocalEventGrid:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> LocalEventGrid:
-        self._restore()
+        """Restore the state (unless :meth:`restore` ran already) and start watching and delivering."""
+        if not self._restored:
+            self.restore()
         for target, name in (
             (self._schedule_loop, "eventgrid-scheduler"),
             (self._watch_loop, "eventgrid-watcher"),
@@ -245,10 +248,11 @@ class LocalEventGrid:
             thread.join(timeout=5)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _restore(self) -> None:
+    def restore(self) -> None:
         """Load the announced blobs and requeue the pending deliveries; containers never seen before are
         baselined (their blobs are not "created" now). The watcher's first scan then announces what
         arrived while devhost was down."""
+        self._restored = True
         if self.store is None:
             self._scan(emit=False)
             return

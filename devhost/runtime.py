@@ -241,6 +241,8 @@ class DevHost:
         )
 
     def start(self) -> DevHost:
+        if self.eventgrid:  # before the host answers: a blob uploaded once it does is announced
+            self.eventgrid.restore()
         self.server.start()
         if self.eventgrid:
             self.eventgrid.start()

@@ -1,0 +1,131 @@
+"""The local Event Grid survives devhost: a devhost process SIGKILLed mid-delivery and started again (same
+settings, same port, so the same state table) resends what was pending with its attempt counts, and
+announces the blobs that arrived while it was down. Real Azurite, devhost over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, DevhostProcess, start_devhost, stop_devhost
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+APPS = Path(__file__).parent / "apps"
+SUBSCRIPTIONS = APPS / "restart_subscriptions.json"
+
+
+def restart(dev: DevhostProcess) -> DevhostProcess:
+    """The same devhost again: same settings file (port, keys, state table), a new process."""
+    log = dev.log.with_name(f"devhost-{uuid.uuid4().hex[:6]}.log")
+    argv = [sys.executable, "-m", "devhost", "host", "--settings", str(dev.settings_path),
+            "--app", "apps.restart_app:app", "--subscriptions", str(SUBSCRIPTIONS)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "e2e")])}
+    process = subprocess.Popen(argv, cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True, env=env)  # noqa: SIM115
+    again = DevhostProcess(dev.settings, dev.settings_path, process, log)
+
+    def up() -> bool:
+        try:
+            return again.request("GET", "/admin/host/status", headers={"x-functions-key": again.master_key},
+                                 timeout=2)[0] == 200  # fmt: skip
+        except OSError:
+            return False
+
+    again.wait_for(up, timeout=60, what="devhost to start again")
+    return again
+
+
+def kill(dev: DevhostProcess) -> None:
+    dev.process.kill()  # SIGKILL: nothing is flushed, no shutdown hook runs
+    dev.process.wait(10)
+
+
+@pytest.fixture
+def blobs(azurite):
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    for container in ("holddrop", "retrydrop", "restart-probe", "deadletter"):
+        if not service.get_container_client(container).exists():
+            service.create_container(container)
+    return service
+
+
+def _exists(blobs, container: str, name: str) -> bool:
+    return blobs.get_blob_client(container, name).exists()
+
+
+def _started(blobs, name: str) -> list[str]:
+    return [b.name for b in blobs.get_container_client("restart-probe").list_blobs(name_starts_with=f"started/{name}/")]
+
+
+def test_a_killed_devhost_resends_pending_deliveries_and_announces_blobs_that_arrived_meanwhile(
+    tmp_path, azurite, blobs
+):
+    tag = uuid.uuid4().hex[:8]
+    before, held, meanwhile = f"before-{tag}.csv", f"held-{tag}.csv", f"meanwhile-{tag}.csv"
+    blobs.get_blob_client("holddrop", before).upload_blob(b"x")  # there before the first start
+    dev = start_devhost(tmp_path, azurite, "http://127.0.0.1:1", app="apps.restart_app:app",
+                        subscriptions=SUBSCRIPTIONS, extra={"DEVHOST_EVENTGRID_TABLE": f"restart{tag}"})  # fmt: skip
+    try:
+        blobs.get_blob_client("holddrop", held).upload_blob(b"x")
+        dev.wait_for(lambda: _started(blobs, held), what="the held delivery to start")
+        kill(dev)
+        blobs.get_blob_client("holddrop", meanwhile).upload_blob(b"y")  # while devhost is down
+        blobs.get_blob_client("restart-probe", "release").upload_blob(b"", overwrite=True)
+        dev = restart(dev)
+        dev.wait_for(lambda: _exists(blobs, "restart-probe", f"done/{held}")
+                     and _exists(blobs, "restart-probe", f"done/{meanwhile}"), what="both deliveries")  # fmt: skip
+        done = json.loads(blobs.get_blob_client("restart-probe", f"done/{held}").download_blob().readall())
+        assert done["pid"] == dev.process.pid
+        attempts = {d["subject"].rsplit("/", 1)[-1]: d["attempt"] for d in dev.deliveries() if "status" in d}
+        assert attempts[held] == 2  # the attempt in flight when devhost died counts
+        assert attempts[meanwhile] == 1
+        assert before not in attempts  # the very first start baselined it; the restart does not announce it
+        assert len(_started(blobs, held)) == 2
+        stop_devhost(dev)  # a graceful stop and start: nothing left to resend or announce
+        dev = restart(dev)
+        dev.wait_for(lambda: dev.request("GET", "/admin/host/status",
+                                         headers={"x-functions-key": dev.master_key})[0] == 200)  # fmt: skip
+        import time
+
+        time.sleep(1.5)
+        assert [d for d in dev.deliveries() if "status" in d] == []
+    finally:
+        stop_devhost(dev)
+        blobs.get_blob_client("restart-probe", "release").delete_blob(delete_snapshots=None) if _exists(
+            blobs, "restart-probe", "release") else None
+
+
+def test_a_delivery_waiting_for_a_retry_continues_its_attempt_count_after_a_kill(tmp_path, azurite, blobs):
+    tag = uuid.uuid4().hex[:8]
+    name = f"fails-{tag}.csv"
+    dev = start_devhost(tmp_path, azurite, "http://127.0.0.1:1", app="apps.restart_app:app",
+                        subscriptions=SUBSCRIPTIONS, extra={"DEVHOST_EVENTGRID_TABLE": f"retry{tag}"})  # fmt: skip
+    try:
+        blobs.get_blob_client("retrydrop", name).upload_blob(b"x")
+        dev.wait_for(lambda: [d for d in dev.deliveries() if (d.get("subject") or "").endswith(name)
+                              and d.get("status") == 500], what="the first failed attempt")  # fmt: skip
+        kill(dev)
+        dev = restart(dev)
+
+        def dead_letter():
+            container = blobs.get_container_client("deadletter")
+            for blob in container.list_blobs(name_starts_with="devstoreaccount1/RESTART-FAILING/"):
+                record = json.loads(container.download_blob(blob.name).readall())[0]
+                if record["subject"].endswith(name):
+                    return record
+            return None
+
+        record = dev.wait_for(dead_letter, what="the dead letter")
+        assert record["deadLetterReason"] == "MaxDeliveryAttemptsExceeded"
+        assert record["deliveryAttempts"] == 4
+        after = [d["attempt"] for d in dev.deliveries() if (d.get("subject") or "").endswith(name) and "status" in d]
+        assert after == [2, 3, 4]
+    finally:
+        stop_devhost(dev)
