@@ -16,6 +16,7 @@ Event Grid delivery that timed out).
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import json
@@ -175,6 +176,7 @@ class _Delivery:
     last_outcome: str = field(compare=False, default="")
     id: str = field(compare=False, default_factory=lambda: uuid.uuid4().hex)
     persisted_attempts: int = field(compare=False, default=0)
+    spilled: bool = field(compare=False, default=False)
 
 
 def _wall(monotonic: float) -> float:
@@ -277,13 +279,14 @@ class LocalEventGrid:
             if subscription is None:
                 log.warning("pending delivery %s is for subscription %s, which no longer exists: dropped",
                             stored.id, stored.subscription)  # fmt: skip
-                self._forget(stored.id)
+                with contextlib.suppress(EventGridStoreError):
+                    self.store.delete(stored.id, stored.spilled)
                 continue
             delivery = _Delivery(
                 max(time.monotonic(), _monotonic(stored.due)), next(self._seq), subscription, stored.event,
                 published=_monotonic(stored.published), attempts=stored.attempts,
                 last_status=stored.last_status, last_outcome=stored.last_outcome,
-                id=stored.id, persisted_attempts=stored.attempts,
+                id=stored.id, persisted_attempts=stored.attempts, spilled=stored.spilled,
             )  # fmt: skip
             if delivery.attempts >= subscription.max_attempts:
                 delivery.last_outcome = delivery.last_outcome or "Aborted"
@@ -302,7 +305,7 @@ class LocalEventGrid:
         if self.store is None:
             return
         try:
-            self.store.save(
+            delivery.spilled |= self.store.save(
                 delivery.id, delivery.subscription.name, delivery.event if with_event else None,
                 attempts=delivery.persisted_attempts, due=_wall(delivery.due), published=_wall(delivery.published),
                 last_status=delivery.last_status, last_outcome=delivery.last_outcome,
@@ -312,13 +315,13 @@ class LocalEventGrid:
                 raise
             log.warning("delivery %s of event %s: %s", delivery.id, delivery.event.get("id"), exc)
 
-    def _forget(self, delivery_id: str) -> None:
+    def _forget(self, delivery: _Delivery) -> None:
         if self.store is None:
             return
         try:
-            self.store.delete(delivery_id)
+            self.store.delete(delivery.id, delivery.spilled)
         except EventGridStoreError as exc:  # it will be resent after a restart: at least once
-            log.warning("delivery %s: %s", delivery_id, exc)
+            log.warning("delivery %s of event %s: %s", delivery.id, delivery.event.get("id"), exc)
 
     def _delay(self, attempts: int) -> float:
         return float(self.retry_delays[min(max(attempts, 1) - 1, len(self.retry_delays) - 1)])
@@ -473,7 +476,7 @@ class LocalEventGrid:
             status = 0
         self._record(delivery, status)
         if 200 <= status <= 204:
-            self._forget(delivery.id)
+            self._forget(delivery)
             return
         delivery.last_status = status
         delivery.last_outcome = (
@@ -525,7 +528,7 @@ class LocalEventGrid:
                 delivery.attempts,
                 reason,
             )
-            self._forget(delivery.id)
+            self._forget(delivery)
             return
         cloud = "specversion" in delivery.event
         names = (
@@ -585,7 +588,7 @@ class LocalEventGrid:
         except Exception as exc:  # kept pending: dead-lettered again after a restart
             log.error("dead-lettering event %s failed: %s", delivery.event.get("id"), exc)
             return
-        self._forget(delivery.id)
+        self._forget(delivery)
 
     def pending(self) -> int:
         with self._cv:

@@ -8,7 +8,7 @@ it announces the blobs that arrived while it was down, as Event Grid would have 
 Table rows (``PartitionKey`` / ``RowKey``: properties):
 
 * ``pending`` / delivery id: ``Subscription`` (name), ``Event`` (the event as JSON, split over ``Event``,
-  ``Event1``, ... of at most 30,000 characters each; over 480,000 characters it goes to the blob
+  ``Event1``, ... of at most 16,000 characters each; over 240,000 characters it goes to the blob
   ``devhost-eventgrid/<table>/<delivery id>.json`` named by ``EventBlob``), ``Attempts`` (attempts made or
   in flight), ``Due`` and ``Published`` (Unix seconds), ``LastStatus``, ``LastOutcome``.
 * ``seen-<container>`` / sha256 of the blob name: ``Name``, ``ETag`` (unquoted) of each announced blob.
@@ -34,8 +34,8 @@ from typing import Any
 __all__ = ["EventGridStore", "EventGridStoreError", "StoredDelivery", "state_table_name"]
 
 log = logging.getLogger("devhost.eventgrid")
-_CHUNK = 30_000
-_MAX_CHUNKS = 16
+_CHUNK = 16_000  # characters: at most 64,000 bytes in UTF-16, under the 64 KiB property limit
+_MAX_CHUNKS = 15  # and under the 1 MiB entity limit
 _SPILL_CONTAINER = "devhost-eventgrid"
 _BATCH = 100
 
@@ -74,6 +74,7 @@ class StoredDelivery:
     published: float
     last_status: int | None
     last_outcome: str
+    spilled: bool = False
 
 
 def _wrap(what: str) -> Any:
@@ -131,8 +132,9 @@ class EventGridStore:
         published: float,
         last_status: int | None = None,
         last_outcome: str = "",
-    ) -> None:
-        """Insert or replace a pending delivery; ``event=None`` updates its counters only."""
+    ) -> bool:
+        """Insert or replace a pending delivery; ``event=None`` updates its counters only. Returns whether
+        the event went to a blob (pass it to :meth:`delete`)."""
         from azure.data.tables import UpdateMode
 
         entity: dict[str, Any] = {
@@ -147,8 +149,8 @@ class EventGridStore:
         }
         if event is None:
             self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
-            return
-        text = json.dumps(event, separators=(",", ":"))
+            return False
+        text = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
         if len(text) > _CHUNK * _MAX_CHUNKS:
             blob = f"{self.name}/{delivery_id}.json"
             container = self.blob_service.get_container_client(_SPILL_CONTAINER)
@@ -156,23 +158,25 @@ class EventGridStore:
                 container.create_container()
             container.upload_blob(blob, text.encode(), overwrite=True)
             entity["EventBlob"] = blob
+            spilled = True
         else:
+            spilled = False
             for index in range(0, max(1, -(-len(text) // _CHUNK))):
                 entity[f"Event{index or ''}"] = text[index * _CHUNK : (index + 1) * _CHUNK]
         self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        return spilled
 
     @_wrap("deleting a delivered event")
-    def delete(self, delivery_id: str) -> None:
+    def delete(self, delivery_id: str, spilled: bool = False) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            entity = self.table.get_entity("pending", delivery_id)
+            self.table.delete_entity("pending", delivery_id)
         except ResourceNotFoundError:
-            return
-        self.table.delete_entity("pending", delivery_id)
-        if entity.get("EventBlob") and self.blob_service is not None:
+            pass
+        if spilled and self.blob_service is not None:
             try:
-                self.blob_service.get_blob_client(_SPILL_CONTAINER, entity["EventBlob"]).delete_blob()
+                self.blob_service.get_blob_client(_SPILL_CONTAINER, f"{self.name}/{delivery_id}.json").delete_blob()
             except ResourceNotFoundError:
                 pass
 
@@ -196,7 +200,7 @@ class EventGridStore:
                 StoredDelivery(
                     entity["RowKey"], entity["Subscription"], event, int(entity.get("Attempts", 0)),
                     float(entity.get("Due", 0.0)), float(entity.get("Published", 0.0)),
-                    None if status < 0 else status, entity.get("LastOutcome", ""),
+                    None if status < 0 else status, entity.get("LastOutcome", ""), bool(entity.get("EventBlob")),
                 )
             )  # fmt: skip
         return found

@@ -137,7 +137,7 @@ class DevHost:
         retry_delays: list[float] | None = None,
         poll_interval: float | None = None,
         host_json: str | Path = HOST_JSON,
-        function_timeout: float | None | object = _FROM_HOST_JSON,
+        function_timeout: float | object | None = _FROM_HOST_JSON,
         state_table: str | None = None,
     ) -> None:
         self.env = dict(env)

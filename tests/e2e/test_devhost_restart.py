@@ -129,3 +129,41 @@ def test_a_delivery_waiting_for_a_retry_continues_its_attempt_count_after_a_kill
         assert after == [2, 3, 4]
     finally:
         stop_devhost(dev)
+
+
+def test_pending_events_of_any_size_are_read_back_whole_by_the_next_local_event_grid(azurite, blobs):
+    """In process, no host: deliveries to a closed port stay pending; a second LocalEventGrid on the same
+    table restores them byte for byte (a 100 KB event split over properties, a 700 KB one in a blob)."""
+    from devhost.eventgrid import EventGridStore, LocalEventGrid, Subscription
+    from devhost.services import free_port
+
+    table = f"store{uuid.uuid4().hex[:8]}"
+    sub = Subscription(name="store-topic", function="nowhere", topic="t1", event_types=("Demo.Thing",))
+    events = [{"id": f"e-{size}", "eventType": "Demo.Thing", "subject": "s", "eventTime": "2026-01-01T00:00:00Z",
+               "dataVersion": "1", "data": {"pad": "é" * size}} for size in (10, 100_000, 700_000)]  # fmt: skip
+
+    def grid() -> LocalEventGrid:
+        store = EventGridStore.from_connection_string(azurite.connection_string, table, blobs)
+        return LocalEventGrid([sub], f"http://127.0.0.1:{free_port()}", blobs, topics={"t1": {"key": "k"}},
+                              retry_delays=[600], store=store, timeout=2)  # fmt: skip
+
+    first = grid().start()
+    published = [dict(e) for e in events]
+    first.publish_to_topic("t1", "k", published)  # adds topic and metadataVersion
+    import time
+
+    deadline = time.monotonic() + 30
+    while sum(1 for d in first.history if "status" in d) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.stop()
+    assert sorted(d["status"] for d in first.history if "status" in d) == [0, 0, 0]  # nobody listening
+    second = grid()
+    second.restore()
+    restored = {d.event["id"]: d for d in second._heap}
+    assert {k: v.event for k, v in restored.items()} == {e["id"]: e for e in published}
+    assert {d.attempts for d in restored.values()} == {1}
+    assert restored["e-700000"].spilled and not restored["e-100000"].spilled
+    for delivery in restored.values():
+        second._forget(delivery)
+    assert EventGridStore.from_connection_string(azurite.connection_string, table, blobs).pending() == []
+    assert not [b for b in blobs.get_container_client("devhost-eventgrid").list_blobs(name_starts_with=table)]

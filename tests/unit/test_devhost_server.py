@@ -146,7 +146,7 @@ def test_a_body_that_is_not_json_gets_400_and_a_record(server, probe):
 
 def test_a_delivery_of_more_than_5000_events_is_refused_with_413(server, probe):
     batch = [{**GOOD, "id": f"e-{i}"} for i in range(MAX_EVENTS_PER_DELIVERY + 1)]
-    status, body = post(server, EVENTGRID, batch)
+    status, _body = post(server, EVENTGRID, batch)
     assert status == 413
     assert probe.received == []
     [record] = records(server.blobs)
@@ -245,7 +245,7 @@ def test_requests_past_max_outstanding_requests_get_429(probe):
             deadline = time.monotonic() + 5
             while dev._outstanding < 2 and time.monotonic() < deadline:
                 time.sleep(0.01)
-            status, body = post(dev, EVENTGRID, [GOOD])
+            status, _body = post(dev, EVENTGRID, [GOOD])
             probe.release.set()
             assert [f.result()[0] for f in held] == [200, 200]
     finally:
