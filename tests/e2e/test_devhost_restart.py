@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -21,10 +21,10 @@ SUBSCRIPTIONS = APPS / "restart_subscriptions.json"
 
 
 def restart(dev: DevhostProcess) -> DevhostProcess:
-    """The same devhost again: same settings file (port, keys, state table), a new process."""
+    """The same devhost again (same command line and settings file: port, keys, state table), a new process.
+    Works for any devhost started with ``tests.conftest.start_devhost``."""
     log = dev.log.with_name(f"devhost-{uuid.uuid4().hex[:6]}.log")
-    argv = [sys.executable, "-m", "devhost", "host", "--settings", str(dev.settings_path),
-            "--app", "apps.restart_app:app", "--subscriptions", str(SUBSCRIPTIONS)]  # fmt: skip
+    argv = list(dev.process.args)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "e2e")])}
     process = subprocess.Popen(argv, cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True, env=env)  # noqa: SIM115
     again = DevhostProcess(dev.settings, dev.settings_path, process, log)
@@ -92,8 +92,6 @@ def test_a_killed_devhost_resends_pending_deliveries_and_announces_blobs_that_ar
         dev = restart(dev)
         dev.wait_for(lambda: dev.request("GET", "/admin/host/status",
                                          headers={"x-functions-key": dev.master_key})[0] == 200)  # fmt: skip
-        import time
-
         time.sleep(1.5)
         assert [d for d in dev.deliveries() if "status" in d] == []
     finally:
@@ -150,8 +148,6 @@ def test_pending_events_of_any_size_are_read_back_whole_by_the_next_local_event_
     first = grid().start()
     published = [dict(e) for e in events]
     first.publish_to_topic("t1", "k", published)  # adds topic and metadataVersion
-    import time
-
     deadline = time.monotonic() + 30
     while sum(1 for d in first.history if "status" in d) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
