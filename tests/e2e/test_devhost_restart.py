@@ -68,25 +68,28 @@ def test_a_killed_devhost_resends_pending_deliveries_and_announces_blobs_that_ar
     tmp_path, azurite, blobs
 ):
     tag = uuid.uuid4().hex[:8]
-    before, held, meanwhile = f"before-{tag}.csv", f"held-{tag}.csv", f"meanwhile-{tag}.csv"
-    blobs.get_blob_client("holddrop", before).upload_blob(b"x")  # there before the first start
+    before, stable = f"before-{tag}.csv", f"stable-{tag}.csv"
+    held, meanwhile = f"held-{tag}.csv", f"meanwhile-{tag}.csv"
+    for name in (before, stable):  # there before the very first start: baselined, not announced
+        blobs.get_blob_client("holddrop", name).upload_blob(b"x")
     dev = start_devhost(tmp_path, azurite, "http://127.0.0.1:1", app="apps.restart_app:app",
                         subscriptions=SUBSCRIPTIONS, extra={"DEVHOST_EVENTGRID_TABLE": f"restart{tag}"})  # fmt: skip
     try:
         blobs.get_blob_client("holddrop", held).upload_blob(b"x")
         dev.wait_for(lambda: _started(blobs, held), what="the held delivery to start")
         kill(dev)
-        blobs.get_blob_client("holddrop", meanwhile).upload_blob(b"y")  # while devhost is down
+        blobs.get_blob_client("holddrop", meanwhile).upload_blob(b"y")  # while devhost is down: new,
+        blobs.get_blob_client("holddrop", before).upload_blob(b"changed", overwrite=True)  # and changed
         blobs.get_blob_client("restart-probe", "release").upload_blob(b"", overwrite=True)
         dev = restart(dev)
-        dev.wait_for(lambda: _exists(blobs, "restart-probe", f"done/{held}")
-                     and _exists(blobs, "restart-probe", f"done/{meanwhile}"), what="both deliveries")  # fmt: skip
+        dev.wait_for(lambda: all(_exists(blobs, "restart-probe", f"done/{n}") for n in (held, meanwhile, before)),
+                     what="the three deliveries")  # fmt: skip
         done = json.loads(blobs.get_blob_client("restart-probe", f"done/{held}").download_blob().readall())
         assert done["pid"] == dev.process.pid
         attempts = {d["subject"].rsplit("/", 1)[-1]: d["attempt"] for d in dev.deliveries() if "status" in d}
         assert attempts[held] == 2  # the attempt in flight when devhost died counts
-        assert attempts[meanwhile] == 1
-        assert before not in attempts  # the very first start baselined it; the restart does not announce it
+        assert attempts[meanwhile] == 1 and attempts[before] == 1
+        assert stable not in attempts  # baselined by the very first start, unchanged since
         assert len(_started(blobs, held)) == 2
         stop_devhost(dev)  # a graceful stop and start: nothing left to resend or announce
         dev = restart(dev)
@@ -163,3 +166,21 @@ def test_pending_events_of_any_size_are_read_back_whole_by_the_next_local_event_
         second._forget(delivery)
     assert EventGridStore.from_connection_string(azurite.connection_string, table, blobs).pending() == []
     assert not [b for b in blobs.get_container_client("devhost-eventgrid").list_blobs(name_starts_with=table)]
+
+
+def test_an_invocation_past_function_timeout_is_answered_500_and_retried(tmp_path, azurite, blobs):
+    tag = uuid.uuid4().hex[:8]
+    name = f"slow-{tag}.csv"
+    dev = start_devhost(tmp_path, azurite, "http://127.0.0.1:1", app="apps.restart_app:app", subscriptions=SUBSCRIPTIONS,
+                        extra={"DEVHOST_EVENTGRID_TABLE": f"timeout{tag}", "DEVHOST_FUNCTION_TIMEOUT": "1"})  # fmt: skip
+    try:
+        blobs.get_blob_client("holddrop", name).upload_blob(b"x")  # never released: runs past the timeout
+        statuses = dev.wait_for(lambda: [d["status"] for d in dev.deliveries()
+                                         if (d.get("subject") or "").endswith(name) and "status" in d][:2] or None
+                                if len(_started(blobs, name)) >= 2 else None, what="a retry after the timeout")  # fmt: skip
+        assert statuses == [500, 500][: len(statuses)] and statuses
+        log = dev.log.read_text()
+        assert "function hold (invocation " in log and "exceeded functionTimeout (1 s): abandoned" in log
+        assert not _exists(blobs, "restart-probe", f"done/{name}")
+    finally:
+        stop_devhost(dev)
