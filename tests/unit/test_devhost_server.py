@@ -302,3 +302,16 @@ def test_retry_policies_span_well_over_the_claim_lease(name):
     assert 240 <= local_span <= 600  # ~5 minutes locally: long enough to take over, short enough to dead-letter
     assert _azure_span(attempts) >= 30 * 60  # in Azure (same maxDeliveryAttempts, its own schedule)
     assert sum(delays[:2]) < lease  # the first retries still come quickly
+
+
+def test_a_body_over_the_read_limit_is_drained_not_read_and_gets_413(server, probe):
+    from devhost.server import MAX_BODY_BYTES
+
+    body = b"[" + b" " * MAX_BODY_BYTES + b"]"
+    status, response = post(server, EVENTGRID, body)
+    assert status == 413
+    assert "at most" in response["message"]
+    [record] = records(server.blobs)
+    assert (record["reason"], record["limit"], record["actual"]) == ("too_large", "delivery_bytes", len(body))
+    assert probe.received == []
+    assert post(server, EVENTGRID, [GOOD])[0] == 200  # the server still answers
