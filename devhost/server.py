@@ -104,26 +104,26 @@ def read_delivery(body: bytes) -> tuple[list[tuple[int, dict[str, Any]]], list[R
         payload = json.loads(body or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         where = f": {exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        error = MalformedEventError(f"request body is not valid JSON{where}")
-        return [], [Rejection(400, None, body, error)]
+        return [], [Rejection(400, None, body, MalformedEventError(f"request body is not valid JSON{where}"))]
     items = payload if isinstance(payload, list) else [payload]
     if payload is None or not items:
-        return [], [Rejection(400, None, body, MalformedEventError("request body has no events: expected a JSON array of events"))]
+        message = "request body has no events: expected a JSON array of events"
+        return [], [Rejection(400, None, body, MalformedEventError(message))]
     if len(items) > MAX_EVENTS_PER_DELIVERY:
-        error = TooLargeError(
+        too_many = TooLargeError(
             f"the delivery holds {len(items):,} events; at most {MAX_EVENTS_PER_DELIVERY:,} are accepted",
             limit="events_per_delivery", maximum=MAX_EVENTS_PER_DELIVERY, actual=len(items),
         )  # fmt: skip
-        return [], [Rejection(413, None, body, error)]
+        return [], [Rejection(413, None, body, too_many)]
     events, rejected = [], []
     for index, item in enumerate(items):
         size = event_size(item)
         if size > MAX_EVENT_BYTES:
-            error: ScorehookError | None = TooLargeError(
+            too_big = TooLargeError(
                 f"event[{index}] is {size:,} bytes as JSON; at most {MAX_EVENT_BYTES:,} are accepted",
                 limit="event_bytes", maximum=MAX_EVENT_BYTES, actual=size, index=index,
             )  # fmt: skip
-            rejected.append(Rejection(413, index, item, error))
+            rejected.append(Rejection(413, index, item, too_big))
         elif (error := _check_event(index, item)) is not None:
             rejected.append(Rejection(400, index, item, error))
         else:
