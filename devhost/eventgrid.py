@@ -6,10 +6,17 @@ Grid subscriptions ``infra/`` declares. Deliveries go over HTTP to the host's we
 per request (``maxEventsPerBatch: 1``), and follow Azure's rules: 200-204 is success; 400 and 413 are
 dead-lettered at once; anything else is retried on the (locally shortened) schedule until
 ``maxDeliveryAttempts`` or the event's time to live is exhausted, then dead-lettered.
+
+With a :class:`~devhost.eventgrid_store.EventGridStore`, pending deliveries (queued, in flight, waiting for
+a retry) and the announced blobs live in an Azurite table: after devhost is killed and started again, the
+deliveries are resent with their attempt counts, and blobs that arrived (or changed) meanwhile are
+announced. The attempt in flight when devhost died counts as made (its outcome is unknown, as for an
+Event Grid delivery that timed out).
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import json
@@ -27,7 +34,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LocalEventGrid", "Subscription", "load_subscriptions", "storage_topic", "to_cloudevent"]
+from devhost.eventgrid_store import EventGridStore, EventGridStoreError, normalise_etag, state_table_name
+
+__all__ = [
+    "EventGridStore",
+    "EventGridStoreError",
+    "LocalEventGrid",
+    "Subscription",
+    "load_subscriptions",
+    "state_table_name",
+    "storage_topic",
+    "to_cloudevent",
+]
 
 log = logging.getLogger("devhost.eventgrid")
 
@@ -156,13 +174,26 @@ class _Delivery:
     attempts: int = field(compare=False, default=0)
     last_status: int | None = field(compare=False, default=None)
     last_outcome: str = field(compare=False, default="")
+    id: str = field(compare=False, default_factory=lambda: uuid.uuid4().hex)
+    persisted_attempts: int = field(compare=False, default=0)
+    spilled: bool = field(compare=False, default=False)
+
+
+def _wall(monotonic: float) -> float:
+    return time.time() + (monotonic - time.monotonic())
+
+
+def _monotonic(wall: float) -> float:
+    return time.monotonic() + (wall - time.time())
 
 
 class LocalEventGrid:
     """Watches Azurite containers, accepts custom-topic events, and delivers them to subscribers.
 
     ``base_url`` is the devhost server the webhooks live on; ``blob_service`` a ``BlobServiceClient`` on
-    Azurite (polled for new blobs, and where dead letters are written).
+    Azurite (polled for new blobs, and where dead letters are written); ``store`` where pending deliveries
+    and announced blobs are kept across restarts (``None``: in memory only); ``workers`` how many
+    deliveries are in flight at once.
     """
 
     def __init__(
@@ -176,7 +207,10 @@ class LocalEventGrid:
         poll_interval: float = 0.25,
         workers: int = 4,
         timeout: float = 30.0,
+        store: EventGridStore | None = None,
     ) -> None:
+        self.store = store
+        self._restored = False
         self.subscriptions = subscriptions
         self.base_url = base_url.rstrip("/")
         self.blob_service = blob_service
@@ -196,7 +230,9 @@ class LocalEventGrid:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> LocalEventGrid:
-        self._scan(emit=False)  # blobs already there are not "created" now
+        """Restore the state (unless :meth:`restore` ran already) and start watching and delivering."""
+        if not self._restored:
+            self.restore()
         for target, name in (
             (self._schedule_loop, "eventgrid-scheduler"),
             (self._watch_loop, "eventgrid-watcher"),
@@ -214,6 +250,82 @@ class LocalEventGrid:
             thread.join(timeout=5)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def restore(self) -> None:
+        """Load the announced blobs and requeue the pending deliveries; containers never seen before are
+        baselined (their blobs are not "created" now). The watcher's first scan then announces what
+        arrived while devhost was down."""
+        self._restored = True
+        if self.store is None:
+            self._scan(emit=False)
+            return
+        self.store.ensure()
+        account = self.blob_service.account_name
+        fresh = []
+        for container in sorted(self._watched().get(account, set())):
+            seen = self.store.load_seen(container)
+            if seen is None:
+                fresh.append(container)
+            else:
+                self._seen.update({(container, name): etag for name, etag in seen.items()})
+        self._scan(emit=False, containers=fresh)
+        for container in fresh:
+            self.store.set_baseline(
+                container, {name: etag for (c, name), etag in self._seen.items() if c == container}
+            )
+        by_name = {s.name: s for s in self.subscriptions}
+        restored = 0
+        for stored in self.store.pending():
+            subscription = by_name.get(stored.subscription)
+            if subscription is None:
+                log.warning("pending delivery %s is for subscription %s, which no longer exists: dropped",
+                            stored.id, stored.subscription)  # fmt: skip
+                with contextlib.suppress(EventGridStoreError):
+                    self.store.delete(stored.id, stored.spilled)
+                continue
+            delivery = _Delivery(
+                max(time.monotonic(), _monotonic(stored.due)), next(self._seq), subscription, stored.event,
+                published=_monotonic(stored.published), attempts=stored.attempts,
+                last_status=stored.last_status, last_outcome=stored.last_outcome,
+                id=stored.id, persisted_attempts=stored.attempts, spilled=stored.spilled,
+            )  # fmt: skip
+            if delivery.attempts >= subscription.max_attempts:
+                delivery.last_outcome = delivery.last_outcome or "Aborted"
+                self._dead_letter(delivery, "MaxDeliveryAttemptsExceeded")
+                continue
+            with self._cv:
+                heapq.heappush(self._heap, delivery)
+            restored += 1
+        if restored or fresh:
+            log.info("local Event Grid state %s: %d pending deliveries resumed, containers baselined: %s",
+                     self.store.name, restored, ", ".join(fresh) or "none")  # fmt: skip
+
+    def _save(self, delivery: _Delivery, *, with_event: bool = False, strict: bool = False) -> None:
+        """Persist a delivery's state: its attempts (the one about to be made included) and when it is
+        due again should that attempt be lost."""
+        if self.store is None:
+            return
+        try:
+            delivery.spilled |= self.store.save(
+                delivery.id, delivery.subscription.name, delivery.event if with_event else None,
+                attempts=delivery.persisted_attempts, due=_wall(delivery.due), published=_wall(delivery.published),
+                last_status=delivery.last_status, last_outcome=delivery.last_outcome,
+            )  # fmt: skip
+        except EventGridStoreError as exc:
+            if strict:
+                raise
+            log.warning("delivery %s of event %s: %s", delivery.id, delivery.event.get("id"), exc)
+
+    def _forget(self, delivery: _Delivery) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.delete(delivery.id, delivery.spilled)
+        except EventGridStoreError as exc:  # it will be resent after a restart: at least once
+            log.warning("delivery %s of event %s: %s", delivery.id, delivery.event.get("id"), exc)
+
+    def _delay(self, attempts: int) -> float:
+        return float(self.retry_delays[min(max(attempts, 1) - 1, len(self.retry_delays) - 1)])
+
     # -- sources --------------------------------------------------------------------------------
     def _watched(self) -> dict[str, set[str]]:
         watched: dict[str, set[str]] = {}
@@ -229,23 +341,26 @@ class LocalEventGrid:
             except Exception as exc:  # storage hiccup: keep watching
                 log.warning("blob watcher scan failed: %s", exc)
 
-    def _scan(self, emit: bool) -> None:
+    def _scan(self, emit: bool, containers: list[str] | None = None) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
         account = self.blob_service.account_name
-        for container in sorted(self._watched().get(account, set())):
+        watched = sorted(self._watched().get(account, set())) if containers is None else containers
+        for container in watched:
             client = self.blob_service.get_container_client(container)
             try:
                 blobs = list(client.list_blobs())
             except ResourceNotFoundError:
                 continue
             for blob in blobs:
-                key = (container, blob.name)
-                if self._seen.get(key) == blob.etag:
+                key, etag = (container, blob.name), normalise_etag(blob.etag)
+                if self._seen.get(key) == etag:
                     continue
-                self._seen[key] = blob.etag
-                if emit:
+                if emit:  # queued (and persisted) first: a crash before mark_seen announces it again
                     self.publish_system_event(self._blob_created(account, container, blob, client.url))
+                self._seen[key] = etag
+                if emit and self.store is not None:
+                    self.store.mark_seen(container, blob.name, etag)
 
     def _blob_created(self, account: str, container: str, blob: Any, container_url: str) -> dict[str, Any]:
         sequencer = f"{time.time_ns():016x}{next(self._sequencer):016x}"
@@ -297,12 +412,19 @@ class LocalEventGrid:
 
     # -- delivery -------------------------------------------------------------------------------
     def _route(self, event: dict[str, Any], subscriptions: list[Subscription]) -> int:
+        """Queue one delivery per subscription, each persisted first (raises ``EventGridStoreError``
+        when it cannot be: the source tries again)."""
         now = time.monotonic()
+        deliveries = []
+        for subscription in subscriptions:
+            delivery = _Delivery(now, next(self._seq), subscription, event, published=now, persisted_attempts=1)
+            delivery.due = now + self._delay(1)  # the due time stored: when a lost first attempt is retried
+            self._save(delivery, with_event=True, strict=True)
+            delivery.due = now
+            deliveries.append(delivery)
         with self._cv:
-            for subscription in subscriptions:
-                heapq.heappush(
-                    self._heap, _Delivery(now, next(self._seq), subscription, event, published=now)
-                )
+            for delivery in deliveries:
+                heapq.heappush(self._heap, delivery)
             self._cv.notify()
         return len(subscriptions)
 
@@ -319,6 +441,11 @@ class LocalEventGrid:
     def _deliver(self, delivery: _Delivery) -> None:
         subscription = delivery.subscription
         delivery.attempts += 1
+        if delivery.attempts > delivery.persisted_attempts:
+            delivery.persisted_attempts = delivery.attempts
+            due, delivery.due = delivery.due, time.monotonic() + self._delay(delivery.attempts)
+            self._save(delivery)
+            delivery.due = due
         body_event = (
             to_cloudevent(delivery.event) if subscription.schema.startswith("CloudEvent") else delivery.event
         )
@@ -349,6 +476,7 @@ class LocalEventGrid:
             status = 0
         self._record(delivery, status)
         if 200 <= status <= 204:
+            self._forget(delivery)
             return
         delivery.last_status = status
         delivery.last_outcome = (
@@ -362,8 +490,8 @@ class LocalEventGrid:
         elif expired:
             self._dead_letter(delivery, "TimeToLiveExceeded")
         else:
-            delay = self.retry_delays[min(delivery.attempts - 1, len(self.retry_delays) - 1)]
-            delivery.due = time.monotonic() + delay
+            delivery.due = time.monotonic() + self._delay(delivery.attempts)
+            self._save(delivery)
             with self._cv:
                 heapq.heappush(self._heap, delivery)
                 self._cv.notify()
@@ -400,6 +528,7 @@ class LocalEventGrid:
                 delivery.attempts,
                 reason,
             )
+            self._forget(delivery)
             return
         cloud = "specversion" in delivery.event
         names = (
@@ -456,8 +585,10 @@ class LocalEventGrid:
                 blob,
                 reason,
             )
-        except Exception as exc:
+        except Exception as exc:  # kept pending: dead-lettered again after a restart
             log.error("dead-lettering event %s failed: %s", delivery.event.get("id"), exc)
+            return
+        self._forget(delivery)
 
     def pending(self) -> int:
         with self._cv:

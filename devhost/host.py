@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import inspect
 import json
@@ -26,7 +27,7 @@ from azure.functions.meta import Datum
 from azure.functions.queue import QueueMessageInConverter
 from azure.functions.timer import TimerRequestConverter
 
-__all__ = ["FunctionHost", "FunctionInfo", "InvocationError", "Out"]
+__all__ = ["FunctionHost", "FunctionInfo", "InvocationError", "InvocationTimeout", "Out", "TriggerDecodeError"]
 
 log = logging.getLogger("devhost.host")
 
@@ -39,6 +40,22 @@ class InvocationError(Exception):
             f"function {function} (invocation {invocation_id}) failed: {type(exc).__name__}: {exc}"
         )
         self.function, self.invocation_id, self.cause = function, invocation_id, exc
+
+
+class InvocationTimeout(InvocationError):
+    """The function ran past host.json ``functionTimeout``: the invocation is abandoned (HTTP 500)."""
+
+    def __init__(self, function: str, invocation_id: str, timeout: float) -> None:
+        super().__init__(function, invocation_id, TimeoutError(f"functionTimeout of {timeout:g} s exceeded"))
+        self.timeout = timeout
+
+
+class TriggerDecodeError(ValueError):
+    """The ``azure.functions`` converter could not build the trigger input: the function never ran."""
+
+    def __init__(self, function: str, exc: BaseException) -> None:
+        super().__init__(f"function {function}: the trigger input cannot be decoded: {type(exc).__name__}: {exc}")
+        self.function, self.cause = function, exc
 
 
 class Out(func.Out):
@@ -107,12 +124,19 @@ class FunctionHost:
     """Indexes a ``FunctionApp`` once and invokes its functions with converter-built inputs.
 
     Output bindings of type ``queue`` and ``blob`` are written to storage through ``output_sink``.
+    ``function_timeout`` (seconds, host.json ``functionTimeout``) bounds every invocation: past it the
+    caller gets :class:`InvocationTimeout` and the invocation is abandoned (its thread is left to finish,
+    its outputs are dropped), as the Functions host gives up on it.
     """
 
     def __init__(
-        self, app: func.FunctionApp, output_sink: Callable[[dict[str, Any], Any], None] | None = None
+        self,
+        app: func.FunctionApp,
+        output_sink: Callable[[dict[str, Any], Any], None] | None = None,
+        function_timeout: float | None = None,
     ):
         self.app = app
+        self.function_timeout = function_timeout
         self.functions: dict[str, FunctionInfo] = {}
         for f in app.get_functions():  # callable once per app: keep the index
             bindings = [json.loads(raw) for raw in f.get_raw_bindings()]
@@ -159,7 +183,9 @@ class FunctionHost:
         self.invocations += 1
         log.info("invoking %s (%s)", name, invocation_id)
         try:
-            result = info.user_function(**kwargs)
+            result = self._run(info, invocation_id, kwargs)
+        except InvocationTimeout:
+            raise
         except Exception as exc:
             log.warning("function %s failed: %s: %s", name, type(exc).__name__, exc)
             raise InvocationError(name, invocation_id, exc) from exc
@@ -169,11 +195,42 @@ class FunctionHost:
                 self.output_sink(binding, value)
         return result
 
+    def _run(self, info: FunctionInfo, invocation_id: str, kwargs: dict[str, Any]) -> Any:
+        if self.function_timeout is None:
+            return info.user_function(**kwargs)
+        context, done, box = contextvars.copy_context(), threading.Event(), {}
+
+        def target() -> None:
+            try:
+                box["result"] = context.run(info.user_function, **kwargs)
+            except BaseException as exc:  # handed to the caller's thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=target, name=f"invocation-{invocation_id[:8]}", daemon=True).start()
+        if not done.wait(self.function_timeout):
+            log.error(
+                "function %s (invocation %s) exceeded functionTimeout (%g s): abandoned",
+                info.name, invocation_id, self.function_timeout,
+                extra={"function": info.name, "invocation_id": invocation_id, "timeout_s": self.function_timeout},
+            )  # fmt: skip
+            raise InvocationTimeout(info.name, invocation_id, self.function_timeout)
+        if "error" in box:
+            raise box["error"]
+        return box.get("result")
+
     def invoke_eventgrid(self, name: str, event: Mapping[str, Any]) -> Any:
-        """One event (either schema) → ``func.EventGridEvent`` or ``func.CloudEvent`` via the converter."""
-        value = EventGridEventInConverter.decode(
-            Datum(type="json", value=json.dumps(event)), trigger_metadata={}
-        )
+        """One event (either schema) → ``func.EventGridEvent`` or ``func.CloudEvent`` via the converter.
+
+        A converter failure (malformed or numeric ``eventTime``, ...) raises :class:`TriggerDecodeError`.
+        """
+        try:
+            value = EventGridEventInConverter.decode(
+                Datum(type="json", value=json.dumps(event)), trigger_metadata={}
+            )
+        except Exception as exc:  # ValueError, TypeError, AttributeError, KeyError, ...: before the function
+            raise TriggerDecodeError(name, exc) from exc
         return self.invoke(name, value)
 
     def invoke_blob(self, name: str, path: str, uri: str, data: bytes, properties: Mapping[str, Any]) -> Any:
@@ -184,9 +241,11 @@ class FunctionHost:
             "Properties": Datum(type="json", value=json.dumps(dict(properties), default=str)),
             "Metadata": Datum(type="json", value=json.dumps(dict(properties.get("Metadata", {})))),
         }
-        return self.invoke(
-            name, BlobConverter.decode(Datum(type="bytes", value=data), trigger_metadata=metadata)
-        )
+        try:
+            value = BlobConverter.decode(Datum(type="bytes", value=data), trigger_metadata=metadata)
+        except Exception as exc:
+            raise TriggerDecodeError(name, exc) from exc
+        return self.invoke(name, value)
 
     def invoke_queue(
         self, name: str, body: str, message_id: str, dequeue_count: int, inserted: datetime | None

@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from devhost.hostconfig import HostConfig
 from devhost.services import PROJECT_ROOT, Azurite, free_port
 
 __all__ = ["DEFAULT_SUBSCRIPTIONS", "TOPIC_NAME", "DevHost", "local_settings"]
@@ -22,6 +24,8 @@ __all__ = ["DEFAULT_SUBSCRIPTIONS", "TOPIC_NAME", "DevHost", "local_settings"]
 log = logging.getLogger("devhost")
 DEFAULT_SUBSCRIPTIONS = PROJECT_ROOT / "devhost" / "subscriptions.json"
 TOPIC_NAME = "scorehook-events"
+HOST_JSON = PROJECT_ROOT / "host.json"
+_FROM_HOST_JSON = object()
 
 
 def local_settings(
@@ -108,7 +112,18 @@ class _OutputSink:
 
 
 class DevHost:
-    """The local Functions host: serves ``app_spec`` on loopback with its triggers wired to Azurite."""
+    """The local Functions host: serves ``app_spec`` on loopback with its triggers wired to Azurite.
+
+    From ``host_json``: ``functionTimeout`` bounds every invocation (``function_timeout`` seconds, or the
+    app setting ``DEVHOST_FUNCTION_TIMEOUT``, overrides it; ``None`` means no limit) and
+    ``extensions.http.maxConcurrentRequests`` / ``maxOutstandingRequests`` bound concurrent invocations
+    over HTTP (also the local Event Grid's delivery workers). The effective timeout is put in the app's
+    environment as ``AzureFunctionsJobHost__functionTimeout`` (the app setting that overrides host.json in
+    Azure). The local Event Grid keeps its state in the Azurite table ``state_table`` (else the app
+    setting ``DEVHOST_EVENTGRID_TABLE``, else one derived from storage, port and subscriptions file:
+    :func:`devhost.eventgrid.state_table_name`), so a restarted devhost on the same port resumes it.
+    ``retry_delays`` overrides the subscriptions file's ``delivery.retryDelaysSeconds``.
+    """
 
     def __init__(
         self,
@@ -121,29 +136,64 @@ class DevHost:
         subscriptions: str | Path | None = DEFAULT_SUBSCRIPTIONS,
         retry_delays: list[float] | None = None,
         poll_interval: float | None = None,
+        host_json: str | Path = HOST_JSON,
+        function_timeout: float | object | None = _FROM_HOST_JSON,
+        state_table: str | None = None,
     ) -> None:
         self.env = dict(env)
+        self.config = HostConfig.load(host_json, {**os.environ, **self.env})
+        if function_timeout is not _FROM_HOST_JSON:
+            self.config = dataclasses.replace(self.config, function_timeout=function_timeout)
+        self.env.update(self.config.app_settings())
         os.environ.update(self.env)  # app settings reach the worker as environment variables
         from devhost.host import FunctionHost
         from devhost.server import DevServer
 
-        self.host = FunctionHost.load(app_spec, output_sink=_OutputSink(self.env))
+        self.host = FunctionHost.load(
+            app_spec, output_sink=_OutputSink(self.env), function_timeout=self.config.function_timeout
+        )
         self.server = DevServer(
             self.host,
             port=port or free_port(),
             function_key=function_key,
             master_key=master_key,
             blob_reader=self._read_blob if self._storage() else None,
+            record_rejection=self._rejection_writer(),
+            max_concurrent_requests=self.config.max_concurrent_requests,
+            max_outstanding_requests=self.config.max_outstanding_requests,
         )
         self.base_url = self.server.base_url
         self.eventgrid = None
         if subscriptions and self._storage():
-            self.eventgrid = self._build_eventgrid(Path(subscriptions), retry_delays, poll_interval)
+            self.eventgrid = self._build_eventgrid(Path(subscriptions), retry_delays, poll_interval, state_table)
             self.server.eventgrid = self.eventgrid
         from devhost.triggers import QueuePoller, TimerScheduler
 
         self.timers = TimerScheduler(self.host)
         self.queues = QueuePoller(self.host, self.env) if self._storage() else None
+
+    def _rejection_writer(self) -> Any:
+        """(raw, error, function) -> where the failure record went: ``shared.rejections`` on the app's
+        storage and failed container, built once (``None`` without storage)."""
+        if not self._storage():
+            return None
+        from shared.adapters import AzureBlobStore
+        from shared.rejections import write_rejected_event
+        from shared.settings import Settings
+
+        settings = Settings.from_env(self.env)
+        blobs = AzureBlobStore.from_settings(settings)
+        container = settings.failed_container
+
+        def record(raw: Any, error: Any, function: str) -> str | None:
+            where = write_rejected_event(blobs, container, raw, error, source=function)
+            if where is None:  # the failed container may not exist yet on a fresh Azurite
+                with contextlib.suppress(Exception):
+                    self._blob_service().create_container(container)
+                where = write_rejected_event(blobs, container, raw, error, source=function)
+            return where
+
+        return record
 
     def _storage(self) -> str:
         return self.env.get("DataStorage") or self.env.get("AzureWebJobsStorage") or ""
@@ -166,9 +216,9 @@ class DevHost:
         return downloader.readall(), client.url, properties
 
     def _build_eventgrid(
-        self, path: Path, retry_delays: list[float] | None, poll_interval: float | None
+        self, path: Path, retry_delays: list[float] | None, poll_interval: float | None, state_table: str | None
     ) -> Any:
-        from devhost.eventgrid import LocalEventGrid, load_subscriptions
+        from devhost.eventgrid import EventGridStore, LocalEventGrid, load_subscriptions, state_table_name
 
         subscriptions, topics, delivery = load_subscriptions(path)
         topic_keys = {
@@ -181,9 +231,18 @@ class DevHost:
             topics=topic_keys,
             retry_delays=retry_delays or delivery.get("retryDelaysSeconds"),
             poll_interval=poll_interval or float(delivery.get("blobPollIntervalSeconds", 0.1)),
+            workers=self.config.max_concurrent_requests or 16,
+            store=EventGridStore.from_connection_string(
+                self.env.get("AzureWebJobsStorage") or self._storage(),
+                state_table or self.env.get("DEVHOST_EVENTGRID_TABLE")
+                or state_table_name(self._storage(), self.server.port, path),
+                self._blob_service(),
+            ),
         )
 
     def start(self) -> DevHost:
+        if self.eventgrid:  # before the host answers: a blob uploaded once it does is announced
+            self.eventgrid.restore()
         self.server.start()
         if self.eventgrid:
             self.eventgrid.start()

@@ -11,24 +11,37 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import threading
 import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
-from devhost.host import FunctionHost, InvocationError
+from devhost.host import FunctionHost, InvocationError, TriggerDecodeError
+from shared.errors import MalformedEventError, MissingFieldError, ScorehookError, TooLargeError
 
 if TYPE_CHECKING:
     from devhost.eventgrid import LocalEventGrid
     from devhost.triggers import QueuePoller
 
-__all__ = ["DevServer", "check_envelope"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_EVENTS_PER_DELIVERY",
+    "MAX_EVENT_BYTES",
+    "DevServer",
+    "Rejection",
+    "check_envelope",
+    "event_size",
+    "read_delivery",
+]
 
 log = logging.getLogger("devhost.server")
 _VALIDATION = "microsoft.eventgrid.subscriptionvalidationevent"
@@ -36,30 +49,98 @@ _REQUIRED = {
     "eventgrid": ("id", "eventType", "subject", "eventTime", "data"),
     "cloudevents": ("id", "source", "type", "specversion"),
 }
+MAX_EVENTS_PER_DELIVERY = 5000  # Event Grid's own limits: events per batch, bytes per event
+MAX_EVENT_BYTES = 1 << 20
+MAX_BODY_BYTES = 64 << 20  # a body past this is not read into memory at all
+_READ_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A delivery (``index`` None) or one of its events that is answered without invoking the function."""
+
+    status: int  # 400 or 413
+    index: int | None
+    raw: Any  # the event, or the body's bytes
+    error: ScorehookError
+
+
+def event_size(event: Any) -> int:
+    """Bytes of ``event`` serialised as compact JSON (how its 1 MB limit is measured).
+
+    Example:
+        >>> event_size({"id": "1"})
+        10
+    """
+    return len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _check_event(index: int, event: Any) -> ScorehookError | None:
+    if not isinstance(event, dict):
+        return MalformedEventError(
+            f"event[{index}] is a {type(event).__name__}, not a JSON object", index=index
+        )
+    schema = "cloudevents" if any(k.lower() == "specversion" for k in event) else "eventgrid"
+    for name in _REQUIRED[schema]:
+        if event.get(name) is None or (event.get(name) == "" and name != "subject"):
+            return MissingFieldError(name, where=f"event[{index}] ({schema} schema)")
+    return None
+
+
+def read_delivery(body: bytes) -> tuple[list[tuple[int, dict[str, Any]]], list[Rejection]]:
+    """Split a webhook body into the events to invoke (with their index) and the rejections.
+
+    A body that is not JSON, holds no events or more than 5,000 is one rejection of the whole delivery;
+    otherwise each event over 1 MB (413), not an object or missing a required field (400) is rejected
+    alone and the rest of the batch is still handled.
+
+    Example:
+        >>> events, rejected = read_delivery(b'[{"id": "1", "eventType": "T", "subject": "s", '
+        ...                                  b'"eventTime": "2026-01-01T00:00:00Z", "data": {}}, 42]')
+        >>> [i for i, _ in events], [(r.status, r.index, r.error.reason) for r in rejected]
+        ([0], [(400, 1, 'malformed_event')])
+    """
+    try:
+        payload = json.loads(body or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f": {exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        return [], [Rejection(400, None, body, MalformedEventError(f"request body is not valid JSON{where}"))]
+    items = payload if isinstance(payload, list) else [payload]
+    if payload is None or not items:
+        message = "request body has no events: expected a JSON array of events"
+        return [], [Rejection(400, None, body, MalformedEventError(message))]
+    if len(items) > MAX_EVENTS_PER_DELIVERY:
+        too_many = TooLargeError(
+            f"the delivery holds {len(items):,} events; at most {MAX_EVENTS_PER_DELIVERY:,} are accepted",
+            limit="events_per_delivery", maximum=MAX_EVENTS_PER_DELIVERY, actual=len(items),
+        )  # fmt: skip
+        return [], [Rejection(413, None, body, too_many)]
+    events, rejected = [], []
+    for index, item in enumerate(items):
+        size = event_size(item)
+        if size > MAX_EVENT_BYTES:
+            too_big = TooLargeError(
+                f"event[{index}] is {size:,} bytes as JSON; at most {MAX_EVENT_BYTES:,} are accepted",
+                limit="event_bytes", maximum=MAX_EVENT_BYTES, actual=size, index=index,
+            )  # fmt: skip
+            rejected.append(Rejection(413, index, item, too_big))
+        elif (error := _check_event(index, item)) is not None:
+            rejected.append(Rejection(400, index, item, error))
+        else:
+            events.append((index, item))
+    return events, rejected
 
 
 def check_envelope(body: bytes) -> list[dict[str, Any]]:
     """Decode a webhook body into events, checking each envelope as the Event Grid extension does.
 
-    Raises ``ValueError`` with a message that names the problem (bad JSON, not an event, missing field).
+    Raises ``ValueError`` with a message that names the first problem (bad JSON, not an event, missing
+    field, over a size limit): the whole body is refused (as a topic refuses a bad publish).
     """
-    try:
-        payload = json.loads(body or b"null")
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from exc
-    events = payload if isinstance(payload, list) else [payload]
-    if not events or payload is None:
-        raise ValueError("request body has no events: expected a JSON array of events")
-    for index, event in enumerate(events):
-        if not isinstance(event, dict):
-            raise ValueError(f"event[{index}] is a {type(event).__name__}, not a JSON object")
-        schema = "cloudevents" if any(k.lower() == "specversion" for k in event) else "eventgrid"
-        for name in _REQUIRED[schema]:
-            if event.get(name) is None or (event.get(name) == "" and name != "subject"):
-                raise ValueError(f"event[{index}] ({schema} schema) is missing required field '{name}'")
-    return events
+    events, rejected = read_delivery(body)
+    if rejected:
+        raise ValueError(rejected[0].error.message)
+    return [event for _, event in events]
 
 
 def _route_regex(template: str) -> re.Pattern[str]:
@@ -84,10 +165,20 @@ class DevServer:
         function_key: str = "",
         master_key: str = "",
         blob_reader: Any = None,
+        record_rejection: Callable[[Any, ScorehookError, str], str | None] | None = None,
+        max_concurrent_requests: int | None = None,
+        max_outstanding_requests: int | None = None,
     ) -> None:
         self.host = host
         self.function_key, self.master_key = function_key, master_key
         self.blob_reader = blob_reader  # (container, name) -> (bytes, uri, properties)
+        self.record_rejection = record_rejection  # (raw, error, function) -> "failed/_events/..." or None
+        # host.json extensions.http: invocations past maxConcurrentRequests wait for a slot; requests past
+        # maxOutstandingRequests (running + waiting) get 429, which Event Grid retries.
+        self._slots = threading.BoundedSemaphore(max_concurrent_requests) if max_concurrent_requests else None
+        self.max_outstanding_requests = max_outstanding_requests
+        self._outstanding = 0
+        self._outstanding_lock = threading.Lock()
         self.eventgrid: LocalEventGrid | None = None
         self.queue_poller: QueuePoller | None = None
         self.http_routes = []
@@ -111,6 +202,40 @@ class DevServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    @contextlib.contextmanager
+    def invocation_slot(self) -> Iterator[bool]:
+        """Holds one of the host's concurrent-request slots; yields ``False`` when the request must get
+        429 because ``maxOutstandingRequests`` are already running or waiting."""
+        with self._outstanding_lock:
+            if self.max_outstanding_requests is not None and self._outstanding >= self.max_outstanding_requests:
+                yield False
+                return
+            self._outstanding += 1
+        try:
+            if self._slots is None:
+                yield True
+            else:
+                with self._slots:
+                    yield True
+        finally:
+            with self._outstanding_lock:
+                self._outstanding -= 1
+
+    def reject(self, raw: Any, error: ScorehookError, function: str) -> str | None:
+        """Write the failure record of an event (or body) answered without running ``function``."""
+        log.warning(
+            "delivery to %s rejected (%s): %s", function, error.reason, error.message,
+            extra={"function": function, "event_id": raw.get("id") if isinstance(raw, dict) else None,
+                   **error.log_fields()},
+        )  # fmt: skip
+        if self.record_rejection is None:
+            return None
+        try:
+            return self.record_rejection(raw, error, function)
+        except Exception:  # the answer to the delivery matters more than its record
+            log.exception("failure record of a rejected delivery to %s could not be written", function)
+            return None
+
     def authorized(self, level: str, headers: Any, query: dict[str, str]) -> bool:
         """Function-level routes take the function or master key; admin routes only the master key."""
         level = (level or "FUNCTION").upper()
@@ -131,8 +256,27 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing -------------------------------------------------------------------------------
     def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
+        length = self._length()
         return self.rfile.read(length) if length else b""
+
+    def _length(self) -> int:
+        try:
+            return max(0, int(self.headers.get("Content-Length") or 0))
+        except ValueError:
+            return 0
+
+    def _bounded_body(self) -> tuple[bytes, int]:
+        """(body, its length); a body over ``MAX_BODY_BYTES`` is drained, and only its head is kept."""
+        length = self._length()
+        if length <= MAX_BODY_BYTES:
+            return (self.rfile.read(length) if length else b""), length
+        head, left = self.rfile.read(16 << 10), length - (16 << 10)
+        while left > 0:
+            chunk = self.rfile.read(min(_READ_CHUNK, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+        return head, length
 
     def _send(self, status: int, body: Any = b"", headers: dict[str, str] | None = None) -> None:
         headers = dict(headers or {})
@@ -203,22 +347,60 @@ class _Handler(BaseHTTPRequestHandler):
         self._deliver_events(info, lambda event: self.dev.host.invoke_eventgrid(info.name, event))
 
     def _deliver_events(self, info: Any, invoke: Any) -> None:
-        try:
-            events = check_envelope(self._body())
-        except ValueError as exc:
-            return self._error(400, str(exc))
+        """Answer one delivery: 200 (202 for blob triggers) when every event ran; 500 when any invocation
+        failed (Event Grid retries the batch; invocations are idempotent); else 413 or 400 when events were
+        refused at the boundary, each with its failure record."""
+        body, length = self._bounded_body()
+        if length > MAX_BODY_BYTES:
+            error = TooLargeError(
+                f"the delivery is {length:,} bytes; at most {MAX_BODY_BYTES:,} are read",
+                limit="delivery_bytes", maximum=MAX_BODY_BYTES, actual=length,
+            )  # fmt: skip
+            events, rejected = [], [Rejection(413, None, body, error)]
+        else:
+            events, rejected = read_delivery(body)
         event_type_header = (self.headers.get("aeg-event-type") or "").lower()
-        first_type = (events[0].get("eventType") or events[0].get("type") or "").lower()
+        first = events[0][1] if events and events[0][0] == 0 else {}
+        first_type = str(first.get("eventType") or first.get("type") or "").lower()
         if event_type_header == "subscriptionvalidation" or first_type == _VALIDATION:
-            code = (events[0].get("data") or {}).get("validationCode")
+            code = (first.get("data") or {}).get("validationCode") if isinstance(first.get("data"), dict) else None
             if not code:
                 return self._error(400, "SubscriptionValidation event has no data.validationCode")
             return self._send(200, {"validationResponse": code})
-        for event in events:
-            try:
-                invoke(event)
-            except InvocationError as exc:
-                return self._error(500, str(exc))
+        with self.dev.invocation_slot() as admitted:
+            if not admitted:
+                return self._error(429, "too many outstanding requests (host.json maxOutstandingRequests)")
+            failures: list[str] = []
+            ran = 0
+            for index, event in events:
+                try:
+                    invoke(event)
+                    ran += 1
+                except TriggerDecodeError as exc:
+                    error = MalformedEventError(
+                        f"event[{index}] cannot be decoded by the azure.functions converter: "
+                        f"{type(exc.cause).__name__}: {exc.cause}", index=index,
+                    )  # fmt: skip
+                    rejected.append(Rejection(400, index, event, error))
+                except InvocationError as exc:
+                    failures.append(str(exc))
+                except Exception as exc:  # storage behind a blob trigger, ...: retried like a failed run
+                    log.exception("delivery of event[%d] to %s failed", index, info.name)
+                    failures.append(f"event[{index}]: {type(exc).__name__}: {exc}")
+        records = [
+            {"index": r.index, "reason": r.error.reason, "message": r.error.message,
+             "record": self.dev.reject(r.raw, r.error, info.name)}
+            for r in rejected
+        ]  # fmt: skip
+        if failures:
+            return self._error(500, "; ".join(failures[:10]))
+        if rejected:
+            status = 413 if any(r.status == 413 for r in rejected) else 400
+            return self._send(
+                status,
+                {"error": HTTPStatus(status).phrase, "message": "; ".join(r["message"] for r in records[:10]),
+                 "rejected": records[:100], "invoked": ran},
+            )  # fmt: skip
         self._send(202 if info.trigger_type == "blobTrigger" else 200, b"")
 
     def _blobs(self, query: dict[str, str]) -> None:
@@ -262,10 +444,13 @@ class _Handler(BaseHTTPRequestHandler):
                 route_params={k: urllib.parse.unquote(v) for k, v in match.groupdict().items()},
                 body=self._body(),
             )
-            try:
-                response = self.dev.host.invoke_http(info.name, request)
-            except InvocationError as exc:
-                return self._error(500, str(exc))
+            with self.dev.invocation_slot() as admitted:
+                if not admitted:
+                    return self._error(429, "too many outstanding requests (host.json maxOutstandingRequests)")
+                try:
+                    response = self.dev.host.invoke_http(info.name, request)
+                except InvocationError as exc:
+                    return self._error(500, str(exc))
             headers = dict(response.headers)
             headers["Content-Type"] = response.mimetype + (
                 f"; charset={response.charset}" if response.charset else ""
@@ -331,14 +516,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _topic(self, topic: str) -> None:
         if self.dev.eventgrid is None:
             return self._error(503, "the local Event Grid is not running")
+        body, length = self._bounded_body()
+        if length > MAX_BODY_BYTES:
+            return self._error(413, f"the publish is {length:,} bytes; at most {MAX_BODY_BYTES:,} are read")
+        events, rejected = read_delivery(body)
+        if rejected:  # a topic refuses the whole publish, and tells the publisher why
+            return self._error(413 if any(r.status == 413 for r in rejected) else 400, rejected[0].error.message)
         try:
-            events = check_envelope(self._body())
-        except ValueError as exc:
-            return self._error(400, str(exc))
-        try:
-            self.dev.eventgrid.publish_to_topic(topic, self.headers.get("aeg-sas-key"), events)
+            self.dev.eventgrid.publish_to_topic(topic, self.headers.get("aeg-sas-key"), [e for _, e in events])
         except LookupError as exc:
             return self._error(404, str(exc))
         except PermissionError as exc:
             return self._error(401, str(exc))
+        except OSError as exc:  # the local Event Grid could not persist the events: the publisher retries
+            return self._error(503, f"the events could not be stored: {exc}")
         self._send(200, b"")

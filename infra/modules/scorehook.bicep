@@ -326,7 +326,9 @@ resource scoreIncomingBlobs 'Microsoft.EventGrid/systemTopics/eventSubscriptions
       subjectBeginsWith: '/blobServices/default/containers/incoming/'
     }
     eventDeliverySchema: 'EventGridSchema'
-    retryPolicy: { maxDeliveryAttempts: 5, eventTimeToLiveInMinutes: 1440 }
+    // Azure retries at 10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, ...: 10 attempts span ~3.8 h, far over
+    // the 60 s claim lease (SCOREHOOK_CLAIM_TTL_SECONDS), so a redelivery takes over a crashed instance's file.
+    retryPolicy: { maxDeliveryAttempts: 10, eventTimeToLiveInMinutes: 1440 }
     deadLetterWithResourceIdentity: {
       identity: { type: 'SystemAssigned' }
       deadLetterDestination: {

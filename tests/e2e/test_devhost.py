@@ -80,11 +80,11 @@ def test_cloudevents_options_handshake_echoes_the_origin(probe):
             json.dumps(
                 [{"id": "1", "subject": "s", "eventTime": "2026-01-01T00:00:00Z", "data": {}}]
             ).encode(),
-            "missing required field 'eventType'",
+            "required field 'eventType' is missing",
         ),
         (
             json.dumps([{"specversion": "1.0", "id": "1", "type": "T"}]).encode(),
-            "missing required field 'source'",
+            "required field 'source' is missing",
         ),
         (json.dumps([42]).encode(), "event[0] is a int"),
     ],
@@ -242,3 +242,38 @@ def test_http_function_enforces_its_auth_level(probe):
     assert status == 200
     assert json.loads(body) == {"name": "ann", "body": "hi", "q": "7"}
     assert probe.request("DELETE", "/api/echo/ann", headers={"x-functions-key": probe.function_key})[0] == 405
+
+
+def _rejection_record(dev, event_id: str):
+    from shared.names import rejected_event_name
+
+    blob = dev.blobs.get_blob_client("failed", rejected_event_name(event_id))
+    return json.loads(blob.download_blob().readall()) if blob.exists() else None
+
+
+def test_an_event_over_1_mb_gets_413_and_a_failure_record(probe):
+    event_id = f"big-{uuid.uuid4().hex}"
+    event = {"id": event_id, "eventType": "Microsoft.Storage.BlobCreated", "subject": "/x",
+             "eventTime": "2026-01-01T00:00:00Z", "dataVersion": "", "data": {"pad": "x" * (2 << 20)}}  # fmt: skip
+    status, _, body = probe.request("POST", "/runtime/webhooks/eventgrid?functionName=on_blob_event", [event],
+                                    {"aeg-event-type": "Notification"})  # fmt: skip
+    assert status == 413
+    assert json.loads(body)["rejected"][0]["record"].startswith("failed/_events/")
+    record = _rejection_record(probe, event_id)
+    assert (record["reason"], record["limit"], record["source"]) == ("too_large", "event_bytes", "on_blob_event")
+    assert _probe_record(probe, "eventgrid", event_id) is None
+
+
+def test_a_converter_failure_gets_400_and_a_record_while_the_rest_of_the_batch_runs(probe):
+    bad_id, good_id = f"bad-{uuid.uuid4().hex}", f"good-{uuid.uuid4().hex}"
+    good = {"id": good_id, "eventType": "Demo.Thing", "subject": "/s", "eventTime": "2026-01-01T00:00:00Z",
+            "dataVersion": "1", "data": {}}  # fmt: skip
+    status, _, body = probe.request("POST", "/runtime/webhooks/eventgrid?functionName=on_blob_event",
+                                    [{**good, "id": bad_id, "eventTime": 1764547200}, good],
+                                    {"aeg-event-type": "Notification"})  # fmt: skip
+    assert status == 400
+    assert "converter" in json.loads(body)["message"]
+    assert _rejection_record(probe, bad_id)["reason"] == "malformed_event"
+    assert _probe_record(probe, "eventgrid", good_id)["subject"] == "/s"
+    status, _, _ = probe.request("GET", "/admin/host/status", headers={"x-functions-key": probe.master_key})
+    assert status == 200  # the host is still up
