@@ -1169,7 +1169,7 @@ def _check_piece(piece: _Piece, plan: _Plan) -> Any:
             index = int(pc.index(pc.is_null(array, nan_is_null=True), True).as_py())
             problems.append((index, name, "missing", kind))
     if problems:
-        index, name, what, value = min(problems)
+        index, name, what, value = min(problems, key=lambda problem: problem[0])  # ties: model order
         row, line = piece.row + index, piece.lines(index)
         if what == "inf":
             raise InvalidValueError(
