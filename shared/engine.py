@@ -263,8 +263,6 @@ class _Inflated:
         try:
             data = self.gzip.read(size)
         except (OSError, EOFError, zlib.error) as exc:
-            if isinstance(exc, TooLargeError):  # pragma: no cover - ours, from the compressed side
-                raise
             raise FileFormatError(
                 f"the gzip data cannot be decompressed (corrupt or truncated) after {_size(self.count)} inflated: {exc}",
                 inflated_bytes=self.count, compressed_bytes=self.compressed.count,
@@ -741,7 +739,12 @@ def _csv_pieces(source: Any, fmt: str, types: dict[str, Any], model: ScoringMode
                     pending.append((pool.submit(parse, data), data, first_line))
                     if len(pending) > 2:
                         yield from take()
-            except (_RecordTooLong, _Unbalanced, InputError) as exc:
+            except (
+                _RecordTooLong,
+                _Unbalanced,
+                TooLargeError,
+                FileFormatError,
+            ) as exc:  # located in the file
                 while pending:  # an error earlier in the file comes first
                     collections.deque(take(), maxlen=0)
                 if isinstance(exc, _RecordTooLong):
@@ -986,7 +989,7 @@ def _jsonl_pieces(
                     pending.append((pool.submit(parse, data), data, first_line))
                     if len(pending) > 2:
                         yield from take()
-            except (_RecordTooLong, InputError) as exc:
+            except (_RecordTooLong, TooLargeError, FileFormatError) as exc:  # located in the file
                 while pending:
                     collections.deque(take(), maxlen=0)
                 if isinstance(exc, _RecordTooLong):
@@ -1027,7 +1030,20 @@ def _parquet_column(array: Any, name: str, target: Any, role: str, first_row: in
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
     if role == "key":
-        return array.cast(pa.string()) if _is_text(array.type) else array
+        if _is_text(array.type):
+            return array.cast(pa.string())
+        if not (pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type)):
+            return array
+        try:
+            return array.cast(pa.string())
+        except pa.ArrowInvalid as exc:
+            row = first_row + _first_failing(array, lambda values: values.cast(pa.string()))
+            raise NotUtf8Error(
+                f"key column {name!r} is not UTF-8 text at {_where(row, None)}",
+                encoding="utf-8",
+                column=name,
+                row=row,
+            ) from exc
     if _is_text(target):
         return array.cast(target)
     if pa.types.is_floating(array.type) and pa.types.is_integer(target):

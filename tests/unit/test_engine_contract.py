@@ -435,3 +435,15 @@ def test_every_failure_has_a_known_reason_and_a_message(onnx):
     for data, fmt in cases:
         record = failure(data, fmt, onnx)
         assert set(record) >= {"reason", "message"}
+
+
+def test_parquet_keys_keep_their_type_and_must_be_single_utf8_values(onnx):
+    inputs = {"x1": [1.0, 2.0], "x2": [1.0, 1.0], "color": ["a", "b"]}
+    out, _ = score(parquet(pa.table({"id": pa.array([7, 8], pa.int64()), **inputs})), "parquet", onnx)
+    assert out.column("id").to_pylist() == ["7", "8"]
+    record = failure(
+        parquet(pa.table({"id": pa.array([b"ok", b"\xff"], pa.binary()), **inputs})), "parquet", onnx
+    )
+    assert (record["reason"], record["column"], record["row"]) == ("not_utf8", "id", 2)
+    record = failure(parquet(pa.table({"id": pa.array([[1], [2]]), **inputs})), "parquet", onnx)
+    assert (record["reason"], record["column"]) == ("wrong_type", "id")
