@@ -157,7 +157,7 @@ def test_an_mlflow_model_without_onnx_flavor_runs_through_pyfunc(world, models):
     [
         (b"id,x01\nr1,0.5\n", "schema_mismatch"),
         (_sample(20).replace(b'\n"r00000007",', b'\n"r00000007","oops",', 1), "bad_file_format"),
-        (b"", "bad_file_format"),
+        (b"", "empty_file"),
     ],
 )
 def test_each_kind_of_bad_file_has_its_reason_and_leaves_no_output(world, data, reason):
