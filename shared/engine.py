@@ -90,6 +90,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
 from shared.errors import (
+    ConfigurationError,
     EmptyFileError,
     FileFormatError,
     InputError,
@@ -133,7 +134,7 @@ _CONVERSION = re.compile(
     r"In CSV column #(\d+): (?:Row #(\d+): )?CSV conversion error to (\w+): invalid value '(.*)'", re.S
 )
 _CSV_ROW = re.compile(r"Row #(\d+)")
-_JSON_COLUMN = re.compile(r"Column\(/([^)]*)\) changed from (\w+) to (\w+)")
+_JSON_COLUMN = re.compile(r"Column\(/([^)]*)\) changed from (\w+) to (\w+)(?: in row (\d+))?")
 
 
 class ScoringModel(Protocol):
@@ -885,6 +886,16 @@ def _json_error(exc: Exception, data: bytes, first_line: int, rows: int, types: 
         except ValueError as bad:
             reason = getattr(bad, "msg", str(bad))
             return FileFormatError(f"{_where(row, line)} is not valid JSON: {reason}", row=row, line=line)
+        except RecursionError:  # nested deeper than Python's parser goes: pyarrow's word on it
+            found = _JSON_COLUMN.search(str(exc))
+            if found and found[1] in types and roles.get(found[1]) != "key":
+                return WrongTypeError(
+                    f"column {found[1]!r} is a JSON {found[3]} at {_where(row, line)}; it must be a single value",
+                    column=found[1], row=row, line=line, expected=str(types[found[1]]),
+                )  # fmt: skip
+            return FileFormatError(
+                f"{_where(row, line)} nests arrays or objects too deeply", row=row, line=line
+            )
         if not isinstance(obj, _Object):
             return FileFormatError(
                 f"{_where(row, line)} is a JSON {_json_kind(obj)}, not an object: JSON lines hold one object per line",
@@ -974,7 +985,7 @@ def _jsonl_pieces(
         future, data, first_line = pending.popleft()
         try:
             table = future.result()
-        except (pa.ArrowException, ValueError) as exc:
+        except (pa.ArrowException, ValueError, RecursionError) as exc:
             raise _json_error(exc, data, first_line, rows, types, roles) from exc
         lines, offset = _Lines(data, first_line, quoting=False), 0
         for batch in table.to_batches():
@@ -1350,13 +1361,15 @@ class _Encoder:
         return self._take()
 
 
-def _parsed(source: Any, fmt: str, model: ScoringModel, key_columns: Sequence[str], label_column: str | None,
-            label_dtype: str, limits: Limits, batch_rows: int) -> tuple[Iterator[_Piece], _Plan, dict[str, str]]:  # fmt: skip
-    """The parsed pieces of the file and the plan of checks: column types come from the model."""
+def _parsed(
+    source: Any, fmt: str, model: ScoringModel, key_columns: Sequence[str], label_column: str | None,
+    label_dtype: str, on_missing: str, limits: Limits, batch_rows: int,
+) -> tuple[Iterator[_Piece], _Plan]:  # fmt: skip
+    """The parsed pieces of the file and the plan of their checks: column types come from the model."""
     import pyarrow as pa
 
     inputs = {c.name: c.dtype for c in model.inputs}
-    text_type = pa.dictionary(pa.int32(), pa.string()) if fmt in ("csv", "csv.gz") else pa.string()
+    text = fmt in ("csv", "csv.gz")
     types: dict[str, Any] = {}
     roles: dict[str, str] = {}
     for key in key_columns:
@@ -1365,18 +1378,17 @@ def _parsed(source: Any, fmt: str, model: ScoringModel, key_columns: Sequence[st
     if label_column and label_column not in inputs and label_column not in types:
         types[label_column], roles[label_column] = _arrow_type(label_dtype), "label"
     for name, dtype in inputs.items():
-        types[name], roles[name] = (text_type if dtype == "object" else _arrow_type(dtype)), "input"
+        # CSV text inputs are dictionary-encoded: categories repeat, and the model's arrays are built from
+        # the few distinct strings
+        dictionary = pa.dictionary(pa.int32(), pa.string()) if text else pa.string()
+        types[name], roles[name] = (dictionary if dtype == "object" else _arrow_type(dtype)), "input"
     if fmt == "parquet":
         pieces = _parquet_pieces(source, types, roles, model, limits, batch_rows)
     elif fmt == "jsonl":
         pieces = _jsonl_pieces(source, types, roles, limits)
     else:
         pieces = _csv_pieces(source, fmt, types, model, limits, label_column)
-    return (
-        pieces,
-        _Plan(tuple((n, _input_kind(d)) for n, d in inputs.items()), "", fmt != "parquet" and fmt != "jsonl"),
-        roles,
-    )
+    return pieces, _Plan(tuple((n, _input_kind(d)) for n, d in inputs.items()), on_missing, tokens=text)
 
 
 def score_file(
@@ -1409,11 +1421,7 @@ def score_file(
     The file is only known to be good when the last block has been yielded: stage the blocks, commit
     after the iterator is exhausted.
     """
-    import dataclasses
-
     import pyarrow as pa
-
-    from shared.errors import ConfigurationError
 
     on_missing = "reject_rows" if on_missing == "reject" else on_missing
     if on_missing not in ON_MISSING:
@@ -1422,8 +1430,9 @@ def score_file(
     limits = limits or Limits()
     fmt = detect_format("", fmt)
     encoder = _Encoder(output_format, batch_rows)
-    pieces, plan, _ = _parsed(source, fmt, model, key_columns, label_column, label_dtype, limits, batch_rows)
-    plan = dataclasses.replace(plan, on_missing=on_missing)
+    pieces, plan = _parsed(
+        source, fmt, model, key_columns, label_column, label_dtype, on_missing, limits, batch_rows
+    )
     checked = (_check_piece(piece, plan) for piece in pieces)
     version_value = None
     for batch in read_ahead(_regrouped(checked, batch_rows), stats=stats):

@@ -447,3 +447,13 @@ def test_parquet_keys_keep_their_type_and_must_be_single_utf8_values(onnx):
     assert (record["reason"], record["column"], record["row"]) == ("not_utf8", "id", 2)
     record = failure(parquet(pa.table({"id": pa.array([[1], [2]]), **inputs})), "parquet", onnx)
     assert (record["reason"], record["column"]) == ("wrong_type", "id")
+
+
+def test_deeply_nested_json_is_ignored_in_extra_fields_and_wrong_type_in_inputs(onnx):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    out, _ = score(b'{"id":"1","x1":1,"x2":1,"color":"a","extra":' + deep + b"}\n", "jsonl", onnx)
+    assert out.column("id").to_pylist() == ["1"]
+    record = failure(b'{"id":"1","x1":1,"x2":1,"color":"a"}\n{"id":"2","x1":' + deep + b"}\n", "jsonl", onnx)
+    assert (record["reason"], record["column"], record["row"], record["line"]) == ("wrong_type", "x1", 2, 2)
+    record = failure(b'{"id":"1","x1":[1],"x2":1,"color":"a"}\n', "jsonl", onnx)
+    assert (record["reason"], record["column"], record["row"]) == ("wrong_type", "x1", 1)
