@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import hashlib
 import threading
 
-from shared.engine import EngineStats, detect_format, read_ahead, score_file
+from shared.engine import EngineStats, Limits, detect_format, read_ahead, score_file
 from shared.errors import (
     AlreadyClaimedError,
     BlobChangedError,
@@ -377,7 +377,8 @@ class ScoringService:
             blocks = score_file(
                 self._source(event, fmt, limit), fmt=fmt, model=model, model_version=version.version,
                 key_columns=route.key_columns, output_format=route.output_format, batch_rows=route.batch_rows,
-                on_missing=route.on_missing, stats=stats, observe=observer,
+                on_missing=route.on_missing, limits=Limits.from_settings(self.settings, route),
+                label_column=route.label_column, stats=stats, observe=observer,
             )  # fmt: skip
             metadata = {
                 "input_url": lineage_url(event.url), "input_etag": event.etag.strip('"'),

@@ -72,9 +72,10 @@ def test_a_new_version_of_the_same_blob_is_scored_again(scoring):
         (b"id,x1,color\n1,0.5,red\n", "schema_mismatch", "'x2'"),
         (b"id,x1,x2,color\n1,0.5,abc,red\n", "bad_value", "column 'x2' has value 'abc'"),
         (b"id,x1,x2,color\n1,0.5,1,red,extra\n", "bad_file_format", "Expected 4 columns"),
-        (b"id,x1,x2,color\n1,0.5,1,\xff\xfe\n", "not_utf8", "UTF-8"),
+        (b"id,x1,x2,color\n1,0.5,1,\xff\xfe\n", "not_utf8", "not UTF-8"),
+        (b"id,x1,x2,color\n1,0.5,inf,red\n", "invalid_value", "'x2'"),  # a missing value passes by default
         (b"", "empty_file", "empty"),
-        (b"id,x1,x2,color\n", "empty_file", ""),
+        (b"id,x1,x2,color\n", "empty_file", "no data rows"),
     ],
 )
 def test_each_kind_of_bad_file_gets_a_failure_record_and_no_output(scoring, data, reason, detail):
