@@ -818,6 +818,8 @@ def _object(pairs: list[tuple[str, Any]]) -> _Object:
 
 
 def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int | float):
@@ -873,6 +875,17 @@ def _json_value_error(
 def _json_error(exc: Exception, data: bytes, first_line: int, rows: int, types: dict[str, Any],
                 roles: dict[str, str]) -> InputError:  # fmt: skip
     """The failure of one JSON lines block, located by reading its lines one by one (failure path only)."""
+    problem = _json_problem(exc, data, first_line, rows, types, roles)
+    if problem is not None:
+        return problem
+    return FileFormatError(
+        f"not readable JSON lines at or after line {first_line}: {exc}", line=first_line, row=rows + 1
+    )
+
+
+def _json_problem(exc: Exception | None, data: bytes, first_line: int, rows: int, types: dict[str, Any],
+                  roles: dict[str, str]) -> InputError | None:  # fmt: skip
+    """The first line of a JSON lines block that breaks the contract, read with Python's parser, or None."""
     not_utf8 = _utf8_error(data, first_line, rows + 1, quoting=False)
     if not_utf8 is not None:
         return not_utf8
@@ -887,7 +900,7 @@ def _json_error(exc: Exception, data: bytes, first_line: int, rows: int, types: 
             reason = getattr(bad, "msg", str(bad))
             return FileFormatError(f"{_where(row, line)} is not valid JSON: {reason}", row=row, line=line)
         except RecursionError:  # nested deeper than Python's parser goes: pyarrow's word on it
-            found = _JSON_COLUMN.search(str(exc))
+            found = _JSON_COLUMN.search(str(exc or ""))
             if found and found[1] in types and roles.get(found[1]) != "key":
                 return WrongTypeError(
                     f"column {found[1]!r} is a JSON {found[3]} at {_where(row, line)}; it must be a single value",
@@ -910,8 +923,28 @@ def _json_error(exc: Exception, data: bytes, first_line: int, rows: int, types: 
             error = _json_value_error(name, obj.get(name), arrow_type, roles.get(name, "input"), row, line)
             if error is not None:
                 return error
-    return FileFormatError(f"not readable JSON lines at or after line {first_line}: {exc}", line=first_line,
-                           row=rows + 1)  # fmt: skip
+    return None
+
+
+class _NotObjects(Exception):
+    """A JSON lines block that does not start with an object, or has a line that is null."""
+
+
+_NULL_LINE = re.compile(rb"\n[ \t\r]*null")
+
+
+def _blank_lines(data: bytes) -> int:
+    """Empty lines (``\\n`` or ``\\r\\n`` only) of a block; lines of spaces are counted by the slow check."""
+    import numpy as np
+
+    buffer = np.frombuffer(data, np.uint8)
+    newlines = np.flatnonzero(buffer == 10)
+    if not len(newlines):
+        return 0
+    starts = np.concatenate(([0], newlines[:-1] + 1))
+    length = newlines - starts
+    empty = (length == 0) | ((length == 1) & (buffer[np.maximum(newlines - 1, 0)] == 13))
+    return int(np.count_nonzero(empty))
 
 
 def _raw_keys(data: bytes, keys: Sequence[str]) -> dict[str, list[str | None]]:
@@ -960,6 +993,11 @@ def _jsonl_pieces(
     def parse(data: bytes) -> Any:
         if not data.isascii():
             data.decode("utf-8")  # pyarrow's JSON reader does not check
+        if not data.strip():
+            return full.empty_table()  # blank lines only
+        if not data.lstrip().startswith(b"{") or _NULL_LINE.search(data):
+            # pyarrow 25 crashes on a block whose first value is null, and reads a null line as a row
+            raise _NotObjects()
         try:
             return read(data, full)
         except pa.ArrowInvalid as exc:
@@ -985,8 +1023,13 @@ def _jsonl_pieces(
         future, data, first_line = pending.popleft()
         try:
             table = future.result()
-        except (pa.ArrowException, ValueError, RecursionError) as exc:
+        except (pa.ArrowException, ValueError, RecursionError, _NotObjects) as exc:
             raise _json_error(exc, data, first_line, rows, types, roles) from exc
+        if table.num_rows != _newlines(data) + (not data.endswith(b"\n")) - _blank_lines(data):
+            # pyarrow reads whitespace-separated values as rows: one object per line is checked line by line
+            problem = _json_problem(None, data, first_line, rows, types, roles)
+            if problem is not None:
+                raise problem
         lines, offset = _Lines(data, first_line, quoting=False), 0
         for batch in table.to_batches():
             yield _Piece(batch, rows + offset + 1, lines.shifted(offset))
@@ -1031,32 +1074,44 @@ def _first_failing(array: Any, cast: Callable[[Any], Any]) -> int:
     return low
 
 
+def _valid_text(array: Any, name: str, first_row: int) -> Any:
+    """``array`` if its strings are UTF-8 (Parquet does not check), else a located ``NotUtf8Error``."""
+    import pyarrow as pa
+
+    def check(values: Any) -> None:
+        values.validate(full=True)
+
+    try:
+        check(array)
+        return array
+    except pa.ArrowInvalid as exc:
+        row = first_row + _first_failing(array, check)
+        raise NotUtf8Error(
+            f"column {name!r} is not UTF-8 text at {_where(row, None)}",
+            encoding="utf-8",
+            column=name,
+            row=row,
+        ) from exc
+
+
 def _parquet_column(array: Any, name: str, target: Any, role: str, first_row: int) -> Any:
-    """One Parquet column as the model (or the label) needs it: numbers widen or narrow, text stays text."""
+    """One Parquet column as the model (or the label) needs it: numbers widen or narrow, text stays text
+    (checked to be UTF-8)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if array.type == target:
-        return array
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
     if role == "key":
-        if _is_text(array.type):
-            return array.cast(pa.string())
-        if not (pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type)):
+        if pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type):
+            array = array.view(pa.string() if pa.types.is_binary(array.type) else pa.large_string())
+        if not _is_text(array.type):
             return array
-        try:
-            return array.cast(pa.string())
-        except pa.ArrowInvalid as exc:
-            row = first_row + _first_failing(array, lambda values: values.cast(pa.string()))
-            raise NotUtf8Error(
-                f"key column {name!r} is not UTF-8 text at {_where(row, None)}",
-                encoding="utf-8",
-                column=name,
-                row=row,
-            ) from exc
+        return _valid_text(array, name, first_row).cast(pa.string())
     if _is_text(target):
-        return array.cast(target)
+        return _valid_text(array, name, first_row).cast(target)
+    if array.type == target:
+        return array
     if pa.types.is_floating(array.type) and pa.types.is_integer(target):
         array = pc.if_else(pc.is_nan(array), pa.scalar(None, array.type), array)  # NaN is a missing value
 
@@ -1096,7 +1151,7 @@ def _parquet_pieces(source: Any, types: dict[str, Any], roles: dict[str, str], m
     try:
         parquet = pq.ParquetFile(raw)
         schema = parquet.schema_arrow
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowException, OSError, ValueError) as exc:  # ValueError: undecodable names in the footer
         raise FileFormatError(f"not a readable Parquet file: {exc}") from exc
     names = schema.names
     if len(names) > limits.max_columns:
@@ -1131,7 +1186,7 @@ def _parquet_pieces(source: Any, types: dict[str, Any], roles: dict[str, str], m
             rows += batch.num_rows
     except InputError:
         raise
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowException, OSError, ValueError) as exc:
         raise FileFormatError(
             f"the Parquet file cannot be read after data row {rows}: {exc}", row=rows + 1
         ) from exc

@@ -457,3 +457,32 @@ def test_deeply_nested_json_is_ignored_in_extra_fields_and_wrong_type_in_inputs(
     assert (record["reason"], record["column"], record["row"], record["line"]) == ("wrong_type", "x1", 2, 2)
     record = failure(b'{"id":"1","x1":[1],"x2":1,"color":"a"}\n', "jsonl", onnx)
     assert (record["reason"], record["column"], record["row"]) == ("wrong_type", "x1", 1)
+
+
+@pytest.mark.parametrize(
+    ("data", "row", "line"),
+    [
+        (b"null\n", 1, 1),  # pyarrow 25 crashes on this as a block's first value: never handed to it
+        (b'{"x1":1,"x2":1,"color":"a"}\n  null\n', 2, 2),  # pyarrow would read it as a row of nulls
+        (b'{"x1":1,"x2":1,"color":"a"} {"x1":2,"x2":1,"color":"a"}\n', 1, 1),  # two objects on one line
+    ],
+)
+def test_a_json_line_holds_exactly_one_object(onnx, data, row, line):
+    record = failure(data, "jsonl", onnx)
+    assert (record["reason"], record["row"], record["line"]) == ("bad_file_format", row, line)
+
+
+def test_lines_of_spaces_between_json_objects_are_blank(onnx):
+    out, stats = score(
+        b'{"id":"1","x1":1,"x2":1,"color":"a"}\n   \n\t\n{"id":"2","x1":1,"x2":1,"color":"a"}\n',
+        "jsonl",
+        onnx,
+    )
+    assert out.column("id").to_pylist() == ["1", "2"] and stats.rows_read == 2
+
+
+def test_parquet_text_that_is_not_utf8_is_located(onnx):
+    strings = pa.array([b"red", b"r\xffd"], pa.binary()).view(pa.string())  # Parquet does not check
+    data = parquet(pa.table({"id": ["1", "2"], "x1": [1.0, 2.0], "x2": [1.0, 1.0], "color": strings}))
+    record = failure(data, "parquet", onnx)
+    assert (record["reason"], record["column"], record["row"]) == ("not_utf8", "color", 2)
