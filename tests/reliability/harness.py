@@ -302,3 +302,137 @@ def stop_shared() -> None:
     stack = _SHARED.pop("stack", None)
     if stack is not None:
         stop_devhost(stack.dev)
+
+
+# -- invariants -----------------------------------------------------------------------------------
+@dataclass
+class Version:
+    """One version of one input file: its eTag and how many rows it has."""
+
+    etag: str
+    rows: int
+
+
+def check_invariants(stack: Stack, container: str, files: dict[str, list[Version]], prefix: str,
+                     *, expect_failed: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:  # fmt: skip
+    """The core promise over a run: for each file (name → its versions, oldest first) exactly one output, of
+    its newest version, with all its rows (``rows_scored`` equal to the rows in the blob), or a failure
+    record with a reason from the closed set (only for files in ``expect_failed``); and the ledger's
+    record of the newest version says so. Returns the figures and a list of problems (``problems``)."""
+    from shared.errors import FAILURE_REASONS
+
+    base = stack.azurite.endpoints["blob"]
+    by_input: dict[str, list[tuple[str, dict[str, str]]]] = {}
+    for blob in stack.blobs.get_container_client(OUTPUT).list_blobs(name_starts_with=prefix, include=["metadata"]):
+        meta = dict(blob.metadata or {})
+        by_input.setdefault(urllib.parse.unquote(meta.get("input_url", "")), []).append((blob.name, meta))
+    ledger: dict[str, str] = {r["key"]: r["status"] for r in stack.ledger()}
+    figures = {"files": len(files), "outputs": 0, "duplicates": 0, "lost": 0, "failed_with_reason": 0,
+               "partial_visible": 0, "stale": 0}  # fmt: skip
+    problems: list[str] = []
+    for name, versions in files.items():
+        newest = versions[-1]
+        url = urllib.parse.unquote(f"{base}/{container}/{name}")
+        outputs = by_input.get(url, [])
+        figures["outputs"] += len(outputs)
+        if len(outputs) > 1:
+            figures["duplicates"] += len(outputs) - 1
+            problems.append(f"{name}: {len(outputs)} outputs")
+        records = [r for _, r in stack.failure_records(container, name)
+                   if str(r.get("etag", "")).strip('"') in ("", newest.etag.strip('"'))]  # fmt: skip
+        if not outputs and not records:
+            figures["lost"] += 1
+            problems.append(f"{name}: lost (no output, no failure record)")
+            continue
+        if records and not outputs:
+            reason = records[-1].get("reason")
+            if reason in FAILURE_REASONS:
+                figures["failed_with_reason"] += 1
+            if name not in expect_failed:
+                problems.append(f"{name}: failed ({reason}: {records[-1].get('message')})")
+            continue
+        out_name, meta = outputs[0]
+        if meta.get("input_etag", "").strip('"') != newest.etag.strip('"'):
+            figures["stale"] += 1
+            problems.append(f"{name}: the output is of an older version ({meta.get('input_etag')} != {newest.etag})")
+        rows = stack.rows_in_output(out_name)
+        if rows != newest.rows or meta.get("rows_scored") != str(newest.rows):
+            figures["partial_visible"] += 1
+            problems.append(f"{name}: output has {rows} rows, rows_scored={meta.get('rows_scored')}, input {newest.rows}")
+        key = f"blob:{base}/{container}/{urllib.parse.quote(name)}@{newest.etag.strip(chr(34))}"
+        status = ledger.get(key) or ledger.get(urllib.parse.unquote(key))
+        if status != "succeeded":
+            problems.append(f"{name}: ledger says {status!r} for the newest version")
+        if name in expect_failed:
+            problems.append(f"{name}: a poison file was scored")
+    figures["problems"] = problems
+    return figures
+
+
+def wait_all(stack: Stack, container: str, files: dict[str, list[Version]], timeout: float) -> float:
+    """Wait until every file's newest version has an outcome (or ``timeout``); returns the seconds waited."""
+    started = time.monotonic()
+    pending = set(files)
+    while pending and time.monotonic() - started < timeout:
+        for name in sorted(pending):
+            if stack.outcome(container, name, files[name][-1].etag).kind != "none":
+                pending.discard(name)
+        if pending:
+            time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def deliver(stack: Stack, events: list[dict[str, Any]], workers: int = 8, attempts: int = 8,
+            retry_delays: tuple[float, ...] = (0.5, 1, 2, 4, 8)) -> dict[str, int]:  # fmt: skip
+    """Post each event on its own, ``workers`` at a time, retrying what is not acknowledged (2xx) as Event
+    Grid does (400/413 are final). Returns counts: ``delivered`` (requests), ``acknowledged``, ``gave_up``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    counts = {"delivered": 0, "acknowledged": 0, "gave_up": 0}
+    lock = threading.Lock()
+
+    def one(event: dict[str, Any]) -> None:
+        for attempt in range(attempts):
+            try:
+                status = stack.post([event], timeout=120)
+            except OSError:
+                status = 0
+            with lock:
+                counts["delivered"] += 1
+            if 200 <= status <= 204:
+                with lock:
+                    counts["acknowledged"] += 1
+                return
+            if status in (400, 413):
+                break
+            time.sleep(retry_delays[min(attempt, len(retry_delays) - 1)])
+        with lock:
+            counts["gave_up"] += 1
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, events))
+    return counts
+
+
+def restart_devhost(stack: Stack, timeout: float = 90) -> None:
+    """Start devhost again with the same settings file (same port, keys and ledger) after it died."""
+    import os
+    import subprocess
+    import sys
+
+    dev = stack.dev
+    if dev.process.poll() is None:
+        dev.process.kill()
+        dev.process.wait(10)
+    argv = [sys.executable, "-m", "devhost", "host", "--settings", str(dev.settings_path), "--app", "function_app:app"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "e2e")])}
+    dev.process = subprocess.Popen(argv, cwd=ROOT, stdout=open(dev.log, "a"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                                   text=True, env=env)  # fmt: skip
+
+    def up() -> bool:
+        try:
+            return dev.request("GET", "/admin/host/status", headers={"x-functions-key": dev.master_key}, timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    dev.wait_for(up, timeout=timeout, what="devhost to restart")
