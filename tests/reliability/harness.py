@@ -369,16 +369,33 @@ def check_invariants(stack: Stack, container: str, files: dict[str, list[Version
     return figures
 
 
-def wait_all(stack: Stack, container: str, files: dict[str, list[Version]], timeout: float) -> float:
+def settled(stack: Stack, container: str, files: dict[str, list[Version]], prefix: str) -> set[str]:
+    """Files whose newest version has an output or a failure record, from two listings (cheap to poll)."""
+    base = stack.azurite.endpoints["blob"]
+    scored = set()
+    for blob in stack.blobs.get_container_client(OUTPUT).list_blobs(name_starts_with=prefix, include=["metadata"]):
+        meta = blob.metadata or {}
+        scored.add((urllib.parse.unquote(meta.get("input_url", "")), meta.get("input_etag", "").strip('"')))
+    failed = [b.name for b in stack.blobs.get_container_client(FAILED).list_blobs(name_starts_with=f"{container}/{prefix}")]
+    done = set()
+    for name, versions in files.items():
+        etag = versions[-1].etag.strip('"')
+        if (urllib.parse.unquote(f"{base}/{container}/{name}"), etag) in scored or any(f.startswith(f"{container}/{name}") for f in failed):
+            done.add(name)
+    return done
+
+
+def wait_all(stack: Stack, container: str, files: dict[str, list[Version]], timeout: float,
+             prefix: str | None = None) -> float:  # fmt: skip
     """Wait until every file's newest version has an outcome (or ``timeout``); returns the seconds waited."""
     started = time.monotonic()
+    if prefix is None:
+        prefix = next(iter(files)).rsplit("/", 1)[0] + "/" if files else ""
     pending = set(files)
-    while pending and time.monotonic() - started < timeout:
-        for name in sorted(pending):
-            if stack.outcome(container, name, files[name][-1].etag).kind != "none":
-                pending.discard(name)
+    while pending and time.monotonic() - started < timeout and stack.dev.process.poll() is None:
+        pending -= settled(stack, container, files, prefix)
         if pending:
-            time.sleep(0.5)
+            time.sleep(1.0)
     return time.monotonic() - started
 
 

@@ -50,7 +50,7 @@ def run_storm(stack: Stack, *, section: str, files: int, max_copies: int, overwr
     started = time.monotonic()
     counts = deliver(stack, first, workers=workers)
     late = deliver(stack, last, workers=workers)
-    waited = wait_all(stack, STORM, versions, timeout=120)
+    waited = wait_all(stack, STORM, versions, timeout=120, prefix=prefix)
     result = check_invariants(stack, STORM, versions, prefix)
     problems = result.pop("problems")
     alive = stack.alive()
@@ -74,6 +74,7 @@ def test_small_storm(stack: Stack) -> None:
 
 
 @pytest.mark.reliability
+@pytest.mark.timeout(900)
 def test_big_storm(stack: Stack) -> None:
     """120 files, each event 1-10 times, every 6th overwritten (older event last), 10 concurrent senders."""
     _assert_promise(run_storm(stack, section="storm-big", files=120, max_copies=10, overwrite_every=6, workers=10, seed=2))

@@ -22,7 +22,7 @@ from shared.registrations import sign_mlflow_delivery, verify_mlflow_signature
 
 pytestmark = [pytest.mark.security]
 
-EXAMPLES = int(os.environ.get("SCOREHOOK_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("SCOREHOOK_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 ACCOUNT_URL = "http://127.0.0.1:10000/devstoreaccount1"
 
