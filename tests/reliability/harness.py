@@ -326,7 +326,12 @@ def check_invariants(stack: Stack, container: str, files: dict[str, list[Version
     for blob in stack.blobs.get_container_client(OUTPUT).list_blobs(name_starts_with=prefix, include=["metadata"]):
         meta = dict(blob.metadata or {})
         by_input.setdefault(urllib.parse.unquote(meta.get("input_url", "")), []).append((blob.name, meta))
-    ledger: dict[str, str] = {r["key"]: r["status"] for r in stack.ledger()}
+    ledger: dict[str, str] = {}
+    for _ in range(15):  # the ledger is finished just after the output commits: let in-flight files settle
+        ledger = {r["key"]: r["status"] for r in stack.ledger()}
+        if "claimed" not in ledger.values():
+            break
+        time.sleep(1.0)
     figures = {"files": len(files), "outputs": 0, "duplicates": 0, "lost": 0, "failed_with_reason": 0,
                "partial_visible": 0, "stale": 0}  # fmt: skip
     problems: list[str] = []

@@ -44,6 +44,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Az
     try:
         model = train_model(mlflow.tracking_uri, prefix="fault")
         # A short alias TTL: with MLflow down the alias cannot be re-resolved, and scoring must go on.
+        (root / "devhost").mkdir()
         stack = start_stack(root / "devhost", azurite, mlflow.tracking_uri, model=model,
                             extra={"SCOREHOOK_ALIAS_TTL_SECONDS": "5"})  # fmt: skip
         yield stack, azurite, mlflow
