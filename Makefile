@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: bootstrap demo run test test-unit test-integration test-e2e lint bench clean
+.PHONY: bootstrap demo run test test-unit test-integration test-e2e test-security reliability lint bench clean
 
 bootstrap: $(STAMP) node_modules/.installed
 
@@ -35,6 +35,16 @@ test-integration: bootstrap
 
 test-e2e: bootstrap
 	$(PY) -m pytest tests/e2e
+
+# The hostile corpus and the fuzzing (also part of `make test`, with the small storm).
+test-security: bootstrap
+	$(PY) -m pytest tests/security
+
+# Everything of tests/security and tests/reliability, the slow runs too (big storm, faults, 500-file burst),
+# with more fuzzing examples; prints one table (also in .local/reliability.json). Under 15 minutes on 2 cores.
+reliability: bootstrap
+	SCOREHOOK_FUZZ_EXAMPLES=$${SCOREHOOK_FUZZ_EXAMPLES:-1000} $(PY) -m pytest -p no:cacheprovider \
+		-m "reliability or not reliability" tests/security tests/reliability
 
 lint: bootstrap
 	$(VENV)/bin/ruff check .

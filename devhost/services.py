@@ -102,17 +102,40 @@ class Azurite(_Service):
     """The Azure Storage emulator (blob, queue, table) from the project's own ``node_modules``.
 
     ``data_dir=None`` keeps everything in memory (tests); a folder makes a persistent dev store.
+    ``ports`` (``{"blob": P1, "queue": P2, "table": P3}``) fixes the ports; otherwise free ones are picked at
+    the first start and kept, so :meth:`restart` (or ``stop`` then ``start``) comes back on the same
+    endpoints, with the same data when ``data_dir`` is set (fault tests stop storage mid-run).
+
+    Example:
+        >>> storage = Azurite(data_dir=tmp).start()                        # doctest: +SKIP
+        >>> storage.stop(); storage.start()                                # doctest: +SKIP
     """
 
     name = "azurite"
 
-    def __init__(self, data_dir: Path | None = None, log_dir: Path | None = None) -> None:
+    def __init__(
+        self, data_dir: Path | None = None, log_dir: Path | None = None, ports: dict[str, int] | None = None
+    ) -> None:
         super().__init__(log_dir)
         self.data_dir = data_dir
+        self.ports: dict[str, int] = dict(ports or {})
         self.endpoints: dict[str, str] = {}
 
+    def restart(self, timeout: float = 60.0) -> Azurite:
+        """Stop and start again on the same ports (same data when ``data_dir`` is set)."""
+        self.stop()
+        for attempt in range(3):  # a port can take a moment to be free again
+            try:
+                return self.start(timeout)
+            except ServiceError:
+                if attempt == 2:
+                    raise
+                time.sleep(1.0)
+        return self
+
     def start(self, timeout: float = 60.0) -> Azurite:
-        """Start Azurite on three free loopback ports and wait until all three services listen."""
+        """Start Azurite on its ports (three free loopback ports the first time) and wait until all three
+        services listen."""
         binary = PROJECT_ROOT / "node_modules" / ".bin" / "azurite"
         if not binary.exists():
             raise ServiceError(f"{binary} is missing: run `npm ci` (make bootstrap) first")
@@ -123,7 +146,8 @@ class Azurite(_Service):
             Path(self.data_dir).mkdir(parents=True, exist_ok=True)
             argv += ["--location", str(self.data_dir)]
         for service in ("blob", "queue", "table"):
-            argv += [f"--{service}Host", "127.0.0.1", f"--{service}Port", "0"]
+            argv += [f"--{service}Host", "127.0.0.1", f"--{service}Port", str(self.ports.get(service, 0))]
+        self.endpoints = {}
         self._spawn(argv, pipe=True)
         assert self.process is not None and self.process.stdout is not None
         stdout, deadline = self.process.stdout, time.monotonic() + timeout
@@ -137,7 +161,9 @@ class Azurite(_Service):
                 log.write(line)
                 match = _LISTENING.search(line.decode(errors="replace"))
                 if match:
-                    self.endpoints[match.group(1).lower()] = f"{match.group(2)}/{AZURITE_ACCOUNT}"
+                    service, url = match.group(1).lower(), match.group(2).rstrip("/")
+                    self.endpoints[service] = f"{url}/{AZURITE_ACCOUNT}"
+                    self.ports[service] = int(url.rsplit(":", 1)[1])
         threading.Thread(target=self._drain, args=(stdout,), daemon=True, name="azurite-stdout").start()
         return self
 
@@ -206,6 +232,13 @@ class MlflowServer(_Service):
                 return self
             self.stop()
         raise self._fail("did not become healthy")
+
+    def restart(self, timeout: float = 90.0) -> MlflowServer:
+        """Stop and start again on the same port, with the same database and artifacts."""
+        if self.tracking_uri:
+            self.port = int(self.tracking_uri.rsplit(":", 1)[1])
+        self.stop()
+        return self.start(timeout)
 
     def _wait_healthy(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
