@@ -163,7 +163,7 @@ def run(path: str, rows: int, small_files: int = 30, small_rows: int = 1000) -> 
             t0 = time.perf_counter()
             incoming.upload_blob(name, data, overwrite=True, max_concurrency=2)
             t1, uploaded[name] = time.perf_counter(), time.time()
-            output = scored.get_blob_client(output_name(name))
+            output = scored.get_blob_client(output_name(incoming.container_name, name))
             checked = [t1]
 
             def check() -> None:  # failure records are looked for once a second, not on every poll

@@ -69,7 +69,7 @@ def cmd_trace(service: Any, args: argparse.Namespace) -> int:
                               "attempts": record.attempts, **record.details}, default=str))  # fmt: skip
     for route in service.routes:
         if route.matches(route.account or "", container, name):
-            output = output_name(name, route.output_format)
+            output = output_name(container, name, route.output_format)
             try:
                 info = service.blobs.properties(route.output_container, output)
             except ScorehookError:

@@ -45,7 +45,7 @@ def _wait_for_outcome(
 ) -> tuple[str, str]:
     from shared.scoring import failure_name, output_name
 
-    output = (settings.output_container, output_name(name))
+    output = (settings.output_container, output_name(settings.input_container, name))
     failure = (settings.failed_container, failure_name(settings.input_container, name, etag))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -9,7 +9,7 @@ array or one object).
 
 Errors (``shared.errors``): ``MalformedEventError`` (not JSON, not an object, a field of the wrong
 type), ``MissingFieldError`` (a required field absent or empty), ``UnsupportedEventError`` (wrong type for
-a strict parser), ``EventSourceError`` (the event disagrees with itself: subject, URL, topic).
+a strict parser), ``BadNameError`` (``bad_event``: the event disagrees with itself: subject, URL, topic).
 
 Example:
     >>> event = parse_event({
@@ -32,8 +32,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from shared.errors import (
+    BadNameError,
     EventError,
-    EventSourceError,
     MalformedEventError,
     MissingFieldError,
     UnsupportedEventError,
@@ -245,7 +245,7 @@ class BlobCreated(Event):
     or ``dfs`` (any cloud suffix, also ``{account}.blob.localhost``); otherwise path style, as Azurite
     serves it on an IP address, ``localhost`` or a container host name: ``http://{host}/{account}/...``.
     ``blob_name`` is URL-decoded. The subject must name the same container and blob as the URL, and a
-    ``/storageAccounts/{name}`` in the topic (source) the same account; otherwise ``EventSourceError``.
+    ``/storageAccounts/{name}`` in the topic (source) the same account; otherwise ``BadNameError``.
     """
 
     api: str | None = None
@@ -274,7 +274,7 @@ class BlobCreated(Event):
         origin = "topic" if event.schema == "eventgrid" else "source"
         topic_account = _TOPIC_ACCOUNT.search(event.source)
         if topic_account and topic_account["account"].lower() != account.lower():
-            raise EventSourceError(
+            raise BadNameError(
                 f"{where}: {origin} names storage account {topic_account['account']!r} "
                 f"but data.url names {account!r}",
                 topic_account=topic_account["account"],
@@ -315,13 +315,13 @@ def _check_subject(event: Event, url: str, container: str, blob_name: str, where
         raise MissingFieldError("subject", where=where)
     match = _BLOB_SUBJECT.fullmatch(event.subject)
     if not match:
-        raise EventSourceError(
+        raise BadNameError(
             f"{where}: subject {event.subject!r} is not "
             "/blobServices/default/containers/{container}/blobs/{blob}",
             subject=event.subject,
         )
     if unquote(match["container"]) != container or blob_name not in (match["blob"], unquote(match["blob"])):
-        raise EventSourceError(
+        raise BadNameError(
             f"{where}: subject names blob {match['container']}/{match['blob']!r} "
             f"but data.url names {container}/{blob_name!r}",
             subject=event.subject,

@@ -27,8 +27,7 @@ import hashlib
 import re
 import unicodedata
 import uuid
-from collections.abc import Iterator
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -45,8 +44,8 @@ __all__ = [
     "REJECTED_EVENTS_PREFIX",
     "Endpoint",
     "ascii_metadata",
-    "block_ids",
     "blob_endpoints",
+    "block_ids",
     "check_blob_event",
     "check_blob_name",
     "check_container_name",

@@ -21,11 +21,13 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
 import socket
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,15 +35,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import hashlib
-import threading
-
 from shared.engine import EngineStats, Limits, detect_format, read_ahead, score_file
 from shared.errors import (
     AlreadyClaimedError,
     BlobChangedError,
     BlobNotFoundError,
-    EmptyFileError,
     EventSourceError,
     InputError,
     ScorehookError,
@@ -83,15 +81,16 @@ def idempotency_key(event: BlobCreated) -> str:
     return f"blob:{event.url}@{event.etag.strip(chr(34))}"
 
 
-def output_name(blob_name: str, output_format: str = "csv") -> str:
-    """Where the predictions for an input blob go, inside the output container: the input's whole name
-    plus a suffix, so two inputs never share an output (``a.csv``, ``a.parquet``, ``a.csv.gz``).
+def output_name(container: str, blob_name: str, output_format: str = "csv") -> str:
+    """Where the predictions for an input blob go, inside the output container: the input's container and
+    whole name plus a suffix, so two inputs never share an output (``a.csv``, ``a.parquet``, ``a.csv.gz``, or
+    ``a.csv`` of two input containers scored into one output container).
 
     Example:
-        >>> output_name("2026/11/batch.csv"), output_name("a.csv.gz", "parquet")
-        ('2026/11/batch.csv.predictions.csv', 'a.csv.gz.predictions.parquet')
+        >>> output_name("incoming", "2026/11/batch.csv"), output_name("drop", "a.csv.gz", "parquet")
+        ('incoming/2026/11/batch.csv.predictions.csv', 'drop/a.csv.gz.predictions.parquet')
     """
-    return blob_name + _OUTPUT_SUFFIX[output_format]
+    return f"{container}/{blob_name}{_OUTPUT_SUFFIX[output_format]}"
 
 
 def failure_name(container: str, blob_name: str, etag: str) -> str:
@@ -365,9 +364,7 @@ class ScoringService:
         if event.content_length is not None and event.content_length > limit:
             raise TooLargeError(f"the file has {event.content_length} bytes; the limit is {limit}",
                                 limit="max_file_bytes", size=event.content_length, max=limit)  # fmt: skip
-        if event.content_length == 0:
-            raise EmptyFileError("the file is empty (0 bytes)", size=0)
-        output = output_name(event.blob_name, route.output_format)
+        output = output_name(event.container, event.blob_name, route.output_format)
         condition = self._output_condition(route, output, event)
         version, model = self.models.get(route.model)
         with bind(model=version.name, model_version=version.version, route=route.name):

@@ -13,11 +13,11 @@ from pathlib import Path
 from shared.settings import Settings
 
 __all__ = [
-    "host_function_timeout",
     "build_deployment_service",
     "build_drift_monitor",
     "build_scoring_service",
     "endpoint_rollout",
+    "host_function_timeout",
     "read_table",
     "retrainer_from_settings",
 ]

@@ -25,8 +25,8 @@ from shared.errors import (
     ModelNotFoundError,
     WriteConflictError,
 )
-from shared.ports import BlobInfo, LedgerRecord, ModelVersion, RetrainRequest, RetrainRun, takeable
 from shared.names import ascii_metadata
+from shared.ports import BlobInfo, LedgerRecord, ModelVersion, RetrainRequest, RetrainRun, takeable
 
 __all__ = ["FakeBlobStore", "FakeLedger", "FakePublisher", "FakeRegistry", "FakeRetrainer"]
 

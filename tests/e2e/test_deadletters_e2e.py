@@ -101,7 +101,7 @@ def test_a_dead_lettered_file_is_recorded_then_replayed_once(app):
     assert [d["status"] for d in deliveries if (d.get("subject") or "").endswith(name) and "status" in d] == [404, 404]
     recorded = [d for d in deliveries if d["subscription"] == "record-dead-letters" and "status" in d]
     assert recorded and {d["status"] for d in recorded} == {200}
-    assert not app.blobs.get_blob_client("scored", output_name(name)).exists()
+    assert not app.blobs.get_blob_client("scored", output_name("incoming", name)).exists()
 
     code, lines, out = _cli(app, "deadletters", "--json")
     (listed,) = [line for line in lines if (line["subject"] or "").endswith(name)]
@@ -110,7 +110,7 @@ def test_a_dead_lettered_file_is_recorded_then_replayed_once(app):
 
     code, lines, out = _cli(app, "deadletters", "--replay", "--json")
     assert code == 0 and [(line["blob"], line["status"]) for line in lines] == [(f"incoming/{name}", "succeeded")], out
-    output = app.blobs.get_blob_client("scored", output_name(name))
+    output = app.blobs.get_blob_client("scored", output_name("incoming", name))
     assert output.get_blob_properties().metadata["rows_scored"] == "200"
     assert _json_blob(app, "failed", record_name) is None  # the file is scored: its dead-letter record is gone
 

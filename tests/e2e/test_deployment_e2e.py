@@ -87,7 +87,7 @@ def _score(env, rows: int = 20) -> dict:
     pacsv.write_csv(generate(rows, seed=8, include_label=False), sink)
     name = f"deploy/{uuid.uuid4().hex}.csv"
     env.blobs.get_blob_client("incoming", name).upload_blob(sink.getvalue())
-    out = env.blobs.get_blob_client("scored", name + ".predictions.csv")
+    out = env.blobs.get_blob_client("scored", "incoming/" + name + ".predictions.csv")
     env.wait_for(out.exists, what="scored output")
     return out.get_blob_properties().metadata
 

@@ -36,7 +36,7 @@ def _score(env, rows: int, drift: float, seed: int) -> None:
     pacsv.write_csv(generate(rows, seed=seed, drift=drift, start=seed * 1_000_000), sink)
     name = f"drift/{uuid.uuid4().hex}.csv"
     env.blobs.get_blob_client("incoming", name).upload_blob(sink.getvalue())
-    out = env.blobs.get_blob_client("scored", name + ".predictions.csv")
+    out = env.blobs.get_blob_client("scored", "incoming/" + name + ".predictions.csv")
     env.wait_for(out.exists, timeout=60, what="scored output")
     return name
 

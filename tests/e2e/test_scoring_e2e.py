@@ -62,7 +62,7 @@ def test_a_dropped_file_is_scored_with_lineage(app):
     data = _sample(500)
     etag = app.blobs.get_blob_client("incoming", name).upload_blob(data)["etag"]
     output = app.wait_for(
-        lambda: _blob(app, "scored", name + ".predictions.csv"), what="output blob"
+        lambda: _blob(app, "scored", "incoming/" + name + ".predictions.csv"), what="output blob"
     )
     rows = list(csv.DictReader(io.StringIO(output.download_blob().readall().decode())))
     assert len(rows) == 500 and set(rows[0]) == {"id", "prediction", "probability", "model_version"}
@@ -81,7 +81,7 @@ def test_a_bad_file_is_recorded_and_acknowledged_not_retried(app):
     record = app.wait_for(lambda: _blob(app, "failed", record_name), what="failure record")
     failure = json.loads(record.download_blob().readall())
     assert failure["reason"] == "schema_mismatch" and "is missing" in failure["message"]
-    assert _blob(app, "scored", name + ".predictions.csv") is None
+    assert _blob(app, "scored", "incoming/" + name + ".predictions.csv") is None
     assert _blob(app, "incoming", name) is not None
     deliveries = [d for d in app.deliveries() if (d.get("subject") or "").endswith(name)]
     assert [d["status"] for d in deliveries] == [200]
@@ -115,7 +115,7 @@ def test_a_cloudevents_delivery_is_scored_the_same_way(app):
         )
         assert status == 200
     output = app.wait_for(
-        lambda: _blob(app, "scored", f"ce-{name}.predictions.csv"), what="output"
+        lambda: _blob(app, "scored", f"incoming/ce-{name}.predictions.csv"), what="output"
     )
     assert output.get_blob_properties().metadata["event_id"] in {event["id"]} | {
         d["event_id"] for d in app.deliveries() if (d.get("subject") or "").endswith(f"ce-{name}")
@@ -131,7 +131,7 @@ def test_health_is_anonymous_and_status_needs_the_function_key(app):
     before = json.loads(body)["ledger"].get("succeeded", 0)
     name = f"e2e/{uuid.uuid4().hex}.csv"
     app.blobs.get_blob_client("incoming", name).upload_blob(_sample(10))
-    app.wait_for(lambda: _blob(app, "scored", name + ".predictions.csv"), what="output")
+    app.wait_for(lambda: _blob(app, "scored", "incoming/" + name + ".predictions.csv"), what="output")
     status, _, body = app.request("GET", "/api/status", headers={"x-functions-key": app.function_key})
     payload = json.loads(body)
     assert payload["settings"]["data_connection_string"] == "***"
@@ -170,7 +170,7 @@ def test_the_same_event_delivered_ten_times_at_once_gives_one_output(app):
         )
     assert set(statuses) <= {200, 500}  # 500: "being scored right now" → Event Grid retries later
     output = app.wait_for(
-        lambda: _blob(app, "scored", name + ".predictions.csv"), what="output"
+        lambda: _blob(app, "scored", "incoming/" + name + ".predictions.csv"), what="output"
     )
     assert output.get_blob_properties().metadata["rows_scored"] == "2000"
     # every late delivery finds the key finished and is acknowledged without scoring again
@@ -186,7 +186,7 @@ def test_the_same_event_delivered_ten_times_at_once_gives_one_output(app):
         )
     assert (
         output.get_blob_properties().etag
-        == app.blobs.get_blob_client("scored", name + ".predictions.csv")
+        == app.blobs.get_blob_client("scored", "incoming/" + name + ".predictions.csv")
         .get_blob_properties()
         .etag
     )
@@ -201,7 +201,7 @@ def test_a_promoted_event_makes_the_next_file_use_the_new_version(app, mlflow_tr
     before = f"e2e-promo/{uuid.uuid4().hex}.csv"
     app.blobs.get_blob_client("incoming", before).upload_blob(_sample(10))
     old = app.wait_for(
-        lambda: _blob(app, "scored", before + ".predictions.csv"), what="output"
+        lambda: _blob(app, "scored", "incoming/" + before + ".predictions.csv"), what="output"
     )
     assert old.get_blob_properties().metadata["model_version"] == str(app.model["version"])
 
@@ -218,7 +218,7 @@ def test_a_promoted_event_makes_the_next_file_use_the_new_version(app, mlflow_tr
     after = f"e2e-promo/{uuid.uuid4().hex}.csv"
     app.blobs.get_blob_client("incoming", after).upload_blob(_sample(10))
     fresh = app.wait_for(
-        lambda: _blob(app, "scored", after + ".predictions.csv"), what="output"
+        lambda: _blob(app, "scored", "incoming/" + after + ".predictions.csv"), what="output"
     )
     assert (
         fresh.get_blob_properties().metadata["model_version"]

@@ -129,9 +129,9 @@ def test_each_input_format_is_streamed_and_scored_with_lineage(world, fmt):
     event = parse_blob_created(world.upload(name, _sample(300, fmt)))
     outcome = world.service.score(event)
     assert outcome.status == "succeeded" and outcome.rows == 300
-    table = _output(world, f"{name}.predictions.csv")
+    table = _output(world, f"{world.settings.input_container}/{name}.predictions.csv")
     assert table.num_rows == 300 and table.column("id")[0].as_py() == "r00000001"
-    meta = world.store.properties(world.settings.output_container, f"{name}.predictions.csv").metadata
+    meta = world.store.properties(world.settings.output_container, f"{world.settings.input_container}/{name}.predictions.csv").metadata
     assert meta["input_etag"] == event.etag.strip('"') and meta["model_flavor"] == "onnx"
     assert {"read_ms", "predict_ms", "write_ms", "scoring_ms"} <= set(meta)
     assert world.publisher.types() == ["Scorehook.Scoring.Completed"]
@@ -142,13 +142,13 @@ def test_an_mlflow_model_without_onnx_flavor_runs_through_pyfunc(world, models):
                              Settings.from_env({}, **{**world.settings.__dict__, "model_uri": models["pyfunc"]}))  # fmt: skip
     outcome = service.score(parse_blob_created(world.upload("py.csv", _sample(50))))
     assert outcome.status == "succeeded", outcome.details
-    meta = world.store.properties(world.settings.output_container, "py.csv.predictions.csv").metadata
+    meta = world.store.properties(world.settings.output_container, f"{world.settings.input_container}/py.csv.predictions.csv").metadata
     assert meta["model_flavor"] == "python_function"
     onnx_out = world.service.score(parse_blob_created(world.upload("ox.csv", _sample(50))))
     assert onnx_out.status == "succeeded"
     assert (
-        _output(world, "py.csv.predictions.csv").column("prediction").to_pylist()
-        == _output(world, "ox.csv.predictions.csv").column("prediction").to_pylist()
+        _output(world, f"{world.settings.input_container}/py.csv.predictions.csv").column("prediction").to_pylist()
+        == _output(world, f"{world.settings.input_container}/ox.csv.predictions.csv").column("prediction").to_pylist()
     )  # same model, two runtimes
 
 
@@ -207,7 +207,7 @@ def test_racing_deliveries_produce_exactly_one_output(world):
         t.join()
     assert results.count("succeeded") == 1
     assert [b.name for b in world.store.list_blobs(world.settings.output_container)] == [
-        "race.csv.predictions.csv"
+        f"{world.settings.input_container}/race.csv.predictions.csv"
     ]
     assert world.publisher.types() == ["Scorehook.Scoring.Completed"]
 
@@ -229,7 +229,7 @@ def test_a_crash_between_claim_and_commit_leaves_no_output_and_redelivery_scores
     outcome = world.service.score(event)
     assert outcome.status == "succeeded" and world.ledger.get(outcome.key).attempts == 2
     assert [b.name for b in world.store.list_blobs(world.settings.output_container)] == [
-        "crash.csv.predictions.csv"
+        f"{world.settings.input_container}/crash.csv.predictions.csv"
     ]
 
 
@@ -246,9 +246,9 @@ def test_an_older_event_never_overwrites_the_output_of_a_newer_version(world):
 
     world.store.hook = newer_lands
     assert world.service.score(parse_blob_created(old)).status == "superseded"
-    assert _output(world, "v.csv.predictions.csv").num_rows == 150
+    assert _output(world, f"{world.settings.input_container}/v.csv.predictions.csv").num_rows == 150
     assert world.service.score(parse_blob_created({**old, "id": "late"})).status in (
         "superseded",
         "duplicate",
     )
-    assert _output(world, "v.csv.predictions.csv").num_rows == 150
+    assert _output(world, f"{world.settings.input_container}/v.csv.predictions.csv").num_rows == 150

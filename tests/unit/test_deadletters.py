@@ -268,8 +268,8 @@ def test_replay_scores_the_file_once_and_marks_the_dead_letter(scoring):
 
     (replayed,) = service.replay()
 
-    assert (replayed.status, replayed.output) == ("succeeded", f"scored/{output_name('batch/a.csv')}")
-    assert scoring.blobs.names("scored") == [output_name("batch/a.csv")]
+    assert (replayed.status, replayed.output) == ("succeeded", f"scored/{output_name('incoming', 'batch/a.csv')}")
+    assert scoring.blobs.names("scored") == [output_name("incoming", "batch/a.csv")]
     assert scoring.blobs.names("failed") == []  # the dead_lettered record no longer says what happened
     assert service.replay_status(letter) == "yes"
     assert scoring.ledger.get(letter.key).details["outcome"] == "succeeded"
@@ -283,7 +283,7 @@ def test_replay_of_a_file_already_scored_is_a_duplicate(scoring):
     service = _service(scoring)
     _dead_letter(scoring, [{**event, **EG_FACTS}])
     assert [r.status for r in service.replay()] == ["duplicate"]
-    assert scoring.blobs.names("scored") == [output_name("a.csv")]
+    assert scoring.blobs.names("scored") == [output_name("incoming", "a.csv")]
 
 
 def test_replay_while_the_file_is_claimed_leaves_the_dead_letter_for_later(scoring):
@@ -324,7 +324,7 @@ def test_the_cli_lists_and_replays(scoring, capsys):
 
     assert cmd_deadletters(scoring.service, argparse.Namespace(replay=True, json=True, container="deadletter")) == 0
     (replayed,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert replayed["status"] == "succeeded" and replayed["output"] == f"scored/{output_name('a.csv')}"
+    assert replayed["status"] == "succeeded" and replayed["output"] == f"scored/{output_name('incoming', 'a.csv')}"
 
     assert cmd_deadletters(scoring.service, argparse.Namespace(replay=False, json=False, container="deadletter")) == 0
     text = capsys.readouterr().out
@@ -339,7 +339,7 @@ def test_an_unexpected_error_of_one_file_does_not_stop_the_replay_of_the_others(
     failures = [RuntimeError("socket closed")]
 
     def commit_fails_once(container: str, name: str) -> None:  # the first file meets an unwrapped error
-        if name == output_name("a.csv") and failures:
+        if name == output_name("incoming", "a.csv") and failures:
             raise failures.pop()
 
     scoring.blobs.before_commit = commit_fails_once
@@ -349,7 +349,7 @@ def test_an_unexpected_error_of_one_file_does_not_stop_the_replay_of_the_others(
         ("incoming/a.csv", "error", "RuntimeError"), ("incoming/b.csv", "succeeded", None),
     ]  # fmt: skip
     assert [r.status for r in service.replay()] == ["succeeded"]  # a.csv was left for the next replay
-    assert scoring.blobs.names("scored") == [output_name("a.csv"), output_name("b.csv")]
+    assert scoring.blobs.names("scored") == [output_name("incoming", "a.csv"), output_name("incoming", "b.csv")]
 
 
 def test_a_cloudevents_dead_letter_is_recorded_and_replayed_like_an_eventgrid_one(scoring):
@@ -365,7 +365,7 @@ def test_a_cloudevents_dead_letter_is_recorded_and_replayed_like_an_eventgrid_on
     assert (record["dead_letter"]["reason"], record["dead_letter"]["attempts"]) == ("TimeToLiveExceeded", 7)
     assert record["dead_letter"]["last_http_status"] == 408 and record["failed_at"] == "2026-12-01T10:00:00Z"
     assert [r.status for r in service.replay()] == ["succeeded"]
-    assert scoring.blobs.names("scored") == [output_name("ce/a.csv")]
+    assert scoring.blobs.names("scored") == [output_name("incoming", "ce/a.csv")]
 
 
 def test_a_file_dead_lettered_after_transient_failures_is_taken_over_by_the_replay(scoring):
@@ -381,7 +381,7 @@ def test_a_file_dead_lettered_after_transient_failures_is_taken_over_by_the_repl
     assert _record(scoring, recorded.record[7:])["ledger_status"] == "retrying"
 
     assert [r.status for r in service.replay()] == ["succeeded"]
-    assert scoring.blobs.names("scored") == [output_name("a.csv")] and scoring.blobs.names("failed") == []
+    assert scoring.blobs.names("scored") == [output_name("incoming", "a.csv")] and scoring.blobs.names("failed") == []
 
 
 def test_an_event_for_the_dead_letter_function_that_does_not_parse_is_recorded_by_its_id(scoring):

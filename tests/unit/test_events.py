@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shared.errors import (
-    EventSourceError,
+    BadNameError,
     InputError,
     MalformedEventError,
     MissingFieldError,
@@ -176,18 +176,18 @@ def test_a_single_object_body_is_one_event():
     assert [type(event) for event in events] == [SubscriptionValidation]
 
 
-def test_subject_and_url_naming_different_blobs_is_a_source_error():
-    with pytest.raises(EventSourceError) as caught:
+def test_subject_and_url_naming_different_blobs_is_a_bad_event():
+    with pytest.raises(BadNameError) as caught:
         parse_events(load("blob_created_subject_mismatch.json"))
 
     assert "test-container/'new-file.txt'" in str(caught.value)
     assert "testcontainer/'new-file.txt'" in str(caught.value)
 
 
-def test_a_subject_that_is_not_a_blob_subject_is_a_source_error():
+def test_a_subject_that_is_not_a_blob_subject_is_a_bad_event():
     raw = one("blob_created_eventgrid.json") | {"subject": "/containers/test-container/new-file.txt"}
 
-    with pytest.raises(EventSourceError, match="is not /blobServices/default/containers/"):
+    with pytest.raises(BadNameError, match="is not /blobServices/default/containers/"):
         parse_event(raw)
 
 
@@ -195,11 +195,11 @@ def test_a_subject_that_is_not_a_blob_subject_is_a_source_error():
     ("fixture", "origin"),
     [("blob_created_azurite_eventgrid.json", "topic"), ("blob_created_cloudevents.json", "source")],
 )
-def test_topic_account_disagreeing_with_url_account_is_a_source_error(fixture: str, origin: str):
+def test_topic_account_disagreeing_with_url_account_is_a_bad_event(fixture: str, origin: str):
     raw = one(fixture)
     raw[origin] = raw[origin].rsplit("/", 1)[0] + "/otheraccount"
 
-    with pytest.raises(EventSourceError) as caught:
+    with pytest.raises(BadNameError) as caught:
         parse_event(raw)
 
     assert f"{origin} names storage account 'otheraccount'" in str(caught.value)

@@ -47,7 +47,7 @@ def test_percent_encoded_dot_segments_are_caught_after_decoding():
     url = "http://127.0.0.1:10000/devstoreaccount1/incoming/..%2F..%2Fhome%2Fsite%2Fwwwroot%2Flocal.settings.json"
     event = parse_blob_created(_event(url, subject_blob="../../home/site/wwwroot/local.settings.json"))
     assert event.blob_name == "../../home/site/wwwroot/local.settings.json"
-    with pytest.raises(BadNameError, match="'..' segment"):
+    with pytest.raises(BadNameError, match=r"'\.\.' segment"):
         check_blob_event(event, settings)
 
 

@@ -25,8 +25,8 @@ def test_a_good_file_is_scored_with_lineage_and_an_outcome_event(scoring, tiny_o
     outcome = scoring.service.score(event)
 
     assert outcome.status == "succeeded" and outcome.rows == 3
-    assert outcome.output == "scored/batch/a.csv.predictions.csv"
-    rows = _rows(scoring.blobs.read_bytes("scored", "batch/a.csv.predictions.csv"))
+    assert outcome.output == "scored/incoming/batch/a.csv.predictions.csv"
+    rows = _rows(scoring.blobs.read_bytes("scored", "incoming/batch/a.csv.predictions.csv"))
     assert [r["id"] for r in rows] == ["007", "008", "009"]  # key column kept as text, leading zeros intact
     import pyarrow.csv as pacsv
 
@@ -35,7 +35,7 @@ def test_a_good_file_is_scored_with_lineage_and_an_outcome_event(scoring, tiny_o
     np.testing.assert_allclose([float(r["probability"]) for r in rows], expected["probability"], rtol=1e-5)
     assert {r["model_version"] for r in rows} == {"1"}
 
-    metadata = scoring.blobs.properties("scored", "batch/a.csv.predictions.csv").metadata
+    metadata = scoring.blobs.properties("scored", "incoming/batch/a.csv.predictions.csv").metadata
     assert metadata["input_url"] == event.url and metadata["input_etag"] == event.etag.strip('"')
     assert (metadata["model_name"], metadata["model_version"], metadata["model_flavor"]) == (
         "tiny",
@@ -54,7 +54,7 @@ def test_a_duplicate_delivery_is_acknowledged_without_work(scoring):
     raw = scoring.upload("a.csv", GOOD)
     outcomes = [scoring.service.score(parse_blob_created(raw)) for _ in range(10)]
     assert [o.status for o in outcomes] == ["succeeded"] + ["duplicate"] * 9
-    assert scoring.blobs.names("scored") == ["a.csv.predictions.csv"]
+    assert scoring.blobs.names("scored") == ["incoming/a.csv.predictions.csv"]
     assert scoring.models.loads == 1
     assert scoring.publisher.types() == ["Scorehook.Scoring.Completed"]
 
@@ -63,7 +63,7 @@ def test_a_new_version_of_the_same_blob_is_scored_again(scoring):
     first = scoring.service.score(parse_blob_created(scoring.upload("a.csv", GOOD)))
     second = scoring.service.score(parse_blob_created(scoring.upload("a.csv", GOOD + b"010,0,0,red\n")))
     assert (first.status, second.status) == ("succeeded", "succeeded")
-    assert len(_rows(scoring.blobs.read_bytes("scored", "a.csv.predictions.csv"))) == 4
+    assert len(_rows(scoring.blobs.read_bytes("scored", "incoming/a.csv.predictions.csv"))) == 4
 
 
 @pytest.mark.parametrize(
@@ -170,7 +170,7 @@ def test_racing_deliveries_of_one_file_give_exactly_one_output(scoring):
     for t in threads:
         t.join()
     assert outcomes.count("succeeded") == 1 and set(outcomes) <= {"succeeded", "duplicate", "retry-later"}
-    assert scoring.blobs.names("scored") == ["race.csv.predictions.csv"]
+    assert scoring.blobs.names("scored") == ["incoming/race.csv.predictions.csv"]
     assert scoring.publisher.types() == ["Scorehook.Scoring.Completed"]
     assert scoring.service.score(parse_blob_created(raw)).status == "duplicate"
 
@@ -198,7 +198,7 @@ def test_a_crash_between_claim_and_commit_leaves_no_output_and_redelivery_scores
         scoring.service.score(event)
     now[0] += 901
     outcome = scoring.service.score(event)
-    assert outcome.status == "succeeded" and scoring.blobs.names("scored") == ["crash.csv.predictions.csv"]
+    assert outcome.status == "succeeded" and scoring.blobs.names("scored") == ["incoming/crash.csv.predictions.csv"]
     # the failed first attempt (retrying), the dead instance's takeover, then ours
     assert scoring.ledger.get(outcome.key).attempts == 3
 
@@ -217,13 +217,13 @@ def test_an_older_event_never_overwrites_the_output_of_a_newer_version(scoring):
     old_outcome = scoring.service.score(parse_blob_created(old_raw))
     assert state["outcome"].status == "succeeded"
     assert old_outcome.status == "superseded"
-    assert len(_rows(scoring.blobs.read_bytes("scored", "v.csv.predictions.csv"))) == 4  # the newer output stays
+    assert len(_rows(scoring.blobs.read_bytes("scored", "incoming/v.csv.predictions.csv"))) == 4  # the newer output stays
     # a late redelivery of the old event is not scored either (its eTag is gone, its sequencer is older)
     assert scoring.service.score(parse_blob_created({**old_raw, "id": "late"})).status in (
         "superseded",
         "duplicate",
     )
-    assert len(_rows(scoring.blobs.read_bytes("scored", "v.csv.predictions.csv"))) == 4
+    assert len(_rows(scoring.blobs.read_bytes("scored", "incoming/v.csv.predictions.csv"))) == 4
 
 
 def test_an_event_older_than_the_scored_output_is_superseded_without_work(scoring):
@@ -244,7 +244,7 @@ def test_a_promoted_model_is_used_for_the_next_file(scoring, tiny_onnx):
     assert scoring.provider.invalidate("tiny") == 1  # what on_model_promoted does
     promoted = scoring.service.score(parse_blob_created(scoring.upload("p3.csv", GOOD)))
     assert promoted.model == "models:/tiny/2"
-    assert scoring.blobs.properties("scored", "p3.csv.predictions.csv").metadata["model_version"] == "2"
+    assert scoring.blobs.properties("scored", "incoming/p3.csv.predictions.csv").metadata["model_version"] == "2"
 
 
 def test_an_alias_is_re_resolved_after_its_ttl(tiny_onnx):
@@ -296,15 +296,15 @@ def test_routes_choose_model_and_output_format_and_unrouted_blobs_are_recorded(s
     service = ScoringService(scoring.blobs, scoring.ledger, ModelProvider(scoring.registry, scoring.blobs, scoring.models),
                              scoring.publisher, Settings.from_env({"SCOREHOOK_ROUTES": routes}))  # fmt: skip
     outcome = service.score(parse_blob_created(scoring.upload("pq/a.csv", GOOD)))
-    assert outcome.status == "succeeded" and outcome.output == "scored-pq/pq/a.csv.predictions.parquet"
+    assert outcome.status == "succeeded" and outcome.output == "scored-pq/incoming/pq/a.csv.predictions.parquet"
     import io
 
-    table = pq.read_table(io.BytesIO(scoring.blobs.read_bytes("scored-pq", "pq/a.csv.predictions.parquet")))
+    table = pq.read_table(io.BytesIO(scoring.blobs.read_bytes("scored-pq", "incoming/pq/a.csv.predictions.parquet")))
     assert table.column("id").to_pylist() == ["007", "008", "009"]
     etag = scoring.blobs.properties("models", "tiny/model.onnx").etag.strip('"')
     assert table.column("model_version").to_pylist() == [etag] * 3
     assert (
-        service.score(parse_blob_created(scoring.upload("b.csv", GOOD))).output == "scored/b.csv.predictions.csv"
+        service.score(parse_blob_created(scoring.upload("b.csv", GOOD))).output == "scored/incoming/b.csv.predictions.csv"
     )
     unread = service.score(parse_blob_created(scoring.upload("x.csv", GOOD, container="other")))
     assert unread.status == "ignored"
@@ -332,5 +332,5 @@ def test_an_unknown_model_is_a_failure_record_and_replay_scores_the_file_once_it
     assert (failed.status, failed.reason) == ("failed", "model_not_found")
     registry.register("later", tiny_onnx, alias="champion")
     replayed = service.replay("incoming", "r.csv")
-    assert replayed.status == "succeeded" and scoring.blobs.names("scored") == ["r.csv.predictions.csv"]
+    assert replayed.status == "succeeded" and scoring.blobs.names("scored") == ["incoming/r.csv.predictions.csv"]
     assert scoring.ledger.get(replayed.key).status == "succeeded"

@@ -54,8 +54,8 @@ def test_a_unicode_name_scores_end_to_end_with_ascii_lineage(scoring):
     raw = scoring.upload(name, GOOD)
     raw["data"]["url"] = "http://127.0.0.1:10000/devstoreaccount1/incoming/" + name  # raw, not percent-encoded
     outcome = scoring.service.score(parse_blob_created(raw))
-    assert outcome.status == "succeeded" and outcome.output == f"scored/{name}.predictions.csv"
-    metadata = scoring.blobs.properties("scored", f"{name}.predictions.csv").metadata
+    assert outcome.status == "succeeded" and outcome.output == f"scored/incoming/{name}.predictions.csv"
+    metadata = scoring.blobs.properties("scored", f"incoming/{name}.predictions.csv").metadata
     assert all(v.isascii() and v.isprintable() for v in metadata.values())
     assert urllib.parse.unquote(metadata["input_url"]).endswith(name)
     # a redelivery of the same event is a duplicate, the lineage comparison holds for encoded URLs
@@ -70,8 +70,8 @@ def test_three_inputs_with_one_stem_get_three_outputs(scoring):
     pq.write_table(pa.table({"id": ["007"], "x1": [0.5], "x2": [1.0], "color": ["red"]}), sink)
     uploads = {"a.csv": GOOD, "a.csv.gz": gzip.compress(GOOD), "a.parquet": sink.getvalue()}
     outputs = [scoring.service.score(parse_blob_created(scoring.upload(n, d))).output for n, d in uploads.items()]
-    assert outputs == ["scored/a.csv.predictions.csv", "scored/a.csv.gz.predictions.csv",
-                       "scored/a.parquet.predictions.csv"]  # fmt: skip
+    assert outputs == ["scored/incoming/a.csv.predictions.csv", "scored/incoming/a.csv.gz.predictions.csv",
+                       "scored/incoming/a.parquet.predictions.csv"]  # fmt: skip
     assert len(set(scoring.blobs.names("scored"))) == 3
 
 
