@@ -3,10 +3,12 @@ written to ``.local/reliability.json``.
 
 Tests call :func:`add` *before* they assert, so a failing run still shows its numbers.
 
-Example:
+Example (on a copy: the session's figures stay as they are):
+    >>> saved = dict(FIGURES)
     >>> reset(); add("storm", delivered=12, files=3, lost=0); add("storm", delivered=4, files=1)
     >>> FIGURES["storm"]["delivered"], FIGURES["storm"]["files"]
     (16, 4)
+    >>> reset(); FIGURES.update(saved)
 """
 
 from __future__ import annotations
