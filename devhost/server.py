@@ -114,7 +114,9 @@ def read_delivery(body: bytes) -> tuple[list[tuple[int, dict[str, Any]]], list[R
             f"the delivery holds {len(items):,} events; at most {MAX_EVENTS_PER_DELIVERY:,} are accepted",
             limit="events_per_delivery", maximum=MAX_EVENTS_PER_DELIVERY, actual=len(items),
         )  # fmt: skip
-        return [], [Rejection(413, None, body, too_many)]
+        # one record for the refused delivery, keyed by its first event's id (as any untrusted event's is)
+        first = items[0] if isinstance(items[0], dict) else body
+        return [], [Rejection(413, None, first, too_many)]
     events, rejected = [], []
     for index, item in enumerate(items):
         size = event_size(item)

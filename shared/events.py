@@ -302,7 +302,7 @@ def _split_blob_url(url: str, where: str) -> tuple[str, str, str]:
     host_style = len(labels) > 2 and labels[1].lower() in _HOST_STYLE_SERVICES
     account = labels[0] if host_style else segments.pop(0)  # path style: http://host:port/{account}/...
     if parts.scheme not in ("http", "https") or len(segments) < 2 or not (account and all(segments[:2])):
-        raise MalformedEventError(
+        raise BadNameError(
             f"{where}: data.url {url!r} is not a blob URL "
             "(https://{account}.blob.core.windows.net/{container}/{blob} or http://host:port/{account}/{container}/{blob})",
             field="data.url",

@@ -132,7 +132,9 @@ class Stack:
         wanted = {self.url(container, name), urllib.parse.unquote(self.url(container, name))}
         prefix = prefix if prefix is not None else (name.rsplit("/", 1)[0] + "/" if "/" in name else "")
         found = []
-        for blob in self.blobs.get_container_client(OUTPUT).list_blobs(name_starts_with=prefix, include=["metadata"]):
+        # outputs are named <input container>/<input name>.predictions.*
+        for blob in self.blobs.get_container_client(OUTPUT).list_blobs(name_starts_with=f"{container}/{prefix}",
+                                                                        include=["metadata"]):  # fmt: skip
             meta = dict(blob.metadata or {})
             url = meta.get("input_url", "")
             if url in wanted or urllib.parse.unquote(url) in wanted:
@@ -323,7 +325,8 @@ def check_invariants(stack: Stack, container: str, files: dict[str, list[Version
 
     base = stack.azurite.endpoints["blob"]
     by_input: dict[str, list[tuple[str, dict[str, str]]]] = {}
-    for blob in stack.blobs.get_container_client(OUTPUT).list_blobs(name_starts_with=prefix, include=["metadata"]):
+    for blob in stack.blobs.get_container_client(OUTPUT).list_blobs(name_starts_with=f"{container}/{prefix}",
+                                                                    include=["metadata"]):  # fmt: skip
         meta = dict(blob.metadata or {})
         by_input.setdefault(urllib.parse.unquote(meta.get("input_url", "")), []).append((blob.name, meta))
     ledger: dict[str, str] = {}
@@ -378,7 +381,8 @@ def settled(stack: Stack, container: str, files: dict[str, list[Version]], prefi
     """Files whose newest version has an output or a failure record, from two listings (cheap to poll)."""
     base = stack.azurite.endpoints["blob"]
     scored = set()
-    for blob in stack.blobs.get_container_client(OUTPUT).list_blobs(name_starts_with=prefix, include=["metadata"]):
+    for blob in stack.blobs.get_container_client(OUTPUT).list_blobs(name_starts_with=f"{container}/{prefix}",
+                                                                    include=["metadata"]):  # fmt: skip
         meta = blob.metadata or {}
         scored.add((urllib.parse.unquote(meta.get("input_url", "")), meta.get("input_etag", "").strip('"')))
     failed = [b.name for b in stack.blobs.get_container_client(FAILED).list_blobs(name_starts_with=f"{container}/{prefix}")]

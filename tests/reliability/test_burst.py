@@ -54,7 +54,8 @@ def test_a_500_file_burst(stack: Stack) -> None:
             list(pool.map(upload, payloads))
         wait_all(stack, INPUT, versions, timeout=420, prefix=prefix)
     latencies, last = [], started
-    for blob in stack.blobs.get_container_client(OUTPUT).list_blobs(name_starts_with=prefix, include=["metadata"]):
+    for blob in stack.blobs.get_container_client(OUTPUT).list_blobs(name_starts_with=f"{INPUT}/{prefix}",
+                                                                    include=["metadata"]):  # fmt: skip
         meta = blob.metadata or {}
         name = meta.get("input_url", "").split(f"/{INPUT}/", 1)[-1]
         if name in uploaded and meta.get("scored_at"):

@@ -252,11 +252,11 @@ def test_host_style_and_path_style_urls(url: str, expected: tuple[str, str, str]
         "http://127.0.0.1:10000/acct/c",
     ],
 )
-def test_a_url_that_names_no_blob_is_malformed(url: str):
+def test_a_url_that_names_no_blob_is_a_bad_event(url: str):
     raw = one("blob_created_eventgrid.json")
     raw["data"]["url"] = url
 
-    with pytest.raises(MalformedEventError, match="is not a blob URL") as caught:
+    with pytest.raises(BadNameError, match="is not a blob URL") as caught:
         parse_event(raw)
 
     assert caught.value.details["field"] == "data.url"
