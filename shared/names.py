@@ -29,6 +29,7 @@ import unicodedata
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
@@ -158,36 +159,43 @@ def blob_endpoints(settings: Settings) -> list[Endpoint]:
         >>> [e.host for e in blob_endpoints(s)]
         ['acct.blob.core.windows.net', 'acct.dfs.core.windows.net']
     """
+    return list(_endpoints(settings))
+
+
+def _endpoint_style(url: str) -> tuple[str, str | None]:
+    """(endpoint suffix, path-style host or None) of a configured blob endpoint URL."""
+    netloc = urlsplit(url).netloc.lower()
+    labels = netloc.split(".")
+    if len(labels) > 2 and labels[1] in ("blob", "dfs"):
+        return ".".join(labels[2:]), None
+    return _DEFAULT_SUFFIX, netloc
+
+
+@lru_cache(maxsize=8)
+def _endpoints(settings: Settings) -> tuple[Endpoint, ...]:
+    """The endpoints of :func:`blob_endpoints`, computed once per settings object (checked for every event)."""
     accounts = [a.lower() for a in settings.allowed_storage_accounts]
     suffix, path_host = _DEFAULT_SUFFIX, None
-    endpoints: list[Endpoint] = []
     if settings.data_connection_string:
         values = _connection_values(settings.data_connection_string)
         if values.get("usedevelopmentstorage", "").lower() == "true":
             path_host = _AZURITE
         elif values.get("blobendpoint"):
-            parts = urlsplit(values["blobendpoint"])
-            labels = parts.netloc.lower().split(".")
-            if len(labels) > 2 and labels[1] in ("blob", "dfs"):
-                suffix = ".".join(labels[2:])
-            else:
-                path_host = parts.netloc.lower()
+            suffix, path_host = _endpoint_style(values["blobendpoint"])
         else:
             suffix = values.get("endpointsuffix", _DEFAULT_SUFFIX).lower()
     elif settings.data_blob_service_uri:
-        parts = urlsplit(settings.data_blob_service_uri)
-        labels = parts.netloc.lower().split(".")
-        if len(labels) > 2 and labels[1] in ("blob", "dfs"):
-            suffix = ".".join(labels[2:])
-        else:
-            path_host = parts.netloc.lower()
+        suffix, path_host = _endpoint_style(settings.data_blob_service_uri)
     else:
-        for account in accounts:
-            endpoints += [Endpoint(account, _AZURITE, f"/{account}"), *_host_endpoints(account, suffix)]
-        return endpoints
+        return tuple(
+            endpoint
+            for account in accounts
+            for endpoint in (Endpoint(account, _AZURITE, f"/{account}"), *_host_endpoints(account, suffix))
+        )
+    endpoints: list[Endpoint] = []
     for account in accounts:
         endpoints += [Endpoint(account, path_host, f"/{account}")] if path_host else _host_endpoints(account, suffix)
-    return endpoints
+    return tuple(endpoints)
 
 
 def check_blob_event(event: BlobCreated, settings: Settings) -> None:
@@ -199,7 +207,7 @@ def check_blob_event(event: BlobCreated, settings: Settings) -> None:
     parts = urlsplit(event.url)
     if parts.query or parts.fragment or parts.username or parts.password:
         raise BadNameError(f"data.url {event.url!r} carries a query, fragment or credentials", url=event.url)
-    if not any(endpoint.owns(event.url) for endpoint in blob_endpoints(settings)):
+    if not any(endpoint.owns(event.url) for endpoint in _endpoints(settings)):
         raise BadNameError(
             f"data.url {event.url!r} is not on an endpoint of the allowed storage accounts "
             f"({', '.join(settings.allowed_storage_accounts)})",

@@ -181,8 +181,7 @@ class _Lease:
         self._thread = threading.Thread(target=self._beat, name="scorehook-lease", daemon=True)
 
     def start(self) -> _Lease:
-        if hasattr(self.ledger, "renew"):
-            self._thread.start()
+        self._thread.start()
         return self
 
     def _beat(self) -> None:
@@ -193,7 +192,7 @@ class _Lease:
                 with self._lock:
                     if self._stop.is_set():
                         return
-                    self.claim = self.ledger.renew(self.claim, self.ttl)  # type: ignore[attr-defined]
+                    self.claim = self.ledger.renew(self.claim, self.ttl)
             except AlreadyClaimedError as exc:
                 self.lost = exc
                 _log.warning("lease lost: another delivery took the file over", extra={"key": self.claim.key})
