@@ -70,7 +70,11 @@ def test_a_dropped_file_is_scored_with_lineage(app):
     meta = output.get_blob_properties().metadata
     assert meta["input_etag"] == etag.strip('"') and meta["input_url"].endswith(f"/incoming/{name}")
     assert meta["model_version"] == str(app.model["version"]) and meta["rows_scored"] == "500"
-    deliveries = [d for d in app.deliveries() if (d.get("subject") or "").endswith(name)]
+    # the delivery is logged once the function returns, just after the output commits
+    deliveries = app.wait_for(
+        lambda: [d for d in app.deliveries() if (d.get("subject") or "").endswith(name) and "status" in d],
+        what="the delivery's log entry",
+    )
     assert [d["status"] for d in deliveries] == [200]
 
 
