@@ -12,6 +12,11 @@ a retry) and the announced blobs live in an Azurite table: after devhost is kill
 deliveries are resent with their attempt counts, and blobs that arrived (or changed) meanwhile are
 announced. The attempt in flight when devhost died counts as made (its outcome is unknown, as for an
 Event Grid delivery that timed out).
+
+A new blob's delivery starts at once and is persisted beside it (a persister thread saves it, then marks
+the blob announced), so the table is never on the path from upload to invocation. Should devhost die in
+the few milliseconds before the save, the blob is not marked announced either, and the next start
+announces it again: delivered at least once either way.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import heapq
 import itertools
 import json
 import logging
+import queue
 import threading
 import time
 import urllib.error
@@ -177,6 +183,9 @@ class _Delivery:
     id: str = field(compare=False, default_factory=lambda: uuid.uuid4().hex)
     persisted_attempts: int = field(compare=False, default=0)
     spilled: bool = field(compare=False, default=False)
+    stored: bool = field(compare=False, default=False)
+    finished: bool = field(compare=False, default=False)
+    lock: threading.Lock = field(compare=False, default_factory=threading.Lock, repr=False)
 
 
 def _wall(monotonic: float) -> float:
@@ -227,6 +236,7 @@ class LocalEventGrid:
         self._stop = threading.Event()
         self._seen: dict[tuple[str, str], str] = {}
         self._threads: list[threading.Thread] = []
+        self._announced: queue.Queue[tuple[str, str, str, list[_Delivery]] | None] = queue.Queue()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> LocalEventGrid:
@@ -236,6 +246,7 @@ class LocalEventGrid:
         for target, name in (
             (self._schedule_loop, "eventgrid-scheduler"),
             (self._watch_loop, "eventgrid-watcher"),
+            (self._persist_loop, "eventgrid-persister"),
         ):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -244,6 +255,7 @@ class LocalEventGrid:
 
     def stop(self) -> None:
         self._stop.set()
+        self._announced.put(None)  # the persister saves what is queued before it, then ends
         with self._cv:
             self._cv.notify_all()
         for thread in self._threads:
@@ -286,7 +298,7 @@ class LocalEventGrid:
                 max(time.monotonic(), _monotonic(stored.due)), next(self._seq), subscription, stored.event,
                 published=_monotonic(stored.published), attempts=stored.attempts,
                 last_status=stored.last_status, last_outcome=stored.last_outcome,
-                id=stored.id, persisted_attempts=stored.attempts, spilled=stored.spilled,
+                id=stored.id, persisted_attempts=stored.attempts, spilled=stored.spilled, stored=True,
             )  # fmt: skip
             if delivery.attempts >= subscription.max_attempts:
                 delivery.last_outcome = delivery.last_outcome or "Aborted"
@@ -299,29 +311,58 @@ class LocalEventGrid:
             log.info("local Event Grid state %s: %d pending deliveries resumed, containers baselined: %s",
                      self.store.name, restored, ", ".join(fresh) or "none")  # fmt: skip
 
-    def _save(self, delivery: _Delivery, *, with_event: bool = False, strict: bool = False) -> None:
-        """Persist a delivery's state: its attempts (the one about to be made included) and when it is
-        due again should that attempt be lost."""
+    def _save(self, delivery: _Delivery, *, due: float | None = None, strict: bool = False) -> bool:
+        """Persist a delivery's state (the event too, the first time): its attempts (the one about to be
+        made included) and when it is due again should that attempt be lost. The caller holds
+        ``delivery.lock``; returns whether the state is stored."""
         if self.store is None:
-            return
+            return False
         try:
             delivery.spilled |= self.store.save(
-                delivery.id, delivery.subscription.name, delivery.event if with_event else None,
-                attempts=delivery.persisted_attempts, due=_wall(delivery.due), published=_wall(delivery.published),
-                last_status=delivery.last_status, last_outcome=delivery.last_outcome,
+                delivery.id, delivery.subscription.name, None if delivery.stored else delivery.event,
+                attempts=delivery.persisted_attempts, due=_wall(delivery.due if due is None else due),
+                published=_wall(delivery.published), last_status=delivery.last_status,
+                last_outcome=delivery.last_outcome,
             )  # fmt: skip
         except EventGridStoreError as exc:
             if strict:
                 raise
             log.warning("delivery %s of event %s: %s", delivery.id, delivery.event.get("id"), exc)
+            return False
+        delivery.stored = True
+        return True
 
     def _forget(self, delivery: _Delivery) -> None:
-        if self.store is None:
-            return
-        try:
-            self.store.delete(delivery.id, delivery.spilled)
-        except EventGridStoreError as exc:  # it will be resent after a restart: at least once
-            log.warning("delivery %s of event %s: %s", delivery.id, delivery.event.get("id"), exc)
+        """The delivery is over (delivered or dead-lettered): its stored state, if any, goes."""
+        with delivery.lock:
+            delivery.finished = True
+            if self.store is None or not delivery.stored:
+                return
+            try:
+                self.store.delete(delivery.id, delivery.spilled)
+            except EventGridStoreError as exc:  # it will be resent after a restart: at least once
+                log.warning("delivery %s of event %s: %s", delivery.id, delivery.event.get("id"), exc)
+
+    def _persist_loop(self) -> None:
+        """Save each announced blob's deliveries that are still under way, then mark the blob announced
+        (only then: a blob whose deliveries could not be saved is announced again by the next start)."""
+        stopping = False
+        while not stopping or not self._announced.empty():
+            item = self._announced.get() if not stopping else self._announced.get_nowait()
+            if item is None:
+                stopping = True
+                continue
+            container, name, etag, deliveries = item
+            saved = True
+            for delivery in deliveries:
+                with delivery.lock:
+                    if not delivery.finished and not delivery.stored:
+                        saved &= self._save(delivery, due=delivery.published + self._delay(1))
+            if saved and self.store is not None:
+                try:
+                    self.store.mark_seen(container, name, etag)
+                except EventGridStoreError as exc:
+                    log.warning("blob %s/%s: %s (it is announced again after a restart)", container, name, exc)
 
     def _delay(self, attempts: int) -> float:
         return float(self.retry_delays[min(max(attempts, 1) - 1, len(self.retry_delays) - 1)])
@@ -356,11 +397,12 @@ class LocalEventGrid:
                 key, etag = (container, blob.name), normalise_etag(blob.etag)
                 if self._seen.get(key) == etag:
                     continue
-                if emit:  # queued (and persisted) first: a crash before mark_seen announces it again
-                    self.publish_system_event(self._blob_created(account, container, blob, client.url))
                 self._seen[key] = etag
-                if emit and self.store is not None:
-                    self.store.mark_seen(container, blob.name, etag)
+                if emit:  # delivered at once, persisted beside it (see the module docstring)
+                    event = self._blob_created(account, container, blob, client.url)
+                    deliveries = self._route(event, self._storage_subscriptions(event), persist=False)
+                    if self.store is not None:
+                        self._announced.put((container, blob.name, etag, deliveries))
 
     def _blob_created(self, account: str, container: str, blob: Any, container_url: str) -> dict[str, Any]:
         sequencer = f"{time.time_ns():016x}{next(self._sequencer):016x}"
@@ -386,10 +428,14 @@ class LocalEventGrid:
             "metadataVersion": "1",
         }
 
-    def publish_system_event(self, event: dict[str, Any]) -> int:
-        """Route a storage system event to the matching subscriptions; returns how many matched."""
+    def _storage_subscriptions(self, event: dict[str, Any]) -> list[Subscription]:
         account = event["topic"].rsplit("/", 1)[-1]
-        return self._route(event, [s for s in self.subscriptions if s.matches(event, account=account)])
+        return [s for s in self.subscriptions if s.matches(event, account=account)]
+
+    def publish_system_event(self, event: dict[str, Any]) -> int:
+        """Route a storage system event to the matching subscriptions (each delivery persisted before
+        this returns); returns how many matched."""
+        return len(self._route(event, self._storage_subscriptions(event)))
 
     def publish_to_topic(self, topic: str, key: str | None, events: list[dict[str, Any]]) -> int:
         """Accept events published to a custom topic (key-checked); returns how many deliveries queued."""
@@ -407,26 +453,27 @@ class LocalEventGrid:
                     f"/providers/Microsoft.EventGrid/topics/{topic}",
                 )
                 event.setdefault("metadataVersion", "1")
-            queued += self._route(event, [s for s in self.subscriptions if s.matches(event, topic=topic)])
+            queued += len(self._route(event, [s for s in self.subscriptions if s.matches(event, topic=topic)]))
         return queued
 
     # -- delivery -------------------------------------------------------------------------------
-    def _route(self, event: dict[str, Any], subscriptions: list[Subscription]) -> int:
-        """Queue one delivery per subscription, each persisted first (raises ``EventGridStoreError``
-        when it cannot be: the source tries again)."""
+    def _route(
+        self, event: dict[str, Any], subscriptions: list[Subscription], *, persist: bool = True
+    ) -> list[_Delivery]:
+        """Queue one delivery per subscription. ``persist``: each is saved first (raises
+        ``EventGridStoreError`` when it cannot be: the source tries again); else the caller has it saved."""
         now = time.monotonic()
         deliveries = []
         for subscription in subscriptions:
             delivery = _Delivery(now, next(self._seq), subscription, event, published=now, persisted_attempts=1)
-            delivery.due = now + self._delay(1)  # the due time stored: when a lost first attempt is retried
-            self._save(delivery, with_event=True, strict=True)
-            delivery.due = now
+            if persist:  # the due time stored: when a lost first attempt is retried
+                self._save(delivery, due=now + self._delay(1), strict=True)
             deliveries.append(delivery)
         with self._cv:
             for delivery in deliveries:
                 heapq.heappush(self._heap, delivery)
             self._cv.notify()
-        return len(subscriptions)
+        return deliveries
 
     def _schedule_loop(self) -> None:
         while not self._stop.is_set():
@@ -442,10 +489,9 @@ class LocalEventGrid:
         subscription = delivery.subscription
         delivery.attempts += 1
         if delivery.attempts > delivery.persisted_attempts:
-            delivery.persisted_attempts = delivery.attempts
-            due, delivery.due = delivery.due, time.monotonic() + self._delay(delivery.attempts)
-            self._save(delivery)
-            delivery.due = due
+            with delivery.lock:
+                delivery.persisted_attempts = delivery.attempts
+                self._save(delivery, due=time.monotonic() + self._delay(delivery.attempts))
         body_event = (
             to_cloudevent(delivery.event) if subscription.schema.startswith("CloudEvent") else delivery.event
         )
@@ -491,7 +537,8 @@ class LocalEventGrid:
             self._dead_letter(delivery, "TimeToLiveExceeded")
         else:
             delivery.due = time.monotonic() + self._delay(delivery.attempts)
-            self._save(delivery)
+            with delivery.lock:
+                self._save(delivery)
             with self._cv:
                 heapq.heappush(self._heap, delivery)
                 self._cv.notify()
