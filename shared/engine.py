@@ -292,17 +292,26 @@ def _text_stream(source: Any, fmt: str, limits: Limits) -> Any:
 
 
 # -- records ---------------------------------------------------------------------------------------------
-def _quotes(chunk: bytes) -> int:
-    """How many ``"`` are in ``chunk`` (numpy: four times faster than ``bytes.count``, and without the GIL)."""
+_COUNT_SLICE = 1 << 18  # bytes compared at a time: the comparison's scratch stays small and is reused
+
+
+def _count_byte(chunk: bytes | memoryview, value: int) -> int:
+    """How many bytes of ``chunk`` equal ``value`` (numpy: four times faster than ``bytes.count``, and
+    without the GIL), in slices so that no scratch array as large as the chunk is ever allocated."""
     import numpy as np
 
-    return int(np.count_nonzero(np.frombuffer(chunk, np.uint8) == 34))
+    data = np.frombuffer(chunk, np.uint8)
+    return sum(int(np.count_nonzero(data[i : i + _COUNT_SLICE] == value)) for i in range(0, data.size, _COUNT_SLICE))
+
+
+def _quotes(chunk: bytes) -> int:
+    """How many ``"`` are in ``chunk``."""
+    return _count_byte(chunk, 34)
 
 
 def _newlines(chunk: bytes | memoryview) -> int:
-    import numpy as np
-
-    return int(np.count_nonzero(np.frombuffer(chunk, np.uint8) == 10))
+    """How many newlines are in ``chunk``."""
+    return _count_byte(chunk, 10)
 
 
 def _boundaries(chunk: bytes, parity: int) -> Any:
@@ -486,13 +495,18 @@ def _record_lines(block: bytes, quoting: bool) -> list[int]:
 
 
 class _Lines:
-    """Row index within a parsed block → 1-based physical line (worked out only when asked: failures)."""
+    """Row index within a parsed block → 1-based physical line (worked out only when asked: failures).
 
-    def __init__(self, block: bytes, first_line: int, quoting: bool, offset: int = 0) -> None:
+    ``block`` None: a block of one record per line (row i is on line i), whose text need not be kept.
+    """
+
+    def __init__(self, block: bytes | None, first_line: int, quoting: bool, offset: int = 0) -> None:
         self.block, self.first_line, self.quoting, self.offset = block, first_line, quoting, offset
         self._starts: list[int] | None = None
 
-    def starts(self) -> list[int]:
+    def starts(self) -> list[int] | range:
+        if self.block is None:
+            return range(1 << 62)
         if self._starts is None:
             self._starts = _record_lines(self.block, self.quoting)
         return self._starts
@@ -703,7 +717,7 @@ def _csv_pieces(source: Any, fmt: str, types: dict[str, Any], model: ScoringMode
                                 strings_can_be_null=False)  # fmt: skip
     tokens = [False]
 
-    def parse(data: bytes) -> Any:
+    def read(data: bytes) -> Any:
         options = pacsv.ReadOptions(column_names=header, use_threads=False, block_size=len(data) + 1)
         if not tokens[0]:
             try:
@@ -715,16 +729,25 @@ def _csv_pieces(source: Any, fmt: str, types: dict[str, Any], model: ScoringMode
                 tokens[0] = True
         return pacsv.read_csv(pa.py_buffer(data), read_options=options, convert_options=full)
 
+    def parse(data: bytes) -> tuple[Any, bytes | None]:
+        """The block's table, and its text when rows and lines differ (kept to locate a row's line)."""
+        try:
+            table = read(data)
+        except (pa.ArrowException, UnicodeDecodeError) as exc:
+            raise _BlockFailed(exc, data) from exc
+        plain = table.num_rows == _newlines(data) + (not data.endswith(b"\n"))
+        return table, None if plain else data
+
     rows = 0
-    pending: collections.deque[tuple[Future[Any], bytes, int]] = collections.deque()
+    pending: collections.deque[tuple[Future[Any], int]] = collections.deque()
 
     def take() -> Iterator[_Piece]:
         nonlocal rows
-        future, data, first_line = pending.popleft()
+        future, first_line = pending.popleft()
         try:
-            table = future.result()
-        except (pa.ArrowException, UnicodeDecodeError) as exc:
-            raise _csv_error(exc, data, first_line, rows, header, label_column) from exc
+            table, data = future.result()
+        except _BlockFailed as failed:
+            raise _csv_error(failed.cause, failed.data, first_line, rows, header, label_column) from failed.cause
         lines, offset = _Lines(data, first_line, quoting=True), 0
         for batch in table.to_batches():
             yield _Piece(batch, rows + offset + 1, lines.shifted(offset))
@@ -734,10 +757,10 @@ def _csv_pieces(source: Any, fmt: str, types: dict[str, Any], model: ScoringMode
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="scorehook-parse") as pool:
         try:
             if body.strip():
-                pending.append((pool.submit(parse, body), body, line + header_bytes.count(b"\n")))
+                pending.append((pool.submit(parse, body), line + header_bytes.count(b"\n")))
             try:
                 for data, first_line in blocks:
-                    pending.append((pool.submit(parse, data), data, first_line))
+                    pending.append((pool.submit(parse, data), first_line))
                     if len(pending) > 2:
                         yield from take()
             except (
@@ -761,8 +784,16 @@ def _csv_pieces(source: Any, fmt: str, types: dict[str, Any], model: ScoringMode
             while pending:
                 yield from take()
         finally:
-            for future, _, _ in pending:
+            for future, _ in pending:
                 future.cancel()
+
+
+class _BlockFailed(Exception):
+    """A block that did not parse, with its text (kept only for blocks that fail, to locate the failure)."""
+
+    def __init__(self, cause: Exception, data: bytes) -> None:
+        super().__init__(str(cause))
+        self.cause, self.data = cause, data
 
 
 def _csv_error(exc: Exception, data: bytes, first_line: int, rows: int, header: list[str],
