@@ -394,7 +394,7 @@ class _Scanner:
             if not chunk:
                 break
             if first:
-                chunk, first = _text_start(chunk), False
+                chunk, first = _text_start(chunk, "csv" if self.quoting else "jsonl"), False
             quotes = _quotes(chunk) if self.quoting else 0
             last = _last_boundary(chunk, parity, quotes) if self.quoting else chunk.rfind(b"\n")
             if last < 0:
@@ -464,10 +464,18 @@ def _first_boundary(chunk: bytes, parity: int) -> int:
     return int(found[0]) if len(found) else -1
 
 
-def _text_start(chunk: bytes) -> bytes:
-    """The first bytes of a text file: a UTF-8 byte order mark dropped; UTF-16 refused, saying so."""
+def _text_start(chunk: bytes, fmt: str = "csv") -> bytes:
+    """The first bytes of a text file: a UTF-8 byte order mark dropped; UTF-16, gzip and Parquet bytes
+    refused, saying so (before any record is looked for: their bytes may hold stray quotes)."""
     if chunk.startswith(b"\xef\xbb\xbf"):
         return chunk[3:]
+    if chunk.startswith(b"\x1f\x8b"):
+        named = "a gzip file must be named .csv.gz" if fmt == "csv" else "compressed JSON lines are not supported"
+        raise NotUtf8Error(f"the header line is not UTF-8 text (the bytes are gzip: {named})",
+                           encoding="utf-8", line=1)  # fmt: skip
+    if chunk.startswith(b"PAR1"):
+        raise NotUtf8Error("the header line is not UTF-8 text (the bytes are Parquet: a Parquet file must be "
+                           "named .parquet)", encoding="utf-8", line=1)  # fmt: skip
     if chunk.startswith((b"\xff\xfe", b"\xfe\xff")) or _nul_interleaved(chunk[:4096]):
         raise NotUtf8Error(
             "the file is UTF-16 text, not UTF-8: re-encode it as UTF-8", encoding="utf-16", line=1
