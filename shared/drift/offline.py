@@ -43,21 +43,21 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import pyarrow as pa
 
 from shared.drift.evaluate import DriftPolicy, DriftReport, compare
+from shared.drift.metrics import DriftInputError
 from shared.drift.monitor import ProfileObserver, baseline_from_reference
 from shared.drift.profile import Profile
 from shared.engine import NULL_TOKENS, Limits, detect_format, score_file
-from shared.drift.metrics import DriftInputError
 from shared.errors import BlobNotFoundError, EmptyFileError, FileFormatError, SchemaMismatchError
 from shared.models import ModelInput
 
 __all__ = ["compare_tables", "policy_from_settings"]
 
-Source = pa.Table | str | os.PathLike
+Source: TypeAlias = "pa.Table | str | os.PathLike[str]"
 """A pyarrow table, or the path of a CSV, CSV.gz, Parquet or JSON lines file."""
 
 
@@ -153,8 +153,7 @@ def _columns(source: Source, key: str) -> list[str]:
     if fmt in ("csv", "csv.gz"):
         import gzip
 
-        with open_() as raw:
-            stream = gzip.open(raw) if fmt == "csv.gz" else raw
+        with open_() as raw, gzip.open(raw) if fmt == "csv.gz" else raw as stream:
             try:
                 header = stream.readline(1 << 20).decode("utf-8-sig").rstrip("\r\n")
             except (OSError, UnicodeDecodeError, EOFError):
@@ -165,10 +164,16 @@ def _columns(source: Source, key: str) -> list[str]:
     return _schema(source, key).names
 
 
-def _read(
-    source: Source, model: Any, key: str, limits: Limits | None, observe: Any
-) -> None:
-    """Score ``source`` with ``model`` as the app does, handing every batch to ``observe``."""
+def _read(source: Source, model: Any, key: str, limits: Limits | None, observe: Any) -> None:
+    """Score ``source`` with ``model`` as the app does, handing every batch to ``observe``. A table's
+    columns named categorical are made text first (files must hold text there: no silent cast)."""
+    if isinstance(source, pa.Table):
+        for spec in model.inputs:
+            if spec.dtype == "object" and spec.name in source.column_names:
+                column = source.column(spec.name)
+                if not (pa.types.is_string(column.type) or pa.types.is_dictionary(column.type)):
+                    index = source.column_names.index(spec.name)
+                    source = source.set_column(index, spec.name, column.cast(pa.string()))
     open_, fmt, _ = _opened(source)
     blocks = score_file(
         open_, fmt=fmt, model=model, model_version="offline", key_columns=(key,), label_column=None,
@@ -198,7 +203,7 @@ def read_table(source: Source, model: Any, *, key: str = "id", limits: Limits | 
 
 
 def _sources(current: Source | Sequence[Source]) -> list[Source]:
-    if isinstance(current, pa.Table | str | os.PathLike):
+    if isinstance(current, pa.Table | str | os.PathLike):  # one source, not a sequence of them
         return [current]
     sources = list(current)
     if not sources:
@@ -294,10 +299,12 @@ def _baseline(
         numeric = [n for n, k in kinds.items() if k in ("float64", "bool") and n not in named]
     if categorical is None:
         categorical = [n for n, k in kinds.items() if k == "object" and n not in named]
-    inputs = [ModelInput(n, kinds.get(n) if kinds.get(n) == "bool" else "float64") for n in numeric]
+    inputs = [ModelInput(n, "bool" if kinds.get(n) == "bool" else "float64") for n in numeric]
     inputs += [ModelInput(n, "object") for n in categorical]
     if not inputs:
-        raise SchemaMismatchError(f"{_name(reference)} has no column to profile (only {key!r} or nested columns)")
+        raise SchemaMismatchError(
+            f"{_name(reference)} has no column to profile (only {key!r} or nested columns)"
+        )
     table = read_table(reference, _Columns(tuple(inputs)), key=key, limits=limits)
     profile = Profile.baseline(table, numeric=list(numeric), categorical=list(categorical), key=key)
     return profile.to_json(), {i.name: i.dtype for i in inputs}
