@@ -152,8 +152,8 @@ def _compare_parser() -> argparse.ArgumentParser:
     parser.add_argument("current", nargs="+", help="current data file(s): one window")
     parser.add_argument("--json", action="store_true", help="print the drift report as JSON")
     parser.add_argument("--model", help="an ONNX model file: profile its inputs and its predictions")
-    parser.add_argument("--numeric", help="comma-separated numeric features (default: number columns)")
-    parser.add_argument("--categorical", help="comma-separated categorical features (default: the others)")
+    parser.add_argument("--numeric", help="comma-separated numeric features (default: the number columns)")
+    parser.add_argument("--categorical", help="comma-separated categorical features (default: text, booleans)")
     parser.add_argument("--key", default="id", help="the row id column (default: id; positions without it)")
     for flag, field in (("--numeric-threshold", "numeric_threshold"), ("--categorical-threshold", "categorical_threshold"),
                         ("--quality-threshold", "quality_threshold"), ("--drift-share", "drift_share"),

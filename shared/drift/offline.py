@@ -6,8 +6,8 @@
    through ``shared.engine.score_file``, so types and missing values follow the scoring data contract
    (null tokens, ``inf`` refused, text never cast to a number, ids kept as text). With a ``model`` the
    column types are the model's inputs; without one they are decided once from the reference (numbers
-   numeric, booleans numeric, everything else categorical; ``numeric``/``categorical`` override) and the
-   current data is read with the same types.
+   numeric, text and booleans categorical, dates, times and nested columns not compared;
+   ``numeric``/``categorical`` override) and the current data is read with the same types.
 2. **Baseline**, as the monitor builds it: with a ``model``, :func:`~shared.drift.monitor.baseline_from_reference`
    (the model's inputs and its predictions on the reference); without one, ``Profile.baseline`` with the
    production defaults. The artifact is serialised to JSON and parsed back, as the monitor reads it.
@@ -103,16 +103,42 @@ def _opened(source: Source) -> tuple[Any, str, str]:
 
 
 def _kind(arrow_type: pa.DataType) -> str | None:
-    """The engine dtype a column of this type is read as, for drift (None: not a feature)."""
+    """The engine dtype a column of this type is read as, without a model (None: not compared)."""
     if pa.types.is_dictionary(arrow_type):
         return _kind(arrow_type.value_type)
-    if pa.types.is_boolean(arrow_type):
-        return "bool"
     if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
         return "float64"  # integers too: a missing value is then NaN, as in a float model input
-    if pa.types.is_null(arrow_type) or pa.types.is_nested(arrow_type):
-        return None
-    return "object"
+    if (
+        pa.types.is_string(arrow_type)
+        or pa.types.is_large_string(arrow_type)
+        or pa.types.is_boolean(arrow_type)
+    ):
+        return "object"  # booleans are two categories (and may be missing)
+    return None  # empty (null), nested, dates and times, binary
+
+
+def _text(source: Source, model: Any, key: str) -> Source:
+    """A Parquet or JSON lines file whose columns read as categories are not all text, as a table (whose
+    columns are then made text); other sources as they are. Only for features chosen without a model."""
+    if isinstance(source, pa.Table) or not isinstance(model, _Columns):
+        return source
+    open_, fmt, _ = _opened(source)
+    if fmt not in ("parquet", "jsonl"):
+        return source
+    schema = _schema(source, key)
+    wanted = {i.name for i in model.inputs if i.dtype == "object"}
+    if all(pa.types.is_string(f.type) or pa.types.is_dictionary(f.type) for f in schema if f.name in wanted):
+        return source
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+
+    with open_() as raw:
+        try:
+            return pq.read_table(raw) if fmt == "parquet" else pajson.read_json(raw)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise FileFormatError(
+                f"{_name(source)} cannot be read as {fmt}: {exc}", path=str(source)
+            ) from exc
 
 
 def _schema(source: Source, key: str) -> pa.Schema:
@@ -166,7 +192,8 @@ def _columns(source: Source, key: str) -> list[str]:
 
 def _read(source: Source, model: Any, key: str, limits: Limits | None, observe: Any) -> None:
     """Score ``source`` with ``model`` as the app does, handing every batch to ``observe``. A table's
-    columns named categorical are made text first (files must hold text there: no silent cast)."""
+    columns named categorical are made text first (the engine takes no number for a text input)."""
+    source = _text(source, model, key)
     if isinstance(source, pa.Table):
         for spec in model.inputs:
             if spec.dtype == "object" and spec.name in source.column_names:
@@ -243,13 +270,14 @@ def compare_tables(
     policy = policy or DriftPolicy()
     sources = _sources(current)
     dtypes: dict[str, str] = {}
+    skipped: list[str] = []
     if isinstance(reference, Profile | Mapping):
         artifact = reference.to_json() if isinstance(reference, Profile) else dict(reference)
         importance = importance if importance is not None else artifact.get("importance")
     elif model is not None:
         artifact = baseline_from_reference(read_table(reference, model, key=key, limits=limits), model)
     else:
-        artifact, dtypes = _baseline(reference, numeric, categorical, key, limits)
+        artifact, dtypes, skipped = _baseline(reference, numeric, categorical, key, limits)
     try:
         baseline = Profile.from_json(json.loads(json.dumps(artifact)))  # as the monitor reads the artifact
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
@@ -275,6 +303,8 @@ def compare_tables(
     report = compare(baseline, window, policy, importance=importance)
     if absent and model is None:
         report.reasons.append(f"not in the current data: {', '.join(sorted(absent))}")
+    if skipped:
+        report.reasons.append(f"not compared (dates, times, nested or empty columns): {', '.join(skipped)}")
     return report
 
 
@@ -289,25 +319,27 @@ def _dtype(baseline: Profile, name: str) -> str:
 def _baseline(
     reference: Source, numeric: Sequence[str] | None, categorical: Sequence[str] | None, key: str,
     limits: Limits | None,
-) -> tuple[dict[str, Any], dict[str, str]]:  # fmt: skip
+) -> tuple[dict[str, Any], dict[str, str], list[str]]:  # fmt: skip
     """The baseline artifact of a reference source without a model (``Profile.baseline``, production
-    defaults) and the engine dtype of each feature, to read the current data with."""
+    defaults), the engine dtype of each feature (to read the current data with) and the columns that
+    cannot be compared."""
     schema = _schema(reference, key)
     kinds = {f.name: _kind(f.type) for f in schema if f.name != key}
     named = [*(numeric or ()), *(categorical or ())]
     if numeric is None:
-        numeric = [n for n, k in kinds.items() if k in ("float64", "bool") and n not in named]
+        numeric = [n for n, k in kinds.items() if k == "float64" and n not in named]
     if categorical is None:
         categorical = [n for n, k in kinds.items() if k == "object" and n not in named]
-    inputs = [ModelInput(n, "bool" if kinds.get(n) == "bool" else "float64") for n in numeric]
-    inputs += [ModelInput(n, "object") for n in categorical]
+    inputs = [ModelInput(n, "float64") for n in numeric] + [ModelInput(n, "object") for n in categorical]
+    chosen = {i.name for i in inputs}
+    skipped = [n for n, k in kinds.items() if k is None and n not in chosen]
     if not inputs:
         raise SchemaMismatchError(
             f"{_name(reference)} has no column to profile (only {key!r} or nested columns)"
         )
     table = read_table(reference, _Columns(tuple(inputs)), key=key, limits=limits)
     profile = Profile.baseline(table, numeric=list(numeric), categorical=list(categorical), key=key)
-    return profile.to_json(), {i.name: i.dtype for i in inputs}
+    return profile.to_json(), {i.name: i.dtype for i in inputs}, skipped
 
 
 def _window_part(

@@ -49,7 +49,7 @@ def write(t: pa.Table, path: Path) -> Path:
     if name.endswith(".parquet"):
         pq.write_table(t, path)
     elif name.endswith(".jsonl"):
-        path.write_text("".join(json.dumps(row) + "\n" for row in t.to_pylist()))
+        path.write_text("".join(json.dumps(row, default=str) + "\n" for row in t.to_pylist()))
     else:
         sink = io.BytesIO()
         pacsv.write_csv(t, sink)
@@ -203,3 +203,30 @@ def test_default_policy_is_the_default_settings_policy() -> None:
     assert policy_from_settings(Settings.from_env({})) == DriftPolicy()
     custom = Settings.from_env({"SCOREHOOK_DRIFT_NUMERIC_THRESHOLD": "0.2", "SCOREHOOK_DRIFT_MIN_ROWS": "10"})
     assert policy_from_settings(custom) == DriftPolicy(numeric_threshold=0.2, min_rows=10)
+
+
+def mixed(rows: int, seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    codes = [None if i % 7 == 0 else int(v) for i, v in enumerate(rng.integers(0, 5, rows))]
+    flags = [None if i % 9 == 0 else bool(v) for i, v in enumerate(rng.random(rows) < 0.3)]
+    when = np.datetime64("2026-01-01T00:00:00") + rng.integers(0, 10**6, rows).astype("timedelta64[s]")
+    return pa.table({"id": [f"{seed}-{i}" for i in range(rows)], "code": pa.array(codes, pa.int64()),
+                     "flag": pa.array(flags, pa.bool_()), "when": pa.array(when), "x": rng.normal(size=rows)})  # fmt: skip
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet", "jsonl"])
+def test_integers_booleans_with_missing_values_and_dates_read_alike(tmp_path: Path, suffix: str) -> None:
+    """Integers (with nulls) are numeric, booleans (with nulls) two categories, dates are not compared."""
+    expected = compare_tables(mixed(2000, 1), mixed(1000, 2))
+    assert [(f.name, f.kind) for f in expected.features] == [
+        ("code", "numeric"), ("x", "numeric"), ("flag", "categorical")
+    ]  # fmt: skip
+    assert expected.reasons[-1] == "not compared (dates, times, nested or empty columns): when"
+    assert expected.feature("code").quality["missing_rate"] == pytest.approx(1 / 7, abs=0.01)
+    report = compare_tables(
+        write(mixed(2000, 1), tmp_path / f"r.{suffix}"), write(mixed(1000, 2), tmp_path / f"c.{suffix}")
+    )
+    assert [(f.name, f.value, f.rows, f.quality) for f in report.features] == [
+        (f.name, f.value, f.rows, f.quality) for f in expected.features
+    ]
+    assert report.decision == expected.decision == "no_drift"
