@@ -11,7 +11,9 @@ them and scores them. files/s = files scored / (last output's ``scored_at`` - fi
 ``--rounds`` > 1 the arm order alternates (off-on, on-off, ...) and the medians are compared.
 
 Every burst is checked with the reliability suite's invariants (one complete output per file, the
-ledger agrees); the drift-on arm also counts the app's drift warnings (profiles not recorded) in its log.
+ledger agrees); the drift-on arm also counts the app's drift warnings (profiles not recorded) in its log
+and the rows its windows hold (the monitor evaluates what changed before and after the burst: the
+difference must be every row of the burst, ``burst_N_rows_not_profiled`` = 0).
 Reuses ``tests/reliability/harness.py`` (devhost as its own process, uploads, waits, invariants).
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -54,7 +57,18 @@ def _drift_warnings(log: Path) -> dict[str, int]:
     return counts
 
 
-def burst(stack: Any, payloads: list[tuple[bytes, int]], log: Path) -> dict[str, Any]:
+def _profiled_rows(stack: Any) -> int:
+    """Rows in the model's drift windows, as the monitor reports them after evaluating what changed."""
+    from shared.services import build_drift_monitor
+    from shared.settings import Settings
+
+    settings = Settings.from_env({**stack.dev.env, "SCOREHOOK_RETRAIN_LAUNCHER": "none"})
+    monitor: Any = build_drift_monitor(settings)
+    monitor.evaluate_due()
+    return sum(int(report.get("rows") or 0) for report in monitor.store.reports(stack.model))
+
+
+def burst(stack: Any, payloads: list[tuple[bytes, int]], log: Path, drift: bool = False) -> dict[str, Any]:
     """One burst of ``payloads`` (CSV bytes, rows) through ``stack``'s devhost; files/s and its checks."""
     from tests.reliability.harness import INPUT, OUTPUT, Version, check_invariants, wait_all
 
@@ -66,6 +80,7 @@ def burst(stack: Any, payloads: list[tuple[bytes, int]], log: Path) -> dict[str,
             f"the warm-up file was not scored; devhost log:\n{stack.dev.log.read_text()[-3000:]}"
         )
     before = _drift_warnings(log)
+    profiled = _profiled_rows(stack) if drift else 0
     names = [f"{prefix}f{i:04d}.csv" for i in range(len(payloads))]
     versions: dict[str, list[Version]] = {}
     uploaded: dict[str, float] = {}
@@ -88,6 +103,8 @@ def burst(stack: Any, payloads: list[tuple[bytes, int]], log: Path) -> dict[str,
             done.append(datetime.fromisoformat(meta["scored_at"]).timestamp())
     result = check_invariants(stack, INPUT, versions, prefix)
     after = _drift_warnings(log)
+    expected = sum(rows for _, rows in payloads)
+    profiled = _profiled_rows(stack) - profiled if drift else None
     seconds = (max(done) - started) if done else None
     return {
         "files": len(payloads),
@@ -98,6 +115,8 @@ def burst(stack: Any, payloads: list[tuple[bytes, int]], log: Path) -> dict[str,
         "problems": result.pop("problems"),
         "invariants": result,
         "drift_warnings": {m: n - before.get(m, 0) for m, n in after.items() if n - before.get(m, 0)},
+        "rows": expected,
+        "profiled_rows": profiled,
     }
 
 
@@ -107,6 +126,7 @@ def run(files: int = 500, rows: int = 1000, rounds: int = 1) -> dict[str, Any]:
     from tests.conftest import stop_devhost
     from tests.reliability.harness import sample_csv, start_stack, train_model
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     (BENCH_DIR / "drift-burst").mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="run-", dir=BENCH_DIR / "drift-burst"))
     print(f"generating {files} files of {rows} rows", flush=True)
@@ -124,12 +144,14 @@ def run(files: int = 500, rows: int = 1000, rounds: int = 1) -> dict[str, Any]:
                 stack = start_stack(where, azurite, mlflow.tracking_uri, model=model, extra=extra)
                 try:
                     print(f"burst {index + 1}/{rounds}, drift {arm}: {files} files x {rows} rows", flush=True)
-                    result = burst(stack, payloads, log)
+                    result = burst(stack, payloads, log, drift=arm == "on")
                 finally:
                     stop_devhost(stack.dev)
                 print(f"  {result['files_per_s']:.2f} files/s ({result['scored']}/{files} scored in "
                       f"{result['seconds'] or 0:.1f} s), problems {len(result['problems'])}, "
-                      f"drift warnings {sum(result['drift_warnings'].values())}", flush=True)  # fmt: skip
+                      f"drift warnings {sum(result['drift_warnings'].values())}"
+                      + (f", rows profiled {result['profiled_rows']:,} of {result['rows']:,}" if arm == "on" else ""),
+                      flush=True)  # fmt: skip
                 arms[arm].append(result)
     off = statistics.median(r["files_per_s"] for r in arms["off"])
     on = statistics.median(r["files_per_s"] for r in arms["on"])
@@ -142,6 +164,7 @@ def run(files: int = 500, rows: int = 1000, rounds: int = 1) -> dict[str, Any]:
         "burst_drift_on_over_off": on / off if off else None,
         "problems": sum(len(r["problems"]) for rs in arms.values() for r in rs),
         "drift_warnings": sum(sum(r["drift_warnings"].values()) for r in arms["on"]),
+        "rows_not_profiled": sum(r["rows"] - r["profiled_rows"] for r in arms["on"]),
         "arms": arms,
     }
 
@@ -158,6 +181,13 @@ def figures(result: dict[str, Any]) -> list[Any]:
         Figure(f"burst_{n}_files_per_s_drift_on", result["files_per_s_drift_on"]),
         Figure(f"burst_{n}_problems", result["problems"], "0", result["problems"] == 0, 0),
         Figure(f"burst_{n}_drift_warnings", result["drift_warnings"], "0", result["drift_warnings"] == 0, 0),
+        Figure(
+            f"burst_{n}_rows_not_profiled",
+            result["rows_not_profiled"],
+            "0",
+            result["rows_not_profiled"] == 0,
+            0,
+        ),
     ]
 
 
@@ -181,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     print(figure_lines(figs), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=str))
-    return 0 if result["problems"] == 0 else 1
+    return 0 if result["problems"] == 0 and result["rows_not_profiled"] == 0 else 1
 
 
 if __name__ == "__main__":
