@@ -255,6 +255,9 @@ def cmd_drift_compare(argv: list[str], settings_path: str | None) -> int:
             print(json.dumps({"error": exc.to_record()}, default=str))
         print(_printable(f"scorehook drift compare: [{exc.reason}] {exc}"), file=sys.stderr)
         return EXIT_ERROR
+    except SystemExit as exc:  # a settings file that does not exist: an error, not "drift"
+        print(f"scorehook drift compare: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except (OSError, ValueError) as exc:  # e.g. a model file that does not load
         print(_printable(f"scorehook drift compare: {type(exc).__name__}: {exc}"), file=sys.stderr)
         return EXIT_ERROR

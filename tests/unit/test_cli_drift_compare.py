@@ -77,6 +77,11 @@ def test_errors_exit_2_and_too_few_rows_exit_3(files: dict[str, Path], tmp_path:
     other = tmp_path / "other.csv"
     other.write_text("a,b\n1,2\n")
     assert _cli("drift", "compare", str(files["ref"]), str(other), cwd=tmp_path).returncode == 2
+    no_settings = _cli("--settings", str(tmp_path / "none.json"), "drift", "compare", str(files["ref"]),
+                       str(files["same"]), cwd=tmp_path)  # fmt: skip
+    assert no_settings.returncode == 2 and "does not exist" in no_settings.stderr
+    bad_alpha = _cli("drift", "compare", str(files["ref"]), str(files["same"]), "--alpha", "2", cwd=tmp_path)
+    assert bad_alpha.returncode == 2 and "SCOREHOOK_DRIFT_ALPHA" in bad_alpha.stderr
     tiny = _cli("drift", "compare", str(files["ref"]), str(files["tiny"]), cwd=tmp_path)
     assert tiny.returncode == 3 and "dataset: INSUFFICIENT_DATA" in tiny.stdout
 
@@ -98,3 +103,12 @@ def test_a_baseline_artifact_and_a_model_file(
                       "--json", cwd=tmp_path)  # fmt: skip
     assert with_model.returncode == 0, with_model.stderr
     assert "prediction" in [f["name"] for f in json.loads(with_model.stdout)["features"]]
+
+
+def test_the_policy_is_the_apps_settings(files: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "local.settings.json").write_text(
+        json.dumps({"Values": {"SCOREHOOK_DRIFT_NUMERIC_THRESHOLD": "3"}})
+    )
+    result = _cli("drift", "compare", str(files["ref"]), str(files["moved"]), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["policy"]["numeric_threshold"] == 3.0
