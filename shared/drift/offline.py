@@ -66,6 +66,7 @@ class _Columns:
     """A stand-in model that only declares columns: the engine reads and checks them, predicts nothing."""
 
     inputs: tuple[ModelInput, ...]
+    lenient: bool = True  # numbers in a column read as categories are compared as text
 
     def predict(self, batch: Any) -> dict[str, Any]:
         return {}
@@ -119,8 +120,9 @@ def _kind(arrow_type: pa.DataType) -> str | None:
 
 def _text(source: Source, model: Any, key: str) -> Source:
     """A Parquet or JSON lines file whose columns read as categories are not all text, as a table (whose
-    columns are then made text); other sources as they are. Only for features chosen without a model."""
-    if isinstance(source, pa.Table) or not isinstance(model, _Columns):
+    columns are then made text); other sources as they are. Only for features chosen without a model
+    (a model's text input takes no number: the engine says ``wrong_type``, as when scoring)."""
+    if isinstance(source, pa.Table) or not (isinstance(model, _Columns) and model.lenient):
         return source
     open_, fmt, _ = _opened(source)
     if fmt not in ("parquet", "jsonl"):
@@ -219,7 +221,8 @@ def read_table(source: Source, model: Any, *, key: str = "id", limits: Limits | 
         (['id', 'x'], ['007'])
     """
     batches: list[pa.RecordBatch] = []
-    _read(source, _Columns(tuple(model.inputs)), key, limits, lambda raw, _: batches.append(raw))
+    columns_only = _Columns(tuple(model.inputs), lenient=isinstance(model, _Columns) and model.lenient)
+    _read(source, columns_only, key, limits, lambda raw, _: batches.append(raw))
     columns: dict[str, pa.ChunkedArray] = {}
     for name in batches[0].schema.names:
         chunks = [b.column(name) for b in batches]

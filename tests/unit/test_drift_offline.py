@@ -230,3 +230,18 @@ def test_integers_booleans_with_missing_values_and_dates_read_alike(tmp_path: Pa
         (f.name, f.value, f.rows, f.quality) for f in expected.features
     ]
     assert report.decision == expected.decision == "no_drift"
+
+
+def test_with_a_model_its_types_are_the_contract(tiny_onnx: Path, tmp_path: Path) -> None:
+    """A number where the model takes text is ``wrong_type``, as when the app scores the file."""
+    from shared.errors import WrongTypeError
+
+    model = OnnxModel.from_file(str(tiny_onnx))
+    bad = data(500, seed=1).drop_columns(["color"]).append_column("color", pa.array([1, 2] * 250))
+    with pytest.raises(WrongTypeError) as info:
+        compare_tables(write(bad, tmp_path / "ref.parquet"), data(500, seed=2), model=model)
+    assert info.value.details["column"] == "color"
+    with pytest.raises(SchemaMismatchError, match="'x2'"):  # a model input missing from the current file
+        compare_tables(
+            data(500, seed=1), write(data(500, seed=2).drop_columns(["x2"]), tmp_path / "c.csv"), model=model
+        )
