@@ -345,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         "--evidently-python", default=str(ROOT / ".local" / "bench-evidently" / "bin" / "python")
     )
     parser.add_argument("--json", help="also write every measurement to this file")
+    parser.add_argument("--burst-files", type=int, default=500, help="files of the drift on/off burst (0: skip)")
     args = parser.parse_args(argv)
     rows, windows = (100_000, args.windows or 5) if args.quick else (1_000_000, args.windows or 20)
     s, base = label(rows), BENCH_DIR / "drift"
@@ -485,6 +486,14 @@ def main(argv: list[str] | None = None) -> int:
         ]
     figs.append(Figure(f"scorehook_eval_{WINDOW_ROWS}_s", med(w["seconds"][0] for w in ours_small), digits=3))
 
+    burst = None  # issue 11: the burst through devhost, drift on vs off (benchmarks/drift_burst.py)
+    if args.burst_files:
+        from benchmarks import drift_burst
+
+        print(f"[+] burst of {args.burst_files} x 1k-row files through devhost, drift off and on", flush=True)
+        burst = drift_burst.run(args.burst_files)
+        figs += drift_burst.figures(burst)
+
     elapsed = time.monotonic() - started
     print(f"\nDrift benchmark (total {elapsed / 60:.1f} min)\n")
     if max(loads) > 1.5:
@@ -538,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
                     "scorehook": ours,
                     "scorehook_windows": ours_small,
                     "evidently": ev,
+                    "burst": burst,
                     "figures": {f.name: f.value for f in figs},
                 },
                 indent=1,

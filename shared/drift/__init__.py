@@ -1,6 +1,7 @@
 """Drift monitoring: mergeable profiles of the baseline and of scored windows (``profile``), the metrics
 that compare them (``metrics``), the decision with its noise bound (``evaluate``), where windows, baselines
-and reports live (``store``), external Azure ML signals (``signals``) and the use case (``monitor``)."""
+and reports live (``store``), external Azure ML signals (``signals``), the use case (``monitor``) and the
+offline check of a reference dataset against current data through that same path (``offline``)."""
 
 from shared.drift.evaluate import (
     PREDICTION_FEATURES,
@@ -36,6 +37,7 @@ from shared.drift.monitor import (
     UnmappedSignalError,
     baseline_from_reference,
 )
+from shared.drift.offline import compare_tables, policy_from_settings
 from shared.drift.profile import (
     BASELINE_SEED,
     PROFILE_FORMAT,
@@ -106,6 +108,7 @@ __all__ = [
     "baseline_from_reference",
     "chi2_test",
     "compare",
+    "compare_tables",
     "js_distance",
     "ks_test",
     "missing_rate",
@@ -113,6 +116,7 @@ __all__ = [
     "out_of_range_rate",
     "parse_drift_signal",
     "parse_retraining_run",
+    "policy_from_settings",
     "psi",
     "row_keys",
     "specs_from_baseline",

@@ -265,9 +265,9 @@ def test_malformed_inputs_raise_a_drift_input_error(call, message: str) -> None:
 
 
 def test_package_reexports_the_public_names() -> None:
-    from shared.drift import evaluate, monitor, profile, signals, store
+    from shared.drift import evaluate, monitor, offline, profile, signals, store
 
-    modules = (metrics, profile, evaluate, store, signals, monitor)
+    modules = (metrics, profile, evaluate, store, signals, monitor, offline)
     assert sorted(shared.drift.__all__) == sorted(name for module in modules for name in module.__all__)
     for module in modules:
         assert all(getattr(shared.drift, name) is getattr(module, name) for name in module.__all__)
