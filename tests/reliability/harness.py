@@ -377,6 +377,57 @@ def check_invariants(stack: Stack, container: str, files: dict[str, list[Version
     return figures
 
 
+def check_drift(stack: Stack, container: str, files: dict[str, list[Version]]) -> dict[str, Any]:
+    """Drift's half of the promise: every file scored exactly once has its profile counted exactly once in
+    its window. For each file's newest version: the ledger says its profile is recorded (never ``missing``),
+    one part holds it with all its rows, and the compacted window (compacted here, racing devhost's timer)
+    absorbed it and lists its input once. Returns the figures and the problems (``problems``)."""
+    from shared.adapters import AzureBlobStore
+    from shared.drift.store import ProfileStore, part_tag
+    from shared.settings import Settings
+
+    base = stack.azurite.endpoints["blob"]
+    store = ProfileStore(AzureBlobStore.from_settings(Settings.from_env({"DataStorage": stack.azurite.connection_string})))
+    ledger = {r["key"]: r for r in stack.ledger()}
+    parts: dict[str, list[dict[str, Any]]] = {}
+    for info in store.blobs.list_blobs(store.container, f"parts/{stack.model}/"):
+        try:
+            doc = json.loads(store.blobs.read_bytes(store.container, info.name))
+        except Exception:
+            continue
+        parts.setdefault(info.name.rsplit("/", 1)[-1].removesuffix(".json"), []).append(doc)
+    windows: dict[tuple[str, str], Any] = {}
+    figures = {"profiles": 0, "profiles_missing": 0, "profiles_double_counted": 0, "profile_rows_wrong": 0}
+    problems: list[str] = []
+    for name, versions in files.items():
+        newest = versions[-1]
+        key = f"blob:{base}/{container}/{urllib.parse.quote(name)}@{newest.etag.strip(chr(34))}"
+        record = ledger.get(key) or ledger.get(urllib.parse.unquote(key)) or {}
+        status = record.get("details", {}).get("drift_profile")
+        tag = part_tag(record.get("key", key))
+        found = parts.get(tag, [])
+        if status not in ("recorded", "already_recorded") or not found:
+            figures["profiles_missing"] += 1
+            problems.append(f"{name}: drift profile {status!r}, {len(found)} part(s)")
+            continue
+        doc = found[0]
+        if doc.get("rows") != newest.rows:
+            figures["profile_rows_wrong"] += 1
+            problems.append(f"{name}: its part has {doc.get('rows')} rows, the file {newest.rows}")
+        where = (str(doc["model_version"]), str(doc["window"]))
+        if where not in windows:
+            windows[where] = store.compact(stack.model, *where)
+        state = windows[where]
+        listed = sum(urllib.parse.unquote(u) == urllib.parse.unquote(doc["input"]) for u in state.inputs)
+        if tag not in state.absorbed or listed != 1:
+            figures["profiles_double_counted" if listed > 1 else "profiles_missing"] += 1
+            problems.append(f"{name}: window {where[1]} absorbed={tag in state.absorbed}, listed {listed} times")
+            continue
+        figures["profiles"] += 1
+    figures["problems"] = problems
+    return figures
+
+
 def settled(stack: Stack, container: str, files: dict[str, list[Version]], prefix: str) -> set[str]:
     """Files whose newest version has an output or a failure record, from two listings (cheap to poll)."""
     base = stack.azurite.endpoints["blob"]

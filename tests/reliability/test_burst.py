@@ -20,6 +20,7 @@ from tests.reliability.harness import (
     RssSampler,
     Stack,
     Version,
+    check_drift,
     check_invariants,
     sample_csv,
     wait_all,
@@ -64,6 +65,9 @@ def test_a_500_file_burst(stack: Stack) -> None:
             last = max(last, done)
     result = check_invariants(stack, INPUT, versions, prefix)
     problems = result.pop("problems")
+    drift = check_drift(stack, INPUT, versions)  # each file's profile counted exactly once in its window
+    problems += drift.pop("problems")
+    result.update(drift)
     deliveries = [d for d in stack.dev.deliveries() if prefix in (d.get("subject") or "") and "status" in d]
     alive = stack.alive()
     figures.add("burst", delivered=len(deliveries), **result, crashes=int(not alive))
@@ -74,3 +78,4 @@ def test_a_500_file_burst(stack: Stack) -> None:
     assert alive, "devhost died during the burst"
     assert not problems, f"{ {k: result[k] for k in ('files', 'outputs', 'lost', 'duplicates', 'partial_visible')} }\n  " + "\n  ".join(problems[:20])
     assert len(latencies) == FILES
+    assert result["profiles"] == FILES and result["profiles_missing"] == 0
