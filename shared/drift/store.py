@@ -78,6 +78,7 @@ DEFAULT_PART_RETENTION_SECONDS = 3600
 PART_FORMAT = "scorehook.drift-part"
 WINDOW_FORMAT = "scorehook.drift-window"
 _JSON = "application/json"
+_CACHED_WINDOWS = 32  # compacted windows a process keeps parsed (by eTag), to skip re-reading unchanged ones
 
 
 class CorruptDriftStateError(InputError):
@@ -313,6 +314,14 @@ class ProfileStore:
             parts = self._listed(f"parts/{model}/{version}/{key}/")
             markers = self._listed(f"missing/{model}/{version}/{key}/")
             new = sorted(t for t in parts if t not in state.absorbed)
+            for tag in [
+                t for t in new if state.missing.get(t, {}).get("reason") == CorruptDriftStateError.reason
+            ]:
+                found = read_parts.get(tag) or self._read_part(state, tag)
+                if isinstance(found, _BadPart):  # counted already, but still there: set aside, write nothing
+                    read_parts[tag] = found
+                    self._set_aside(state, tag, found)
+                    new.remove(tag)
             noted = sorted(
                 t for t in markers if t not in state.absorbed and t not in state.missing and t not in parts
             )
@@ -321,7 +330,7 @@ class ProfileStore:
                     return None
                 self._prune(state, parts, markers, final, now)
                 return state
-            merged = self._merge(state, new, noted, read_parts, now)
+            merged, bad = self._merge(state, new, noted, read_parts, now)
             body = {
                 "format": WINDOW_FORMAT, "version": 2, "model": model, "model_version": version, "window": key,
                 "rows": merged.rows, "parts": merged.parts, "inputs_missing_profiles": merged.inputs_missing_profiles,
@@ -340,8 +349,9 @@ class ProfileStore:
                 )
                 continue
             merged.etag, merged.changed = normalize_etag(etag), True
-            with self._lock:
-                self._docs[name] = merged
+            self._remember(name, merged)
+            for tag, why in bad.items():  # counted as missing in the document just written
+                self._set_aside(merged, tag, why)
             self._prune(merged, parts, markers, final, now)
             return merged
         raise WriteConflictError(f"could not compact {name} after {MAX_ATTEMPTS} attempts", window=name)
@@ -349,8 +359,11 @@ class ProfileStore:
     def _merge(
         self, state: CompactedWindow, new: list[str], noted: list[str],
         read_parts: dict[str, tuple[Profile, dict[str, Any]] | _BadPart], now: float | None,
-    ) -> CompactedWindow:  # fmt: skip
+    ) -> tuple[CompactedWindow, dict[str, _BadPart]]:  # fmt: skip
+        """The state with ``new`` parts and ``noted`` markers merged in, and the unreadable parts (counted
+        as missing; set aside by the caller once the state is written)."""
         stamp = self.clock() if now is None else now
+        bad: dict[str, _BadPart] = {}
         profile, inputs = state.profile, list(state.inputs)
         absorbed, missing = dict(state.absorbed), dict(state.missing)
         good: list[tuple[float, str, Profile, dict[str, Any]]] = []
@@ -360,7 +373,7 @@ class ProfileStore:
                 continue
             read_parts[tag] = found
             if isinstance(found, _BadPart):
-                missing[tag] = self._set_aside(state, tag, found)
+                bad[tag] = found
                 continue
             part, doc = found
             good.append((float(doc.get("written_at") or 0.0), tag, part, doc))
@@ -375,15 +388,17 @@ class ProfileStore:
                     part.window, part.model_version = profile.window, profile.model_version
                     profile = profile.merge(part)
             except ValueError as exc:  # another layout than the window's: never blocks the window
-                missing[tag] = self._set_aside(state, tag, _BadPart(f"does not merge: {exc}", doc))
-                read_parts[tag] = _BadPart(str(exc), doc)
+                bad[tag] = read_parts[tag] = _BadPart(f"does not merge: {exc}", doc)
                 continue
             absorbed[tag] = stamp
             missing.pop(tag, None)
             inputs.append(str(doc.get("input", "")))
         for tag in noted:
             missing[tag] = self._read_marker(state, tag) | {"noted_at": stamp}
-        return CompactedWindow(
+        for tag, why in bad.items():
+            missing[tag] = {"input": why.doc.get("input"), "etag": why.doc.get("etag"), "noted_at": stamp,
+                            "reason": CorruptDriftStateError.reason, "error": str(why)[:500]}  # fmt: skip
+        merged = CompactedWindow(
             state.model,
             state.version,
             state.key,
@@ -393,6 +408,7 @@ class ProfileStore:
             missing,
             state.etag,
         )
+        return merged, bad
 
     def _read_part(
         self, state: CompactedWindow, tag: str
@@ -413,7 +429,7 @@ class ProfileStore:
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
             return _BadPart(f"not a drift part: {type(exc).__name__}: {exc}", doc)
 
-    def _set_aside(self, state: CompactedWindow, tag: str, bad: _BadPart) -> dict[str, Any]:
+    def _set_aside(self, state: CompactedWindow, tag: str, bad: _BadPart) -> None:
         """Move an unreadable part to ``corrupt/`` (logged, naming the part and its input); it counts as a
         missing profile and never blocks the window."""
         name = self.part_name(state.model, state.version, state.key, tag)
@@ -432,8 +448,6 @@ class ProfileStore:
         except TransientError as exc:
             where["set_aside_error"] = exc.message
         log.error("unreadable drift profile part set aside; counted as a missing profile", extra=where)
-        return {"input": where["input"], "etag": where["etag"], "reason": CorruptDriftStateError.reason,
-                "error": str(bad)[:500], "noted_at": self.clock()}  # fmt: skip
 
     def _read_marker(self, state: CompactedWindow, tag: str) -> dict[str, Any]:
         name = self.missing_name(state.model, state.version, state.key, tag)
@@ -493,10 +507,16 @@ class ProfileStore:
                 error = exc if isinstance(exc, CorruptDriftStateError) else CorruptDriftStateError(str(exc))
                 self._quarantine(name, data, etag, error)
                 return CompactedWindow(model, version, key, None, etag=normalize_etag(etag)), etag, True
-            with self._lock:
-                self._docs[name] = state
+            self._remember(name, state)
             return self._copy(state), etag, False
         raise BlobChangedError(f"{name} kept changing while it was read", window=name)
+
+    def _remember(self, name: str, state: CompactedWindow) -> None:
+        with self._lock:
+            self._docs.pop(name, None)
+            self._docs[name] = state
+            while len(self._docs) > _CACHED_WINDOWS:
+                self._docs.pop(next(iter(self._docs)))
 
     @staticmethod
     def _copy(state: CompactedWindow) -> CompactedWindow:

@@ -274,6 +274,32 @@ def test_a_corrupt_part_is_set_aside_and_counted_and_never_blocks_the_window(dri
     assert bad not in blobs.names("drift") and f"corrupt/{bad}" in blobs.names("drift")
 
 
+def test_a_corrupt_part_that_could_not_be_set_aside_is_not_counted_again(drift):
+    class StuckDelete(AzureLikeBlobs):
+        stuck = True
+
+        def delete(self, container, name):
+            if self.stuck and name.startswith("parts/"):
+                raise StorageUnavailableError("storage answered 503")
+            super().delete(container, name)
+
+    blobs = StuckDelete()
+    monitor = attach(drift, blobs)
+    score(drift, "a.csv", table(200, seed=7, prefix="a"))
+    bad = f"parts/tiny/1/{WINDOW}/{part_tag('blob:broken@0x9')}.json"
+    blobs.write_bytes("drift", bad, b"{not json")
+    [report] = monitor.evaluate_due()
+    assert report["inputs_missing_profiles"] == 1 and bad in blobs.names("drift")
+    before = snapshot(blobs)
+    blobs.stuck = False
+    assert monitor.evaluate_due() == []  # the same corrupt part: set aside now, nothing counted or evaluated
+    assert bad not in blobs.names("drift")
+    assert blobs.properties("drift", f"windows/tiny/1/{WINDOW}.json").etag == before[
+        f"windows/tiny/1/{WINDOW}.json"
+    ].join('""')
+    assert monitor.store.compacted("tiny", "1", WINDOW).inputs_missing_profiles == 1
+
+
 # -- one evaluation per change, one alert per wave ----------------------------------------------------
 def test_two_ticks_over_an_unchanged_drifted_window_write_and_publish_once(drift):
     blobs = AzureLikeBlobs()  # unquoted eTags in listings, quoted elsewhere, as on Azure
