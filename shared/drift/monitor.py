@@ -314,6 +314,9 @@ class DriftMonitor:
             except Exception as exc:  # the ledger record (drift_profile: missing) is the trace left
                 where["marker_error"] = f"{type(exc).__name__}: {exc}"[:500]
             log.error("drift profile not recorded", extra=where)
+        elif window.end.timestamp() <= self.clock() - self.window_seconds * (self.lookback_windows + 1):
+            log.info("late input: its drift window is past the lookback and is no longer evaluated",
+                     extra={"input_url": input_url, "window": window.key})  # fmt: skip
         return RecordedProfile(window, self._open(version, window, input_url), status, reason)
 
     def _write_part(
