@@ -377,53 +377,69 @@ def check_invariants(stack: Stack, container: str, files: dict[str, list[Version
     return figures
 
 
-def check_drift(stack: Stack, container: str, files: dict[str, list[Version]]) -> dict[str, Any]:
-    """Drift's half of the promise: every file scored exactly once has its profile counted exactly once in
-    its window. For each file's newest version: the ledger says its profile is recorded (never ``missing``),
-    one part holds it with all its rows, and the compacted window (compacted here, racing devhost's timer)
-    absorbed it and lists its input once. Returns the figures and the problems (``problems``)."""
+def _drift_store(stack: Stack) -> Any:
     from shared.adapters import AzureBlobStore
-    from shared.drift.store import ProfileStore, part_tag
+    from shared.drift.store import ProfileStore
     from shared.settings import Settings
 
+    settings = Settings.from_env({"DataStorage": stack.azurite.connection_string})
+    return ProfileStore(AzureBlobStore.from_settings(settings))
+
+
+def drift_totals(stack: Stack) -> dict[tuple[str, str], tuple[int, int]]:
+    """Rows and inputs counted in each of the model's drift windows ((version, window) → (rows, parts)),
+    compacted here first (racing devhost's timer, as a second evaluator would)."""
+    store = _drift_store(stack)
+    totals = {}
+    for window in store.windows(stack.model):
+        state = store.compact(stack.model, window.version, window.key)
+        if state is not None:
+            totals[(window.version, window.key)] = (state.rows, state.parts)
+    return totals
+
+
+def check_drift(stack: Stack, container: str, files: dict[str, list[Version]],
+                before: dict[tuple[str, str], tuple[int, int]]) -> dict[str, Any]:  # fmt: skip
+    """Drift's half of the promise: every file scored exactly once has its profile counted exactly once. For
+    each file's newest version the ledger says its profile is recorded (never ``missing``) and its window
+    absorbed it and lists its input once; and the model's windows gained exactly the files' rows and inputs
+    since ``before`` (:func:`drift_totals`): nothing lost, nothing counted twice. Returns the figures and the
+    problems (``problems``)."""
+    from shared.drift.store import part_tag
+
     base = stack.azurite.endpoints["blob"]
-    store = ProfileStore(AzureBlobStore.from_settings(Settings.from_env({"DataStorage": stack.azurite.connection_string})))
+    store = _drift_store(stack)
     ledger = {r["key"]: r for r in stack.ledger()}
-    parts: dict[str, list[dict[str, Any]]] = {}
-    for info in store.blobs.list_blobs(store.container, f"parts/{stack.model}/"):
-        try:
-            doc = json.loads(store.blobs.read_bytes(store.container, info.name))
-        except Exception:
-            continue
-        parts.setdefault(info.name.rsplit("/", 1)[-1].removesuffix(".json"), []).append(doc)
-    windows: dict[tuple[str, str], Any] = {}
-    figures = {"profiles": 0, "profiles_missing": 0, "profiles_double_counted": 0, "profile_rows_wrong": 0}
+    after = drift_totals(stack)
+    states = {}
+    figures = {"profiles": 0, "profiles_missing": 0, "profiles_double_counted": 0,
+               "profile_rows_counted": sum(r for r, _ in after.values()) - sum(r for r, _ in before.values()),
+               "profile_rows_expected": sum(v[-1].rows for v in files.values())}  # fmt: skip
     problems: list[str] = []
     for name, versions in files.items():
         newest = versions[-1]
         key = f"blob:{base}/{container}/{urllib.parse.quote(name)}@{newest.etag.strip(chr(34))}"
         record = ledger.get(key) or ledger.get(urllib.parse.unquote(key)) or {}
-        status = record.get("details", {}).get("drift_profile")
-        tag = part_tag(record.get("key", key))
-        found = parts.get(tag, [])
-        if status not in ("recorded", "already_recorded") or not found:
+        details = record.get("details", {})
+        status, where = details.get("drift_profile"), (str(details.get("model_version")), details.get("drift_window"))
+        if status not in ("recorded", "already_recorded") or where[1] is None:
             figures["profiles_missing"] += 1
-            problems.append(f"{name}: drift profile {status!r}, {len(found)} part(s)")
+            problems.append(f"{name}: drift profile {status!r} ({details.get('drift_profile_reason')})")
             continue
-        doc = found[0]
-        if doc.get("rows") != newest.rows:
-            figures["profile_rows_wrong"] += 1
-            problems.append(f"{name}: its part has {doc.get('rows')} rows, the file {newest.rows}")
-        where = (str(doc["model_version"]), str(doc["window"]))
-        if where not in windows:
-            windows[where] = store.compact(stack.model, *where)
-        state = windows[where]
-        listed = sum(urllib.parse.unquote(u) == urllib.parse.unquote(doc["input"]) for u in state.inputs)
-        if tag not in state.absorbed or listed != 1:
+        if where not in states:
+            states[where] = store.compacted(stack.model, *where)
+        state = states[where]
+        url = f"{base}/{container}/{urllib.parse.quote(name)}"
+        listed = sum(urllib.parse.unquote(u) == urllib.parse.unquote(url) for u in state.inputs) if state else 0
+        if state is None or part_tag(record.get("key", key)) not in state.absorbed or listed != 1:
             figures["profiles_double_counted" if listed > 1 else "profiles_missing"] += 1
-            problems.append(f"{name}: window {where[1]} absorbed={tag in state.absorbed}, listed {listed} times")
+            problems.append(f"{name}: not counted once in window {where[1]} (its input listed {listed} times)")
             continue
         figures["profiles"] += 1
+    gained = sum(p for _, p in after.values()) - sum(p for _, p in before.values())
+    if gained != len(files) or figures["profile_rows_counted"] != figures["profile_rows_expected"]:
+        problems.append(f"drift windows gained {gained} inputs and {figures['profile_rows_counted']} rows; "
+                        f"the files are {len(files)} with {figures['profile_rows_expected']} rows")  # fmt: skip
     figures["problems"] = problems
     return figures
 

@@ -22,6 +22,7 @@ from tests.reliability.harness import (
     Version,
     check_drift,
     check_invariants,
+    drift_totals,
     sample_csv,
     wait_all,
 )
@@ -49,6 +50,7 @@ def test_a_500_file_burst(stack: Stack) -> None:
         uploaded[name] = time.time()
         versions[name] = [Version(etag, rows)]
 
+    before = drift_totals(stack)
     with RssSampler(stack.dev.process.pid, interval=0.1) as rss:
         started = time.time()
         with ThreadPoolExecutor(8) as pool:
@@ -65,7 +67,7 @@ def test_a_500_file_burst(stack: Stack) -> None:
             last = max(last, done)
     result = check_invariants(stack, INPUT, versions, prefix)
     problems = result.pop("problems")
-    drift = check_drift(stack, INPUT, versions)  # each file's profile counted exactly once in its window
+    drift = check_drift(stack, INPUT, versions, before)  # each file's profile counted exactly once in its window
     problems += drift.pop("problems")
     result.update(drift)
     deliveries = [d for d in stack.dev.deliveries() if prefix in (d.get("subject") or "") and "status" in d]

@@ -23,6 +23,7 @@ from tests.reliability.harness import (
     check_drift,
     check_invariants,
     deliver,
+    drift_totals,
     sample_csv,
     wait_all,
 )
@@ -56,13 +57,14 @@ def run_storm(stack: Stack, *, section: str, files: int, max_copies: int, overwr
             first += [old] * rng.randint(1, max_copies)
     rng.shuffle(first)
     rng.shuffle(last)
+    before = drift_totals(stack)
     started = time.monotonic()
     counts = deliver(stack, first, workers=workers)
     late = deliver(stack, last, workers=workers)
     waited = wait_all(stack, STORM, versions, timeout=120, prefix=prefix)
     result = check_invariants(stack, STORM, versions, prefix)
     problems = result.pop("problems")
-    drift = check_drift(stack, STORM, versions)  # each file's profile counted exactly once in its window
+    drift = check_drift(stack, STORM, versions, before)  # each file's profile counted exactly once in its window
     problems += drift.pop("problems")
     result.update(drift)
     alive = stack.alive()
