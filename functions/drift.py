@@ -19,20 +19,22 @@ _log = get_logger("functions.drift")
 @bp.function_name("evaluate_drift")
 @bp.timer_trigger(arg_name="timer", schedule="%SCOREHOOK_DRIFT_SCHEDULE%", run_on_startup=False)
 def evaluate_drift(timer: func.TimerRequest, context: func.Context) -> None:
-    """Evaluate every recent drift window that changed since its last report (a missed tick is caught up
-    by the next one: only changed windows are evaluated)."""
+    """Compact every recent drift window (merge its new profile parts) and evaluate those its last report
+    does not cover (a missed tick is caught up by the next one; an unchanged window is left alone)."""
     with bind(invocation_id=context.invocation_id, function="evaluate_drift"):
         reports = drift_monitor().evaluate_due()
         _log.info(
             "drift windows evaluated",
-            extra={"evaluated": len(reports), "drifted": sum(r["decision"] == "drift" for r in reports)},
-        )
+            extra={"evaluated": len(reports), "drifted": sum(r["decision"] == "drift" for r in reports),
+                   "inputs_missing_profiles": sum(r.get("inputs_missing_profiles", 0) for r in reports)},
+        )  # fmt: skip
 
 
 @bp.function_name("evaluate_drift_window")
 @bp.queue_trigger(arg_name="msg", queue_name="drift-evaluations", connection="DataStorage")
 def evaluate_drift_window(msg: func.QueueMessage, context: func.Context) -> None:
-    """A window just closed (scoring opened the next one): evaluate it once more, unless already done."""
+    """A window just closed (scoring opened the next one): compact it and evaluate it once more, unless its
+    last report already covers it. A lost compaction race or a storage error raises: the message comes back."""
     with bind(invocation_id=context.invocation_id, function="evaluate_drift_window"):
         try:
             body = json.loads(msg.get_body())

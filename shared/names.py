@@ -7,6 +7,8 @@ writes from checked names only.
   characters, and fits Azure's limits (1,024 characters, 254 segments). Anything else is ``bad_event``.
 * :func:`rejected_event_name` - where the failure record of an event the app cannot trust goes: a fixed
   namespace (``_events/``, which no container name can start with) keyed by a hash of the event id.
+* :func:`normalize_etag` - the one form an eTag is compared and stored in (listings give them unquoted,
+  properties and upload responses quoted).
 * :func:`ascii_metadata` - blob metadata values percent-encoded to printable ASCII (HTTP headers carry
   them), so any valid blob name can be written as lineage.
 
@@ -50,6 +52,7 @@ __all__ = [
     "check_blob_event",
     "check_blob_name",
     "check_container_name",
+    "normalize_etag",
     "rejected_event_name",
 ]
 
@@ -255,3 +258,17 @@ def block_ids() -> Iterator[str]:
     while True:
         yield base64.b64encode(f"{prefix}-{index:08d}".encode()).decode()
         index += 1
+
+
+def normalize_etag(etag: str | None) -> str:
+    """An eTag in the one form Scorehook compares and stores: no quotes, no weak prefix, no spaces
+    (``list_blobs`` gives ``0x8D…``, ``get_blob_properties`` and uploads ``"0x8D…"``); ``""`` for none.
+
+    Example:
+        >>> normalize_etag('"0x8D1"'), normalize_etag("0x8D1"), normalize_etag('W/"0x8D1"'), normalize_etag(None)
+        ('0x8D1', '0x8D1', '0x8D1', '')
+    """
+    text = (etag or "").strip()
+    if text[:2] in ("W/", "w/"):
+        text = text[2:]
+    return text.strip().strip('"')

@@ -418,24 +418,35 @@ class ScoringService:
         try:
             return self.drift.observer(version, model, salt=key)
         except Exception as exc:  # logged with its type; scoring never waits on monitoring
-            _log.warning("no drift profile for this file", extra=_error_fields(exc))
+            # the bound ``blob`` is the input: an error's own blob field must not replace it
+            fields = {k: v for k, v in _error_fields(exc).items() if k != "blob"}
+            _log.warning("no drift profile for this file", extra=fields)
             return None
 
     def _record_drift(
         self, version: ModelVersion, event: BlobCreated, observer: ProfileObserver, key: str
     ) -> dict[str, str]:
-        """Merge the file's profile into its window (before the ledger says done, so a crash re-merges
-        under the same part id, which counts once); monitoring never fails scoring. The details name the
-        window, and the window this file closed (the one before, when this file opened a new one)."""
+        """Write the file's profile as its own part of its window (before the ledger says done, so a crash
+        rewrites the same part, which counts once); monitoring never fails scoring. The details name the
+        window, whether the profile is in it (``drift_profile``: ``recorded``, ``already_recorded`` or
+        ``missing`` with ``drift_profile_reason``), and the window this file closed (when it opened one)."""
         assert self.drift is not None
         try:
-            window, closed = self.drift.record(
-                version, event.time or datetime.now(UTC), observer, key, event.url
+            recorded = self.drift.record(
+                version, event.time or datetime.now(UTC), observer, key, event.url, input_etag=event.etag
             )
-        except Exception as exc:  # logged with its type; the scored output stands
-            _log.warning("drift profile not recorded", extra=_error_fields(exc))
-            return {}
-        return {"drift_window": window.key, **({"drift_window_closed": closed.key} if closed else {})}
+        except Exception as exc:  # record() logs its own failures: this is the last guard of the output
+            fields = {k: v for k, v in _error_fields(exc).items() if k != "blob"}
+            _log.error("drift profile not recorded",
+                       extra={**fields, "input_url": event.url, "etag": event.etag.strip('"')})  # fmt: skip
+            reason = str(getattr(exc, "reason", "unexpected_error"))
+            return {"drift_profile": "missing", "drift_profile_reason": reason}
+        details = {"drift_window": recorded.window.key, "drift_profile": recorded.status}
+        if recorded.reason:
+            details["drift_profile_reason"] = recorded.reason
+        if recorded.closed is not None:
+            details["drift_window_closed"] = recorded.closed.key
+        return details
 
     def _output_condition(self, route: Route, output: str, event: BlobCreated) -> dict[str, Any]:
         """How to commit the output: only over what we saw, and never over a newer version's output."""

@@ -117,7 +117,11 @@ def build_drift_monitor(
     reference = settings.drift_reference_data or settings.evaluation_data
     retrainer = retrainer_from_settings(settings)
     monitor = DriftMonitor(
-        store=ProfileStore(blobs, settings.drift_container),  # type: ignore[arg-type]
+        store=ProfileStore(
+            blobs,  # type: ignore[arg-type]
+            settings.drift_container,
+            retention_seconds=settings.drift_part_retention_seconds,
+        ),
         registry=registry,  # type: ignore[arg-type]
         ledger=ledger or TableLedger.from_settings(settings),  # type: ignore[arg-type]
         publisher=publisher or publisher_from_settings(settings),  # type: ignore[arg-type]

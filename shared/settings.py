@@ -97,6 +97,7 @@ class Settings:
     drift_cooldown_seconds: int = _setting("SCOREHOOK_DRIFT_COOLDOWN_SECONDS", 86400, int)
     drift_lookback_windows: int = _setting("SCOREHOOK_DRIFT_LOOKBACK_WINDOWS", 2, int)
     drift_schedule: str = _setting("SCOREHOOK_DRIFT_SCHEDULE", "0 */5 * * * *")
+    drift_part_retention_seconds: int = _setting("SCOREHOOK_DRIFT_PART_RETENTION_SECONDS", 3600, int)
     drift_reference_data: str | None = _setting("SCOREHOOK_DRIFT_REFERENCE_DATA")
     drift_monitor_models: str | None = _setting("SCOREHOOK_DRIFT_MONITOR_MODELS")
     retrain_launcher: str = _setting("SCOREHOOK_RETRAIN_LAUNCHER", "none")

@@ -2,12 +2,17 @@
 
 Scoring asks :meth:`DriftMonitor.observer` for a :class:`ProfileObserver` (a blank profile in the
 baseline's layout, updated on a worker thread beside scoring) and hands it back to :meth:`DriftMonitor.record`
-once the output is committed: the file's profile is merged into its window (by event time) exactly once.
+once the output is committed: the file's profile is written as its own immutable part of its window (by
+event time), named by the input's idempotency key, so a redelivery adds nothing. No shared blob is
+read-modify-written while scoring (see ``shared.drift.store``).
 
-A timer calls :meth:`DriftMonitor.evaluate_due`: every recent window that changed since its last report is
-compared with the baseline (``shared.drift.evaluate``); the report is stored, logged and published
-(``Scorehook.Drift.Evaluated``, plus ``Scorehook.Drift.Detected`` when drifted). A drifted window, or an
-external signal (Azure ML monitor breach, legacy dataset drift), asks for a retraining:
+A timer calls :meth:`DriftMonitor.evaluate_due` (and the window-closed message
+:meth:`DriftMonitor.evaluate_closed`): every recent window is compacted (its new parts merged into one
+document), and a window whose compacted state its last report does not cover is compared with the baseline
+(``shared.drift.evaluate``); the report is stored, logged and published (``Scorehook.Drift.Evaluated``).
+``Scorehook.Drift.Detected`` goes out once per drift wave of a model version (a wave: consecutive drifted
+evaluations; a ``no_drift`` one ends it). A drifted window, or an external signal (Azure ML monitor breach,
+legacy dataset drift), asks for a retraining:
 
 * dedupe: one retraining per decision id (``model/version/window`` or the signal's id), a ledger claim;
 * cooldown: none for the same model within ``cooldown_seconds`` of the last one (a ledger claim that
@@ -31,14 +36,16 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.drift.evaluate import PREDICTION_FEATURES, DriftPolicy, compare
 from shared.drift.profile import Profile, row_keys
-from shared.drift.store import ProfileStore, Window, window_of
-from shared.errors import InputError, ModelNotFoundError, TransientError
+from shared.drift.store import MAX_ATTEMPTS, CompactedWindow, ProfileStore, Window, window_of
+from shared.errors import InputError, ModelNotFoundError, ScorehookError, TransientError, WriteConflictError
 from shared.logs import bind, get_logger
+from shared.names import normalize_etag
 from shared.ports import (
     EventPublisher,
     Ledger,
@@ -54,13 +61,42 @@ __all__ = [
     "DriftMonitor",
     "NoBaselineError",
     "ProfileObserver",
+    "RecordedProfile",
     "UnmappedSignalError",
     "baseline_from_reference",
 ]
 
 log = get_logger("scorehook.drift")
 BASELINE_ARTIFACT = "baseline/drift-profile.json"
+WAVE_CLAIM_SECONDS = 120.0
+"""A wave start whose ``.Detected`` was not confirmed within this long is announced by the next evaluation."""
 _OWNER = "drift-monitor"
+
+
+@dataclass(frozen=True)
+class RecordedProfile:
+    """What :meth:`DriftMonitor.record` did with one scored file's profile.
+
+    ``status``: ``recorded`` (its part written now), ``already_recorded`` (an earlier attempt wrote it) or
+    ``missing`` (not written: ``reason`` says why; counted in the window's ``inputs_missing_profiles``).
+    ``closed``: the previous window, when this file opened ``window``.
+    """
+
+    window: Window
+    closed: Window | None
+    status: str
+    reason: str | None = None
+
+
+def _covers(report: Mapping[str, Any] | None, state: CompactedWindow) -> bool:
+    """Whether a stored report was made from exactly this compacted state (eTags in one form)."""
+    return report is not None and bool(state.etag) and normalize_etag(report.get("source_etag")) == state.etag
+
+
+def _fields(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, ScorehookError):
+        return {k: v for k, v in exc.log_fields().items() if k != "blob"}
+    return {"error_type": type(exc).__name__, "error": str(exc)[:1000]}
 
 
 class NoBaselineError(InputError):
@@ -186,12 +222,16 @@ class DriftMonitor:
         reference: Callable[[], Any] | None = None,
         load_model: Callable[[ModelVersion], Any] | None = None,
         clock: Callable[[], float] = time.time,
+        part_attempts: int = 4,
+        part_retry_seconds: float = 0.1,
     ) -> None:
         self.store, self.registry, self.ledger, self.publisher = store, registry, ledger, publisher
         self.policy, self.window_seconds, self.cooldown_seconds = policy, window_seconds, cooldown_seconds
         self.lookback_windows, self.retrainer, self.reference = lookback_windows, retrainer, reference
         self.load_model, self.clock = load_model, clock
+        self.part_attempts, self.part_retry_seconds = max(1, part_attempts), part_retry_seconds
         self._baselines: dict[tuple[str, str], tuple[Profile, dict[str, float] | None]] = {}
+        self._opened: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
 
     # -- baselines ----------------------------------------------------------------------------
@@ -239,60 +279,140 @@ class DriftMonitor:
         return ProfileObserver(baseline.blank(model_version=version.version), salt)
 
     def record(
-        self, version: ModelVersion, when: datetime, observer: ProfileObserver, part_id: str, input_url: str
-    ) -> tuple[Window, Window | None]:
-        """Merge one scored file's profile into its window, once per ``part_id``; returns the window and,
-        when this file opened it, the previous window (now closed: time to evaluate it once more)."""
+        self, version: ModelVersion, when: datetime, observer: ProfileObserver, part_id: str, input_url: str,
+        input_etag: str | None = None,
+    ) -> RecordedProfile:  # fmt: skip
+        """Write one scored file's profile as its own part of its window (once per ``part_id``: a redelivery
+        writes nothing new), and open the window when this file is its first. Never raises: a profile that
+        cannot be written (the observer failed, storage kept failing after bounded retries) is logged with the
+        input's URL, eTag, reason and window, and leaves a ``missing/`` marker the report counts.
+
+        Example:
+            >>> monitor.record(version, event.time, observer, key, event.url, event.etag).status  # doctest: +SKIP
+            'recorded'
+        """
         window = window_of(when, self.window_seconds)
-        _, opened = self.store.add_part(
-            version.name, version.version, window, observer.close(), part_id, input_url
-        )
-        previous = window_of(window.start - timedelta(seconds=1), self.window_seconds) if opened else None
-        return window, previous
+        model, number = version.name, version.version
+        status, failure = "recorded", None
+        try:
+            written = self._write_part(
+                model, number, window, observer.close(), part_id, input_url, input_etag
+            )
+            status = "recorded" if written else "already_recorded"
+        except Exception as exc:  # monitoring never fails scoring: counted and logged below
+            status, failure = "missing", exc
+        reason = None
+        if failure is not None:
+            reason = str(getattr(failure, "reason", "unexpected_error"))
+            where = {"input_url": input_url, "etag": normalize_etag(input_etag), "window": window.key,
+                     "model": model, "model_version": number, "reason": reason,
+                     "error_type": type(failure).__name__, "error": str(failure)[:1000]}  # fmt: skip
+            try:
+                where["marker"] = f"{self.store.container}/" + self.store.mark_missing(
+                    model, number, window, part_id, input_url, input_etag, reason, str(failure)
+                )
+            except Exception as exc:  # the ledger record (drift_profile: missing) is the trace left
+                where["marker_error"] = f"{type(exc).__name__}: {exc}"[:500]
+            log.error("drift profile not recorded", extra=where)
+        elif window.end.timestamp() <= self.clock() - self.window_seconds * (self.lookback_windows + 1):
+            log.info("late input: its drift window is past the lookback and is no longer evaluated",
+                     extra={"input_url": input_url, "window": window.key})  # fmt: skip
+        return RecordedProfile(window, self._open(version, window, input_url), status, reason)
+
+    def _write_part(
+        self, model: str, version: str, window: Window, part: Profile, part_id: str, input_url: str,
+        input_etag: str | None,
+    ) -> bool:  # fmt: skip
+        """The part written with bounded retries on transient storage errors (a conflict = already there)."""
+        for attempt in range(self.part_attempts):
+            try:
+                return self.store.write_part(model, version, window, part, part_id, input_url, input_etag)
+            except TransientError:
+                if attempt + 1 >= self.part_attempts:
+                    raise
+                time.sleep(min(self.part_retry_seconds * 2**attempt, 2.0))
+        raise AssertionError("unreachable")
+
+    def _open(self, version: ModelVersion, window: Window, input_url: str) -> Window | None:
+        """The previous window when this file opened ``window`` (its ``opened`` marker created here), tried
+        once per window per process; None otherwise (a failure is logged and tried again by the next file)."""
+        key = (version.name, version.version, window.key)
+        with self._lock:
+            if key in self._opened:
+                return None
+        try:
+            created = self.store.open_window(version.name, version.version, window, input_url)
+        except Exception as exc:
+            log.warning("drift window not marked open; the next file tries again",
+                        extra={"input_url": input_url, "window": window.key, **_fields(exc)})  # fmt: skip
+            return None
+        with self._lock:
+            if len(self._opened) > 10_000:
+                self._opened.clear()
+            self._opened.add(key)
+        return window_of(window.start - timedelta(seconds=1), self.window_seconds) if created else None
 
     def evaluate_closed(self, model: str, version: str, key: str) -> dict[str, Any] | None:
-        """Evaluate a window that just closed, unless its latest report already covers its data."""
-        etag = self.store.window_etag(model, version, key)
-        if etag is None:
-            return None
-        last = self.store.report(model, version, key)
-        if last is not None and last.get("source_etag") == etag:
-            return last
-        return self.evaluate(model, version, key)
+        """Compact a window that just closed and evaluate it, unless its latest report already covers it
+        (that report is returned); None when the window has no data."""
+        with bind(model=model, model_version=version, window=key):
+            state = self.store.compact(model, version, key, now=self.clock())
+            if state is None or state.profile is None:
+                return None
+            last = self.store.report(model, version, key)
+            if _covers(last, state):
+                return last
+            return self._evaluate(state)
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate_due(self) -> list[dict[str, Any]]:
-        """Evaluate every recent window that changed since its last report (the timer's work)."""
+        """Compact every recent window, and evaluate those whose compacted state the last report does not
+        cover (the timer's work). An unchanged window costs two listings and a report read: nothing is
+        written, evaluated or published again."""
         now = datetime.fromtimestamp(self.clock(), UTC)
         oldest = now - timedelta(seconds=self.window_seconds * (self.lookback_windows + 1))
+        last_visit = now - timedelta(seconds=self.window_seconds * self.lookback_windows)
         reports = []
         for stored in self.store.windows():
             window = Window.from_key(stored.key, self.window_seconds)
             if window.end <= oldest:
                 continue
-            last = self.store.report(stored.model, stored.version, stored.key)
-            if last is not None and last.get("source_etag") == stored.etag:
-                continue
-            try:
-                reports.append(self.evaluate(stored.model, stored.version, stored.key))
-            except InputError as exc:
-                log.warning("drift window not evaluated", extra={**exc.log_fields(), "window": stored.key})
+            with bind(model=stored.model, model_version=stored.version, window=stored.key):
+                try:
+                    state = self.store.compact(stored.model, stored.version, stored.key,
+                                               final=window.end <= last_visit, now=self.clock())  # fmt: skip
+                    if state is None or state.profile is None:
+                        continue
+                    if _covers(self.store.report(stored.model, stored.version, stored.key), state):
+                        continue
+                    reports.append(self._evaluate(state))
+                except InputError as exc:
+                    log.warning(
+                        "drift window not evaluated", extra={**exc.log_fields(), "window": stored.key}
+                    )
         return reports
 
     def evaluate(self, model: str, version: str, key: str) -> dict[str, Any]:
-        """Evaluate one window now: report stored, logged and published; a retraining asked on drift."""
+        """Compact and evaluate one window now, changed or not: report stored, logged and published."""
         with bind(model=model, model_version=version, window=key):
-            found = self.store.window(model, version, key)
-            if found is None:
+            state = self.store.compact(model, version, key, now=self.clock())
+            if state is None or state.profile is None:
                 raise InputError(f"no drift window {model}/{version}/{key}", reason="no_window")
-            profile, inputs, etag = found
+            return self._evaluate(state)
+
+    def _evaluate(self, state: CompactedWindow) -> dict[str, Any]:
+        """Compare a compacted window with its baseline: report stored, logged, ``.Evaluated`` published,
+        a retraining asked on drift, ``.Detected`` published when this evaluation starts a drift wave."""
+        model, version, key = state.model, state.version, state.key
+        assert state.profile is not None
+        with bind(model=model, model_version=version, window=key):
             model_version = self.registry.resolve(f"models:/{model}/{version}")
             baseline, importance = self.baseline(model_version)
-            report = compare(baseline, profile, self.policy, importance=importance, model=model)
+            report = compare(baseline, state.profile, self.policy, importance=importance, model=model)
             doc = report.to_json() | {
                 "evaluated_at": datetime.fromtimestamp(self.clock(), UTC).isoformat(),
-                "inputs": len(inputs),
-            }
+                "inputs": state.parts, "inputs_missing_profiles": state.inputs_missing_profiles,
+            }  # fmt: skip
             name = self.store.save_report(model, version, key, doc)  # without source_etag: not final yet
             doc["report"] = (
                 self.store.blobs.properties(self.store.container, name).url
@@ -300,22 +420,74 @@ class DriftMonitor:
             )
             if report.drifted:
                 doc["action"] = self.request_retraining(
-                    model_version, f"{model}/{version}/{key}", "drift", inputs, doc["report"]
+                    model_version, f"{model}/{version}/{key}", "drift", state.inputs, doc["report"]
                 )
-            doc["source_etag"] = etag  # the window counts as evaluated once the action is recorded
+            wave, announce = self._wave_step(model, version, key, doc["decision"])
+            if wave is not None:
+                doc["wave"] = wave
+            doc["source_etag"] = state.etag  # the window counts as evaluated once the action is recorded
             self.store.save_report(model, version, key, doc)
             summary = {
                 k: doc[k] for k in ("model", "model_version", "window", "rows", "decision", "drifted_share",
-                                    "prediction_drift", "drifted_features", "reasons", "report")
+                                    "prediction_drift", "drifted_features", "reasons", "report",
+                                    "inputs", "inputs_missing_profiles")
             }  # fmt: skip
-            if "action" in doc:
-                summary["action"] = doc["action"]
+            for extra in ("action", "wave"):
+                if extra in doc:
+                    summary[extra] = doc[extra]
             log.info("drift evaluated", extra=summary)
             subject = f"models/{model}/versions/{version}/windows/{key}"
             self._publish("Scorehook.Drift.Evaluated", subject, summary)
-            if report.drifted:
-                self._publish("Scorehook.Drift.Detected", subject, summary)
+            if announce and self._publish("Scorehook.Drift.Detected", subject, summary):
+                self._wave_announced(model, version, wave)
             return doc
+
+    # -- drift waves: one Detected per wave per model version -------------------------------------
+    def _wave_step(self, model: str, version: str, key: str, decision: str) -> tuple[int | None, bool]:
+        """Move the model version's wave on after an evaluation; returns the wave number (when drifting) and
+        whether this evaluation must announce it. A drifted evaluation outside a wave starts one (claimed by
+        a conditional write, so two evaluators never both announce); a ``no_drift`` one ends it; others
+        leave it as it is. A wave whose announcement was never confirmed is announced again by the next
+        drifted evaluation once ``WAVE_CLAIM_SECONDS`` passed."""
+        for _ in range(MAX_ATTEMPTS):
+            doc, etag = self.store.wave(model, version)
+            state = doc or {"state": "clear", "wave": 0}
+            number, now = int(state.get("wave") or 0), self.clock()
+            if decision == "drift":
+                if state.get("state") == "drift":
+                    stale = (
+                        not state.get("announced")
+                        and now - float(state.get("claimed_at") or 0) > WAVE_CLAIM_SECONDS
+                    )
+                    if not stale:
+                        return number, False
+                    new = {**state, "claimed_at": now}
+                else:
+                    number += 1
+                    new = {"state": "drift", "wave": number, "started": key, "started_at": now,
+                           "claimed_at": now, "announced": False}  # fmt: skip
+            elif decision == "no_drift" and state.get("state") == "drift":
+                new = {**state, "state": "clear", "ended": key, "ended_at": now}
+            else:
+                return None, False
+            try:
+                self.store.save_wave(model, version, new, etag)
+            except WriteConflictError:
+                continue
+            if new["state"] == "clear":
+                log.info("drift wave ended", extra={"wave": number, "ended": key})
+                return None, False
+            return number, True
+        raise WriteConflictError(f"drift wave of {model}/{version} kept changing", model=model)
+
+    def _wave_announced(self, model: str, version: str, wave: int | None) -> None:
+        """Note that the wave's ``.Detected`` went out (best effort: at worst it is announced once more)."""
+        try:
+            doc, etag = self.store.wave(model, version)
+            if doc is not None and doc.get("state") == "drift" and doc.get("wave") == wave:
+                self.store.save_wave(model, version, {**doc, "announced": True}, etag)
+        except TransientError as exc:
+            log.warning("drift wave announcement not noted", extra={"wave": wave, **exc.log_fields()})
 
     # -- external signals ---------------------------------------------------------------------
     def handle_signal(self, signal: Any) -> dict[str, Any]:
@@ -334,8 +506,12 @@ class DriftMonitor:
             recent = sorted(
                 (w for w in self.store.windows(signal.model) if w.version == champion), key=lambda w: w.key
             )
-            found = self.store.window(signal.model, champion, recent[-1].key) if recent else None
-            inputs = found[1] if found else []
+            state = (
+                self.store.compact(signal.model, champion, recent[-1].key, now=self.clock())
+                if recent
+                else None
+            )
+            inputs = state.inputs if state else []
             summary = {
                 "model": signal.model, "model_version": champion, "source": signal.source,
                 "signal": signal.signal_id, "monitor": signal.monitor, "signal_message": signal.message,
@@ -415,8 +591,10 @@ class DriftMonitor:
                 self._publish("Scorehook.Retraining.Completed", f"models/{finished.model}", outcome)
         return outcome
 
-    def _publish(self, event_type: str, subject: str, data: Mapping[str, Any]) -> None:
+    def _publish(self, event_type: str, subject: str, data: Mapping[str, Any]) -> bool:
         try:
             self.publisher.publish(event_type, subject, data)
         except TransientError as exc:
             log.warning("event not published", extra={"event_type": event_type, **exc.log_fields()})
+            return False
+        return True

@@ -95,12 +95,18 @@ def test_drifted_files_lead_to_exactly_one_retraining_and_a_deployment_decision(
                        what="the retraining process's exit recorded")  # fmt: skip
     assert run.status == "succeeded" and run.details["exit_code"] == 0
 
-    _score(env, 5_000, drift=1.0, seed=5)  # the wave goes on: re-evaluated, never retrained twice
-    env.wait_for(
-        lambda: any(r.get("action", {}).get("status") in ("duplicate", "cooldown") for r in _reports(env)),
-        timeout=60, what="a re-evaluation of the drifted window",
-    )  # fmt: skip
+    def evaluated() -> dict[str, str]:
+        return {f"{r['model_version']}/{r['window'][0]}": r["evaluated_at"] for r in _reports(env)}
+
+    idle = evaluated()
+    time.sleep(6)  # three timer ticks: an unchanged window is not evaluated (nor announced) again
+    assert evaluated() == idle
+
+    _score(env, 5_000, drift=1.0, seed=5)  # the wave goes on: new data is evaluated once, never retrained twice
+    env.wait_for(lambda: evaluated() != idle, timeout=60, what="an evaluation of the new data")
     time.sleep(3)
+    fresh = [r for r in _reports(env) if idle.get(f"{r['model_version']}/{r['window'][0]}") != r["evaluated_at"]]
+    assert fresh and all(r["action"]["status"] in ("duplicate", "cooldown") for r in fresh if r["decision"] == "drift")
     assert len(_retrained(env)) == 1
 
 

@@ -377,6 +377,73 @@ def check_invariants(stack: Stack, container: str, files: dict[str, list[Version
     return figures
 
 
+def _drift_store(stack: Stack) -> Any:
+    from shared.adapters import AzureBlobStore
+    from shared.drift.store import ProfileStore
+    from shared.settings import Settings
+
+    settings = Settings.from_env({"DataStorage": stack.azurite.connection_string})
+    return ProfileStore(AzureBlobStore.from_settings(settings))
+
+
+def drift_totals(stack: Stack) -> dict[tuple[str, str], tuple[int, int]]:
+    """Rows and inputs counted in each of the model's drift windows ((version, window) → (rows, parts)),
+    compacted here first (racing devhost's timer, as a second evaluator would)."""
+    store = _drift_store(stack)
+    totals = {}
+    for window in store.windows(stack.model):
+        state = store.compact(stack.model, window.version, window.key)
+        if state is not None:
+            totals[(window.version, window.key)] = (state.rows, state.parts)
+    return totals
+
+
+def check_drift(stack: Stack, container: str, files: dict[str, list[Version]],
+                before: dict[tuple[str, str], tuple[int, int]]) -> dict[str, Any]:  # fmt: skip
+    """Drift's half of the promise: every file scored exactly once has its profile counted exactly once. For
+    each file's newest version the ledger says its profile is recorded (never ``missing``) and its window
+    absorbed it and lists its input once; and the model's windows gained exactly the files' rows and inputs
+    since ``before`` (:func:`drift_totals`): nothing lost, nothing counted twice. Returns the figures and the
+    problems (``problems``)."""
+    from shared.drift.store import part_tag
+
+    base = stack.azurite.endpoints["blob"]
+    store = _drift_store(stack)
+    ledger = {r["key"]: r for r in stack.ledger()}
+    after = drift_totals(stack)
+    states = {}
+    figures = {"profiles": 0, "profiles_missing": 0, "profiles_double_counted": 0,
+               "profile_rows_counted": sum(r for r, _ in after.values()) - sum(r for r, _ in before.values()),
+               "profile_rows_expected": sum(v[-1].rows for v in files.values())}  # fmt: skip
+    problems: list[str] = []
+    for name, versions in files.items():
+        newest = versions[-1]
+        key = f"blob:{base}/{container}/{urllib.parse.quote(name)}@{newest.etag.strip(chr(34))}"
+        record = ledger.get(key) or ledger.get(urllib.parse.unquote(key)) or {}
+        details = record.get("details", {})
+        status, where = details.get("drift_profile"), (str(details.get("model_version")), details.get("drift_window"))
+        if status not in ("recorded", "already_recorded") or where[1] is None:
+            figures["profiles_missing"] += 1
+            problems.append(f"{name}: drift profile {status!r} ({details.get('drift_profile_reason')})")
+            continue
+        if where not in states:
+            states[where] = store.compacted(stack.model, *where)
+        state = states[where]
+        url = f"{base}/{container}/{urllib.parse.quote(name)}"
+        listed = sum(urllib.parse.unquote(u) == urllib.parse.unquote(url) for u in state.inputs) if state else 0
+        if state is None or part_tag(record.get("key", key)) not in state.absorbed or listed != 1:
+            figures["profiles_double_counted" if listed > 1 else "profiles_missing"] += 1
+            problems.append(f"{name}: not counted once in window {where[1]} (its input listed {listed} times)")
+            continue
+        figures["profiles"] += 1
+    gained = sum(p for _, p in after.values()) - sum(p for _, p in before.values())
+    if gained != len(files) or figures["profile_rows_counted"] != figures["profile_rows_expected"]:
+        problems.append(f"drift windows gained {gained} inputs and {figures['profile_rows_counted']} rows; "
+                        f"the files are {len(files)} with {figures['profile_rows_expected']} rows")  # fmt: skip
+    figures["problems"] = problems
+    return figures
+
+
 def settled(stack: Stack, container: str, files: dict[str, list[Version]], prefix: str) -> set[str]:
     """Files whose newest version has an output or a failure record, from two listings (cheap to poll)."""
     base = stack.azurite.endpoints["blob"]

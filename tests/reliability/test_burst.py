@@ -20,7 +20,9 @@ from tests.reliability.harness import (
     RssSampler,
     Stack,
     Version,
+    check_drift,
     check_invariants,
+    drift_totals,
     sample_csv,
     wait_all,
 )
@@ -48,6 +50,7 @@ def test_a_500_file_burst(stack: Stack) -> None:
         uploaded[name] = time.time()
         versions[name] = [Version(etag, rows)]
 
+    before = drift_totals(stack)
     with RssSampler(stack.dev.process.pid, interval=0.1) as rss:
         started = time.time()
         with ThreadPoolExecutor(8) as pool:
@@ -64,6 +67,9 @@ def test_a_500_file_burst(stack: Stack) -> None:
             last = max(last, done)
     result = check_invariants(stack, INPUT, versions, prefix)
     problems = result.pop("problems")
+    drift = check_drift(stack, INPUT, versions, before)  # each file's profile counted exactly once in its window
+    problems += drift.pop("problems")
+    result.update(drift)
     deliveries = [d for d in stack.dev.deliveries() if prefix in (d.get("subject") or "") and "status" in d]
     alive = stack.alive()
     figures.add("burst", delivered=len(deliveries), **result, crashes=int(not alive))
@@ -74,3 +80,4 @@ def test_a_500_file_burst(stack: Stack) -> None:
     assert alive, "devhost died during the burst"
     assert not problems, f"{ {k: result[k] for k in ('files', 'outputs', 'lost', 'duplicates', 'partial_visible')} }\n  " + "\n  ".join(problems[:20])
     assert len(latencies) == FILES
+    assert result["profiles"] == FILES and result["profiles_missing"] == 0

@@ -16,7 +16,17 @@ from typing import Any
 import pytest
 
 from tests.reliability import figures
-from tests.reliability.harness import STORM, Stack, Version, check_invariants, deliver, sample_csv, wait_all
+from tests.reliability.harness import (
+    STORM,
+    Stack,
+    Version,
+    check_drift,
+    check_invariants,
+    deliver,
+    drift_totals,
+    sample_csv,
+    wait_all,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -47,12 +57,16 @@ def run_storm(stack: Stack, *, section: str, files: int, max_copies: int, overwr
             first += [old] * rng.randint(1, max_copies)
     rng.shuffle(first)
     rng.shuffle(last)
+    before = drift_totals(stack)
     started = time.monotonic()
     counts = deliver(stack, first, workers=workers)
     late = deliver(stack, last, workers=workers)
     waited = wait_all(stack, STORM, versions, timeout=120, prefix=prefix)
     result = check_invariants(stack, STORM, versions, prefix)
     problems = result.pop("problems")
+    drift = check_drift(stack, STORM, versions, before)  # each file's profile counted exactly once in its window
+    problems += drift.pop("problems")
+    result.update(drift)
     alive = stack.alive()
     figures.add(section, delivered=counts["delivered"] + late["delivered"], **{k: v for k, v in result.items()},
                 crashes=int(not alive), gave_up=counts["gave_up"] + late["gave_up"],
@@ -63,9 +77,11 @@ def run_storm(stack: Stack, *, section: str, files: int, max_copies: int, overwr
 
 def _assert_promise(result: dict[str, Any]) -> None:
     assert result["alive"], "devhost died during the storm"
-    summary = {k: result[k] for k in ("files", "outputs", "duplicates", "lost", "partial_visible", "stale", "gave_up")}
+    summary = {k: result[k] for k in ("files", "outputs", "duplicates", "lost", "partial_visible", "stale", "gave_up",
+                                      "profiles", "profiles_missing", "profiles_double_counted")}  # fmt: skip
     assert not result["problems"], f"{summary}\n  " + "\n  ".join(result["problems"][:20])
     assert result["outputs"] == result["files"] and result["gave_up"] == 0, summary
+    assert result["profiles"] == result["files"] and result["profiles_missing"] == 0, summary
 
 
 def test_small_storm(stack: Stack) -> None:
