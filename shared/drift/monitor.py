@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import tenacity
+
 from shared.drift.evaluate import PREDICTION_FEATURES, DriftPolicy, compare
 from shared.drift.profile import Profile, row_keys
 from shared.drift.store import MAX_ATTEMPTS, CompactedWindow, ProfileStore, Window, window_of
@@ -324,14 +326,13 @@ class DriftMonitor:
         input_etag: str | None,
     ) -> bool:  # fmt: skip
         """The part written with bounded retries on transient storage errors (a conflict = already there)."""
-        for attempt in range(self.part_attempts):
-            try:
-                return self.store.write_part(model, version, window, part, part_id, input_url, input_etag)
-            except TransientError:
-                if attempt + 1 >= self.part_attempts:
-                    raise
-                time.sleep(min(self.part_retry_seconds * 2**attempt, 2.0))
-        raise AssertionError("unreachable")
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientError),
+            stop=tenacity.stop_after_attempt(self.part_attempts),
+            wait=tenacity.wait_exponential(multiplier=self.part_retry_seconds, max=2.0),
+            reraise=True,
+        )
+        return bool(retrying(self.store.write_part, model, version, window, part, part_id, input_url, input_etag))
 
     def _open(self, version: ModelVersion, window: Window, input_url: str) -> Window | None:
         """The previous window when this file opened ``window`` (its ``opened`` marker created here), tried
