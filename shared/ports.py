@@ -28,7 +28,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class BlobInfo:
-    """What a blob store says about one blob."""
+    """What a blob store says about one blob; ``etag`` always in its quoted HTTP form (``"0x8D..."``), the
+    same from a listing as from the blob's properties."""
 
     container: str
     name: str

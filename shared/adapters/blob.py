@@ -203,7 +203,7 @@ class AzureBlobStore:
                     yield BlobInfo(
                         container=container,
                         name=item.name,
-                        etag=item.etag,
+                        etag=_quoted(item.etag),  # listings give it bare, properties quoted
                         size=item.size,
                         content_type=item.content_settings.content_type,
                         metadata=dict(item.metadata or {}),
@@ -216,3 +216,8 @@ class AzureBlobStore:
 
         with storage_errors(f"delete {container}/{name}"), contextlib.suppress(ResourceNotFoundError):
             self._blob(container, name).delete_blob()
+
+
+def _quoted(etag: str) -> str:
+    """An eTag in its quoted HTTP form, whichever form the service gave."""
+    return etag if etag.startswith('"') else f'"{etag}"'

@@ -85,6 +85,13 @@ def test_missing_blobs_raise_blob_not_found(store):
     assert [b.name for b in store.list_blobs(store.container)] == ["y/2"]
 
 
+def test_a_listing_gives_the_same_etag_as_the_write_and_the_properties(store):
+    written = store.write_bytes(store.container, "e/1", b"1")
+    listed = [b.etag for b in store.list_blobs(store.container, prefix="e/")]
+    assert listed == [written] == [store.properties(store.container, "e/1").etag]
+    assert written.startswith('"') and written.endswith('"')
+
+
 def test_a_key_is_claimed_once_and_finished(ledger_factory):
     ledger = ledger_factory()
     claim = ledger.claim("blob:http://h/a.csv@0x1", "host-a", ttl_seconds=60, details={"event_id": "e1"})
