@@ -168,6 +168,7 @@ class MlflowRegistry:
             source=mv.source,
             run_id=mv.run_id,
             tags=dict(mv.tags or {}),
+            identity=str(mv.creation_timestamp) if getattr(mv, "creation_timestamp", None) else None,
         )
 
     def download(self, version: ModelVersion, destination: str) -> str:
