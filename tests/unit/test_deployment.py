@@ -322,7 +322,8 @@ class Flow:
             FakePublisher(),
             paths,
         )
-        provider = ModelProvider(self.registry, FakeBlobStore(), ModelCache())
+        # as build_deployment_service: a version is resolved afresh for every decision
+        provider = ModelProvider(self.registry, FakeBlobStore(), ModelCache(), ttl_seconds=0)
         self.service = DeploymentService(
             self.registry, provider, self.ledger, self.publisher, lambda: data["eval"]
         )
@@ -335,7 +336,12 @@ class Flow:
 
 
 @pytest.fixture
-def flow(data, good, noise, tiny_onnx, tmp_path_factory):
+def flow(data, model_dirs):
+    return Flow(data, model_dirs)
+
+
+@pytest.fixture(scope="module")
+def model_dirs(data, tiny_onnx, tmp_path_factory):
     from training.train import to_onnx, train
 
     folder = tmp_path_factory.mktemp("models")
@@ -346,10 +352,13 @@ def flow(data, good, noise, tiny_onnx, tmp_path_factory):
             table = data["train"].set_column(
                 data["train"].schema.get_field_index("label"), "label", pa.array(labels)
             )
-        paths[kind] = folder / f"{kind}.onnx"
-        paths[kind].write_bytes(to_onnx(train(table, kind="linear"), table.slice(0, 500)))
-    paths["broken"] = tiny_onnx  # other inputs: its signature does not fit the route
-    return Flow(data, paths)
+        paths[kind] = save_mlflow_onnx(folder / kind, to_onnx(train(table, kind="linear"), table.slice(0, 500)))
+    # other inputs (x1, x2, color): the route's data does not provide them
+    paths["broken"] = save_mlflow_onnx(folder / "broken", tiny_onnx.read_bytes())
+    paths["unsigned"] = save_mlflow_onnx(folder / "unsigned", (folder / "good" / "model.onnx").read_bytes(), None)
+    paths["random"] = save_broken_onnx(folder / "random", np.random.default_rng(1).bytes(2048))
+    paths["subset"] = save_mlflow_onnx(folder / "subset", _subset_model(data["train"]))
+    return paths
 
 
 def test_the_first_valid_version_is_promoted_and_a_better_one_replaces_it(flow):
@@ -361,7 +370,7 @@ def test_the_first_valid_version_is_promoted_and_a_better_one_replaces_it(flow):
     assert flow.registry.alias_version("churn", "previous") == "1"
     assert flow.publisher.types() == ["Scorehook.Model.Promoted", "Scorehook.Model.Promoted"]
     assert flow.registry.tags[("churn", "2")]["scorehook.decision"] == "promote"
-    record = flow.ledger.get("registration:churn/2")
+    record = flow.ledger.get(flow.service.registration_key("churn", "2"))
     assert (
         record.status == "promote"
         and record.details["champion_metrics"]["auc"] < record.details["challenger_metrics"]["auc"]
@@ -372,7 +381,7 @@ def test_a_worse_version_is_rejected_with_the_metrics_in_the_record(flow):
     flow.service.handle(flow.register("good"))
     outcome = flow.service.handle(flow.register("noise"))
     assert outcome.status == "reject" and flow.registry.alias_version("churn", "champion") == "1"
-    record = flow.ledger.get("registration:churn/2").details
+    record = flow.ledger.get(flow.service.registration_key("churn", "2")).details
     assert record["action"] == "reject" and "worse than the champion" in record["reasons"][0]
     assert set(record["challenger_metrics"]) >= {"auc", "f1"} and set(record["champion_metrics"]) >= {
         "auc",
@@ -384,8 +393,59 @@ def test_a_worse_version_is_rejected_with_the_metrics_in_the_record(flow):
 def test_a_version_with_a_broken_signature_is_rejected_at_validation(flow):
     flow.service.handle(flow.register("good"))
     outcome = flow.service.handle(flow.register("broken"))
-    assert outcome.status == "reject" and "is not a model input" in outcome.decision.reasons[0]
+    assert outcome.status == "reject" and outcome.decision.reasons[0] == "model input 'x1' is not in the route's data"
     assert flow.registry.alias_version("churn", "champion") == "1"
+    assert flow.registry.tags[("churn", "2")]["scorehook.reason"] == "schema_mismatch"
+
+
+@pytest.mark.parametrize(("kind", "reason", "text"), [
+    ("unsigned", "bad_model", "declares no signature"),
+    ("random", "bad_model", "does not load"),
+    ("broken", "schema_mismatch", "is not in the route's data"),
+])  # fmt: skip
+def test_broken_candidates_are_rejected_with_their_reason_and_the_alias_stays(flow, kind, reason, text):
+    flow.service.handle(flow.register("good"))
+    outcome = flow.service.handle(flow.register(kind))
+    assert outcome.status == "reject" and text in outcome.decision.reasons[0]
+    assert flow.registry.alias_version("churn", "champion") == "1"
+    record = flow.ledger.get(flow.service.registration_key("churn", "2")).details
+    assert record["validation"]["reason"] == reason and record["identity"] == "2"
+    assert flow.registry.tags[("churn", "2")]["scorehook.reason"] == reason
+    assert flow.publisher.types() == ["Scorehook.Model.Promoted", "Scorehook.Model.Rejected"]
+
+
+def test_a_candidate_needing_only_a_subset_of_the_routes_columns_is_evaluated(flow):
+    flow.service.handle(flow.register("noise"))
+    outcome = flow.service.handle(flow.register("subset"))
+    assert outcome.decision.validation["ok"] and outcome.status == "promote", outcome.decision.reasons
+    assert flow.registry.alias_version("churn", "champion") == "2"
+
+
+def test_a_delivery_for_a_version_the_registry_does_not_have_is_ignored_then_the_real_one_decided(flow):
+    from shared.logs import capture_logs
+    from shared.registrations import ModelVersionRegistered
+
+    test_payload = ModelVersionRegistered("example_model", "1", "mlflow", "delivery-test")
+    with capture_logs() as logs:
+        assert flow.service.handle(test_payload).status == "ignored"
+    line = next(r for r in logs if r["message"] == "registration ignored: the registry has no such version")
+    assert (line["model"], line["model_version"], line["reason"]) == ("example_model", "1", "model_not_found")
+    assert line["delivery_id"] == "delivery-test" and list(flow.ledger.records()) == []
+    version = flow.registry.register("example_model", flow.paths["good"])
+    real = flow.service.handle(ModelVersionRegistered("example_model", version.version, "mlflow", "delivery-real"))
+    assert (real.status, real.champion) == ("promote", "1")
+
+
+def test_a_deleted_and_recreated_model_gets_its_new_v1_decided(flow):
+    first = flow.register("good")
+    assert flow.service.handle(first).status == "promote"
+    flow.registry.delete_model("churn")
+    again = flow.register("broken")  # version 1 again, other bytes, another identity
+    assert again.version == first.version == "1"
+    outcome = flow.service.handle(again)
+    assert outcome.status == "reject" and "is not in the route's data" in outcome.decision.reasons[0]  # not the cached v1
+    assert len([r for r in flow.ledger.records() if r.key.startswith("registration:churn/1@")]) == 2
+    assert flow.service.handle(again).status == "duplicate"
 
 
 def test_a_duplicate_delivery_gives_one_decision(flow):
@@ -431,7 +491,7 @@ def test_a_promotion_is_rolled_out_on_the_online_endpoint_and_a_failed_rollout_r
     assert third.status == "reject" and "staged rollout rolled back" in third.decision.reasons[-1]
     assert flow.registry.alias_version("churn", "champion") == "2" and endpoints.traffic == {"churn-v2": 100}
     assert "churn-v3" not in endpoints.deployments
-    assert flow.ledger.get("registration:churn/3").details["rollout"]["status"] == "rolled_back"
+    assert flow.ledger.get(flow.service.registration_key("churn", "3")).details["rollout"]["status"] == "rolled_back"
 
 
 def test_a_held_version_is_promoted_by_its_approval_once(flow):
