@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -276,6 +278,20 @@ def test_a_pickle_based_flavor_loads_only_from_an_allow_listed_registry(tmp_path
     with pytest.raises(ModelError, match="pickle-based flavor"):
         load_model_dir(folder)
     assert not marker.exists()
+    with contextlib.suppress(ModelError):  # from an allow-listed registry it is handed to mlflow, which unpickles
+        load_model_dir(folder, allow_pickle=True)
+    assert marker.exists()
+
+
+def test_only_registries_named_in_the_setting_allow_pickle():
+    from shared.adapters.mlflow_registry import MlflowRegistry
+    from shared.settings import Settings
+
+    env = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000", "SCOREHOOK_PICKLE_REGISTRIES": "http://127.0.0.1:5000/"}
+    assert MlflowRegistry.from_settings(Settings.from_env(env)).allows_pickle
+    other = {**env, "MLFLOW_TRACKING_URI": "http://127.0.0.1:5001"}
+    assert not MlflowRegistry.from_settings(Settings.from_env(other)).allows_pickle
+    assert not MlflowRegistry.from_settings(Settings.from_env({"MLFLOW_TRACKING_URI": "http://x"})).allows_pickle
 
 
 def test_a_better_challenger_is_promoted_and_a_worse_one_rejected_with_its_metrics(good, noise, data):
