@@ -105,7 +105,9 @@ def mlflow_webhook(req: func.HttpRequest) -> func.HttpResponse:
                        "error": exc.message})  # fmt: skip
             return _answer(400, {"error": exc.message})
         if outcome == "duplicate":
-            _log.info("webhook delivery", extra={**line, "outcome": "duplicate", "reason": "delivery id seen"})
+            _log.info(
+                "webhook delivery", extra={**line, "outcome": "duplicate", "reason": "delivery id seen"}
+            )
             return _answer(200, {"status": "duplicate delivery"})
         _log.info("webhook delivery", extra={**line, "outcome": "queued", "reason": None})
         return _answer(202, {"status": "queued"})
@@ -125,6 +127,8 @@ def deploy_model_version(msg: func.QueueMessage, context: func.Context) -> None:
             return
         with bind(model=item.name, model_version=item.version, event_id=item.delivery_id):
             service = deployment_service()
-            outcome = service.approve(item) if type(item).__name__ == "ApprovalGranted" else service.handle(item)
+            outcome = (
+                service.approve(item) if type(item).__name__ == "ApprovalGranted" else service.handle(item)
+            )
             _log.info("deployment flow done", extra={"status": outcome.status, "champion": outcome.champion,
                                                      "key": outcome.key})  # fmt: skip

@@ -31,7 +31,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Decision", "DeploymentPolicy", "Validation", "columns_of", "decide", "evaluate", "validate_candidate"]
+__all__ = [
+    "Decision",
+    "DeploymentPolicy",
+    "Validation",
+    "columns_of",
+    "decide",
+    "evaluate",
+    "validate_candidate",
+]
 
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
 
@@ -107,7 +115,11 @@ def _declaration_findings(model: Any) -> tuple[str | None, list[str]]:
         return None, []
     reasons = []
     names = {d.name for d in declared}
-    reasons += [f"signature input {d.name!r} is not an input of the ONNX graph" for d in declared if d.name not in graph]
+    reasons += [
+        f"signature input {d.name!r} is not an input of the ONNX graph"
+        for d in declared
+        if d.name not in graph
+    ]
     reasons += [f"ONNX graph input {g!r} is not in the signature" for g in graph if g not in names]
     for spec in declared:
         node = graph.get(spec.name)
@@ -121,7 +133,9 @@ def _declaration_findings(model: Any) -> tuple[str | None, list[str]]:
                            "column is the convention")  # fmt: skip
         elif spec.shape is not None and (
             len(spec.shape) != 2
-            or any(d != (g if isinstance(g, int) else -1) for d, g in zip(spec.shape, node.shape, strict=False))
+            or any(
+                d != (g if isinstance(g, int) else -1) for d, g in zip(spec.shape, node.shape, strict=False)
+            )
         ):
             reasons.append(f"input {spec.name!r} is declared {_shape(spec.shape)}, the ONNX graph takes "
                            f"{_shape(node.shape)}")  # fmt: skip
@@ -164,7 +178,9 @@ def validate_candidate(
     try:
         predicted = model.predict(example)
     except Exception as exc:  # any failure of the model itself is a validation finding
-        return Validation(ok=False, reasons=[f"smoke test failed: {type(exc).__name__}: {exc}"], reason="bad_model")
+        return Validation(
+            ok=False, reasons=[f"smoke test failed: {type(exc).__name__}: {exc}"], reason="bad_model"
+        )
     prediction = np.asarray(predicted.get("prediction"))
     if prediction.shape[0] != example.num_rows:
         reasons.append(f"smoke test gave {prediction.shape[0]} predictions for {example.num_rows} rows")
@@ -383,7 +399,7 @@ class DeploymentService:
         ):
             try:
                 found = self.registry.resolve(f"models:/{registration.name}/{registration.version}")
-            except ModelNotFoundError as exc:  # not registered (yet): no final decision, a later delivery decides
+            except ModelNotFoundError as exc:  # not registered (yet): not final, a later delivery decides
                 get_logger("deployment").warning("registration ignored: the registry has no such version", extra={
                     "reason": exc.reason, "error": exc.message, "delivery_id": registration.delivery_id,
                     "origin": registration.origin,
@@ -433,7 +449,9 @@ class DeploymentService:
             failed = Validation(ok=False, reasons=[f"the model does not load: {exc}"], reason="bad_model")
             return decide({}, None, failed, self.policy)
         # what the route's data provides: the labelled evaluation data is a sample of it
-        validation = validate_candidate(candidate, example, self.policy, columns_of(data, exclude=(self.label,)))
+        validation = validate_candidate(
+            candidate, example, self.policy, columns_of(data, exclude=(self.label,))
+        )
         if not validation.ok:
             return decide({}, None, validation, self.policy)
         incumbent = self.models.get(f"models:/{registration.name}/{champion}")[1] if champion else None

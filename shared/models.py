@@ -113,7 +113,12 @@ def read_signature(mlmodel: dict[str, Any]) -> tuple[DeclaredInput, ...] | None:
                 shape = tuple(int(d) for d in tensor.get("shape") or ())
                 declared.append(DeclaredInput(str(spec.get("name", "")), dtype, shape))
             else:
-                declared.append(DeclaredInput(str(spec.get("name", "")), _MLFLOW_TYPES.get(str(spec.get("type")), str(spec.get("type")))))
+                declared.append(
+                    DeclaredInput(
+                        str(spec.get("name", "")),
+                        _MLFLOW_TYPES.get(str(spec.get("type")), str(spec.get("type"))),
+                    )
+                )
     except (ValueError, TypeError, AttributeError) as exc:
         raise ModelError(f"the MLmodel's signature is not readable: {exc}") from exc
     return tuple(declared)
@@ -274,7 +279,9 @@ def load_model_dir(
         data = str((flavors["onnx"] or {}).get("data", "model.onnx"))
         target = (path / data).resolve()
         if path.resolve() not in target.parents:
-            raise ModelError(f"the onnx flavor's data {data!r} is outside the model directory", path=str(path))
+            raise ModelError(
+                f"the onnx flavor's data {data!r} is outside the model directory", path=str(path)
+            )
         onnx_model = OnnxModel.from_file(target, threads)  # onnxruntime parses protobuf: nothing is unpickled
         onnx_model.declared, onnx_model.from_mlmodel = declared, True
         return onnx_model

@@ -52,10 +52,10 @@ __all__ = [
     "ApprovalGranted",
     "ModelVersionRegistered",
     "WebhookAuthError",
+    "accept_delivery",
     "from_azureml_event",
     "from_message",
     "from_mlflow_webhook",
-    "accept_delivery",
     "registration_key",
     "sign_mlflow_delivery",
     "to_message",
@@ -292,7 +292,9 @@ def accept_delivery(
     if claim is None:
         existing = ledger.get(key)
         if existing is not None and existing.status == "claimed":
-            raise AlreadyClaimedError(f"delivery {item.delivery_id} is being queued by another attempt", key=key)
+            raise AlreadyClaimedError(
+                f"delivery {item.delivery_id} is being queued by another attempt", key=key
+            )
         return "duplicate"
     try:
         queue.send(to_message(item))

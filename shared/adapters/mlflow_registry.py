@@ -94,7 +94,12 @@ class MlflowRegistry:
     """
 
     def __init__(
-        self, tracking_uri: str, timeout_seconds: float = 10.0, max_retries: int = 1, *, allows_pickle: bool = False
+        self,
+        tracking_uri: str,
+        timeout_seconds: float = 10.0,
+        max_retries: int = 1,
+        *,
+        allows_pickle: bool = False,
     ) -> None:
         if not timeout_seconds > 0:
             raise ConfigurationError(

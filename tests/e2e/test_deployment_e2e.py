@@ -141,7 +141,9 @@ def test_registration_flow_promotes_rejects_and_the_next_file_uses_the_champion(
 
     broken = _register_onnx(env, _other_inputs_model())
     tags = env.wait_for(lambda: _decision(env, broken), timeout=90, what="decision on the broken version")
-    assert tags["scorehook.decision"] == "reject" and "is not in the route's data" in tags["scorehook.reasons"]
+    assert (
+        tags["scorehook.decision"] == "reject" and "is not in the route's data" in tags["scorehook.reasons"]
+    )
     assert tags["scorehook.reason"] == "schema_mismatch"
 
     better = train_and_register(env.mlflow.tracking_uri, model_name=env.name, rows=20000, seed=2)["version"]

@@ -122,6 +122,13 @@ def _decided(env, name: str, version: str, timeout: float = 120) -> dict:
     return env.wait_for(tags, timeout=timeout, what=f"decision on {name} v{version}")
 
 
+def _deliveries(env, version: str) -> list[dict]:
+    """The webhook's lines about ``model_version.created`` deliveries of one version of the env's model."""
+    return [line for line in log_lines(env) if line.get("message") == "webhook delivery"
+            and line.get("kind") == "ModelVersionRegistered" and line.get("model") == env.name
+            and line.get("model_version") == version]  # fmt: skip
+
+
 def _good_onnx(rows: int = 3000, seed: int = 4) -> bytes:
     from training.data import generate
     from training.train import to_onnx, train
@@ -150,7 +157,11 @@ def test_broken_model_folders_are_rejected_with_their_reason_and_the_alias_stays
     cases = {
         "no-signature": (dict(signature=None), "bad_model", "declares no signature"),
         "signature-not-the-graph": (dict(signature=wrong_type), "schema_mismatch", "declared float64"),
-        "random-bytes": (dict(replace_onnx=np.random.default_rng(2).bytes(4096)), "bad_model", "does not load"),
+        "random-bytes": (
+            dict(replace_onnx=np.random.default_rng(2).bytes(4096)),
+            "bad_model",
+            "does not load",
+        ),
         "empty-file": (dict(replace_onnx=b""), "bad_model", "does not load"),
         "inputs-the-route-lacks": (dict(), "schema_mismatch", "is not in the route's data"),
     }
@@ -197,12 +208,16 @@ def test_a_deleted_and_recreated_model_gets_its_new_v1_decided(env):
 
 
 def test_a_version_with_a_60000_character_tag_is_decided(env, champion):
-    version = register_onnx(env.mlflow.tracking_uri, env.name, _good_onnx(seed=9), tags={"notes": "x" * 60_000})
+    version = register_onnx(
+        env.mlflow.tracking_uri, env.name, _good_onnx(seed=9), tags={"notes": "x" * 60_000}
+    )
     tags = _decided(env, env.name, version)
     assert tags["scorehook.decision"] in ("promote", "reject") and len(tags["notes"]) == 60_000
-    queued = [line for line in log_lines(env) if line.get("message") == "webhook delivery"
-              and line.get("model_version") == version and line.get("model") == env.name]  # fmt: skip
+    queued = [line for line in _deliveries(env, version)]
     assert [line["outcome"] for line in queued] == ["queued"]
+    env.wait_for(lambda: any(line["outcome"] == "ignored" for line in log_lines(env)  # our decision's tags
+                             if line.get("message") == "webhook delivery" and line.get("model_version") == version),
+                 what="model_version_tag.set deliveries logged as ignored")  # fmt: skip
 
 
 def test_a_queue_down_during_a_delivery_answers_5xx_and_mlflows_retry_gets_it_decided(env, relay, champion):
@@ -219,8 +234,7 @@ def test_a_queue_down_during_a_delivery_answers_5xx_and_mlflows_retry_gets_it_de
         relay.start()
     tags = _decided(env, env.name, version, timeout=120)
     assert tags["scorehook.decision"] in ("promote", "reject")
-    lines = [line for line in log_lines(env) if line.get("message") == "webhook delivery"
-             and line.get("model_version") == version and line.get("model") == env.name]  # fmt: skip
+    lines = _deliveries(env, version)
     assert lines[-1]["outcome"] == "queued" and lines[-1]["delivery_id"] == first[0]["delivery_id"]
     assert first[0]["reason"] == "storage_unavailable"
     time.sleep(1)

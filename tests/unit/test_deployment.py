@@ -78,7 +78,9 @@ def _subset_model(table: pa.Table, columns=("x01", "x02", "x03")) -> bytes:
     graph = inner.graph
     concat = helper.make_node("Concat", list(columns), ["features"], axis=1)
     inputs = [helper.make_tensor_value_info(c, onnx.TensorProto.FLOAT, [None, 1]) for c in columns]
-    merged = helper.make_graph([concat, *graph.node], "subset", inputs, list(graph.output), list(graph.initializer))
+    merged = helper.make_graph(
+        [concat, *graph.node], "subset", inputs, list(graph.output), list(graph.initializer)
+    )
     return helper.make_model(merged, opset_imports=list(inner.opset_import)).SerializeToString()
 
 
@@ -131,7 +133,12 @@ def _route(data):
 
 def test_a_valid_candidate_passes_validation(declared, data):
     validation = validate_candidate(declared, _example(data), DeploymentPolicy(), _route(data))
-    assert validation.ok and validation.reasons == [] and validation.smoke_rows == 20 and validation.reason is None
+    assert (
+        validation.ok
+        and validation.reasons == []
+        and validation.smoke_rows == 20
+        and validation.reason is None
+    )
     assert 0 < validation.p95_ms < DeploymentPolicy().latency_budget_ms
 
 
@@ -140,13 +147,17 @@ def test_a_model_without_a_declared_signature_is_a_bad_model(good, data, tmp_pat
     from training.train import to_onnx, train
 
     validation = validate_candidate(good, _example(data), DeploymentPolicy(), _route(data))  # a bare .onnx
-    assert (validation.ok, validation.reason) == (False, "bad_model") and "no signature" in validation.reasons[0]
+    assert (validation.ok, validation.reason) == (
+        False,
+        "bad_model",
+    ) and "no signature" in validation.reasons[0]
     onnx_bytes = to_onnx(train(data["train"].slice(0, 800), kind="linear"), data["train"].slice(0, 100))
     unsigned = load_model_dir(save_mlflow_onnx(tmp_path / "m", onnx_bytes, signature=None))
     assert unsigned.from_mlmodel and unsigned.declared is None
     validation = validate_candidate(unsigned, _example(data), DeploymentPolicy(), _route(data))
     assert validation.reason == "bad_model" and validation.reasons == [
-        "the MLmodel declares no signature: its inputs cannot be checked"]
+        "the MLmodel declares no signature: its inputs cannot be checked"
+    ]
 
 
 def test_a_signature_that_does_not_match_the_onnx_graph_is_a_schema_mismatch(declared, data):
@@ -181,9 +192,13 @@ def test_a_graph_input_that_is_not_one_column_is_a_schema_mismatch(data, tmp_pat
 
     from shared.models import load_model_dir
 
-    features = np.column_stack([data["train"].column(c).to_numpy() for c in ("x01", "x02")]).astype(np.float32)
+    features = np.column_stack([data["train"].column(c).to_numpy() for c in ("x01", "x02")]).astype(
+        np.float32
+    )
     model = LogisticRegression().fit(features, data["train"].column("label").to_numpy())
-    onx = to_onnx(model, initial_types=[("x01", FloatTensorType([None, 2]))], options={id(model): {"zipmap": False}})
+    onx = to_onnx(
+        model, initial_types=[("x01", FloatTensorType([None, 2]))], options={id(model): {"zipmap": False}}
+    )
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
@@ -205,11 +220,15 @@ def test_a_candidate_needing_a_subset_of_the_routes_columns_is_valid(data, tmp_p
 def test_a_model_input_the_route_does_not_provide_or_types_differently_is_refused(declared, data):
     route = [c for c in _route(data) if c.name != "x02"]
     validation = validate_candidate(declared, _example(data), DeploymentPolicy(), route)
-    assert (validation.reason, validation.reasons) == ("schema_mismatch", ["model input 'x02' is not in the route's data"])
+    assert (validation.reason, validation.reasons) == (
+        "schema_mismatch",
+        ["model input 'x02' is not in the route's data"],
+    )
     retyped = [ModelInput("region", "float64") if c.name == "region" else c for c in _route(data)]
     validation = validate_candidate(declared, _example(data), DeploymentPolicy(), retyped)
     assert validation.reason == "wrong_type" and validation.reasons == [
-        "model input 'region' is object, the route's data has float64"]
+        "model input 'region' is object, the route's data has float64"
+    ]
     decision = decide({}, None, validation, DeploymentPolicy())
     assert decision.action == "reject" and decision.validation["reason"] == "wrong_type"
 
@@ -273,12 +292,13 @@ def test_a_pickle_based_flavor_loads_only_from_an_allow_listed_registry(tmp_path
     (folder / "MLmodel").write_text(
         "flavors:\n  python_function:\n    loader_module: mlflow.sklearn\n    model_path: model.pkl\n"
         "  sklearn:\n    pickled_model: model.pkl\n    serialization_format: cloudpickle\n"
-        "signature:\n  inputs: '[{\"type\": \"double\", \"name\": \"x01\"}]'\n"
+        'signature:\n  inputs: \'[{"type": "double", "name": "x01"}]\'\n'
     )
     with pytest.raises(ModelError, match="pickle-based flavor"):
         load_model_dir(folder)
     assert not marker.exists()
-    with contextlib.suppress(ModelError):  # from an allow-listed registry it is handed to mlflow, which unpickles
+    # from an allow-listed registry it is handed to mlflow, which unpickles
+    with contextlib.suppress(ModelError):
         load_model_dir(folder, allow_pickle=True)
     assert marker.exists()
 
@@ -287,11 +307,16 @@ def test_only_registries_named_in_the_setting_allow_pickle():
     from shared.adapters.mlflow_registry import MlflowRegistry
     from shared.settings import Settings
 
-    env = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000", "SCOREHOOK_PICKLE_REGISTRIES": "http://127.0.0.1:5000/"}
+    env = {
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+        "SCOREHOOK_PICKLE_REGISTRIES": "http://127.0.0.1:5000/",
+    }
     assert MlflowRegistry.from_settings(Settings.from_env(env)).allows_pickle
     other = {**env, "MLFLOW_TRACKING_URI": "http://127.0.0.1:5001"}
     assert not MlflowRegistry.from_settings(Settings.from_env(other)).allows_pickle
-    assert not MlflowRegistry.from_settings(Settings.from_env({"MLFLOW_TRACKING_URI": "http://x"})).allows_pickle
+    assert not MlflowRegistry.from_settings(
+        Settings.from_env({"MLFLOW_TRACKING_URI": "http://x"})
+    ).allows_pickle
 
 
 def test_a_better_challenger_is_promoted_and_a_worse_one_rejected_with_its_metrics(good, noise, data):
@@ -368,10 +393,14 @@ def model_dirs(data, tiny_onnx, tmp_path_factory):
             table = data["train"].set_column(
                 data["train"].schema.get_field_index("label"), "label", pa.array(labels)
             )
-        paths[kind] = save_mlflow_onnx(folder / kind, to_onnx(train(table, kind="linear"), table.slice(0, 500)))
+        paths[kind] = save_mlflow_onnx(
+            folder / kind, to_onnx(train(table, kind="linear"), table.slice(0, 500))
+        )
     # other inputs (x1, x2, color): the route's data does not provide them
     paths["broken"] = save_mlflow_onnx(folder / "broken", tiny_onnx.read_bytes())
-    paths["unsigned"] = save_mlflow_onnx(folder / "unsigned", (folder / "good" / "model.onnx").read_bytes(), None)
+    paths["unsigned"] = save_mlflow_onnx(
+        folder / "unsigned", (folder / "good" / "model.onnx").read_bytes(), None
+    )
     paths["random"] = save_broken_onnx(folder / "random", np.random.default_rng(1).bytes(2048))
     paths["subset"] = save_mlflow_onnx(folder / "subset", _subset_model(data["train"]))
     return paths
@@ -409,7 +438,10 @@ def test_a_worse_version_is_rejected_with_the_metrics_in_the_record(flow):
 def test_a_version_with_a_broken_signature_is_rejected_at_validation(flow):
     flow.service.handle(flow.register("good"))
     outcome = flow.service.handle(flow.register("broken"))
-    assert outcome.status == "reject" and outcome.decision.reasons[0] == "model input 'x1' is not in the route's data"
+    assert (
+        outcome.status == "reject"
+        and outcome.decision.reasons[0] == "model input 'x1' is not in the route's data"
+    )
     assert flow.registry.alias_version("churn", "champion") == "1"
     assert flow.registry.tags[("churn", "2")]["scorehook.reason"] == "schema_mismatch"
 
@@ -448,7 +480,9 @@ def test_a_delivery_for_a_version_the_registry_does_not_have_is_ignored_then_the
     assert (line["model"], line["model_version"], line["reason"]) == ("example_model", "1", "model_not_found")
     assert line["delivery_id"] == "delivery-test" and list(flow.ledger.records()) == []
     version = flow.registry.register("example_model", flow.paths["good"])
-    real = flow.service.handle(ModelVersionRegistered("example_model", version.version, "mlflow", "delivery-real"))
+    real = flow.service.handle(
+        ModelVersionRegistered("example_model", version.version, "mlflow", "delivery-real")
+    )
     assert (real.status, real.champion) == ("promote", "1")
 
 
@@ -459,7 +493,9 @@ def test_a_deleted_and_recreated_model_gets_its_new_v1_decided(flow):
     again = flow.register("broken")  # version 1 again, other bytes, another identity
     assert again.version == first.version == "1"
     outcome = flow.service.handle(again)
-    assert outcome.status == "reject" and "is not in the route's data" in outcome.decision.reasons[0]  # not the cached v1
+    assert (
+        outcome.status == "reject" and "is not in the route's data" in outcome.decision.reasons[0]
+    )  # not the cached v1
     assert len([r for r in flow.ledger.records() if r.key.startswith("registration:churn/1@")]) == 2
     assert flow.service.handle(again).status == "duplicate"
 
@@ -507,7 +543,10 @@ def test_a_promotion_is_rolled_out_on_the_online_endpoint_and_a_failed_rollout_r
     assert third.status == "reject" and "staged rollout rolled back" in third.decision.reasons[-1]
     assert flow.registry.alias_version("churn", "champion") == "2" and endpoints.traffic == {"churn-v2": 100}
     assert "churn-v3" not in endpoints.deployments
-    assert flow.ledger.get(flow.service.registration_key("churn", "3")).details["rollout"]["status"] == "rolled_back"
+    assert (
+        flow.ledger.get(flow.service.registration_key("churn", "3")).details["rollout"]["status"]
+        == "rolled_back"
+    )
 
 
 def test_a_held_version_is_promoted_by_its_approval_once(flow):

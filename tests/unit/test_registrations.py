@@ -201,7 +201,11 @@ def test_every_delivery_the_webhook_answers_writes_one_json_line(monkeypatch):
     body = {**CREATED, "data": {**CREATED["data"], "tags": {"big": "x" * 60_000}}}
     headers, raw = _delivery(body, delivery_id="d-ok", timestamp=now)
     forged, _ = _delivery(body, delivery_id="d-forged", timestamp=now, secret="not-ours")
-    alias = {"entity": "model_version_alias", "action": "created", "data": {"name": "m", "alias": "a", "version": "1"}}
+    alias = {
+        "entity": "model_version_alias",
+        "action": "created",
+        "data": {"name": "m", "alias": "a", "version": "1"},
+    }
     down_headers, down_raw = _delivery(CREATED, delivery_id="d-down", timestamp=now)
     try:
         with capture_logs() as logs:
@@ -244,7 +248,11 @@ def test_logging_is_configured_before_an_entry_points_first_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCOREHOOK_")}
     env |= {"SCOREHOOK_LOG_FILE": str(log), "SCOREHOOK_MLFLOW_WEBHOOK_SECRET": SECRET}
     root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.stdout.strip() == "401", out.stderr
     lines = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [(r["message"], r["outcome"], r["reason"]) for r in lines] == [("webhook delivery", "refused", "unauthorized")]
+    assert [(r["message"], r["outcome"], r["reason"]) for r in lines] == [
+        ("webhook delivery", "refused", "unauthorized")
+    ]
