@@ -515,7 +515,7 @@ class DeploymentService:
 
         reason = decision.validation.get("reason")
         self.registry.set_tags(registration.name, registration.version, {
-            **({"scorehook.reason": reason} if reason else {}),
+            **({"scorehook.reject_reason": reason} if reason else {}),
             "scorehook.reasons": "; ".join(decision.reasons),
             "scorehook.metrics": json.dumps({"challenger": dict(decision.challenger),
                                              "champion": decision.champion}, default=float),

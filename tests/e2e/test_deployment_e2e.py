@@ -144,7 +144,7 @@ def test_registration_flow_promotes_rejects_and_the_next_file_uses_the_champion(
     assert (
         tags["scorehook.decision"] == "reject" and "is not in the route's data" in tags["scorehook.reasons"]
     )
-    assert tags["scorehook.reason"] == "schema_mismatch"
+    assert tags["scorehook.reject_reason"] == "schema_mismatch"
 
     better = train_and_register(env.mlflow.tracking_uri, model_name=env.name, rows=20000, seed=2)["version"]
     env.wait_for(lambda: _champion(env) == better, timeout=90, what="better version promoted")

@@ -171,7 +171,7 @@ def test_broken_model_folders_are_rejected_with_their_reason_and_the_alias_stays
         versions[case] = register_onnx(env.mlflow.tracking_uri, env.name, onnx_bytes, **options)
     for case, (_, reason, text) in cases.items():
         tags = _decided(env, env.name, versions[case])
-        assert (tags["scorehook.decision"], tags.get("scorehook.reason")) == ("reject", reason), (case, tags)
+        assert (tags["scorehook.decision"], tags.get("scorehook.reject_reason")) == ("reject", reason), (case, tags)
         assert text in tags["scorehook.reasons"], (case, tags["scorehook.reasons"])
     assert _champion(env, env.name) == champion
 
@@ -179,7 +179,7 @@ def test_broken_model_folders_are_rejected_with_their_reason_and_the_alias_stays
 def test_a_candidate_needing_a_subset_of_the_routes_columns_is_evaluated(env, champion):
     version = register_onnx(env.mlflow.tracking_uri, env.name, _subset_onnx())
     tags = _decided(env, env.name, version)
-    assert "scorehook.reason" not in tags, tags  # validation passed: the metrics decided
+    assert "scorehook.reject_reason" not in tags, tags  # validation passed: the metrics decided
     assert "route" not in tags["scorehook.reasons"] and "auc" in tags["scorehook.reasons"]
 
 
@@ -204,7 +204,7 @@ def test_a_deleted_and_recreated_model_gets_its_new_v1_decided(env):
     env.client.delete_registered_model(name)
     assert register_onnx(env.mlflow.tracking_uri, name, _other_inputs_model()) == "1"
     tags = _decided(env, name, "1")  # the new v1's own tags: it was decided, not taken for the old one
-    assert tags["scorehook.decision"] == "reject" and tags["scorehook.reason"] == "schema_mismatch"
+    assert tags["scorehook.decision"] == "reject" and tags["scorehook.reject_reason"] == "schema_mismatch"
 
 
 def test_a_version_with_a_60000_character_tag_is_decided(env, champion):

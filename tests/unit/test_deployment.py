@@ -443,7 +443,7 @@ def test_a_version_with_a_broken_signature_is_rejected_at_validation(flow):
         and outcome.decision.reasons[0] == "model input 'x1' is not in the route's data"
     )
     assert flow.registry.alias_version("churn", "champion") == "1"
-    assert flow.registry.tags[("churn", "2")]["scorehook.reason"] == "schema_mismatch"
+    assert flow.registry.tags[("churn", "2")]["scorehook.reject_reason"] == "schema_mismatch"
 
 
 @pytest.mark.parametrize(("kind", "reason", "text"), [
@@ -458,7 +458,7 @@ def test_broken_candidates_are_rejected_with_their_reason_and_the_alias_stays(fl
     assert flow.registry.alias_version("churn", "champion") == "1"
     record = flow.ledger.get(flow.service.registration_key("churn", "2")).details
     assert record["validation"]["reason"] == reason and record["identity"] == "2"
-    assert flow.registry.tags[("churn", "2")]["scorehook.reason"] == reason
+    assert flow.registry.tags[("churn", "2")]["scorehook.reject_reason"] == reason
     assert flow.publisher.types() == ["Scorehook.Model.Promoted", "Scorehook.Model.Rejected"]
 
 
