@@ -11,11 +11,36 @@ import azure.functions as func
 from shared.logs import configure_logging
 from shared.settings import get_settings
 
-__all__ = ["deployment_service", "drift_monitor", "event_as_dict", "ledger", "scoring_service"]
+__all__ = [
+    "configure_app_logging",
+    "deployment_service",
+    "drift_monitor",
+    "event_as_dict",
+    "ledger",
+    "queue",
+    "scoring_service",
+]
 
 
 _lock = threading.Lock()
 _services: dict[str, Any] = {}
+
+
+def configure_app_logging() -> None:
+    """Send the app's logs to JSON lines as its settings say, once per process; with settings that do not
+    read, to the console (the error surfaces where the settings are used). Runs when the blueprints are
+    imported, so a line an entry point writes before any service is built (a refused delivery) is JSON too."""
+    from shared.errors import ConfigurationError
+
+    with _lock:
+        if "logging" in _services:
+            return
+        try:
+            settings = get_settings()
+            configure_logging(settings.log_level, settings.log_file, console=settings.log_console)
+        except (ConfigurationError, ValueError, OSError):
+            configure_logging()
+        _services["logging"] = True
 
 
 def scoring_service() -> Any:
@@ -29,11 +54,8 @@ def scoring_service() -> Any:
 def _service(name: str, build: Any) -> Any:
     service = _services.get(name)
     if service is None:
+        configure_app_logging()
         with _lock:
-            if "logging" not in _services:
-                settings = get_settings()
-                configure_logging(settings.log_level, settings.log_file, console=settings.log_console)
-                _services["logging"] = True
             if name not in _services:
                 _services[name] = build(get_settings())
             service = _services[name]
@@ -64,6 +86,14 @@ def ledger() -> Any:
     return _service("ledger", TableLedger.from_settings)
 
 
+def queue(name: str) -> Any:
+    """The storage queue ``name`` on ``DataStorage``, for entry points that must know a message is queued
+    before they answer (an output binding is written only after the function returns)."""
+    from shared.adapters.queue import StorageQueue
+
+    return _service(f"queue:{name}", lambda settings: StorageQueue.from_settings(settings, name))
+
+
 def event_as_dict(event: func.EventGridEvent | func.CloudEvent) -> dict[str, Any]:
     """The wire form of a trigger's event object, in its own schema, for ``shared.events.parse_event``."""
     if isinstance(event, func.CloudEvent):
@@ -88,3 +118,6 @@ def event_as_dict(event: func.EventGridEvent | func.CloudEvent) -> dict[str, Any
         "data": event.get_json(),
         "dataVersion": event.data_version,
     }
+
+
+configure_app_logging()

@@ -3,9 +3,12 @@
 The pieces here are pure (a loaded model and Arrow data in, a decision out); the flow that claims the
 registration, loads the models and records the decision builds on them.
 
-* :func:`validate_candidate`: the candidate takes the inputs the route needs (same names, compatible
-  types), predicts on its input example (one output per row, probabilities finite and within [0, 1]), and
-  its p95 latency on a fixed batch is within the budget.
+* :func:`validate_candidate`: what the MLmodel declares holds (a signature; for ONNX, the signature's inputs
+  are the graph's inputs: names, element types, shapes, one ``[N, 1]`` input per column), the candidate's
+  inputs are a subset of what the route's data provides (compatible types), it predicts on its input example
+  (one output per row, probabilities finite and within [0, 1]), and its p95 latency on a fixed batch is
+  within the budget. A failed validation names its reason code (``bad_model``, ``schema_mismatch``,
+  ``wrong_type``, from ``shared.errors.FAILURE_REASONS``).
 * :func:`evaluate`: metrics of a model on labelled data (binary classification: ``auc``, ``f1``,
   ``accuracy``; regression: ``rmse``, ``mae``), champion and challenger on the same data in the same run.
 * :func:`decide`: the policy. No champion yet → promote when validation passed. Otherwise promote when the
@@ -28,7 +31,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Decision", "DeploymentPolicy", "Validation", "decide", "evaluate", "validate_candidate"]
+__all__ = [
+    "Decision",
+    "DeploymentPolicy",
+    "Validation",
+    "columns_of",
+    "decide",
+    "evaluate",
+    "validate_candidate",
+]
 
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
 
@@ -55,6 +66,7 @@ class Validation:
     reasons: list[str] = field(default_factory=list)
     p95_ms: float | None = None
     smoke_rows: int = 0
+    reason: str | None = None  # the code of the first failure (``shared.errors.FAILURE_REASONS``)
 
 
 @dataclass(frozen=True)
@@ -79,35 +91,96 @@ class Decision:
         }
 
 
+_NUMERIC = {"float32", "float64", "int32", "int64"}
+_ONNX_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
+               "tensor(int32)": "int32", "tensor(string)": "object", "tensor(bool)": "bool"}  # fmt: skip
+
+
 def _compatible(required: str, offered: str) -> bool:
-    numeric = {"float32", "float64", "int32", "int64"}
-    return required == offered or (required in numeric and offered in numeric)
+    return required == offered or (required in _NUMERIC and offered in _NUMERIC)
+
+
+def _shape(shape: Any) -> str:
+    return "[" + ", ".join("N" if d is None or d == -1 or isinstance(d, str) else str(d) for d in shape) + "]"
+
+
+def _declaration_findings(model: Any) -> tuple[str | None, list[str]]:
+    """(reason code, reasons) for what the MLmodel declares: a signature, and for ONNX its match with the graph."""
+    declared = getattr(model, "declared", None)
+    if declared is None:
+        where = "the MLmodel" if getattr(model, "from_mlmodel", False) else "the model (no MLmodel)"
+        return "bad_model", [f"{where} declares no signature: its inputs cannot be checked"]
+    graph = {g.name: g for g in getattr(model, "graph_inputs", ())}
+    if getattr(model, "flavor", None) != "onnx":
+        return None, []
+    reasons = []
+    names = {d.name for d in declared}
+    reasons += [
+        f"signature input {d.name!r} is not an input of the ONNX graph"
+        for d in declared
+        if d.name not in graph
+    ]
+    reasons += [f"ONNX graph input {g!r} is not in the signature" for g in graph if g not in names]
+    for spec in declared:
+        node = graph.get(spec.name)
+        if node is None:
+            continue
+        element = _ONNX_TYPES.get(node.type, node.type)
+        if spec.dtype != element:
+            reasons.append(f"input {spec.name!r} is declared {spec.dtype}, the ONNX graph takes {node.type}")
+        if len(node.shape) != 2 or node.shape[1] != 1:
+            reasons.append(f"ONNX graph input {spec.name!r} is shaped {_shape(node.shape)}: one [N, 1] input per "
+                           "column is the convention")  # fmt: skip
+        elif spec.shape is not None and (
+            len(spec.shape) != 2
+            or any(
+                d != (g if isinstance(g, int) else -1) for d, g in zip(spec.shape, node.shape, strict=False)
+            )
+        ):
+            reasons.append(f"input {spec.name!r} is declared {_shape(spec.shape)}, the ONNX graph takes "
+                           f"{_shape(node.shape)}")  # fmt: skip
+    return ("schema_mismatch" if reasons else None), reasons
 
 
 def validate_candidate(
-    model: Any, example: Any, policy: DeploymentPolicy, required_inputs: Sequence[Any] | None = None
+    model: Any, example: Any, policy: DeploymentPolicy, available_inputs: Sequence[Any] | None = None
 ) -> Validation:
-    """Check a loaded candidate: inputs compatible with ``required_inputs``, a smoke test on ``example``
-    (an Arrow record batch with the model's input columns), and the p95 latency on a fixed batch."""
+    """Check a loaded candidate: what its MLmodel declares, its inputs against ``available_inputs`` (the
+    columns the route's data provides, with their dtypes: each model input must be one of them), a smoke test
+    on ``example`` (an Arrow record batch with the model's input columns), and the p95 latency on a fixed batch.
+
+    Example:
+        >>> validate_candidate(model, example, DeploymentPolicy(), columns_of(holdout)).reason   # doctest: +SKIP
+        'schema_mismatch'
+    """
     import numpy as np
     import pyarrow as pa
 
-    reasons: list[str] = []
-    offered = {column.name: column.dtype for column in model.inputs}
-    for column in required_inputs or ():
-        if column.name not in offered:
-            reasons.append(f"input {column.name!r} the route needs is not a model input")
-        elif not _compatible(column.dtype, offered[column.name]):
-            reasons.append(f"input {column.name!r} is {offered[column.name]}, the route needs {column.dtype}")
-    missing = [name for name in offered if name not in example.schema.names]
+    code, reasons = _declaration_findings(model)
+    if reasons:
+        return Validation(ok=False, reasons=reasons, reason=code)
+    if available_inputs is not None:
+        provided = {column.name: column.dtype for column in available_inputs}
+        for column in model.inputs:
+            if column.name not in provided:
+                reasons.append(f"model input {column.name!r} is not in the route's data")
+                code = code or "schema_mismatch"
+            elif not _compatible(column.dtype, provided[column.name]):
+                reasons.append(f"model input {column.name!r} is {column.dtype}, the route's data has "
+                               f"{provided[column.name]}")  # fmt: skip
+                code = code or "wrong_type"
+    missing = [column.name for column in model.inputs if column.name not in example.schema.names]
     if missing:
         reasons.append(f"the input example lacks model inputs: {', '.join(missing)}")
+        code = code or "schema_mismatch"
     if reasons:
-        return Validation(ok=False, reasons=reasons)
+        return Validation(ok=False, reasons=reasons, reason=code)
     try:
         predicted = model.predict(example)
     except Exception as exc:  # any failure of the model itself is a validation finding
-        return Validation(ok=False, reasons=[f"smoke test failed: {type(exc).__name__}: {exc}"])
+        return Validation(
+            ok=False, reasons=[f"smoke test failed: {type(exc).__name__}: {exc}"], reason="bad_model"
+        )
     prediction = np.asarray(predicted.get("prediction"))
     if prediction.shape[0] != example.num_rows:
         reasons.append(f"smoke test gave {prediction.shape[0]} predictions for {example.num_rows} rows")
@@ -128,7 +201,36 @@ def validate_candidate(
             f"p95 latency {p95:.1f} ms on {policy.latency_batch_rows} rows exceeds the budget of "
             f"{policy.latency_budget_ms:g} ms"
         )
-    return Validation(ok=not reasons, reasons=reasons, p95_ms=round(p95, 3), smoke_rows=example.num_rows)
+    return Validation(ok=not reasons, reasons=reasons, p95_ms=round(p95, 3), smoke_rows=example.num_rows,
+                      reason="bad_model" if reasons else None)  # fmt: skip
+
+
+def columns_of(data: Any, exclude: Sequence[str] = ()) -> tuple[Any, ...]:
+    """The columns an Arrow table or batch provides, as ``ModelInput`` (numpy dtype, ``object`` for text).
+
+    Example:
+        >>> import pyarrow as pa
+        >>> columns_of(pa.table({"x": [1.5], "c": ["a"], "label": [1]}), exclude=("label",))
+        (ModelInput(name='x', dtype='float64'), ModelInput(name='c', dtype='object'))
+    """
+    import pyarrow as pa
+
+    from shared.models import ModelInput
+
+    columns = []
+    for item in data.schema:
+        kind = item.type.value_type if pa.types.is_dictionary(item.type) else item.type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            dtype = "object"
+        elif pa.types.is_boolean(kind):
+            dtype = "bool"
+        elif pa.types.is_integer(kind) or pa.types.is_floating(kind):
+            dtype = kind.to_pandas_dtype().__name__
+        else:
+            dtype = str(kind)
+        if item.name not in exclude:
+            columns.append(ModelInput(item.name, dtype))
+    return tuple(columns)
 
 
 def _auc(labels: Any, scores: Any) -> float:
@@ -187,7 +289,8 @@ def decide(
     policy: DeploymentPolicy,
 ) -> Decision:
     """Apply the policy: reject on failed validation or a regression, hold when approval is required."""
-    record = {"ok": validation.ok, "reasons": validation.reasons, "p95_ms": validation.p95_ms}
+    record = {"ok": validation.ok, "reasons": validation.reasons, "p95_ms": validation.p95_ms,
+              "reason": validation.reason}  # fmt: skip
     if not validation.ok:
         return Decision("reject", tuple(validation.reasons), dict(challenger), champion, record)
     reasons: list[str] = []
@@ -236,8 +339,10 @@ class DeploymentOutcome:
 class DeploymentService:
     """A model version registers → validate → evaluate against the champion → promote / hold / reject.
 
-    Every registration is claimed once in the ledger (``registration:NAME/VERSION``), so a duplicate delivery
-    gives one decision. The decision is recorded in the ledger, as tags on the version, as one JSON log line,
+    Every registration is claimed once in the ledger under the registry's identity of the version
+    (``registration:NAME/VERSION@IDENTITY``, see :meth:`registration_key`), so a duplicate delivery gives one
+    decision and a model deleted and re-created gets its new v1 decided. A version the registry does not have
+    (MLflow's test payload, a deleted version) is ``ignored`` with a log line: no final record. The decision is recorded in the ledger, as tags on the version, as one JSON log line,
     and published as ``Scorehook.Model.Promoted`` / ``.Held`` / ``.Rejected``. Promotion moves the ``champion``
     alias and keeps the one before as ``previous`` (for :meth:`rollback`); an older version never replaces a
     newer champion, whatever order the registrations arrive in.
@@ -269,15 +374,39 @@ class DeploymentService:
         self.evaluation_data, self.policy, self.label = evaluation_data, policy or DeploymentPolicy(), label
         self.claim_ttl_seconds, self.owner = claim_ttl_seconds, owner
 
+    def registration_key(self, name: str, version: str) -> str:
+        """The ledger key of the decision about the version the registry has now under ``name``/``version``
+        (``ModelNotFoundError`` when it has none).
+
+        Example:
+            >>> flow.registration_key("churn", "2")   # doctest: +SKIP
+            'registration:churn/2@1764590000123'
+        """
+        from shared.registrations import registration_key
+
+        found = self.registry.resolve(f"models:/{name}/{version}")
+        return registration_key(name, version, found.identity)
+
     def handle(self, registration: Any) -> DeploymentOutcome:
         """Decide about one registered version (from either front door)."""
-        from shared.errors import AlreadyClaimedError, ModelError
+        from dataclasses import replace
+
+        from shared.errors import AlreadyClaimedError, ModelError, ModelNotFoundError
         from shared.logs import bind, get_logger
 
-        key = registration.idempotency_key
         with bind(
             model=registration.name, model_version=registration.version, event_id=registration.delivery_id
         ):
+            try:
+                found = self.registry.resolve(f"models:/{registration.name}/{registration.version}")
+            except ModelNotFoundError as exc:  # not registered (yet): not final, a later delivery decides
+                get_logger("deployment").warning("registration ignored: the registry has no such version", extra={
+                    "reason": exc.reason, "error": exc.message, "delivery_id": registration.delivery_id,
+                    "origin": registration.origin,
+                })  # fmt: skip
+                return DeploymentOutcome("ignored", registration.idempotency_key)
+            registration = replace(registration, identity=found.identity or registration.identity)
+            key = registration.idempotency_key
             claim = self.ledger.claim(
                 key, self.owner, self.claim_ttl_seconds, {"origin": registration.origin}
             )
@@ -285,6 +414,9 @@ class DeploymentService:
                 existing = self.ledger.get(key)
                 if existing is not None and existing.status == "claimed":
                     raise AlreadyClaimedError(f"{key} is being decided by {existing.owner}", key=key)
+                get_logger("deployment").info("registration already decided", extra={
+                    "key": key, "decision": existing.status if existing else None,
+                    "delivery_id": registration.delivery_id})  # fmt: skip
                 return DeploymentOutcome("duplicate", key)
             try:
                 champion = self.registry.alias_version(registration.name, "champion")
@@ -300,6 +432,7 @@ class DeploymentService:
                 self._record(registration, claim, decision)
                 get_logger("deployment").info("deployment decision", extra={
                     "decision": decision.action, "reasons": list(decision.reasons), "champion": champion,
+                    "reason": decision.validation.get("reason"), "key": key, "identity": registration.identity,
                     "challenger_metrics": dict(decision.challenger), "origin": registration.origin,
                 })  # fmt: skip
                 return DeploymentOutcome(decision.action, key, decision, champion)
@@ -313,15 +446,15 @@ class DeploymentService:
         try:
             _, candidate = self.models.get(f"models:/{registration.name}/{registration.version}")
         except model_error as exc:
-            return decide(
-                {}, None, Validation(ok=False, reasons=[f"the model does not load: {exc}"]), self.policy
-            )
-        incumbent = self.models.get(f"models:/{registration.name}/{champion}")[1] if champion else None
+            failed = Validation(ok=False, reasons=[f"the model does not load: {exc}"], reason="bad_model")
+            return decide({}, None, failed, self.policy)
+        # what the route's data provides: the labelled evaluation data is a sample of it
         validation = validate_candidate(
-            candidate, example, self.policy, required_inputs=incumbent.inputs if incumbent else None
+            candidate, example, self.policy, columns_of(data, exclude=(self.label,))
         )
         if not validation.ok:
             return decide({}, None, validation, self.policy)
+        incumbent = self.models.get(f"models:/{registration.name}/{champion}")[1] if champion else None
         challenger_metrics = evaluate(candidate, data, self.label)
         champion_metrics = evaluate(incumbent, data, self.label) if incumbent else None
         return decide(challenger_metrics, champion_metrics, validation, self.policy)
@@ -358,6 +491,7 @@ class DeploymentService:
 
         record = {
             **decision.to_record(), "model": registration.name, "version": registration.version,
+            "identity": registration.identity,
             "trigger": {"origin": registration.origin, "delivery_id": registration.delivery_id,
                         "workspace": registration.workspace},
             "decided_at": datetime.now(UTC).isoformat(),
@@ -379,7 +513,9 @@ class DeploymentService:
     def _tag(self, registration: Any, decision: Decision) -> None:
         import json
 
+        reason = decision.validation.get("reason")
         self.registry.set_tags(registration.name, registration.version, {
+            **({"scorehook.reject_reason": reason} if reason else {}),
             "scorehook.reasons": "; ".join(decision.reasons),
             "scorehook.metrics": json.dumps({"challenger": dict(decision.challenger),
                                              "champion": decision.champion}, default=float),
@@ -389,7 +525,12 @@ class DeploymentService:
     def approve(self, approval: Any) -> DeploymentOutcome:
         """A person approved a held version: promote it (once), unless a newer champion exists."""
         key = f"approval:{approval.name}/{approval.version}"
-        held = self.ledger.get(f"registration:{approval.name}/{approval.version}")
+        from shared.errors import ModelNotFoundError
+
+        try:
+            held = self.ledger.get(self.registration_key(approval.name, approval.version))
+        except ModelNotFoundError:
+            held = None
         if held is None or held.status != "hold":
             return DeploymentOutcome("ignored", key)
         claim = self.ledger.claim(

@@ -27,6 +27,8 @@ from shared.logs import get_logger
 
 __all__ = [
     "BLOB_SCHEME",
+    "DeclaredInput",
+    "GraphInput",
     "ModelCache",
     "ModelInput",
     "ModelProvider",
@@ -34,6 +36,7 @@ __all__ = [
     "PyfuncModel",
     "load_model_dir",
     "parse_model_reference",
+    "read_signature",
 ]
 
 _log = get_logger("models")
@@ -58,6 +61,69 @@ class ModelInput:
         return self.dtype == "object"
 
 
+@dataclass(frozen=True)
+class DeclaredInput:
+    """One input the MLmodel's signature declares: its name, numpy dtype (``object`` for strings) and, for a
+    tensor spec, its shape (``-1`` for a variable dimension; ``None`` for a column spec)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class GraphInput:
+    """One input of an ONNX graph as onnxruntime reports it: ``tensor(float)`` and a shape whose variable
+    dimensions are ``None`` or a symbolic name."""
+
+    name: str
+    type: str
+    shape: tuple[Any, ...]
+
+
+_TENSOR_DTYPES = {"float32": "float32", "float64": "float64", "int64": "int64", "int32": "int32",
+                  "str": "object", "object": "object", "bool": "bool"}  # fmt: skip
+
+
+def read_signature(mlmodel: dict[str, Any]) -> tuple[DeclaredInput, ...] | None:
+    """The inputs an MLmodel's ``signature`` declares (tensor or column specs), or ``None`` without one.
+
+    Read from the YAML alone: nothing is imported or loaded. ``ModelError`` when the signature is not JSON.
+
+    Example:
+        >>> read_signature({"signature": {"inputs": '[{"name": "x", "type": "tensor", '
+        ...                  '"tensor-spec": {"dtype": "float32", "shape": [-1, 1]}}]'}})
+        (DeclaredInput(name='x', dtype='float32', shape=(-1, 1)),)
+        >>> read_signature({"flavors": {}}) is None
+        True
+    """
+    import json
+
+    signature = mlmodel.get("signature")
+    raw = signature.get("inputs") if isinstance(signature, dict) else None
+    if not raw:
+        return None
+    try:
+        specs = json.loads(raw) if isinstance(raw, str) else raw
+        declared = []
+        for spec in specs:
+            if spec.get("type") == "tensor":
+                tensor = spec.get("tensor-spec") or {}
+                dtype = _TENSOR_DTYPES.get(str(tensor.get("dtype")), str(tensor.get("dtype")))
+                shape = tuple(int(d) for d in tensor.get("shape") or ())
+                declared.append(DeclaredInput(str(spec.get("name", "")), dtype, shape))
+            else:
+                declared.append(
+                    DeclaredInput(
+                        str(spec.get("name", "")),
+                        _MLFLOW_TYPES.get(str(spec.get("type")), str(spec.get("type"))),
+                    )
+                )
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ModelError(f"the MLmodel's signature is not readable: {exc}") from exc
+    return tuple(declared)
+
+
 class OnnxModel:
     """An ONNX model on onnxruntime, fed column by column from Arrow record batches.
 
@@ -68,10 +134,16 @@ class OnnxModel:
     """
 
     flavor = "onnx"
+    #: the MLmodel's declared inputs when loaded from an MLflow model directory (``None``: none declared)
+    declared: tuple[DeclaredInput, ...] | None = None
+    from_mlmodel = False
 
     def __init__(self, session: Any) -> None:
         self._session = session
         inputs = []
+        self.graph_inputs = tuple(
+            GraphInput(node.name, node.type, tuple(node.shape or ())) for node in session.get_inputs()
+        )
         for node in session.get_inputs():
             if node.type == "tensor(string)":
                 inputs.append(ModelInput(node.name, "object"))
@@ -140,6 +212,9 @@ class PyfuncModel:
     """
 
     flavor = "python_function"
+    declared: tuple[DeclaredInput, ...] | None = None
+    from_mlmodel = True
+    graph_inputs: tuple[GraphInput, ...] = ()
 
     def __init__(self, model: Any) -> None:
         self._model = model
@@ -167,10 +242,22 @@ class PyfuncModel:
         return {"prediction": values.reshape(len(frame), -1)[:, 0]}
 
 
-def load_model_dir(path: str | Path, threads: int | None = None) -> OnnxModel | PyfuncModel:
+def _pickle_free(flavors: dict[str, Any]) -> bool:
+    """Whether ``mlflow.pyfunc`` can load the model without unpickling: a scikit-learn model saved with skops."""
+    loader = (flavors.get("python_function") or {}).get("loader_module")
+    sklearn = flavors.get("sklearn") or {}
+    return loader == "mlflow.sklearn" and sklearn.get("serialization_format") == "skops"
+
+
+def load_model_dir(
+    path: str | Path, threads: int | None = None, *, allow_pickle: bool = False
+) -> OnnxModel | PyfuncModel:
     """Load a downloaded MLflow model directory or a bare ``.onnx`` file.
 
-    An ``onnx`` flavor runs on onnxruntime directly; any other MLflow model through ``mlflow.pyfunc``.
+    An ``onnx`` flavor runs on onnxruntime directly (protobuf only, nothing is unpickled); any other MLflow
+    model through ``mlflow.pyfunc``, which unpickles for most flavors: those load only with ``allow_pickle``
+    (a registry on the allow-list), except scikit-learn models saved with skops. The MLmodel's signature is
+    kept as the model's ``declared`` inputs (``None`` when it has none).
     """
     path = Path(path)
     if path.is_file() and path.suffix == ".onnx":
@@ -180,17 +267,39 @@ def load_model_dir(path: str | Path, threads: int | None = None) -> OnnxModel | 
         raise ModelError(f"{path} is neither an .onnx file nor an MLflow model directory", path=str(path))
     import yaml
 
-    flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {})
+    try:
+        document = yaml.safe_load(mlmodel.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ModelError(f"the MLmodel of {path} is not readable YAML: {exc}", path=str(path)) from exc
+    if not isinstance(document, dict) or not isinstance(document.get("flavors", {}), dict):
+        raise ModelError(f"the MLmodel of {path} is not a mapping with flavors", path=str(path))
+    flavors = document.get("flavors", {})
+    declared = read_signature(document)
     if "onnx" in flavors:
-        return OnnxModel.from_file(path / flavors["onnx"].get("data", "model.onnx"), threads)
+        data = str((flavors["onnx"] or {}).get("data", "model.onnx"))
+        target = (path / data).resolve()
+        if path.resolve() not in target.parents:
+            raise ModelError(
+                f"the onnx flavor's data {data!r} is outside the model directory", path=str(path)
+            )
+        onnx_model = OnnxModel.from_file(target, threads)  # onnxruntime parses protobuf: nothing is unpickled
+        onnx_model.declared, onnx_model.from_mlmodel = declared, True
+        return onnx_model
     if "python_function" not in flavors:
         raise ModelError(
             f"model at {path} has neither an onnx nor a python_function flavor", flavors=sorted(flavors)
         )
+    if not allow_pickle and not _pickle_free(flavors):
+        raise ModelError(
+            f"model at {path} is a pickle-based flavor ({', '.join(sorted(flavors))}): it loads only from an "
+            "allow-listed registry", flavors=sorted(flavors),
+        )  # fmt: skip
     import mlflow.pyfunc
 
     try:
-        return PyfuncModel(mlflow.pyfunc.load_model(str(path)))
+        pyfunc = PyfuncModel(mlflow.pyfunc.load_model(str(path)))
+        pyfunc.declared = declared
+        return pyfunc
     except ModelError:
         raise
     except Exception as exc:
@@ -378,7 +487,9 @@ class ModelProvider:
     def get(self, reference: str) -> tuple[Any, Any]:
         """``(version, loaded model)`` for a reference."""
         version = self.resolve(reference)
-        return version, self.cache.get(f"{version.name}@{version.version}", lambda: self._load(version))
+        # the registry's identity too: a model deleted and re-created restarts at version 1 with other bytes
+        key = f"{version.name}@{version.version}" + (f"#{version.identity}" if version.identity else "")
+        return version, self.cache.get(key, lambda: self._load(version))
 
     def _load(self, version: Any) -> Any:
         if version.name.startswith(BLOB_SCHEME):
@@ -387,7 +498,8 @@ class ModelProvider:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="scorehook-model-") as tmp:
-            return load_model_dir(self.registry.download(version, tmp), self.threads)
+            return load_model_dir(self.registry.download(version, tmp), self.threads,
+                                  allow_pickle=bool(getattr(self.registry, "allows_pickle", False)))  # fmt: skip
 
     def invalidate(self, name: str | None = None) -> int:
         """Forget resolutions of references to model ``name`` (all when ``None``); returns how many.

@@ -16,6 +16,7 @@ __all__ = [
     "EventPublisher",
     "Ledger",
     "LedgerRecord",
+    "MessageQueue",
     "ModelRegistry",
     "ModelVersion",
     "RetrainFinished",
@@ -162,6 +163,15 @@ class Ledger(Protocol):
 
 
 @runtime_checkable
+class MessageQueue(Protocol):
+    """One storage queue the app writes work items to (a queue-triggered function reads them)."""
+
+    def send(self, text: str) -> None:
+        """Send one message; returns once it is durably queued (``StorageUnavailableError`` otherwise)."""
+        ...
+
+
+@runtime_checkable
 class EventPublisher(Protocol):
     """Publishes Scorehook's own events (Event Grid custom topic)."""
 
@@ -180,6 +190,9 @@ class ModelVersion:
     flavors: tuple[str, ...] = ()
     run_id: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: the registry's identity of this version beyond name and number (MLflow: its creation timestamp in ms;
+    #: Azure ML: the asset id): a model deleted and re-created restarts at version 1 with another identity
+    identity: str | None = None
 
     @property
     def uri(self) -> str:

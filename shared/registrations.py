@@ -18,6 +18,12 @@ Example:
     >>> registration = from_azureml_event(event, allowed_workspaces=("ws",))
     >>> (registration.name, registration.version, registration.origin, registration.idempotency_key)
     ('churn', '3', 'azureml', 'registration:churn/3')
+
+A decision is keyed by the registry's identity of the version (``registration:NAME/VERSION@IDENTITY``, MLflow:
+the creation timestamp), which the deployment flow reads from the registry: a model deleted and re-created
+restarts at version 1 and its new v1 is decided again. The queue message between the front doors and the
+flow carries references only (:func:`to_message`), and :func:`accept_delivery` marks an MLflow delivery only
+after its message is queued.
 """
 
 from __future__ import annotations
@@ -46,9 +52,11 @@ __all__ = [
     "ApprovalGranted",
     "ModelVersionRegistered",
     "WebhookAuthError",
+    "accept_delivery",
     "from_azureml_event",
     "from_message",
     "from_mlflow_webhook",
+    "registration_key",
     "sign_mlflow_delivery",
     "to_message",
     "verify_mlflow_signature",
@@ -77,11 +85,22 @@ class ModelVersionRegistered:
     run_id: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     workspace: str | None = None
+    identity: str | None = None  # the registry's identity of the version (see ``ModelVersion.identity``)
 
     @property
     def idempotency_key(self) -> str:
-        """One decision per model version, whichever door and however often it was announced."""
-        return f"registration:{self.name}/{self.version}"
+        """One decision per real model version, whichever door and however often it was announced."""
+        return registration_key(self.name, self.version, self.identity)
+
+
+def registration_key(name: str, version: str, identity: str | None = None) -> str:
+    """The ledger key of the decision about one version: name, number and the registry's identity of it.
+
+    Example:
+        >>> registration_key("churn", "1", "1764590000123"), registration_key("churn", "1")
+        ('registration:churn/1@1764590000123', 'registration:churn/1')
+    """
+    return f"registration:{name}/{version}" + (f"@{identity}" if identity else "")
 
 
 @dataclass(frozen=True)
@@ -210,24 +229,77 @@ def from_mlflow_webhook(
     return None
 
 
+# What a queue message carries: references only, never tags, descriptions or bodies (a queue message is at
+# most 64 KiB and MLflow allows 100,000-character tags); the flow reads the rest from the registry.
+_MESSAGE_FIELDS = {"registration": ("name", "version", "origin", "delivery_id", "run_id", "workspace", "identity"),
+                   "approval": ("name", "version", "delivery_id")}  # fmt: skip
+MAX_MESSAGE_BYTES = 48 * 1024  # base64 makes 64 KiB of queue message out of 48 KiB of text
+
+
 def to_message(item: ModelVersionRegistered | ApprovalGranted) -> str:
-    """The queue message that carries a registration or an approval to the deployment worker.
+    """The queue message that carries a registration or an approval to the deployment worker: references only.
 
     Example:
         >>> from_message(to_message(ApprovalGranted("m", "4", "d-1")))
         ApprovalGranted(name='m', version='4', delivery_id='d-1')
+        >>> "tags" in to_message(ModelVersionRegistered("m", "1", "mlflow", "d-2", tags={"big": "x" * 60_000}))
+        False
     """
-    from dataclasses import asdict
+    from shared.errors import TooLargeError
 
     kind = "approval" if isinstance(item, ApprovalGranted) else "registration"
-    return json.dumps({"kind": kind, **asdict(item)}, default=dict)
+    text = json.dumps({"kind": kind, **{f: getattr(item, f) for f in _MESSAGE_FIELDS[kind]}})
+    if len(text.encode()) > MAX_MESSAGE_BYTES:  # only names over every registry's limits get here
+        raise TooLargeError(f"the {kind} message for {item.name[:100]!r} is {len(text.encode()):,} bytes",
+                            limit="queue_message_bytes", maximum=MAX_MESSAGE_BYTES)  # fmt: skip
+    return text
 
 
 def from_message(text: str) -> ModelVersionRegistered | ApprovalGranted:
-    """The registration or approval a queue message carries."""
+    """The registration or approval a queue message carries (fields of older messages beyond the references,
+    such as ``tags``, are ignored)."""
     try:
         body = json.loads(text)
         kind = body.pop("kind")
-        return ApprovalGranted(**body) if kind == "approval" else ModelVersionRegistered(**body)
-    except (ValueError, KeyError, TypeError) as exc:
+        fields = {k: v for k, v in body.items() if k in _MESSAGE_FIELDS[kind]}
+        return ApprovalGranted(**fields) if kind == "approval" else ModelVersionRegistered(**fields)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise MalformedEventError(f"not a registration message: {exc}") from exc
+
+
+def accept_delivery(
+    item: ModelVersionRegistered | ApprovalGranted, ledger: Any, queue: Any, *, claim_ttl_seconds: float = 60
+) -> str:
+    """Queue a verified MLflow delivery once: ``"queued"``, or ``"duplicate"`` for a delivery id queued before.
+
+    Outbox order: the delivery id is claimed, the message is sent, and only then is the delivery marked
+    ``queued``. When the queue (or the ledger) is down the claim is released and the ``TransientError``
+    propagates, so the webhook answers 5xx and MLflow's retry (same delivery id) queues it. A delivery
+    another attempt is queueing right now raises ``AlreadyClaimedError`` (transient too).
+
+    Example:
+        >>> from shared.testing import FakeLedger, FakeQueue
+        >>> ledger, queue = FakeLedger(), FakeQueue()
+        >>> item = ApprovalGranted("m", "4", "d-1")
+        >>> accept_delivery(item, ledger, queue), accept_delivery(item, ledger, queue), len(queue.messages)
+        ('queued', 'duplicate', 1)
+    """
+    from shared.errors import AlreadyClaimedError
+
+    key = f"delivery:{item.delivery_id}"
+    kind = type(item).__name__
+    claim = ledger.claim(key, "mlflow-webhook", claim_ttl_seconds, {"kind": kind})
+    if claim is None:
+        existing = ledger.get(key)
+        if existing is not None and existing.status == "claimed":
+            raise AlreadyClaimedError(
+                f"delivery {item.delivery_id} is being queued by another attempt", key=key
+            )
+        return "duplicate"
+    try:
+        queue.send(to_message(item))
+    except BaseException:
+        ledger.release(claim)
+        raise
+    ledger.finish(claim, "queued", {"kind": kind, "model": item.name, "version": item.version})
+    return "queued"

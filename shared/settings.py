@@ -73,6 +73,8 @@ class Settings:
     mlflow_timeout_seconds: float = _setting("SCOREHOOK_MLFLOW_TIMEOUT_SECONDS", 10.0, float)
     mlflow_max_retries: int = _setting("SCOREHOOK_MLFLOW_MAX_RETRIES", 1, int)
     mlflow_tracking_uri: str | None = _setting("MLFLOW_TRACKING_URI")
+    # registries (tracking URIs) whose pickle-based flavors may be loaded; ONNX and skops never unpickle
+    pickle_registries: tuple[str, ...] = _setting("SCOREHOOK_PICKLE_REGISTRIES", (), _csv)
     mlflow_webhook_secret: str | None = _setting("SCOREHOOK_MLFLOW_WEBHOOK_SECRET", secret=True)
     allowed_workspaces: tuple[str, ...] = _setting("SCOREHOOK_ALLOWED_WORKSPACES", (), _csv)
     evaluation_data: str | None = _setting("SCOREHOOK_EVALUATION_DATA")

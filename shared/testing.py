@@ -28,7 +28,7 @@ from shared.errors import (
 from shared.names import ascii_metadata
 from shared.ports import BlobInfo, LedgerRecord, ModelVersion, RetrainRequest, RetrainRun, takeable
 
-__all__ = ["FakeBlobStore", "FakeLedger", "FakePublisher", "FakeRegistry", "FakeRetrainer"]
+__all__ = ["FakeBlobStore", "FakeLedger", "FakePublisher", "FakeQueue", "FakeRegistry", "FakeRetrainer"]
 
 
 class FakeBlobStore:
@@ -213,6 +213,25 @@ class FakeLedger:
         return iter([r for r in self._records.values() if status is None or r.status == status])
 
 
+class FakeQueue:
+    """A :class:`~shared.ports.MessageQueue` in memory; ``unavailable`` makes ``send`` raise it (a queue that is down).
+
+    Example:
+        >>> queue = FakeQueue()
+        >>> queue.send("hello"); queue.messages
+        ['hello']
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self.unavailable: Exception | None = None
+
+    def send(self, text: str) -> None:
+        if self.unavailable is not None:
+            raise self.unavailable
+        self.messages.append(text)
+
+
 class FakePublisher:
     """Collects published events as ``(event_type, subject, data)``."""
 
@@ -250,6 +269,8 @@ class FakeRegistry:
         self.resolves = 0
         self.fail_next: Exception | None = None
         self.unavailable: Exception | None = None
+        self.allows_pickle = False
+        self._created = 0
 
     def _maybe_fail(self) -> None:
         if self.fail_next is not None:
@@ -267,11 +288,19 @@ class FakeRegistry:
 
     def register(self, name: str, path: str | Path, alias: str | None = None) -> ModelVersion:
         version = str(1 + sum(1 for (n, _) in self._versions if n == name))
-        mv = ModelVersion(name=name, version=version, source=str(path), flavors=("onnx",))
+        self._created += 1  # the registry's identity of the version, as MLflow's creation timestamp
+        mv = ModelVersion(name=name, version=version, source=str(path), flavors=("onnx",),
+                          identity=str(self._created))  # fmt: skip
         self._versions[(name, version)] = (mv, Path(path))
         if alias:
             self._aliases[(name, alias)] = version
         return mv
+
+    def delete_model(self, name: str) -> None:
+        """Delete a registered model with its versions, aliases and tags (a re-created one restarts at 1)."""
+        for store in (self._versions, self._aliases, self.tags):
+            for key in [k for k in store if k[0] == name]:
+                del store[key]
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self._aliases[(name, alias)] = version

@@ -208,6 +208,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SCOREHOOK_MLFLOW_TIMEOUT_SECONDS: '10'
     SCOREHOOK_MLFLOW_MAX_RETRIES: '1'
     MLFLOW_TRACKING_URI: mlflowTrackingUri
+    SCOREHOOK_PICKLE_REGISTRIES: ''
     SCOREHOOK_MLFLOW_WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${webhookSecret.name})'
     SCOREHOOK_ALLOWED_WORKSPACES: allowedWorkspaces
     SCOREHOOK_EVALUATION_DATA: evaluationData

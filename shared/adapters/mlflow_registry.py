@@ -93,7 +93,14 @@ class MlflowRegistry:
         ModelVersion(name='scorehook-sample', version='1', ...)
     """
 
-    def __init__(self, tracking_uri: str, timeout_seconds: float = 10.0, max_retries: int = 1) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        timeout_seconds: float = 10.0,
+        max_retries: int = 1,
+        *,
+        allows_pickle: bool = False,
+    ) -> None:
         if not timeout_seconds > 0:
             raise ConfigurationError(
                 f"the MLflow timeout must be positive, not {timeout_seconds}",
@@ -105,6 +112,7 @@ class MlflowRegistry:
                 setting="SCOREHOOK_MLFLOW_MAX_RETRIES",
             )
         self.tracking_uri = tracking_uri
+        self.allows_pickle = allows_pickle  # pickle-based flavors of this registry may be loaded
         self.timeout_seconds, self.max_retries = float(timeout_seconds), int(max_retries)
         self._client: Any = None
 
@@ -121,6 +129,8 @@ class MlflowRegistry:
             settings.require("mlflow_tracking_uri"),
             timeout_seconds=settings.mlflow_timeout_seconds,
             max_retries=settings.mlflow_max_retries,
+            allows_pickle=settings.require("mlflow_tracking_uri").rstrip("/")
+            in {uri.rstrip("/") for uri in settings.pickle_registries},
         )
 
     @property
@@ -168,6 +178,7 @@ class MlflowRegistry:
             source=mv.source,
             run_id=mv.run_id,
             tags=dict(mv.tags or {}),
+            identity=str(mv.creation_timestamp) if getattr(mv, "creation_timestamp", None) else None,
         )
 
     def download(self, version: ModelVersion, destination: str) -> str:

@@ -25,6 +25,11 @@ def test_alias_and_version_resolve_to_the_same_concrete_version(mlflow_tracking_
     by_version = registry.resolve(f"models:/registry-test/{registered['version']}")
     assert by_alias == by_version
     assert by_alias.version == str(registered["version"]) and by_alias.uri == registered["model_uri"]
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=mlflow_tracking_uri, registry_uri=mlflow_tracking_uri)
+    created = client.get_model_version("registry-test", by_alias.version).creation_timestamp
+    assert by_alias.identity == str(created)  # the registry's identity of the version: its creation time
 
 
 def test_downloaded_version_loads_as_an_onnx_model_with_column_inputs(

@@ -32,14 +32,7 @@ EXPECTED = {
         },
         {"direction": "IN", "type": "eventGridTrigger", "name": "event"},
     ],
-    "mlflow_webhook": [
-        {
-            "direction": "OUT",
-            "type": "queue",
-            "name": "out",
-            "queueName": "model-registrations",
-            "connection": "DataStorage",
-        },
+    "mlflow_webhook": [  # queues its message itself (outbox order), no output binding
         {
             "direction": "IN",
             "type": "httpTrigger",
