@@ -84,6 +84,9 @@ def _assert_same(a: Profile, b: Profile, rel: float = 1e-9) -> None:
         ma, mb, m2a, m2b = fa.pop("mean"), fb.pop("mean"), fa.pop("m2"), fb.pop("m2")
         assert abs(ma - mb) <= rel * (max(abs(ma), abs(mb)) + 1e-3 * scale), (name, ma, mb)
         assert abs(m2a - m2b) <= rel * (max(m2a, m2b) + 1e-6 * fa["count"] * scale**2), (name, m2a, m2b)
+        for side in ("under_sum", "over_sum"):  # sums of the outer cells: to rounding, like the moments
+            sa, sb = fa.pop(side, 0.0), fb.pop(side, 0.0)
+            assert abs(sa - sb) <= rel * (max(abs(sa), abs(sb)) + 1e-3 * scale), (name, side, sa, sb)
     assert ja == jb
 
 
@@ -176,8 +179,8 @@ def test_json_round_trip_is_exact() -> None:
     )
     assert back.update(_table(10, seed=4)).rows == 3010  # a restored profile keeps working
     _assert_same(Profile.from_json(json.loads(json.dumps(_baseline().to_json()))), _baseline())
-    with pytest.raises(ValueError, match=r"not a scorehook\.profile v1"):
-        Profile.from_json({**d, "version": 2})
+    with pytest.raises(ValueError, match=r"not a scorehook\.profile v1 or v2"):
+        Profile.from_json({**d, "version": 3})
 
 
 def test_numeric_bins_out_of_range_and_missing_on_hand_made_data() -> None:
@@ -351,7 +354,15 @@ def test_baseline_layout_matches_the_training_profile() -> None:
     t = _table(5000, seed=12)
     t = t.set_column(5, "x05", generate(5000, seed=12).column("x05"))  # no inf: the legacy profile keeps it
     legacy = baseline_profile(t.drop_columns(["probability"]))
-    base = Profile.baseline(t, numeric=NUM, categorical=CATEGORICAL, bins=10, top_k=20)
+    # the version-1 layout (no grid, a sample) is exactly training's; the grid layout counts each fine cell
+    # in the coarse bin of its midpoint, so its coarse counts move only by the values next to an edge
+    base = Profile.baseline(t, numeric=NUM, categorical=CATEGORICAL, bins=10, top_k=20, grid=False, sample_size=2048)
+    fine = Profile.baseline(t, numeric=NUM, categorical=CATEGORICAL, bins=10, top_k=20)
+    for name in NUMERIC:
+        x, g = base.features[name], fine.features[name]
+        assert isinstance(g, NumericStats) and g.spec.edges == x.spec.edges and g.spec.grid
+        assert g.counts.sum() == x.counts.sum() and np.abs(g.counts - x.counts).max() <= 0.02 * x.counts.max()
+        assert (g.min, g.max, g.mean, g.m2, g.count) == (x.min, x.max, x.mean, x.m2, x.count)
     for name in NUMERIC:
         b, x = legacy["numeric"][name], base.features[name]
         assert isinstance(x, NumericStats)
