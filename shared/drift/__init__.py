@@ -9,6 +9,7 @@ from shared.drift.evaluate import (
     DriftReport,
     FeatureDrift,
     compare,
+    grid_distances,
 )
 from shared.drift.metrics import (
     EVIDENTLY_FILL,
@@ -38,12 +39,15 @@ from shared.drift.monitor import (
 )
 from shared.drift.profile import (
     BASELINE_SEED,
+    GRID_RESOLUTION,
     PROFILE_FORMAT,
     PROFILE_VERSION,
+    TAIL_SIZE,
     CategoricalStats,
     FeatureSpec,
     NumericStats,
     Profile,
+    grid_for,
     row_keys,
     specs_from_baseline,
 )
@@ -72,6 +76,7 @@ __all__ = [
     "BREACH_TAG",
     "DATASET_DRIFT_DETECTED",
     "EVIDENTLY_FILL",
+    "GRID_RESOLUTION",
     "MAX_ATTEMPTS",
     "MAX_INPUTS",
     "PREDICTION_FEATURES",
@@ -81,6 +86,7 @@ __all__ = [
     "REPORT_FORMAT",
     "RUN_COMPLETED",
     "RUN_STATUS_CHANGED",
+    "TAIL_SIZE",
     "WASSERSTEIN_STD_FLOOR",
     "CategoricalStats",
     "Chi2Result",
@@ -106,6 +112,8 @@ __all__ = [
     "baseline_from_reference",
     "chi2_test",
     "compare",
+    "grid_distances",
+    "grid_for",
     "js_distance",
     "ks_test",
     "missing_rate",

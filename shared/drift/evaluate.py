@@ -69,6 +69,7 @@ __all__ = [
     "DriftReport",
     "FeatureDrift",
     "compare",
+    "grid_distances",
 ]
 
 REPORT_FORMAT = "scorehook.drift-report/v1"
@@ -127,6 +128,13 @@ class FeatureDrift:
     quality_breaches: list[str] = field(default_factory=list)
     importance: float | None = None
     reasons: list[str] = field(default_factory=list)
+    basis: str = ""
+    """What the distance was computed from: ``grid`` (numeric, fine histogram), ``sample`` (numeric, a
+    version-1 layout: the bounded samples), ``counts`` (categorical: vocabulary, sketch and the rest)."""
+    new_levels: dict[str, float] = field(default_factory=dict)
+    """Categorical: values unseen in the baseline with at least a 2 % share of the window's values."""
+    vanished_levels: dict[str, float] = field(default_factory=dict)
+    """Categorical: baseline values with at least a 2 % share that the window (>= 50 values) never has."""
 
     @property
     def flagged(self) -> bool:
@@ -223,6 +231,13 @@ def compare(
     share = sum(w for f, w in zip(inputs, weights, strict=True) if f.flagged) / total if total else 0.0
     prediction_drift = any(f.flagged for f in results if f.role == "prediction" and f.status == "evaluated")
     reasons = [r for f in results if f.flagged for r in f.reasons]
+    coarse = [f.name for f in results if f.basis == "sample"]
+    if coarse:
+        reasons.append(
+            f"{', '.join(coarse)}: the baseline profile has no fine grid (profile version 1), so these "
+            f"distances come from the bounded samples ({baseline.sample_size} values a side) and their noise "
+            "bound does not shrink with n: re-register the baseline to get the grid"
+        )
     if rows < policy.min_rows or not inputs:
         decision = "insufficient_data"
         reasons = [f"{rows} rows in the window, fewer than min_rows {policy.min_rows}"]
@@ -295,8 +310,8 @@ def _binomial_breach(
     rate = hits / n if n else 0.0
     result.quality[what] = round(rate, 6)
     result.quality[f"baseline_{what}"] = round(base_rate, 6)
-    if n and rate - base_rate > policy.quality_threshold:
-        p_value = float(stats.binom.sf(hits - 1, n, min(null_rate, 1.0)))
+    if n and rate - base_rate > policy.quality_threshold:  # and more than the threshold beyond noise:
+        p_value = float(stats.binom.sf(hits - 1, n, min(null_rate + policy.quality_threshold, 1.0)))
         if p_value < corrected:
             result.quality_breaches.append(what)
             result.reasons.append(
@@ -335,6 +350,10 @@ def _numeric(
         max(base_oor, 2 / (base.count + 1)), policy, corrected,
     )  # fmt: skip
     result.metric, result.threshold = "normalized_wasserstein", policy.numeric_threshold
+    if base.spec.grid and cur.count and base.count:
+        _numeric_grid(result, base, cur, policy, corrected, rng)
+        return
+    result.basis = "sample"
     a, b = base.sample_values, cur.sample_values
     if cur.count == 0 or a.size == 0:
         result.status = "no_values" if cur.count == 0 else "no_baseline_sample"
@@ -358,6 +377,103 @@ def _numeric(
     _decide(result, value, bound, policy.numeric_threshold)
 
 
+NULL_GROUPS = 1024
+"""The pooled grid histogram is cut into at most this many groups of equal mass for the bootstrap."""
+
+
+def _joint_atoms(base: NumericStats, cur: NumericStats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted positions and both sides' counts on them: the shared cell midpoints, and each side's own
+    underflow and overflow atoms (at the exact mean of their values)."""
+    pb, cb = base.atoms()
+    pc, cc = cur.atoms()
+    under = sorted([(pb[0], cb[0], 0), (pc[0], 0, cc[0])])
+    over = sorted([(pb[-1], cb[-1], 0), (pc[-1], 0, cc[-1])])
+    pos = np.concatenate([[u[0] for u in under], pb[1:-1], [o[0] for o in over]])
+    rb = np.concatenate([[u[1] for u in under], cb[1:-1], [o[1] for o in over]]).astype(np.float64)
+    rc = np.concatenate([[u[2] for u in under], cc[1:-1], [o[2] for o in over]]).astype(np.float64)
+    return pos, rb, rc
+
+
+def grid_distances(base: NumericStats, cur: NumericStats) -> tuple[float, float]:
+    """(W1, KS statistic) of two grid profiles of the same layout, W1 not normalized.
+
+    Each value sits at its cell's midpoint (within half a cell of where it is), the outer cells' values at
+    their mean: W1 is within one cell width of ``scipy.stats.wasserstein_distance`` on the values (exact
+    beyond the grid while the baseline has nothing there), KS within the largest cell share.
+
+    Example:
+        >>> from shared.drift.profile import FeatureSpec
+        >>> spec = FeatureSpec("x", "numeric", (0.0, 1.0), grid=(0.0, 0.001, 1000))
+        >>> a, b = NumericStats.empty(spec), NumericStats.empty(spec)
+        >>> a.add(np.linspace(0, 1, 1001), None, 0); b.add(np.linspace(0, 1, 1001) + 3.0, None, 0)
+        >>> [round(v, 3) for v in grid_distances(a, b)]
+        [3.0, 1.0]
+    """
+    pos, rb, rc = _joint_atoms(base, cur)
+    diff = np.cumsum(rb)[:-1] / rb.sum() - np.cumsum(rc)[:-1] / rc.sum()
+    return float(np.abs(diff) @ np.diff(pos)), float(np.abs(diff).max(initial=0.0))
+
+
+def _grid_null(
+    pos: np.ndarray, rb: np.ndarray, rc: np.ndarray, resamples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """W1 of ``resamples`` pairs of multinomial draws (both sides' sizes) from the pooled histogram, cut
+    into at most ``NULL_GROUPS`` groups of equal pooled mass (each at its weighted mean position)."""
+    pooled = rb + rc
+    keep = pooled > 0
+    pos, pooled = pos[keep], pooled[keep]
+    if pooled.size > NULL_GROUPS:
+        before = (np.cumsum(pooled) - pooled) / pooled.sum()
+        group = np.minimum((before * NULL_GROUPS).astype(np.int64), NULL_GROUPS - 1)
+        weight = np.bincount(group, weights=pooled)
+        present = weight > 0
+        pos = (np.bincount(group, weights=pooled * pos)[present]) / weight[present]
+        pooled = weight[present]
+    share = pooled / pooled.sum()
+    gaps = np.diff(pos)
+    n_b, n_c = int(rb.sum()), int(rc.sum())
+    fb = np.cumsum(rng.multinomial(n_b, share, size=resamples), axis=1)[:, :-1] / n_b
+    fc = np.cumsum(rng.multinomial(n_c, share, size=resamples), axis=1)[:, :-1] / n_c
+    return np.abs(fb - fc) @ gaps
+
+
+def _numeric_grid(
+    result: FeatureDrift,
+    base: NumericStats,
+    cur: NumericStats,
+    policy: DriftPolicy,
+    corrected: float,
+    rng: np.random.Generator,
+) -> None:
+    """Distance and bound from the fine grids: resolution and noise both shrink with n."""
+    result.basis = "grid"
+    std = base.std(1) or 0.0
+    scale = max(std, WASSERSTEIN_STD_FLOOR)
+    pos, rb, rc = _joint_atoms(base, cur)
+    w1, ks = grid_distances(base, cur)
+    value = w1 / scale
+    null = _grid_null(pos, rb, rc, policy.resamples, rng) / scale
+    bound, p_value = _lognormal_bound(null, value, corrected)
+    result.value, result.noise_bound, result.p_value = round(value, 6), round(bound, 6), p_value
+    effective = max(round(base.count * cur.count / (base.count + cur.count)), 1)
+    result.other_metrics = {
+        "psi": round(psi(base.counts, cur.counts), 6),
+        "js_distance_bins": round(js_distance(base.counts, cur.counts), 6),
+        "ks_statistic": round(ks, 6),
+        "ks_pvalue": float(stats.kstwo.sf(ks, effective)),
+        "w1_resolution": round(base.spec.grid[1] / scale, 6),  # type: ignore[misc]
+        "mean": cur.mean,
+        "baseline_mean": base.mean,
+        "std": cur.std(),
+        "baseline_std": base.std(),
+    }
+    _decide(result, value, bound, policy.numeric_threshold)
+
+
+LEVEL_SHARE = 0.02
+"""New or vanished categorical levels at least this share of the values are listed in the report."""
+
+
 def _categorical(
     result: FeatureDrift,
     base: CategoricalStats,
@@ -374,8 +490,27 @@ def _categorical(
         (base.other + 1) / (base_present + 2), policy, corrected,
     )  # fmt: skip
     result.metric, result.threshold = "jensen_shannon_distance", policy.categorical_threshold
-    r = np.append(base.counts, base.other).astype(float)
-    c = np.append(cur.counts, cur.other).astype(float)
+    result.basis = "counts"
+    # categories: the vocabulary, every value either sketch names (its own category), and the rest
+    base_tail, cur_tail = base.tail(), cur.tail()
+    vocabulary = set(base.spec.vocabulary)
+    names = [v for v in dict.fromkeys([*base_tail, *cur_tail]) if v not in vocabulary]
+    r_named = np.asarray([base_tail.get(v, 0) for v in names], float)
+    c_named = np.asarray([cur_tail.get(v, 0) for v in names], float)
+    r = np.concatenate([base.counts, r_named, [max(base.other - r_named.sum(), 0.0)]]).astype(float)
+    c = np.concatenate([cur.counts, c_named, [max(cur.other - c_named.sum(), 0.0)]]).astype(float)
+    if cur_present:
+        result.new_levels = {
+            v: round(n / cur_present, 6)
+            for v, n in zip(names, c_named.tolist(), strict=True)
+            if v not in base_tail and n / cur_present >= LEVEL_SHARE
+        }
+    if cur_present >= 50 and base_present:
+        result.vanished_levels = {
+            v: round(int(n) / base_present, 6)
+            for v, n, now in zip(base.spec.vocabulary, base.counts.tolist(), cur.counts.tolist(), strict=True)
+            if now == 0 and n / base_present >= LEVEL_SHARE
+        }
     if c.sum() == 0 or r.sum() == 0:
         result.status = "no_values" if c.sum() == 0 else "no_baseline_counts"
         return
