@@ -326,7 +326,7 @@ def evidently_run(python: str, args: dict[str, Any], timeout: float) -> dict[str
 POWER_KINDS = ("mean", "scale", "shape", "mix", "new_level", "missing")
 """One feature per kind, all in one profile (the Bonferroni correction sees 6 features): ``mean`` N(0,1) ->
 N(d,1); ``scale`` -> N(0, (1 + d sqrt(pi/2))^2); ``shape`` -> a mixture with a bimodal law of the same mean
-and sd (N(+-0.9, 0.436^2)), its weight set so the true W1/sd is d; ``mix`` a 3-level categorical moved
+and sd (N(+-0.98, 0.199^2), W1 0.39 from N(0,1)), its weight set so the true W1/sd is d; ``mix`` a 3-level categorical moved
 toward its rarest level, ``new_level`` a new level taking a share, both until JS = d; ``missing`` N(0,1)
 with 2 % missing values, d more in the window. True effect = d for every kind."""
 POWER_EFFECTS = (0.0, 0.03, 0.15, 0.2, 0.25)
@@ -348,14 +348,17 @@ def _js_solve(target: float, toward: Any) -> float:
     return (lo + hi) / 2
 
 
+_MODE = 0.98
+
+
 def _bimodal_w1() -> float:
-    """W1 between N(0,1) and the bimodal N(+-0.9, 0.436^2) of mean 0 and sd 1 (quadrature)."""
+    """W1 between N(0,1) and the bimodal N(+-0.98, 0.199^2) of mean 0 and sd 1 (quadrature)."""
     import numpy as np
     from scipy import stats
 
     x = np.linspace(-8, 8, 200_001)
-    sd = float(np.sqrt(1 - 0.81))
-    mix = 0.5 * (stats.norm.cdf(x, -0.9, sd) + stats.norm.cdf(x, 0.9, sd))
+    sd = float(np.sqrt(1 - _MODE**2))
+    mix = 0.5 * (stats.norm.cdf(x, -_MODE, sd) + stats.norm.cdf(x, _MODE, sd))
     return float(np.abs(stats.norm.cdf(x) - mix).sum() * (x[1] - x[0]))
 
 
@@ -368,7 +371,7 @@ def _power_table(rows: int, effect: float, rng: Any, shape_w1: float, float32: b
     shape = z[2].copy()
     if d:
         pick = rng.random(rows) < d / shape_w1
-        shape[pick] = rng.choice([-0.9, 0.9], int(pick.sum())) + float(np.sqrt(0.19)) * z[3][pick]
+        shape[pick] = rng.choice([-_MODE, _MODE], int(pick.sum())) + float(np.sqrt(1 - _MODE**2)) * z[3][pick]
     mix_p = np.array([*_LEVEL_P, 0.0])
     new_p = mix_p.copy()
     if d:
