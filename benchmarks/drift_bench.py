@@ -1,5 +1,5 @@
-"""``python -m benchmarks.drift_bench [--quick] [--evidently-python PATH] [--json FILE]``: the drift figures of
-issue 6, measured in one run (``make bench-drift``).
+"""``python -m benchmarks.drift_bench [--quick] [--evidently-python PATH] [--json FILE] [--power-replicates N]``:
+the drift figures of issues 6 and 11, measured in one run (``make bench-drift``).
 
 1. **Profile cost while scoring**: ``score_file`` on the cached 1M-row CSV with the linear ONNX model, with
    and without the production drift hook (``ProfileObserver`` on a blank profile of the model's baseline,
@@ -14,6 +14,12 @@ issue 6, measured in one run (``make bench-drift``).
    generated with drift 1.0). Both tools' drifted columns and dataset-drift verdicts are printed, and the
    same comparison runs on ``--windows`` windows of 50 undrifted rows, where every detection is a false
    alarm.
+
+3. **Power and false alarms** (issue 11): :func:`power_table`, the detection rate of ``compare`` per
+   scenario kind (:data:`POWER_KINDS`) x effect (0, 0.03, 0.15, 0.2, 0.25) x window size (50 .. 1M rows),
+   each window against a fresh 200k-row baseline, and the false alarms (per-feature rate at effect 0,
+   flags at effects <= 0.03); ``power_targets_missed`` counts the issue's targets not met.
+   ``profile_part_bytes_1k`` is the stored JSON of one 1k-row file's profile (a window part).
 
 Evidently 0.7.23 (``benchmarks/requirements-drift.txt``) needs pandas < 3 while the project pins pandas
 3.1.1, so it runs in its own venv (``.local/bench-evidently``, built by ``make bench-drift``) as a
@@ -57,7 +63,7 @@ def model_and_baseline(base: Path) -> tuple[Path, Path, Path]:
     ``train_and_register`` stores it) and those 16k training rows (features only, Parquet, for Evidently)."""
     onnx, artifact, reference = (
         base / "linear-16k.onnx",
-        base / "baseline-16k.json",
+        base / "baseline-16k-v2.json",  # the profile format's version: a v1 artifact would be compared coarsely
         base / "reference-16k.parquet",
     )
     if onnx.exists() and artifact.exists() and reference.exists():
@@ -510,6 +516,9 @@ def main(argv: list[str] | None = None) -> int:
         "--evidently-python", default=str(ROOT / ".local" / "bench-evidently" / "bin" / "python")
     )
     parser.add_argument("--json", help="also write every measurement to this file")
+    parser.add_argument(
+        "--power-replicates", type=int, default=0, help="windows per power-table cell (default 100, 10 --quick)"
+    )
     args = parser.parse_args(argv)
     rows, windows = (100_000, args.windows or 5) if args.quick else (1_000_000, args.windows or 20)
     s, base = label(rows), BENCH_DIR / "drift"
@@ -549,6 +558,24 @@ def main(argv: list[str] | None = None) -> int:
     stored_current = json.dumps(_profiled(current, "parquet", model, baseline, current.name).to_json())
     ours = scorehook_eval(baseline_json, stored_current, 3)
     ours_small = scorehook_windows(small, windows, model, baseline_json)
+
+    import io
+
+    from benchmarks.fixtures import small_csv
+
+    part = _profiled(io.BytesIO(small_csv(1000, seed=5)), "csv", model, baseline, "part-1k")
+    part_bytes = len(json.dumps(part.to_json()))
+
+    loads.append(os.getloadavg()[0])
+    replicates = args.power_replicates or (10 if args.quick else 100)
+    sizes = POWER_SIZES[:-1] if args.quick else POWER_SIZES
+    print(
+        f"[power] detection and false alarms: {len(POWER_KINDS)} kinds x {len(POWER_EFFECTS)} effects x "
+        f"{len(sizes)} sizes, {replicates} windows each (load before {loads[-1]:.1f})",
+        flush=True,
+    )
+    power = power_table(sizes=sizes, replicates=replicates)
+    power_misses = power_targets(power)
 
     loads.append(os.getloadavg()[0])
     print(
@@ -649,6 +676,10 @@ def main(argv: list[str] | None = None) -> int:
             Figure(f"evidently_eval_{WINDOW_ROWS}_s", med(w["seconds"] for w in ev["windows"]), digits=3),
         ]
     figs.append(Figure(f"scorehook_eval_{WINDOW_ROWS}_s", med(w["seconds"][0] for w in ours_small), digits=3))
+    figs += [
+        Figure("profile_part_bytes_1k", part_bytes, "report", None, 0),
+        Figure("power_targets_missed", len(power_misses), "0", not power_misses, 0),
+    ]
 
     elapsed = time.monotonic() - started
     print(f"\nDrift benchmark (total {elapsed / 60:.1f} min)\n")
@@ -692,6 +723,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Scorehook {ours_cols}" + (f", Evidently {[int(c) for c in ev_cols]}" if ev else "")
     )
     print()
+    print("\n".join(power_lines(power)))
+    print("power targets: " + ("all met" if not power_misses else "; ".join(power_misses)))
+    print()
     print(figure_table(figs))
     print()
     print(figure_lines(figs), flush=True)
@@ -703,6 +737,8 @@ def main(argv: list[str] | None = None) -> int:
                     "scorehook": ours,
                     "scorehook_windows": ours_small,
                     "evidently": ev,
+                    "power": power,
+                    "power_misses": power_misses,
                     "figures": {f.name: f.value for f in figs},
                 },
                 indent=1,
