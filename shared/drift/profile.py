@@ -527,9 +527,12 @@ class NumericStats:
             s1 = float(t.sum())
             s2 = float(np.einsum("i,i->", t, t))  # not t @ t: BLAS's spinning threads take the parser's core
             moments = None
-        np.multiply(t, ftype(1.0 / step), out=t)
-        if lo < origin or hi >= origin + cells * step:
+        if lo < origin or hi >= origin + cells * step:  # values beyond the grid (3e38 * 1/step may overflow)
+            with np.errstate(over="ignore"):
+                np.multiply(t, ftype(1.0 / step), out=t)
             np.clip(t, 0, cells + 1, out=t)
+        else:
+            np.multiply(t, ftype(1.0 / step), out=t)
         c = t.astype(np.int32)
         got = np.bincount(c, minlength=cells + 2)
         assert self.cells is not None

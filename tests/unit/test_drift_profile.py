@@ -3,6 +3,8 @@ tables and chunkings), merge algebra, JSON, hand-made edge cases, the bottom-k s
 
 from __future__ import annotations
 
+import warnings
+
 import itertools
 import json
 from functools import cache
@@ -450,3 +452,16 @@ def test_integer_labels_count_like_their_strings() -> None:
             as_text.other,
             as_text.missing,
         )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extreme_values_land_in_the_outer_cells_with_their_exact_sums(dtype) -> None:
+    base = Profile.baseline(pa.table({"x": np.linspace(-1.0, 1.0, 1001)}))
+    values = np.array([np.inf, -np.inf, np.nan, 3e38, -3e38, 0.5, 2.0], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning from the grid arithmetic
+        x = base.blank().update(pa.table({"x": values})).features["x"]
+    assert isinstance(x, NumericStats) and x.cells is not None
+    assert (x.count, x.missing, x.out_of_range) == (4, 3, 3)
+    assert (x.cells[0], x.cells[-1], x.cells[1:-1].sum()) == (1, 2, 1)
+    assert x.under_sum == float(dtype(-3e38)) and x.over_sum == float(dtype(3e38)) + 2.0
