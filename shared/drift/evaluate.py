@@ -4,29 +4,40 @@ A feature is **drifted** only when its distance exceeds the practical threshold 
 0.1 for numeric features, Jensen-Shannon distance 0.1 for categorical ones, as Azure ML's defaults) by more
 than what sampling noise alone gives at this window's size: ``distance > threshold + noise_bound``, so the
 distance is above the threshold even after the largest noise expected (it also exceeds each of the two).
-Numeric distances are estimated from the bounded samples (2048 values a side), whose own noise stays about
-0.03-0.1 however large the window: a plain ``distance > threshold`` would flag an unlucky sample of
-undrifted data at 1M rows. The noise bound is calibrated per feature and per evaluation: ``resamples``
-bootstrap draws of both sides (sizes as observed) from the pooled data (numeric: the two samples;
-categorical: the pooled category shares) give the distance's null distribution; a (zero-inflated)
-log-normal fitted to it gives the bound at ``alpha / features`` (Bonferroni over the features evaluated),
-and a p-value. So 50 undrifted rows (whose normalized Wasserstein is often above 0.1) stay quiet, and a
-0.02-sd shift at 1M rows (true distance 0.02) stays quiet too, where KS p-values would flag it; both
-numbers, distance and bound, are reported.
+Numeric distances come from the fine grids of both profiles (``basis`` = ``grid``): every value sits
+within half a cell of where it is, so the normalized Wasserstein distance is within one cell width over the
+baseline std (reported as ``other_metrics["w1_resolution"]``, <= 0.0025 for grids sized by
+``shared.drift.profile.grid_for``) of ``scipy.stats.wasserstein_distance(ref, cur) / std(ref, ddof=1)`` on
+the full data, at any n, and KS within the largest cell share. The noise bound is calibrated per feature
+and per evaluation: ``resamples`` draws of both sides (sizes as observed) from the pooled data
+(numeric: a multinomial on the pooled grid, cut into at most ``NULL_GROUPS`` groups of equal mass;
+categorical: on the pooled category shares) give the distance's null distribution; a (zero-inflated)
+log-normal fitted to it gives the bound at ``alpha / features`` (Bonferroni over the features evaluated)
+and a p-value. The bound shrinks as both sides grow (about 0.08 at 1,000 rows, 0.03 at 10k and 0.02 at
+1M against a 16k-row baseline), so 50 undrifted rows (whose distance is often above 0.1) stay quiet, a
+0.03-sd shift at 1M rows stays quiet, and a 0.15 effect is caught from 10k rows. A version-1 baseline has
+no grid: its numeric features fall back to the bounded samples (``basis`` = ``sample``, 2048 values a
+side, the bound no longer shrinking with n) and the report's ``reasons`` say so.
+
+Categoricals compare the vocabulary (the baseline's top 256 levels), every value either side's sketch of
+unseen values names (each its own category, so a new level is never lumped with the rarest ones) and the
+rest; ``new_levels`` / ``vanished_levels`` list levels with a share of at least 2 % that appeared or went.
 
 Data quality per feature: missing rate, out-of-range rate (numeric, outside the baseline [min, max]) and
 unseen-category rate (categorical, outside the baseline's vocabulary). A rate breaches when it rose by more
 than ``quality_threshold`` over the baseline's rate and a one-sided binomial test against the baseline rate
-(Laplace-smoothed; out-of-range: 2 / (N + 1), the chance a new value falls outside N baseline values) is
-significant at the same corrected ``alpha``.
+plus ``quality_threshold`` (the baseline rate Laplace-smoothed; out-of-range: 2 / (N + 1), the chance a new
+value falls outside N baseline values) is significant at the same corrected ``alpha``: a rise smaller than
+the threshold is never a breach, however large n is.
 
 Dataset level: the share of drifted input features (distribution or quality), weighted by the model's
 feature importance when the baseline has it, against ``drift_share``; prediction drift (the
 ``probability``/``prediction`` features) is decided the same way and reported on its own. The dataset has
 drifted when the share reaches ``drift_share`` or the predictions drifted.
 
-PSI (Laplace empty-bin rule, baseline bins), JS distance over the bins for numeric features, KS (samples)
-and chi-squared (homogeneity) are reported for every feature; they do not decide.
+PSI (Laplace empty-bin rule, the coarse baseline bins), JS distance over those bins for numeric features, KS
+(from the grids, asymptotic p-value) and chi-squared (homogeneity) are reported for every feature; they do
+not decide.
 
 Example:
     >>> import pyarrow as pa, numpy as np
