@@ -63,7 +63,8 @@ def model_and_baseline(base: Path) -> tuple[Path, Path, Path]:
     ``train_and_register`` stores it) and those 16k training rows (features only, Parquet, for Evidently)."""
     onnx, artifact, reference = (
         base / "linear-16k.onnx",
-        base / "baseline-16k-v2.json",  # the profile format's version: a v1 artifact would be compared coarsely
+        base
+        / "baseline-16k-v2.json",  # the profile format's version: a v1 artifact would be compared coarsely
         base / "reference-16k.parquet",
     )
     if onnx.exists() and artifact.exists() and reference.exists():
@@ -447,7 +448,9 @@ def power_table(
                     small[str(n)]["flags_at_most_0.03"] += len(flagged)
             if progress:
                 progress(n, e)
-    power = {k: {e: {n: v / replicates for n, v in row.items()} for e, row in by.items()} for k, by in hits.items()}
+    power = {
+        k: {e: {n: v / replicates for n, v in row.items()} for e, row in by.items()} for k, by in hits.items()
+    }
     false_alarms = {
         n: {"per_feature_rate_at_0": v["flags_at_0"] / max(v["features_at_0"], 1),
             "flags_at_most_0.03": v["flags_at_most_0.03"]}
@@ -517,7 +520,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", help="also write every measurement to this file")
     parser.add_argument(
-        "--power-replicates", type=int, default=0, help="windows per power-table cell (default 100, 10 --quick)"
+        "--power-replicates",
+        type=int,
+        default=0,
+        help="windows per power-table cell (default 100, 10 --quick)",
     )
     args = parser.parse_args(argv)
     rows, windows = (100_000, args.windows or 5) if args.quick else (1_000_000, args.windows or 20)

@@ -72,9 +72,9 @@ import pyarrow.compute as pc
 __all__ = [
     "BASELINE_SEED",
     "GRID_RESOLUTION",
-    "TAIL_SIZE",
     "PROFILE_FORMAT",
     "PROFILE_VERSION",
+    "TAIL_SIZE",
     "CategoricalStats",
     "FeatureSpec",
     "NumericStats",
@@ -235,7 +235,9 @@ class FeatureSpec:
         if self.grid:
             origin, step, cells = self.grid  # type: ignore[misc]
             if self.kind != "numeric" or not (step > 0 and int(cells) >= 1 and math.isfinite(origin)):
-                raise ValueError(f"{self.name}: grid must be (origin, step > 0, cells >= 1) of a numeric feature")
+                raise ValueError(
+                    f"{self.name}: grid must be (origin, step > 0, cells >= 1) of a numeric feature"
+                )
             object.__setattr__(self, "grid", (float(origin), float(step), int(cells)))
 
     @property
@@ -249,7 +251,9 @@ class FeatureSpec:
         return self.grid[2] if self.grid else 0  # type: ignore[misc]
 
 
-def grid_for(lo: float, hi: float, std: float, resolution: float = GRID_RESOLUTION) -> tuple[float, float, int]:
+def grid_for(
+    lo: float, hi: float, std: float, resolution: float = GRID_RESOLUTION
+) -> tuple[float, float, int]:
     """The grid of a baseline with values in [lo, hi] and standard deviation ``std``: [lo, hi] widened by 10 %
     each side, cells at most ``resolution`` std wide (a power of two of cells, 256 .. 65,536). A constant
     baseline gets one cell centred on its value.
@@ -380,8 +384,8 @@ class NumericStats:
         count: int = 0,
         missing: int = 0,
         out_of_range: int = 0,
-        min: float | None = None,  # noqa: A002 (the stored field's name)
-        max: float | None = None,  # noqa: A002
+        min: float | None = None,
+        max: float | None = None,
         mean: float = 0.0,
         m2: float = 0.0,
         sample_keys: np.ndarray | None = None,
@@ -413,7 +417,9 @@ class NumericStats:
         """Counts per coarse bin (in grid layouts, each cell counted in the bin of its midpoint)."""
         if self.cells is None:
             return self._counts
-        return np.bincount(_coarse_map(self.spec), weights=self.cells, minlength=self.spec.bins).astype(np.int64)
+        return np.bincount(_coarse_map(self.spec), weights=self.cells, minlength=self.spec.bins).astype(
+            np.int64
+        )
 
     @counts.setter
     def counts(self, value: np.ndarray) -> None:
@@ -906,8 +912,8 @@ class Profile:
         for name in numeric:
             x = _floats(table.column(name))
             present = x[np.isfinite(x)]
-            edges = np.quantile(present, np.linspace(0, 1, bins + 1)) if present.size else ()
-            fine = ()
+            edges = np.quantile(present, np.linspace(0, 1, bins + 1)) if present.size else np.zeros(0)
+            fine: tuple[float, float, int] | tuple[()] = ()
             if grid and present.size:
                 std = float(present.std(ddof=1)) if present.size > 1 else 0.0
                 fine = grid_for(float(edges[0]), float(edges[-1]), std, resolution)
@@ -922,7 +928,9 @@ class Profile:
                 )
             )
         profile = cls(specs, sample_size=sample_size, seed=seed, key=key, model_version=model_version)
-        keys = None if key in table.column_names or not sample_size else row_keys(offset=0, rows=table.num_rows)
+        keys = (
+            None if key in table.column_names or not sample_size else row_keys(offset=0, rows=table.num_rows)
+        )
         return profile.update(table, keys=keys)
 
     @classmethod

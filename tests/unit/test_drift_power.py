@@ -39,13 +39,19 @@ def test_reduced_power_table_meets_the_targets(table: dict) -> None:
 def test_power_grows_with_n(table: dict) -> None:
     """At 50 rows a 0.15 effect is mostly within noise; at 10k rows it is caught: the bound shrinks with n."""
     numeric = ("mean", "scale", "shape")
-    assert sum(table["power"][k]["0.15"]["50"] for k in numeric) < sum(table["power"][k]["0.15"]["10000"] for k in numeric)
+    assert sum(table["power"][k]["0.15"]["50"] for k in numeric) < sum(
+        table["power"][k]["0.15"]["10000"] for k in numeric
+    )
 
 
 @pytest.mark.parametrize("rows", [50, 1_000, 100_000])
 def test_distances_equal_the_scipy_oracle_on_the_full_data(rows: int) -> None:
     rng = np.random.default_rng(rows)
-    ref = {"n": rng.normal(size=20_000), "l": rng.lognormal(size=20_000), "c": rng.choice(list("abcdefgh"), 20_000)}
+    ref = {
+        "n": rng.normal(size=20_000),
+        "l": rng.lognormal(size=20_000),
+        "c": rng.choice(list("abcdefgh"), 20_000),
+    }
     cur = {
         "n": rng.uniform(-1.7, 1.9, rows).astype(np.float32),  # shape and location change
         "l": (rng.lognormal(size=rows) * 1.3 + 4).astype(np.float32),  # skewed, scaled and shifted
@@ -56,9 +62,16 @@ def test_distances_equal_the_scipy_oracle_on_the_full_data(rows: int) -> None:
     for name in ("n", "l"):
         oracle = stats.wasserstein_distance(ref[name], cur[name]) / np.std(ref[name], ddof=1)
         assert report.feature(name).value == pytest.approx(oracle, abs=0.005)
-        assert report.feature(name).basis == "grid" and report.feature(name).other_metrics["w1_resolution"] <= 0.0025
+        assert (
+            report.feature(name).basis == "grid"
+            and report.feature(name).other_metrics["w1_resolution"] <= 0.0025
+        )
     levels, index = np.unique(np.concatenate([ref["c"], cur["c"]]), return_inverse=True)
-    oracle = jensenshannon(np.bincount(index[:20_000], minlength=levels.size), np.bincount(index[20_000:], minlength=levels.size), base=2)
+    oracle = jensenshannon(
+        np.bincount(index[:20_000], minlength=levels.size),
+        np.bincount(index[20_000:], minlength=levels.size),
+        base=2,
+    )
     assert report.feature("c").value == pytest.approx(oracle, abs=0.005)
     assert set(report.feature("c").new_levels) == {"z"}  # a new 10 % level is its own category
 
@@ -76,6 +89,8 @@ def test_a_new_level_under_five_percent_in_a_wide_feature_is_its_own_category() 
     assert feature.new_levels == {"brand-new": pytest.approx(0.03, abs=0.003)}
     names, index = np.unique(np.concatenate([ref, values]), return_inverse=True)
     oracle = jensenshannon(
-        np.bincount(index[: ref.size], minlength=names.size), np.bincount(index[ref.size :], minlength=names.size), base=2
+        np.bincount(index[: ref.size], minlength=names.size),
+        np.bincount(index[ref.size :], minlength=names.size),
+        base=2,
     )
     assert feature.value == pytest.approx(oracle, abs=0.005)  # ~0.13: lumped with the rarest it was ~0.04

@@ -3,10 +3,9 @@ tables and chunkings), merge algebra, JSON, hand-made edge cases, the bottom-k s
 
 from __future__ import annotations
 
-import warnings
-
 import itertools
 import json
+import warnings
 from functools import cache
 
 import numpy as np
@@ -358,7 +357,9 @@ def test_baseline_layout_matches_the_training_profile() -> None:
     legacy = baseline_profile(t.drop_columns(["probability"]))
     # the version-1 layout (no grid, a sample) is exactly training's; the grid layout counts each fine cell
     # in the coarse bin of its midpoint, so its coarse counts move only by the values next to an edge
-    base = Profile.baseline(t, numeric=NUM, categorical=CATEGORICAL, bins=10, top_k=20, grid=False, sample_size=2048)
+    base = Profile.baseline(
+        t, numeric=NUM, categorical=CATEGORICAL, bins=10, top_k=20, grid=False, sample_size=2048
+    )
     fine = Profile.baseline(t, numeric=NUM, categorical=CATEGORICAL, bins=10, top_k=20)
     for name in NUMERIC:
         x, g = base.features[name], fine.features[name]
