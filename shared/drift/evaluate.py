@@ -10,7 +10,7 @@ baseline std (reported as ``other_metrics["w1_resolution"]``, <= 0.0025 for grid
 ``shared.drift.profile.grid_for``) of ``scipy.stats.wasserstein_distance(ref, cur) / std(ref, ddof=1)`` on
 the full data, at any n, and KS within the largest cell share. The noise bound is calibrated per feature
 and per evaluation: ``resamples`` draws of both sides (sizes as observed) from the pooled data
-(numeric: a multinomial on the pooled grid, cut into at most ``NULL_GROUPS`` groups of equal mass;
+(numeric: on the pooled grid's atoms, value by value for small sides, see ``_grid_null``;
 categorical: on the pooled category shares) give the distance's null distribution; a (zero-inflated)
 log-normal fitted to it gives the bound at ``alpha / features`` (Bonferroni over the features evaluated)
 and a p-value. The bound shrinks as both sides grow (about 0.08 at 1,000 rows, 0.03 at 10k and 0.02 at
@@ -389,7 +389,11 @@ def _numeric(
 
 
 NULL_GROUPS = 1024
-"""The pooled grid histogram is cut into at most this many groups of equal mass for the bootstrap."""
+"""A large side's bootstrap draws are multinomial over at most this many groups of equal pooled mass."""
+NULL_ATOMS = 4096
+"""The bootstrap runs on at most this many atoms of the pooled grid histogram (merged by mass beyond)."""
+EXACT_DRAWS = 2000
+"""Sides of at most this many rows are drawn value by value in the bootstrap."""
 
 
 def _joint_atoms(base: NumericStats, cur: NumericStats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -428,24 +432,47 @@ def grid_distances(base: NumericStats, cur: NumericStats) -> tuple[float, float]
 def _grid_null(
     pos: np.ndarray, rb: np.ndarray, rc: np.ndarray, resamples: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """W1 of ``resamples`` pairs of multinomial draws (both sides' sizes) from the pooled histogram, cut
-    into at most ``NULL_GROUPS`` groups of equal pooled mass (each at its weighted mean position)."""
+    """W1 of ``resamples`` pairs of draws (both sides' sizes) from the pooled histogram, on its atoms (at
+    most ``NULL_ATOMS``, merged by equal mass beyond). A side of at most ``EXACT_DRAWS`` rows is drawn value
+    by value (small windows: their noise lives in the tails, which a coarse grouping would narrow); a
+    larger one by a multinomial over at most ``NULL_GROUPS`` groups of equal mass, each group's count spread
+    over its atoms in proportion (the within-group noise of a large side is negligible)."""
     pooled = rb + rc
     keep = pooled > 0
     pos, pooled = pos[keep], pooled[keep]
-    if pooled.size > NULL_GROUPS:
-        before = (np.cumsum(pooled) - pooled) / pooled.sum()
-        group = np.minimum((before * NULL_GROUPS).astype(np.int64), NULL_GROUPS - 1)
-        weight = np.bincount(group, weights=pooled)
-        present = weight > 0
-        pos = (np.bincount(group, weights=pooled * pos)[present]) / weight[present]
-        pooled = weight[present]
+    if pooled.size > NULL_ATOMS:
+        pos, pooled = _merge_by_mass(pos, pooled, NULL_ATOMS)
     share = pooled / pooled.sum()
-    gaps = np.diff(pos)
-    n_b, n_c = int(rb.sum()), int(rc.sum())
-    fb = np.cumsum(rng.multinomial(n_b, share, size=resamples), axis=1)[:, :-1] / n_b
-    fc = np.cumsum(rng.multinomial(n_c, share, size=resamples), axis=1)[:, :-1] / n_c
-    return np.abs(fb - fc) @ gaps
+    before = np.cumsum(share) - share
+    group = np.minimum((before * NULL_GROUPS).astype(np.int64), NULL_GROUPS - 1)
+    group_share = np.bincount(group, weights=share)
+    present = np.flatnonzero(group_share > 0)
+    within = share / group_share[group]
+    column = np.searchsorted(present, group)
+    cumulative = np.cumsum(share)
+
+    def cdfs(n: int) -> np.ndarray:
+        if n <= EXACT_DRAWS:
+            picks = np.searchsorted(cumulative, rng.random((resamples, n)) * cumulative[-1], side="right")
+            picks = np.minimum(picks, share.size - 1) + (np.arange(resamples) * share.size)[:, None]
+            counts = np.bincount(picks.ravel(), minlength=resamples * share.size).reshape(
+                resamples, share.size
+            )
+        else:
+            drawn = rng.multinomial(n, group_share[present] / group_share[present].sum(), size=resamples)
+            counts = drawn[:, column] * within
+        return np.cumsum(counts, axis=1)[:, :-1] / n
+
+    return np.abs(cdfs(int(rb.sum())) - cdfs(int(rc.sum()))) @ np.diff(pos)
+
+
+def _merge_by_mass(pos: np.ndarray, weight: np.ndarray, most: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``most`` atoms: consecutive atoms merged into groups of equal mass, at their weighted mean."""
+    before = (np.cumsum(weight) - weight) / weight.sum()
+    group = np.minimum((before * most).astype(np.int64), most - 1)
+    total = np.bincount(group, weights=weight)
+    present = total > 0
+    return np.bincount(group, weights=weight * pos)[present] / total[present], total[present]
 
 
 def _numeric_grid(
