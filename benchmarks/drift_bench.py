@@ -1,5 +1,5 @@
-"""``python -m benchmarks.drift_bench [--quick] [--evidently-python PATH] [--json FILE]``: the drift figures of
-issue 6, measured in one run (``make bench-drift``).
+"""``python -m benchmarks.drift_bench [--quick] [--evidently-python PATH] [--json FILE] [--power-replicates N]``:
+the drift figures of issues 6 and 11, measured in one run (``make bench-drift``).
 
 1. **Profile cost while scoring**: ``score_file`` on the cached 1M-row CSV with the linear ONNX model, with
    and without the production drift hook (``ProfileObserver`` on a blank profile of the model's baseline,
@@ -14,6 +14,12 @@ issue 6, measured in one run (``make bench-drift``).
    generated with drift 1.0). Both tools' drifted columns and dataset-drift verdicts are printed, and the
    same comparison runs on ``--windows`` windows of 50 undrifted rows, where every detection is a false
    alarm.
+
+3. **Power and false alarms** (issue 11): :func:`power_table`, the detection rate of ``compare`` per
+   scenario kind (:data:`POWER_KINDS`) x effect (0, 0.03, 0.15, 0.2, 0.25) x window size (50 .. 1M rows),
+   each window against a fresh 200k-row baseline, and the false alarms (per-feature rate at effect 0,
+   flags at effects <= 0.03); ``power_targets_missed`` counts the issue's targets not met.
+   ``profile_part_bytes_1k`` is the stored JSON of one 1k-row file's profile (a window part).
 
 Evidently 0.7.23 (``benchmarks/requirements-drift.txt``) needs pandas < 3 while the project pins pandas
 3.1.1, so it runs in its own venv (``.local/bench-evidently``, built by ``make bench-drift``) as a
@@ -57,7 +63,8 @@ def model_and_baseline(base: Path) -> tuple[Path, Path, Path]:
     ``train_and_register`` stores it) and those 16k training rows (features only, Parquet, for Evidently)."""
     onnx, artifact, reference = (
         base / "linear-16k.onnx",
-        base / "baseline-16k.json",
+        base
+        / "baseline-16k-v2.json",  # the profile format's version: a v1 artifact would be compared coarsely
         base / "reference-16k.parquet",
     )
     if onnx.exists() and artifact.exists() and reference.exists():
@@ -322,6 +329,173 @@ def evidently_run(python: str, args: dict[str, Any], timeout: float) -> dict[str
     return json.loads(found[-1][len(MARKER) :])
 
 
+# -- 3. power and false alarms of the decision (synthetic, the production profile and compare) ----------------
+POWER_KINDS = ("mean", "scale", "shape", "mix", "new_level", "missing")
+"""One feature per kind, all in one profile (the Bonferroni correction sees 6 features): ``mean`` N(0,1) ->
+N(d,1); ``scale`` -> N(0, (1 + d sqrt(pi/2))^2); ``shape`` -> a mixture with a bimodal law of the same mean
+and sd (N(+-0.98, 0.199^2), W1 0.39 from N(0,1)), its weight set so the true W1/sd is d; ``mix`` a 3-level categorical moved
+toward its rarest level, ``new_level`` a new level taking a share, both until JS = d; ``missing`` N(0,1)
+with 2 % missing values, d more in the window. True effect = d for every kind."""
+POWER_EFFECTS = (0.0, 0.03, 0.15, 0.2, 0.25)
+POWER_SIZES = (50, 200, 1_000, 10_000, 100_000, 1_000_000)
+_LEVELS = ("a", "b", "c")
+_LEVEL_P = (0.5, 0.3, 0.2)
+
+
+def _js_solve(target: float, toward: Any) -> float:
+    """The weight t in [0, 1] of ``toward`` in (1 - t) p + t toward whose JS distance from p is ``target``."""
+    import numpy as np
+    from scipy.spatial.distance import jensenshannon
+
+    p = np.array([*_LEVEL_P, 0.0])
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if jensenshannon(p, (1 - mid) * p + mid * toward, base=2) < target else (lo, mid)
+    return (lo + hi) / 2
+
+
+_MODE = 0.98
+
+
+def _bimodal_w1() -> float:
+    """W1 between N(0,1) and the bimodal N(+-0.98, 0.199^2) of mean 0 and sd 1 (quadrature)."""
+    import numpy as np
+    from scipy import stats
+
+    x = np.linspace(-8, 8, 200_001)
+    sd = float(np.sqrt(1 - _MODE**2))
+    mix = 0.5 * (stats.norm.cdf(x, -_MODE, sd) + stats.norm.cdf(x, _MODE, sd))
+    return float(np.abs(stats.norm.cdf(x) - mix).sum() * (x[1] - x[0]))
+
+
+def _power_table(rows: int, effect: float, rng: Any, shape_w1: float, float32: bool) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    d = effect
+    z = rng.standard_normal((4, rows))
+    shape = z[2].copy()
+    if d:
+        pick = rng.random(rows) < d / shape_w1
+        shape[pick] = rng.choice([-_MODE, _MODE], int(pick.sum())) + float(np.sqrt(1 - _MODE**2)) * z[3][pick]
+    mix_p = np.array([*_LEVEL_P, 0.0])
+    new_p = mix_p.copy()
+    if d:
+        t = _js_solve(d, np.array([0.0, 0.0, 1.0, 0.0]))
+        mix_p = (1 - t) * mix_p + t * np.array([0.0, 0.0, 1.0, 0.0])
+        s = _js_solve(d, np.array([0.0, 0.0, 0.0, 1.0]))
+        new_p = (1 - s) * new_p + s * np.array([0.0, 0.0, 0.0, 1.0])
+    names = np.array([*_LEVELS, "new"])
+    missing = z[3].copy()
+    missing[rng.random(rows) < 0.02 + d] = np.nan
+    dtype = np.float32 if float32 else np.float64
+    return pa.table({
+        "mean": (z[0] + d).astype(dtype),
+        "scale": (z[1] * (1 + d * np.sqrt(np.pi / 2))).astype(dtype),
+        "shape": shape.astype(dtype),
+        "mix": names[rng.choice(4, rows, p=mix_p / mix_p.sum())],
+        "new_level": names[rng.choice(4, rows, p=new_p / new_p.sum())],
+        "missing": missing.astype(dtype),
+    })  # fmt: skip
+
+
+def power_table(
+    sizes: tuple[int, ...] = POWER_SIZES,
+    effects: tuple[float, ...] = POWER_EFFECTS,
+    replicates: int = 100,
+    baseline_rows: int = 200_000,
+    seed: int = 20261201,
+    fresh_baseline: bool = True,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Detection rates of ``compare`` (default policy) per kind x effect x window size, over ``replicates``
+    windows (each against a freshly drawn baseline of ``baseline_rows`` unless ``fresh_baseline`` is False),
+    scored as float32 like scoring batches. Also, per size: the per-feature false-alarm rate at effect 0 and
+    the number of flags at every effect <= 0.03 (both should be 0), and the largest |distance - scipy| seen.
+
+    Example:
+        >>> t = power_table(sizes=(1000,), effects=(0.0, 0.25), replicates=2, baseline_rows=20000)
+        >>> t["power"]["mean"]["0.25"]["1000"], t["false_alarms"]["1000"]["flags_at_most_0.03"]
+        (1.0, 0)
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    from shared.drift.evaluate import DriftPolicy, compare
+    from shared.drift.profile import Profile
+
+    rng = np.random.default_rng(seed)
+    shape_w1 = _bimodal_w1()
+    policy = DriftPolicy()
+    hits = {k: {str(e): dict.fromkeys(map(str, sizes), 0) for e in effects} for k in POWER_KINDS}
+    small = {str(n): {"flags_at_0": 0, "features_at_0": 0, "flags_at_most_0.03": 0} for n in sizes}
+    base = None
+    for n in sizes:
+        for e in effects:
+            for _ in range(replicates):
+                if base is None or fresh_baseline:
+                    base = Profile.baseline(_power_table(baseline_rows, 0.0, rng, shape_w1, False))
+                current = base.blank().update(_power_table(n, e, rng, shape_w1, True))
+                report = compare(base, current, policy)
+                flagged = {f.name for f in report.features if f.flagged}
+                for kind in POWER_KINDS:
+                    hits[kind][str(e)][str(n)] += kind in flagged
+                if e == 0:
+                    small[str(n)]["flags_at_0"] += len(flagged)
+                    small[str(n)]["features_at_0"] += len(POWER_KINDS)
+                if e <= 0.03:
+                    small[str(n)]["flags_at_most_0.03"] += len(flagged)
+            if progress:
+                progress(n, e)
+    power = {
+        k: {e: {n: v / replicates for n, v in row.items()} for e, row in by.items()} for k, by in hits.items()
+    }
+    false_alarms = {
+        n: {"per_feature_rate_at_0": v["flags_at_0"] / max(v["features_at_0"], 1),
+            "flags_at_most_0.03": v["flags_at_most_0.03"]}
+        for n, v in small.items()
+    }  # fmt: skip
+    del pa
+    return {"replicates": replicates, "baseline_rows": baseline_rows, "fresh_baseline": fresh_baseline,
+            "power": power, "false_alarms": false_alarms}  # fmt: skip
+
+
+def power_targets(table: dict[str, Any]) -> list[str]:
+    """The issue's targets the table misses (empty: all met): no flag at effects <= 0.03 at any size, a
+    per-feature false-alarm rate <= 1 % at n = 50, 200, 1000, detection >= 95 % at 0.15 for n >= 10k and
+    >= 99 % at 0.25 for n >= 1000 (every kind)."""
+    misses = []
+    for n, fa in table["false_alarms"].items():
+        if fa["flags_at_most_0.03"]:
+            misses.append(f"n={n}: {fa['flags_at_most_0.03']} flags at effects <= 0.03")
+        if int(n) <= 1000 and fa["per_feature_rate_at_0"] > 0.01:
+            misses.append(f"n={n}: per-feature false-alarm rate {fa['per_feature_rate_at_0']:.3f} > 0.01")
+    for kind, by in table["power"].items():
+        for effect, need, smallest in (("0.15", 0.95, 10_000), ("0.25", 0.99, 1_000)):
+            for n, rate in by.get(effect, {}).items():
+                if int(n) >= smallest and rate < need:
+                    misses.append(f"{kind} effect {effect} n={n}: detection {rate:.2f} < {need}")
+    return misses
+
+
+def power_lines(table: dict[str, Any]) -> list[str]:
+    """The power table (detection rate per kind and effect, one column per size) and the false alarms."""
+    sizes = list(next(iter(next(iter(table["power"].values())).values())))
+    head = f"{'kind':<10} {'effect':>6} " + " ".join(f"{n:>8}" for n in sizes)
+    lines = [f"power: detection rate over {table['replicates']} windows per cell, baseline "
+             f"{table['baseline_rows']:,} rows", head]  # fmt: skip
+    for kind, by in table["power"].items():
+        for effect, row in by.items():
+            lines.append(f"{kind:<10} {effect:>6} " + " ".join(f"{row[n]:>8.2f}" for n in sizes))
+    lines.append("false alarms: per-feature rate at effect 0 / flags at effects <= 0.03")
+    lines.append(f"{'':<17} " + " ".join(f"{n:>8}" for n in sizes))
+    fa = table["false_alarms"]
+    lines.append(f"{'rate at 0':<17} " + " ".join(f"{fa[n]['per_feature_rate_at_0']:>8.3f}" for n in sizes))
+    lines.append(f"{'flags <= 0.03':<17} " + " ".join(f"{fa[n]['flags_at_most_0.03']:>8d}" for n in sizes))
+    return lines
+
+
 # -- the run -----------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -346,6 +520,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", help="also write every measurement to this file")
     parser.add_argument("--burst-files", type=int, default=500, help="files of the drift on/off burst (0: skip)")
+    parser.add_argument(
+        "--power-replicates",
+        type=int,
+        default=0,
+        help="windows per power-table cell (default 100, 10 --quick)",
+    )
     args = parser.parse_args(argv)
     rows, windows = (100_000, args.windows or 5) if args.quick else (1_000_000, args.windows or 20)
     s, base = label(rows), BENCH_DIR / "drift"
@@ -385,6 +565,24 @@ def main(argv: list[str] | None = None) -> int:
     stored_current = json.dumps(_profiled(current, "parquet", model, baseline, current.name).to_json())
     ours = scorehook_eval(baseline_json, stored_current, 3)
     ours_small = scorehook_windows(small, windows, model, baseline_json)
+
+    import io
+
+    from benchmarks.fixtures import small_csv
+
+    part = _profiled(io.BytesIO(small_csv(1000, seed=5)), "csv", model, baseline, "part-1k")
+    part_bytes = len(json.dumps(part.to_json()))
+
+    loads.append(os.getloadavg()[0])
+    replicates = args.power_replicates or (10 if args.quick else 100)
+    sizes = POWER_SIZES[:-1] if args.quick else POWER_SIZES
+    print(
+        f"[power] detection and false alarms: {len(POWER_KINDS)} kinds x {len(POWER_EFFECTS)} effects x "
+        f"{len(sizes)} sizes, {replicates} windows each (load before {loads[-1]:.1f})",
+        flush=True,
+    )
+    power = power_table(sizes=sizes, replicates=replicates)
+    power_misses = power_targets(power)
 
     loads.append(os.getloadavg()[0])
     print(
@@ -485,6 +683,10 @@ def main(argv: list[str] | None = None) -> int:
             Figure(f"evidently_eval_{WINDOW_ROWS}_s", med(w["seconds"] for w in ev["windows"]), digits=3),
         ]
     figs.append(Figure(f"scorehook_eval_{WINDOW_ROWS}_s", med(w["seconds"][0] for w in ours_small), digits=3))
+    figs += [
+        Figure("profile_part_bytes_1k", part_bytes, "report", None, 0),
+        Figure("power_targets_missed", len(power_misses), "0", not power_misses, 0),
+    ]
 
     burst = None  # issue 11: the burst through devhost, drift on vs off (benchmarks/drift_burst.py)
     if args.burst_files:
@@ -536,6 +738,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Scorehook {ours_cols}" + (f", Evidently {[int(c) for c in ev_cols]}" if ev else "")
     )
     print()
+    print("\n".join(power_lines(power)))
+    print("power targets: " + ("all met" if not power_misses else "; ".join(power_misses)))
+    print()
     print(figure_table(figs))
     print()
     print(figure_lines(figs), flush=True)
@@ -548,6 +753,8 @@ def main(argv: list[str] | None = None) -> int:
                     "scorehook_windows": ours_small,
                     "evidently": ev,
                     "burst": burst,
+                    "power": power,
+                    "power_misses": power_misses,
                     "figures": {f.name: f.value for f in figs},
                 },
                 indent=1,

@@ -10,6 +10,7 @@ from shared.drift.evaluate import (
     DriftReport,
     FeatureDrift,
     compare,
+    grid_distances,
 )
 from shared.drift.metrics import (
     EVIDENTLY_FILL,
@@ -41,12 +42,15 @@ from shared.drift.monitor import (
 from shared.drift.offline import compare_tables, policy_from_settings
 from shared.drift.profile import (
     BASELINE_SEED,
+    GRID_RESOLUTION,
     PROFILE_FORMAT,
     PROFILE_VERSION,
+    TAIL_SIZE,
     CategoricalStats,
     FeatureSpec,
     NumericStats,
     Profile,
+    grid_for,
     row_keys,
     specs_from_baseline,
 )
@@ -81,6 +85,7 @@ __all__ = [
     "DATASET_DRIFT_DETECTED",
     "DEFAULT_PART_RETENTION_SECONDS",
     "EVIDENTLY_FILL",
+    "GRID_RESOLUTION",
     "MAX_ATTEMPTS",
     "MAX_INPUTS",
     "PART_FORMAT",
@@ -91,6 +96,7 @@ __all__ = [
     "REPORT_FORMAT",
     "RUN_COMPLETED",
     "RUN_STATUS_CHANGED",
+    "TAIL_SIZE",
     "WASSERSTEIN_STD_FLOOR",
     "WINDOW_FORMAT",
     "CategoricalStats",
@@ -120,6 +126,8 @@ __all__ = [
     "chi2_test",
     "compare",
     "compare_tables",
+    "grid_distances",
+    "grid_for",
     "js_distance",
     "ks_test",
     "missing_rate",

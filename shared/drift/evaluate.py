@@ -4,29 +4,40 @@ A feature is **drifted** only when its distance exceeds the practical threshold 
 0.1 for numeric features, Jensen-Shannon distance 0.1 for categorical ones, as Azure ML's defaults) by more
 than what sampling noise alone gives at this window's size: ``distance > threshold + noise_bound``, so the
 distance is above the threshold even after the largest noise expected (it also exceeds each of the two).
-Numeric distances are estimated from the bounded samples (2048 values a side), whose own noise stays about
-0.03-0.1 however large the window: a plain ``distance > threshold`` would flag an unlucky sample of
-undrifted data at 1M rows. The noise bound is calibrated per feature and per evaluation: ``resamples``
-bootstrap draws of both sides (sizes as observed) from the pooled data (numeric: the two samples;
-categorical: the pooled category shares) give the distance's null distribution; a (zero-inflated)
-log-normal fitted to it gives the bound at ``alpha / features`` (Bonferroni over the features evaluated),
-and a p-value. So 50 undrifted rows (whose normalized Wasserstein is often above 0.1) stay quiet, and a
-0.02-sd shift at 1M rows (true distance 0.02) stays quiet too, where KS p-values would flag it; both
-numbers, distance and bound, are reported.
+Numeric distances come from the fine grids of both profiles (``basis`` = ``grid``): every value sits
+within half a cell of where it is, so the normalized Wasserstein distance is within one cell width over the
+baseline std (reported as ``other_metrics["w1_resolution"]``, <= 0.0025 for grids sized by
+``shared.drift.profile.grid_for``) of ``scipy.stats.wasserstein_distance(ref, cur) / std(ref, ddof=1)`` on
+the full data, at any n, and KS within the largest cell share. The noise bound is calibrated per feature
+and per evaluation: ``resamples`` draws of both sides (sizes as observed) from the pooled data
+(numeric: on the pooled grid's atoms, value by value for small sides, see ``_grid_null``;
+categorical: on the pooled category shares) give the distance's null distribution; a (zero-inflated)
+log-normal fitted to it gives the bound at ``alpha / features`` (Bonferroni over the features evaluated)
+and a p-value. The bound shrinks as both sides grow (about 0.08 at 1,000 rows, 0.03 at 10k and 0.02 at
+1M against a 16k-row baseline), so 50 undrifted rows (whose distance is often above 0.1) stay quiet, a
+0.03-sd shift at 1M rows stays quiet, and a 0.15 effect is caught from 10k rows. A version-1 baseline has
+no grid: its numeric features fall back to the bounded samples (``basis`` = ``sample``, 2048 values a
+side, the bound no longer shrinking with n) and the report's ``reasons`` say so.
+
+Categoricals compare the vocabulary (the baseline's top 256 levels), every value either side's sketch of
+unseen values names (each its own category, so a new level is never lumped with the rarest ones) and the
+rest; ``new_levels`` / ``vanished_levels`` list levels with a share of at least 2 % that appeared or went.
 
 Data quality per feature: missing rate, out-of-range rate (numeric, outside the baseline [min, max]) and
 unseen-category rate (categorical, outside the baseline's vocabulary). A rate breaches when it rose by more
 than ``quality_threshold`` over the baseline's rate and a one-sided binomial test against the baseline rate
-(Laplace-smoothed; out-of-range: 2 / (N + 1), the chance a new value falls outside N baseline values) is
-significant at the same corrected ``alpha``.
+plus ``quality_threshold`` (the baseline rate Laplace-smoothed; out-of-range: 2 / (N + 1), the chance a new
+value falls outside N baseline values) is significant at the same corrected ``alpha``: a rise smaller than
+the threshold is never a breach, however large n is.
 
 Dataset level: the share of drifted input features (distribution or quality), weighted by the model's
 feature importance when the baseline has it, against ``drift_share``; prediction drift (the
 ``probability``/``prediction`` features) is decided the same way and reported on its own. The dataset has
 drifted when the share reaches ``drift_share`` or the predictions drifted.
 
-PSI (Laplace empty-bin rule, baseline bins), JS distance over the bins for numeric features, KS (samples)
-and chi-squared (homogeneity) are reported for every feature; they do not decide.
+PSI (Laplace empty-bin rule, the coarse baseline bins), JS distance over those bins for numeric features, KS
+(from the grids, asymptotic p-value) and chi-squared (homogeneity) are reported for every feature; they do
+not decide.
 
 Example:
     >>> import pyarrow as pa, numpy as np
@@ -69,6 +80,7 @@ __all__ = [
     "DriftReport",
     "FeatureDrift",
     "compare",
+    "grid_distances",
 ]
 
 REPORT_FORMAT = "scorehook.drift-report/v1"
@@ -127,6 +139,13 @@ class FeatureDrift:
     quality_breaches: list[str] = field(default_factory=list)
     importance: float | None = None
     reasons: list[str] = field(default_factory=list)
+    basis: str = ""
+    """What the distance was computed from: ``grid`` (numeric, fine histogram), ``sample`` (numeric, a
+    version-1 layout: the bounded samples), ``counts`` (categorical: vocabulary, sketch and the rest)."""
+    new_levels: dict[str, float] = field(default_factory=dict)
+    """Categorical: values unseen in the baseline with at least a 2 % share of the window's values."""
+    vanished_levels: dict[str, float] = field(default_factory=dict)
+    """Categorical: baseline values with at least a 2 % share that the window (>= 50 values) never has."""
 
     @property
     def flagged(self) -> bool:
@@ -223,6 +242,13 @@ def compare(
     share = sum(w for f, w in zip(inputs, weights, strict=True) if f.flagged) / total if total else 0.0
     prediction_drift = any(f.flagged for f in results if f.role == "prediction" and f.status == "evaluated")
     reasons = [r for f in results if f.flagged for r in f.reasons]
+    coarse = [f.name for f in results if f.basis == "sample"]
+    if coarse:
+        reasons.append(
+            f"{', '.join(coarse)}: the baseline profile has no fine grid (profile version 1), so these "
+            f"distances come from the bounded samples ({baseline.sample_size} values a side) and their noise "
+            "bound does not shrink with n: re-register the baseline to get the grid"
+        )
     if rows < policy.min_rows or not inputs:
         decision = "insufficient_data"
         reasons = [f"{rows} rows in the window, fewer than min_rows {policy.min_rows}"]
@@ -295,8 +321,8 @@ def _binomial_breach(
     rate = hits / n if n else 0.0
     result.quality[what] = round(rate, 6)
     result.quality[f"baseline_{what}"] = round(base_rate, 6)
-    if n and rate - base_rate > policy.quality_threshold:
-        p_value = float(stats.binom.sf(hits - 1, n, min(null_rate, 1.0)))
+    if n and rate - base_rate > policy.quality_threshold:  # and more than the threshold beyond noise:
+        p_value = float(stats.binom.sf(hits - 1, n, min(null_rate + policy.quality_threshold, 1.0)))
         if p_value < corrected:
             result.quality_breaches.append(what)
             result.reasons.append(
@@ -335,6 +361,10 @@ def _numeric(
         max(base_oor, 2 / (base.count + 1)), policy, corrected,
     )  # fmt: skip
     result.metric, result.threshold = "normalized_wasserstein", policy.numeric_threshold
+    if base.spec.grid and cur.count and base.count:
+        _numeric_grid(result, base, cur, policy, corrected, rng)
+        return
+    result.basis = "sample"
     a, b = base.sample_values, cur.sample_values
     if cur.count == 0 or a.size == 0:
         result.status = "no_values" if cur.count == 0 else "no_baseline_sample"
@@ -358,6 +388,130 @@ def _numeric(
     _decide(result, value, bound, policy.numeric_threshold)
 
 
+NULL_GROUPS = 1024
+"""A large side's bootstrap draws are multinomial over at most this many groups of equal pooled mass."""
+NULL_ATOMS = 4096
+"""The bootstrap runs on at most this many atoms of the pooled grid histogram (merged by mass beyond)."""
+EXACT_DRAWS = 2000
+"""Sides of at most this many rows are drawn value by value in the bootstrap."""
+
+
+def _joint_atoms(base: NumericStats, cur: NumericStats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted positions and both sides' counts on them: the shared cell midpoints, and each side's own
+    underflow and overflow atoms (at the exact mean of their values)."""
+    pb, cb = base.atoms()
+    pc, cc = cur.atoms()
+    under = sorted([(pb[0], cb[0], 0), (pc[0], 0, cc[0])])
+    over = sorted([(pb[-1], cb[-1], 0), (pc[-1], 0, cc[-1])])
+    pos = np.concatenate([[u[0] for u in under], pb[1:-1], [o[0] for o in over]])
+    rb = np.concatenate([[u[1] for u in under], cb[1:-1], [o[1] for o in over]]).astype(np.float64)
+    rc = np.concatenate([[u[2] for u in under], cc[1:-1], [o[2] for o in over]]).astype(np.float64)
+    return pos, rb, rc
+
+
+def grid_distances(base: NumericStats, cur: NumericStats) -> tuple[float, float]:
+    """(W1, KS statistic) of two grid profiles of the same layout, W1 not normalized.
+
+    Each value sits at its cell's midpoint (within half a cell of where it is), the outer cells' values at
+    their mean: W1 is within one cell width of ``scipy.stats.wasserstein_distance`` on the values (exact
+    beyond the grid while the baseline has nothing there), KS within the largest cell share.
+
+    Example:
+        >>> from shared.drift.profile import FeatureSpec
+        >>> spec = FeatureSpec("x", "numeric", (0.0, 1.0), grid=(0.0, 0.001, 1000))
+        >>> a, b = NumericStats.empty(spec), NumericStats.empty(spec)
+        >>> a.add(np.linspace(0, 1, 1001), None, 0); b.add(np.linspace(0, 1, 1001) + 3.0, None, 0)
+        >>> [round(v, 3) for v in grid_distances(a, b)]
+        [3.0, 1.0]
+    """
+    pos, rb, rc = _joint_atoms(base, cur)
+    diff = np.cumsum(rb)[:-1] / rb.sum() - np.cumsum(rc)[:-1] / rc.sum()
+    return float(np.abs(diff) @ np.diff(pos)), float(np.abs(diff).max(initial=0.0))
+
+
+def _grid_null(
+    pos: np.ndarray, rb: np.ndarray, rc: np.ndarray, resamples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """W1 of ``resamples`` pairs of draws (both sides' sizes) from the pooled histogram, on its atoms (at
+    most ``NULL_ATOMS``, merged by equal mass beyond). A side of at most ``EXACT_DRAWS`` rows is drawn value
+    by value (small windows: their noise lives in the tails, which a coarse grouping would narrow); a
+    larger one by a multinomial over at most ``NULL_GROUPS`` groups of equal mass, each group's count spread
+    over its atoms in proportion (the within-group noise of a large side is negligible)."""
+    pooled = rb + rc
+    keep = pooled > 0
+    pos, pooled = pos[keep], pooled[keep]
+    if pooled.size > NULL_ATOMS:
+        pos, pooled = _merge_by_mass(pos, pooled, NULL_ATOMS)
+    share = pooled / pooled.sum()
+    before = np.cumsum(share) - share
+    group = np.minimum((before * NULL_GROUPS).astype(np.int64), NULL_GROUPS - 1)
+    group_share = np.bincount(group, weights=share)
+    present = np.flatnonzero(group_share > 0)
+    within = share / group_share[group]
+    column = np.searchsorted(present, group)
+    cumulative = np.cumsum(share)
+
+    def cdfs(n: int) -> np.ndarray:
+        if n <= EXACT_DRAWS:
+            picks = np.searchsorted(cumulative, rng.random((resamples, n)) * cumulative[-1], side="right")
+            picks = np.minimum(picks, share.size - 1) + (np.arange(resamples) * share.size)[:, None]
+            counts = np.bincount(picks.ravel(), minlength=resamples * share.size).reshape(
+                resamples, share.size
+            )
+        else:
+            drawn = rng.multinomial(n, group_share[present] / group_share[present].sum(), size=resamples)
+            counts = drawn[:, column] * within
+        return np.cumsum(counts, axis=1)[:, :-1] / n
+
+    return np.abs(cdfs(int(rb.sum())) - cdfs(int(rc.sum()))) @ np.diff(pos)
+
+
+def _merge_by_mass(pos: np.ndarray, weight: np.ndarray, most: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``most`` atoms: consecutive atoms merged into groups of equal mass, at their weighted mean."""
+    before = (np.cumsum(weight) - weight) / weight.sum()
+    group = np.minimum((before * most).astype(np.int64), most - 1)
+    total = np.bincount(group, weights=weight)
+    present = total > 0
+    return np.bincount(group, weights=weight * pos)[present] / total[present], total[present]
+
+
+def _numeric_grid(
+    result: FeatureDrift,
+    base: NumericStats,
+    cur: NumericStats,
+    policy: DriftPolicy,
+    corrected: float,
+    rng: np.random.Generator,
+) -> None:
+    """Distance and bound from the fine grids: resolution and noise both shrink with n."""
+    result.basis = "grid"
+    std = base.std(1) or 0.0
+    scale = max(std, WASSERSTEIN_STD_FLOOR)
+    pos, rb, rc = _joint_atoms(base, cur)
+    w1, ks = grid_distances(base, cur)
+    value = w1 / scale
+    null = _grid_null(pos, rb, rc, policy.resamples, rng) / scale
+    bound, p_value = _lognormal_bound(null, value, corrected)
+    result.value, result.noise_bound, result.p_value = round(value, 6), round(bound, 6), p_value
+    effective = max(round(base.count * cur.count / (base.count + cur.count)), 1)
+    result.other_metrics = {
+        "psi": round(psi(base.counts, cur.counts), 6),
+        "js_distance_bins": round(js_distance(base.counts, cur.counts), 6),
+        "ks_statistic": round(ks, 6),
+        "ks_pvalue": float(stats.kstwo.sf(ks, effective)),
+        "w1_resolution": round(base.spec.grid[1] / scale, 6),  # type: ignore[misc]
+        "mean": cur.mean,
+        "baseline_mean": base.mean,
+        "std": cur.std(),
+        "baseline_std": base.std(),
+    }
+    _decide(result, value, bound, policy.numeric_threshold)
+
+
+LEVEL_SHARE = 0.02
+"""New or vanished categorical levels at least this share of the values are listed in the report."""
+
+
 def _categorical(
     result: FeatureDrift,
     base: CategoricalStats,
@@ -374,8 +528,27 @@ def _categorical(
         (base.other + 1) / (base_present + 2), policy, corrected,
     )  # fmt: skip
     result.metric, result.threshold = "jensen_shannon_distance", policy.categorical_threshold
-    r = np.append(base.counts, base.other).astype(float)
-    c = np.append(cur.counts, cur.other).astype(float)
+    result.basis = "counts"
+    # categories: the vocabulary, every value either sketch names (its own category), and the rest
+    base_tail, cur_tail = base.tail(), cur.tail()
+    vocabulary = set(base.spec.vocabulary)
+    names = [v for v in dict.fromkeys([*base_tail, *cur_tail]) if v not in vocabulary]
+    r_named = np.asarray([base_tail.get(v, 0) for v in names], float)
+    c_named = np.asarray([cur_tail.get(v, 0) for v in names], float)
+    r = np.concatenate([base.counts, r_named, [max(base.other - r_named.sum(), 0.0)]]).astype(float)
+    c = np.concatenate([cur.counts, c_named, [max(cur.other - c_named.sum(), 0.0)]]).astype(float)
+    if cur_present:
+        result.new_levels = {
+            v: round(n / cur_present, 6)
+            for v, n in zip(names, c_named.tolist(), strict=True)
+            if v not in base_tail and n / cur_present >= LEVEL_SHARE
+        }
+    if cur_present >= 50 and base_present:
+        result.vanished_levels = {
+            v: round(int(n) / base_present, 6)
+            for v, n, now in zip(base.spec.vocabulary, base.counts.tolist(), cur.counts.tolist(), strict=True)
+            if now == 0 and n / base_present >= LEVEL_SHARE
+        }
     if c.sum() == 0 or r.sum() == 0:
         result.status = "no_values" if c.sum() == 0 else "no_baseline_counts"
         return

@@ -1,15 +1,30 @@
 """Mergeable data profiles: a fixed layout from the baseline, cheap per-batch updates, exact merges, JSON.
 
 A profile summarises one model version over one time window (or the training data, for the baseline). Its
-layout is a tuple of :class:`FeatureSpec`: numeric features get fixed bin edges (the baseline's quantiles,
-the outer bins open to -inf/+inf), categorical features a top-k vocabulary plus "other". Per feature:
+layout is a tuple of :class:`FeatureSpec`: numeric features get coarse bin edges (the baseline's deciles,
+outer bins open) and, in version 2, a fine **grid** of ``cells`` equal cells over the baseline's
+[min, max] widened by 10 % each side, sized so that one cell is at most ``GRID_RESOLUTION`` (0.0025)
+baseline standard deviations wide (between 256 and 65,536 cells); categorical features a vocabulary (the
+baseline's top 256 values) plus "other". Per feature:
 
-- numeric: counts per bin, ``count`` (finite values), ``missing`` (null, NaN or +-inf), ``min``/``max``,
-  ``mean``/``m2`` (Chan et al.'s parallel algorithm, population std = sqrt(m2 / count)), ``out_of_range``
-  (values outside the baseline [min, max] = ``[edges[0], edges[-1]]``; everything when the baseline had no
-  values) and a bounded uniform sample of the finite values;
+- numeric: counts per grid cell, plus one underflow and one overflow cell that keep the exact sum of their
+  values (so a far shift's distance is exact); the coarse counts (derived from the cells); ``count``
+  (finite values), ``missing`` (null, NaN or +-inf), ``min``/``max``, ``mean``/``m2`` (Chan et al.'s
+  parallel algorithm, population std = sqrt(m2 / count)), ``out_of_range`` (values outside the baseline
+  [min, max] = ``[edges[0], edges[-1]]``; everything when the baseline had no values) and, when
+  ``sample_size`` > 0, a bounded uniform sample of the finite values (layouts without a grid: version-1
+  baselines);
 - categorical: counts per vocabulary value, ``other`` (values outside the vocabulary, i.e. unseen ones
-  whenever the baseline had at most ``top_k`` categories) and ``missing`` (nulls).
+  whenever the baseline had at most ``top_k`` categories), ``missing`` (nulls) and a Misra-Gries sketch
+  of the out-of-vocabulary values (at most ``TAIL_SIZE`` = 64 entries): a new level with a 2 % share of
+  the rows is always in it, its count under-estimated by at most ``other / 65``; exact while a window has
+  at most 64 distinct unseen values.
+
+**Accuracy.** Each value is known to within its cell, so the normalized Wasserstein distance of two grid
+profiles is within ``cell width / baseline std`` (<= 0.0025 whenever the grid could be sized for it, see
+:meth:`NumericStats.resolution`) of ``scipy.stats.wasserstein_distance`` on the full data divided by the
+baseline's std (ddof=1), at any n; values beyond the grid count at their exact mean (the baseline has none
+there, so that is exact); KS is within the largest cell share.
 
 Predictions are features like any other (``probability`` numeric, a ``prediction`` label categorical or
 numeric). A batch may carry any subset of the features: the others are left as they are.
@@ -28,6 +43,10 @@ chunking (ids, or positions within one file plus a per-file ``salt``). Rows with
 (so duplicates are kept or dropped together); rows with a null id get the largest key (sampled last).
 Use different seeds for the baseline and the current profiles so their samples are independent.
 
+**Versions.** ``to_json`` writes version 2; ``from_json`` reads versions 1 and 2. A version-1 profile has no
+grid and no tail sketch: it loads as such, windows made from it (:meth:`Profile.blank`) keep its layout, and
+``compare`` falls back to the coarse bins and the samples for it (and says so in the report).
+
 Example:
     >>> import pyarrow as pa
     >>> t = pa.table({"id": ["a", "b", "c", "d"], "x": [1.0, 2.0, None, 9.0], "c": ["u", "v", "u", "w"]})
@@ -40,6 +59,8 @@ Example:
 from __future__ import annotations
 
 import base64
+import math
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,18 +71,27 @@ import pyarrow.compute as pc
 
 __all__ = [
     "BASELINE_SEED",
+    "GRID_RESOLUTION",
     "PROFILE_FORMAT",
     "PROFILE_VERSION",
+    "TAIL_SIZE",
     "CategoricalStats",
     "FeatureSpec",
     "NumericStats",
     "Profile",
+    "grid_for",
     "row_keys",
     "specs_from_baseline",
 ]
 
 PROFILE_FORMAT = "scorehook.profile"
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+GRID_RESOLUTION = 0.0025
+"""Largest grid cell width, in baseline standard deviations (when 65,536 cells are enough for it)."""
+GRID_CELLS = (256, 65536)
+TAIL_SIZE = 64
+"""Entries of a categorical feature's sketch of out-of-vocabulary values (Misra-Gries)."""
 BASELINE_SEED = 0x5EED_BA5E
 """Default sampling seed of baselines (current profiles default to 0), so the two samples are independent."""
 
@@ -178,17 +208,22 @@ def row_keys(
 @dataclass(frozen=True)
 class FeatureSpec:
     """One feature's fixed layout: ``edges`` (numeric, bin i = [edges[i], edges[i+1]), outer bins open) or
-    ``vocabulary`` (categorical, plus an implicit "other").
+    ``vocabulary`` (categorical, plus an implicit "other"); ``grid`` = (origin, step, cells) for a numeric
+    feature's fine histogram (version 2): cell i = [origin + i step, origin + (i + 1) step), plus an
+    underflow and an overflow cell (``()``: no grid, a version-1 layout).
 
     Example:
         >>> FeatureSpec("x", "numeric", edges=(0.0, 1.0, 2.0)).bins, FeatureSpec("c", "categorical", vocabulary=("a",)).bins
         (2, 1)
+        >>> FeatureSpec("x", "numeric", (0.0, 2.0), grid=(-0.5, 0.25, 12)).cells
+        12
     """
 
     name: str
     kind: str
     edges: tuple[float, ...] = ()
     vocabulary: tuple[str, ...] = ()
+    grid: tuple[float, float, int] | tuple[()] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in ("numeric", "categorical"):
@@ -197,11 +232,63 @@ class FeatureSpec:
             raise ValueError(f"{self.name}: edges must be non-decreasing")
         object.__setattr__(self, "edges", tuple(float(e) for e in self.edges))
         object.__setattr__(self, "vocabulary", tuple(str(v) for v in self.vocabulary))
+        if self.grid:
+            origin, step, cells = self.grid  # type: ignore[misc]
+            if self.kind != "numeric" or not (step > 0 and int(cells) >= 1 and math.isfinite(origin)):
+                raise ValueError(
+                    f"{self.name}: grid must be (origin, step > 0, cells >= 1) of a numeric feature"
+                )
+            object.__setattr__(self, "grid", (float(origin), float(step), int(cells)))
 
     @property
     def bins(self) -> int:
         """Number of bins (numeric; 1 when the baseline had no values) or vocabulary values (categorical)."""
         return max(len(self.edges) - 1, 1) if self.kind == "numeric" else len(self.vocabulary)
+
+    @property
+    def cells(self) -> int:
+        """Grid cells (0 without a grid), not counting the underflow and overflow cells."""
+        return self.grid[2] if self.grid else 0  # type: ignore[misc]
+
+
+def grid_for(
+    lo: float, hi: float, std: float, resolution: float = GRID_RESOLUTION
+) -> tuple[float, float, int]:
+    """The grid of a baseline with values in [lo, hi] and standard deviation ``std``: [lo, hi] widened by 10 %
+    each side, cells at most ``resolution`` std wide (a power of two of cells, 256 .. 65,536). A constant
+    baseline gets one cell centred on its value.
+
+    Example:
+        >>> grid_for(-4.0, 4.0, 1.0)
+        (-4.8, 0.00234375, 4096)
+        >>> grid_for(3.0, 3.0, 0.0)[2]
+        1
+    """
+    if not hi > lo:
+        step = max(abs(lo), 1.0) * 1e-6
+        return lo - step / 2, step, 1
+    span = 1.2 * (hi - lo)
+    wanted = span / (resolution * std) if std > 0 else GRID_CELLS[1]
+    cells = int(min(max(2 ** math.ceil(math.log2(max(wanted, 1.0))), GRID_CELLS[0]), GRID_CELLS[1]))
+    return lo - 0.1 * (hi - lo), span / cells, cells
+
+
+_COARSE_MAPS: dict[FeatureSpec, np.ndarray] = {}
+
+
+def _coarse_map(spec: FeatureSpec) -> np.ndarray:
+    """Coarse bin of each grid cell (underflow first, overflow last): the bin of the cell's midpoint."""
+    found = _COARSE_MAPS.get(spec)
+    if found is None:
+        origin, step, cells = spec.grid  # type: ignore[misc]
+        mids = origin + step * (np.arange(cells + 2) - 0.5)
+        inner = np.asarray(spec.edges[1:-1], np.float64)
+        found = np.searchsorted(inner, mids, side="right")
+        found[0], found[-1] = 0, spec.bins - 1
+        if len(_COARSE_MAPS) > 4096:
+            _COARSE_MAPS.clear()
+        found = _COARSE_MAPS.setdefault(spec, found)
+    return found
 
 
 def specs_from_baseline(baseline: dict[str, Any], *, top_k: int = 20) -> tuple[FeatureSpec, ...]:
@@ -269,21 +356,51 @@ def _bottom_k(
     return plan[2], pooled[plan[1]]
 
 
-@dataclass(eq=False)
-class NumericStats:
-    """A numeric feature's mergeable state (see the module docstring); ``sample_keys`` sorted with values."""
+def _pack(counts: np.ndarray) -> dict[str, str]:
+    """Counts as zlib-compressed little-endian integers of the smallest width that holds them, base64."""
+    top = int(counts.max(initial=0))
+    dtype = next(d for d, limit in (("<u1", 1 << 8), ("<u2", 1 << 16), ("<u4", 1 << 32), ("<u8", None))
+                 if limit is None or top < limit)  # fmt: skip
+    raw = np.ascontiguousarray(counts, dtype).tobytes()
+    return {"dtype": dtype, "z": base64.b64encode(zlib.compress(raw, 6)).decode("ascii")}
 
-    spec: FeatureSpec
-    counts: np.ndarray
-    count: int = 0
-    missing: int = 0
-    out_of_range: int = 0
-    min: float | None = None
-    max: float | None = None
-    mean: float = 0.0
-    m2: float = 0.0
-    sample_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
-    sample_values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+
+def _unpack(d: dict[str, str]) -> np.ndarray:
+    return np.frombuffer(zlib.decompress(base64.b64decode(d["z"])), d["dtype"]).astype(np.int64)
+
+
+class NumericStats:
+    """A numeric feature's mergeable state (see the module docstring); ``sample_keys`` sorted with values.
+
+    ``cells`` (grid layouts): counts of the underflow cell, the ``spec.cells`` grid cells and the overflow
+    cell; ``under_sum``/``over_sum`` the exact sums of the values in the outer two. ``counts`` are the coarse
+    bins (derived from the cells in grid layouts).
+    """
+
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        counts: np.ndarray | None = None,
+        count: int = 0,
+        missing: int = 0,
+        out_of_range: int = 0,
+        min: float | None = None,
+        max: float | None = None,
+        mean: float = 0.0,
+        m2: float = 0.0,
+        sample_keys: np.ndarray | None = None,
+        sample_values: np.ndarray | None = None,
+        cells: np.ndarray | None = None,
+        under_sum: float = 0.0,
+        over_sum: float = 0.0,
+    ) -> None:
+        self.spec, self.count, self.missing, self.out_of_range = spec, count, missing, out_of_range
+        self.min, self.max, self.mean, self.m2 = min, max, mean, m2
+        self.sample_keys = np.zeros(0, np.uint64) if sample_keys is None else sample_keys
+        self.sample_values = np.zeros(0, np.float64) if sample_values is None else sample_values
+        self.cells = cells if cells is not None or not spec.grid else np.zeros(spec.cells + 2, np.int64)
+        self.under_sum, self.over_sum = under_sum, over_sum
+        self._counts = np.zeros(spec.bins, np.int64) if counts is None else counts
 
     @classmethod
     def empty(cls, spec: FeatureSpec) -> NumericStats:
@@ -293,7 +410,22 @@ class NumericStats:
             >>> NumericStats.empty(FeatureSpec("x", "numeric", (0, 1, 2))).counts.tolist()
             [0, 0]
         """
-        return cls(spec, np.zeros(spec.bins, np.int64))
+        return cls(spec)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Counts per coarse bin (in grid layouts, each cell counted in the bin of its midpoint)."""
+        if self.cells is None:
+            return self._counts
+        return np.bincount(_coarse_map(self.spec), weights=self.cells, minlength=self.spec.bins).astype(
+            np.int64
+        )
+
+    @counts.setter
+    def counts(self, value: np.ndarray) -> None:
+        if self.cells is not None:
+            raise ValueError(f"{self.spec.name}: the coarse counts of a grid layout come from its cells")
+        self._counts = value
 
     @property
     def rows(self) -> int:
@@ -310,12 +442,31 @@ class NumericStats:
         """
         return float(np.sqrt(self.m2 / (self.count - ddof))) if self.count > ddof else None
 
+    def atoms(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, counts) of the grid histogram: cell midpoints, the underflow and overflow cells at the
+        mean of their values (their midpoint when empty). Grid layouts only.
+
+        Example:
+            >>> s = NumericStats.empty(FeatureSpec("x", "numeric", (0.0, 1.0), grid=(0.0, 0.5, 2)))
+            >>> s.add(np.array([0.1, 0.2, 0.7, 5.0]), np.zeros(4, np.uint64), 0)
+            >>> [p.tolist() for p in s.atoms()]
+            [[-0.25, 0.25, 0.75, 5.0], [0, 2, 1, 1]]
+        """
+        origin, step, cells = self.spec.grid  # type: ignore[misc]
+        pos = origin + step * (np.arange(cells + 2) - 0.5)
+        assert self.cells is not None
+        if self.cells[0]:
+            pos[0] = self.under_sum / self.cells[0]
+        if self.cells[-1]:
+            pos[-1] = self.over_sum / self.cells[-1]
+        return pos, self.cells
+
     def add(
-        self, x: np.ndarray, keys: np.ndarray, k: int, shared: dict[Any, np.ndarray] | None = None
+        self, x: np.ndarray, keys: np.ndarray | None, k: int, shared: dict[Any, np.ndarray] | None = None
     ) -> None:
-        """Add float64 or float32 values ``x`` (NaN = missing) with their sampling ``keys``; keep at most
-        ``k`` samples. float32 values (what ONNX models read) are binned against the edges rounded to
-        float32, without a copy; moments accumulate in float64.
+        """Add float64 or float32 values ``x`` (NaN = missing) with their sampling ``keys`` (needed when
+        ``k`` > 0); keep at most ``k`` samples. float32 values (what ONNX models read) are binned in float32,
+        without a copy; moments accumulate in float64.
 
         ``shared`` (one dict per batch) lets features without missing values share the sample candidates.
         """
@@ -323,23 +474,34 @@ class NumericStats:
         complete = bool(np.isfinite(lo) and np.isfinite(hi))  # NaN and inf show in min/max: no extra pass
         if not complete:
             finite = np.isfinite(x)
-            x, keys = x[finite], keys[finite]
+            x = x[finite]
+            keys = keys[finite] if keys is not None and k else keys
             lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
         n = x.size
         self.missing += total - n
         if n == 0:
             return
-        if self.spec.edges:
-            edges = np.asarray(self.spec.edges, x.dtype)  # compare in the values' own precision
-            below = [np.count_nonzero(x < e) for e in edges[1:-1]]  # ~15x faster than searchsorted
-            self.counts += np.diff(np.array([0, *below, n]))
-            if lo < float(edges[0]) or hi > float(edges[-1]):
-                self.out_of_range += int(np.count_nonzero(x < edges[0]) + np.count_nonzero(x > edges[-1]))
+        edges = self.spec.edges
+        if self.cells is not None:
+            mean, m2 = self._grid_add(x, lo, hi)
         else:
-            self.counts[0] += n
+            if edges:
+                e = np.asarray(edges, x.dtype)  # compare in the values' own precision
+                below = [np.count_nonzero(x < v) for v in e[1:-1]]
+                self._counts += np.diff(np.array([0, *below, n]))
+            else:
+                self._counts[0] += n
+            mean, m2 = _moments(x, edges)
+        if not edges:
             self.out_of_range += n
-        self._absorb(n, lo + 0.0, hi + 0.0, *_moments(x, self.spec.edges))
-        if k:
+        else:
+            e0, e1 = x.dtype.type(edges[0]), x.dtype.type(edges[-1])
+            if lo < e0:
+                self.out_of_range += int(np.count_nonzero(x < e0))
+            if hi > e1:
+                self.out_of_range += int(np.count_nonzero(x > e1))
+        self._absorb(n, lo + 0.0, hi + 0.0, mean, m2)
+        if k and keys is not None:
             bound = self.sample_keys[-1] if self.sample_keys.size >= k else None
             cand = shared.get(bound) if complete and shared is not None else None
             if cand is None:
@@ -357,6 +519,54 @@ class NumericStats:
                     ("plan", bound),
                 )
 
+    def _grid_add(self, x: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
+        """Count finite ``x`` into the cells; (mean, m2) of ``x``. Cell of x: floor((x - origin) / step) + 1,
+        computed in the values' precision (0: underflow, cells + 1: overflow)."""
+        origin, step, cells = self.spec.grid  # type: ignore[misc]
+        ftype = x.dtype.type
+        t = np.subtract(x, ftype(origin - step))  # the one copy: t = (x - origin) / step + 1 below
+        n = x.size
+        if x.dtype != np.float32:  # float64 (baselines): the exact two-pass moments
+            s1, s2 = 0.0, 0.0
+            moments = _moments(x, ())
+        else:  # scoring batches: float32 sums of t, the copy made anyway (reported, never decide)
+            s1 = float(t.sum())
+            s2 = float(np.einsum("i,i->", t, t))  # not t @ t: BLAS's spinning threads take the parser's core
+            moments = None
+        if lo < origin or hi >= origin + cells * step:  # values beyond the grid (3e38 * 1/step may overflow)
+            with np.errstate(over="ignore"):
+                np.multiply(t, ftype(1.0 / step), out=t)
+            np.clip(t, 0, cells + 1, out=t)
+        else:
+            np.multiply(t, ftype(1.0 / step), out=t)
+        c = t.astype(np.int32)
+        got = np.bincount(c, minlength=cells + 2)
+        assert self.cells is not None
+        self.cells += got
+        if got[0]:
+            self.under_sum += float(x[c == 0].sum(dtype=np.float64))
+        if got[-1]:
+            self.over_sum += float(x[c == cells + 1].sum(dtype=np.float64))
+        if moments is not None:
+            return moments
+        mean_t = s1 / n
+        return float(ftype(origin - step)) + mean_t, max(s2 - s1 * mean_t, 0.0)
+
+    def resolution(self) -> float | None:
+        """The largest error of a normalized Wasserstein distance between two grid profiles of this layout,
+        due to the grid alone: one cell width over this (baseline) profile's std (ddof=1); None without a
+        grid or a std.
+
+        Example:
+            >>> s = NumericStats.empty(FeatureSpec("x", "numeric", (0.0, 1.0), grid=(0.0, 0.01, 100)))
+            >>> s.add(np.array([0.0, 1.0]), None, 0); round(s.resolution(), 6)
+            0.014142
+        """
+        std = self.std(1)
+        if not self.spec.grid or not std:
+            return None
+        return self.spec.grid[1] / std  # type: ignore[misc]
+
     def _absorb(self, n: int, lo: float | None, hi: float | None, mean: float, m2: float) -> None:
         """Chan et al.: combine (count, mean, m2); the weighted mean keeps a two-way merge commutative."""
         if n == 0:
@@ -370,8 +580,15 @@ class NumericStats:
 
     def merged(self, other: NumericStats, k: int) -> NumericStats:
         """The state of both (``other`` must have the same spec)."""
-        out = NumericStats(self.spec, self.counts + other.counts, missing=self.missing + other.missing)
-        out.out_of_range = self.out_of_range + other.out_of_range
+        out = NumericStats(
+            self.spec,
+            None if self.cells is not None else self._counts + other._counts,
+            missing=self.missing + other.missing,
+            out_of_range=self.out_of_range + other.out_of_range,
+            cells=None if self.cells is None else self.cells + other.cells,  # type: ignore[operator]
+            under_sum=self.under_sum + other.under_sum,
+            over_sum=self.over_sum + other.over_sum,
+        )
         out.count, out.min, out.max, out.mean, out.m2 = self.count, self.min, self.max, self.mean, self.m2
         out._absorb(other.count, other.min, other.max, other.mean, other.m2)
         out.sample_keys, out.sample_values = _bottom_k(
@@ -380,14 +597,18 @@ class NumericStats:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready state; the sample as base64 little-endian uint64 keys and float64 values (exact).
+        """JSON-ready state; the sample as base64 little-endian uint64 keys and float64 values (exact), the
+        cells as zlib-compressed integers (see ``_pack``); no sample entry when there is none in a grid layout.
 
         In :meth:`Profile.to_json` keys equal to an earlier feature's are written ``{"same_as": name}``.
         """
-        return {
-            "kind": "numeric",
-            "edges": list(self.spec.edges),
-            "counts": self.counts.tolist(),
+        d: dict[str, Any] = {"kind": "numeric", "edges": list(self.spec.edges)}
+        if self.cells is not None:
+            d |= {"grid": list(self.spec.grid), "cells": _pack(self.cells),
+                  "under_sum": self.under_sum, "over_sum": self.over_sum}  # fmt: skip
+        else:
+            d["counts"] = self._counts.tolist()
+        d |= {
             "count": self.count,
             "missing": self.missing,
             "out_of_range": self.out_of_range,
@@ -395,28 +616,55 @@ class NumericStats:
             "max": self.max,
             "mean": self.mean,
             "m2": self.m2,
-            "sample": {"keys": _b64(self.sample_keys, "<u8"), "values": _b64(self.sample_values, "<f8")},
         }
+        if self.cells is None or self.sample_values.size:
+            d["sample"] = {"keys": _b64(self.sample_keys, "<u8"), "values": _b64(self.sample_values, "<f8")}
+        return d
 
     @classmethod
     def from_json(cls, name: str, d: dict[str, Any]) -> NumericStats:
-        """Inverse of :meth:`to_json`."""
-        spec = FeatureSpec(name, "numeric", tuple(d["edges"]))
-        keys, values = _unb64(d["sample"]["keys"], "<u8"), _unb64(d["sample"]["values"], "<f8")
+        """Inverse of :meth:`to_json` (version 1 entries too: no grid)."""
+        spec = FeatureSpec(name, "numeric", tuple(d["edges"]), grid=tuple(d.get("grid") or ()))  # type: ignore[arg-type]
+        sample = d.get("sample") or {"keys": "", "values": ""}
+        keys, values = _unb64(sample["keys"], "<u8"), _unb64(sample["values"], "<f8")
+        scalars = {k: d[k] for k in ("count", "missing", "out_of_range", "min", "max", "mean", "m2")}
+        if spec.grid:
+            cells = _unpack(d["cells"])
+            if cells.size != spec.cells + 2 or keys.size != values.size:
+                raise ValueError(f"{name}: inconsistent profile entry")
+            return cls(spec, None, **scalars, sample_keys=keys, sample_values=values, cells=cells,
+                       under_sum=float(d["under_sum"]), over_sum=float(d["over_sum"]))  # fmt: skip
         if len(d["counts"]) != spec.bins or keys.size != values.size:
             raise ValueError(f"{name}: inconsistent profile entry")
-        scalars = {k: d[k] for k in ("count", "missing", "out_of_range", "min", "max", "mean", "m2")}
         return cls(spec, np.asarray(d["counts"], np.int64), **scalars, sample_keys=keys, sample_values=values)
+
+
+def _tail_merge(
+    values: Sequence[str], counts: np.ndarray, more_values: Sequence[str], more_counts: np.ndarray
+) -> tuple[list[str], np.ndarray]:
+    """Misra-Gries merge of two sketches: counts add; beyond ``TAIL_SIZE`` entries every count drops by the
+    (TAIL_SIZE + 1)-th largest and the non-positive ones go. Sorted by count (descending), then value."""
+    pooled: dict[str, int] = dict(zip(values, counts.tolist(), strict=True))
+    for v, c in zip(more_values, more_counts.tolist(), strict=True):
+        pooled[v] = pooled.get(v, 0) + int(c)
+    items = sorted(pooled.items(), key=lambda vc: (-vc[1], vc[0]))
+    if len(items) > TAIL_SIZE:
+        cut = items[TAIL_SIZE][1]
+        items = [(v, c - cut) for v, c in items[:TAIL_SIZE] if c > cut]
+    return [v for v, _ in items], np.asarray([c for _, c in items], np.int64)
 
 
 @dataclass(eq=False)
 class CategoricalStats:
-    """A categorical feature's mergeable state: ``counts`` per vocabulary value, ``other``, ``missing``."""
+    """A categorical feature's mergeable state: ``counts`` per vocabulary value, ``other``, ``missing``, and
+    the sketch of out-of-vocabulary values (``tail_values`` with their estimated ``tail_counts``)."""
 
     spec: FeatureSpec
     counts: np.ndarray
     other: int = 0
     missing: int = 0
+    tail_values: list[str] = field(default_factory=list)
+    tail_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @classmethod
     def empty(cls, spec: FeatureSpec) -> CategoricalStats:
@@ -424,8 +672,8 @@ class CategoricalStats:
 
         Example:
             >>> s = CategoricalStats.empty(FeatureSpec("c", "categorical", vocabulary=("a", "b")))
-            >>> s.add(pa.array(["b", "z", None, "b"])); s.counts.tolist(), s.other, s.missing
-            ([0, 2], 1, 1)
+            >>> s.add(pa.array(["b", "z", None, "b"])); s.counts.tolist(), s.other, s.missing, s.tail_values
+            ([0, 2], 1, 1, ['z'])
         """
         return cls(spec, np.zeros(spec.bins, np.int64))
 
@@ -433,6 +681,10 @@ class CategoricalStats:
     def rows(self) -> int:
         """Rows seen (values and missing ones)."""
         return int(self.counts.sum()) + self.other + self.missing
+
+    def tail(self) -> dict[str, int]:
+        """The sketch as {value: estimated count} (each at most ``other / (TAIL_SIZE + 1)`` below the truth)."""
+        return dict(zip(self.tail_values, self.tail_counts.tolist(), strict=True))
 
     def add(self, column: pa.Array) -> None:
         """Count one Arrow column (strings, dictionary-encoded strings, or anything castable to string)."""
@@ -457,13 +709,26 @@ class CategoricalStats:
         found = index >= 0
         np.add.at(self.counts, index[found], counts[found])
         self.missing += int(counts[null].sum())
-        self.other += int(counts[~found & ~null].sum())
+        unseen = ~found & ~null
+        if unseen.any():
+            self.other += int(counts[unseen].sum())
+            if unseen.sum() > 4 * TAIL_SIZE:  # many distinct values: only the batch's heaviest can matter
+                keep = np.flatnonzero(unseen)
+                keep = keep[np.argsort(-counts[keep], kind="stable")[: 4 * TAIL_SIZE]]
+                unseen = np.zeros_like(unseen)
+                unseen[keep] = True
+            names = values.filter(pa.array(unseen)).to_pylist()
+            self.tail_values, self.tail_counts = _tail_merge(
+                self.tail_values, self.tail_counts, names, counts[unseen].astype(np.int64)
+            )
 
     def merged(self, other: CategoricalStats, k: int = 0) -> CategoricalStats:
         """The state of both (``other`` must have the same spec)."""
+        values, counts = _tail_merge(self.tail_values, self.tail_counts, other.tail_values, other.tail_counts)
         return CategoricalStats(
-            self.spec, self.counts + other.counts, self.other + other.other, self.missing + other.missing
-        )
+            self.spec, self.counts + other.counts, self.other + other.other, self.missing + other.missing,
+            values, counts,
+        )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready state."""
@@ -473,15 +738,20 @@ class CategoricalStats:
             "counts": self.counts.tolist(),
             "other": self.other,
             "missing": self.missing,
+            "tail": {"values": list(self.tail_values), "counts": self.tail_counts.tolist()},
         }
 
     @classmethod
     def from_json(cls, name: str, d: dict[str, Any]) -> CategoricalStats:
-        """Inverse of :meth:`to_json`."""
+        """Inverse of :meth:`to_json` (version 1 entries too: no sketch)."""
         spec = FeatureSpec(name, "categorical", vocabulary=tuple(d["vocabulary"]))
-        if len(d["counts"]) != spec.bins:
+        tail = d.get("tail") or {"values": [], "counts": []}
+        if len(d["counts"]) != spec.bins or len(tail["values"]) != len(tail["counts"]):
             raise ValueError(f"{name}: inconsistent profile entry")
-        return cls(spec, np.asarray(d["counts"], np.int64), d["other"], d["missing"])
+        return cls(
+            spec, np.asarray(d["counts"], np.int64), d["other"], d["missing"],
+            [str(v) for v in tail["values"]], np.asarray(tail["counts"], np.int64),
+        )  # fmt: skip
 
 
 def _small_labels(ints: np.ndarray) -> bool:
@@ -602,23 +872,27 @@ class Profile:
         numeric: Sequence[str] | None = None,
         categorical: Sequence[str] | None = None,
         bins: int = 10,
-        top_k: int = 20,
-        sample_size: int = 2048,
+        top_k: int = 256,
+        sample_size: int = 0,
         seed: int = BASELINE_SEED,
         key: str = "id",
         model_version: str | None = None,
+        grid: bool = True,
+        resolution: float = GRID_RESOLUTION,
     ) -> Profile:
         """Baseline layout and profile of ``table``: ``bins`` quantile bins per numeric column (the same edges
-        as ``training.train.baseline_profile``), the ``top_k`` most frequent values per categorical column.
+        as ``training.train.baseline_profile``) and a fine grid (:func:`grid_for`; ``grid=False``: none, the
+        version-1 layout), the ``top_k`` most frequent values per categorical column.
 
         Without ``numeric``/``categorical``, number/bool columns are numeric and the others categorical
-        (``key`` excluded). Rows are identified by ``key`` when present, else by position.
+        (``key`` excluded). With ``sample_size`` > 0 rows are identified by ``key`` when present, else by
+        position; the grid makes the sample unnecessary, so baselines have none by default.
 
         Example:
             >>> t = pa.table({"x": [float(i) for i in range(100)], "c": ["a"] * 60 + ["b"] * 40})
             >>> b = Profile.baseline(t, bins=4, top_k=1)
-            >>> b.specs[0].edges, b.features["c"].counts.tolist(), b.features["c"].other
-            ((0.0, 24.75, 49.5, 74.25, 99.0), [60], 40)
+            >>> b.specs[0].edges, b.specs[0].grid, b.features["c"].counts.tolist(), b.features["c"].other
+            ((0.0, 24.75, 49.5, 74.25, 99.0), (-9.9, 0.0580078125, 2048), [60], 40)
         """
         if numeric is None or categorical is None:
             names = [f for f in table.schema if f.name != key]
@@ -638,8 +912,12 @@ class Profile:
         for name in numeric:
             x = _floats(table.column(name))
             present = x[np.isfinite(x)]
-            edges = np.quantile(present, np.linspace(0, 1, bins + 1)) if present.size else ()
-            specs.append(FeatureSpec(name, "numeric", tuple(edges)))
+            edges = np.quantile(present, np.linspace(0, 1, bins + 1)) if present.size else np.zeros(0)
+            fine: tuple[float, float, int] | tuple[()] = ()
+            if grid and present.size:
+                std = float(present.std(ddof=1)) if present.size > 1 else 0.0
+                fine = grid_for(float(edges[0]), float(edges[-1]), std, resolution)
+            specs.append(FeatureSpec(name, "numeric", tuple(edges), grid=fine))
         for name in categorical:
             pairs = [
                 (v["values"], v["counts"]) for v in pc.value_counts(_strings(table.column(name))).to_pylist()
@@ -650,7 +928,9 @@ class Profile:
                 )
             )
         profile = cls(specs, sample_size=sample_size, seed=seed, key=key, model_version=model_version)
-        keys = None if key in table.column_names else row_keys(offset=0, rows=table.num_rows)
+        keys = (
+            None if key in table.column_names or not sample_size else row_keys(offset=0, rows=table.num_rows)
+        )
         return profile.update(table, keys=keys)
 
     @classmethod
@@ -700,8 +980,8 @@ class Profile:
     def update(self, batch: pa.RecordBatch | pa.Table, *, keys: np.ndarray | None = None) -> Profile:
         """Add a record batch (or table) in place and return ``self``; vectorised, no per-row Python.
 
-        Rows are identified by the ``key`` column unless ``keys`` (uint64 from :func:`row_keys`, one per
-        row) are given. Columns that are not features are ignored; features absent from the batch are
+        When the profile samples (``sample_size`` > 0), rows are identified by the ``key`` column unless
+        ``keys`` (uint64 from :func:`row_keys`, one per row) are given; otherwise ``keys`` are ignored. Columns that are not features are ignored; features absent from the batch are
         left unchanged.
 
         Example:
@@ -717,15 +997,17 @@ class Profile:
             return self
         if batch.num_rows == 0:
             return self
-        if keys is None:
-            if self.key not in batch.schema.names:
-                raise ValueError(f"no {self.key!r} column to identify rows: pass keys=row_keys(...)")
-            keys = row_keys(batch.column(self.key))
-        keys = np.asarray(keys)
-        if keys.dtype != np.uint64 or keys.shape != (batch.num_rows,):
-            raise ValueError("keys must be a uint64 array with one key per row (see row_keys)")
-        sampling = _mix(keys ^ self._seed_mix)
-        sampling[keys == _MAX] = _MAX
+        sampling = None
+        if self.sample_size:  # rows need identities only to be sampled
+            if keys is None:
+                if self.key not in batch.schema.names:
+                    raise ValueError(f"no {self.key!r} column to identify rows: pass keys=row_keys(...)")
+                keys = row_keys(batch.column(self.key))
+            keys = np.asarray(keys)
+            if keys.dtype != np.uint64 or keys.shape != (batch.num_rows,):
+                raise ValueError("keys must be a uint64 array with one key per row (see row_keys)")
+            sampling = _mix(keys ^ self._seed_mix)
+            sampling[keys == _MAX] = _MAX
         names, shared = set(batch.schema.names), dict[Any, np.ndarray]()
         for name, stats in self.features.items():
             if name not in names:
@@ -778,10 +1060,11 @@ class Profile:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Profile:
-        """Inverse of :meth:`to_json`; raises ``ValueError`` for another format or version."""
-        if d.get("format") != PROFILE_FORMAT or d.get("version") != PROFILE_VERSION:
+        """Inverse of :meth:`to_json` (reads versions 1 and 2); raises ``ValueError`` for another format or
+        version."""
+        if d.get("format") != PROFILE_FORMAT or d.get("version") not in READABLE_VERSIONS:
             raise ValueError(
-                f"not a {PROFILE_FORMAT} v{PROFILE_VERSION} profile: {d.get('format')!r} v{d.get('version')!r}"
+                f"not a {PROFILE_FORMAT} v1 or v{PROFILE_VERSION} profile: {d.get('format')!r} v{d.get('version')!r}"
             )
         profile = cls(
             (),
@@ -792,7 +1075,7 @@ class Profile:
             window=tuple(d["window"]) if d["window"] else None,  # type: ignore[arg-type]
         )
         for name, e in d["features"].items():
-            if isinstance(e.get("sample", {}).get("keys"), dict):  # {"same_as": an earlier feature}
+            if isinstance((e.get("sample") or {}).get("keys"), dict):  # {"same_as": an earlier feature}
                 e = {
                     **e,
                     "sample": {
@@ -817,7 +1100,7 @@ def _shared_keys(features: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any
     """Write a sample's keys once: features with the same rows sampled (no missing values) refer back."""
     first: dict[str, str] = {}
     for name, e in features.items():
-        keys = e.get("sample", {}).get("keys")
+        keys = (e.get("sample") or {}).get("keys")
         if keys:
             if keys in first:
                 e["sample"]["keys"] = {"same_as": first[keys]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from functools import cache
 
 import numpy as np
@@ -84,6 +85,9 @@ def _assert_same(a: Profile, b: Profile, rel: float = 1e-9) -> None:
         ma, mb, m2a, m2b = fa.pop("mean"), fb.pop("mean"), fa.pop("m2"), fb.pop("m2")
         assert abs(ma - mb) <= rel * (max(abs(ma), abs(mb)) + 1e-3 * scale), (name, ma, mb)
         assert abs(m2a - m2b) <= rel * (max(m2a, m2b) + 1e-6 * fa["count"] * scale**2), (name, m2a, m2b)
+        for side in ("under_sum", "over_sum"):  # sums of the outer cells: to rounding, like the moments
+            sa, sb = fa.pop(side, 0.0), fb.pop(side, 0.0)
+            assert abs(sa - sb) <= rel * (max(abs(sa), abs(sb)) + 1e-3 * scale), (name, side, sa, sb)
     assert ja == jb
 
 
@@ -176,8 +180,8 @@ def test_json_round_trip_is_exact() -> None:
     )
     assert back.update(_table(10, seed=4)).rows == 3010  # a restored profile keeps working
     _assert_same(Profile.from_json(json.loads(json.dumps(_baseline().to_json()))), _baseline())
-    with pytest.raises(ValueError, match=r"not a scorehook\.profile v1"):
-        Profile.from_json({**d, "version": 2})
+    with pytest.raises(ValueError, match=r"not a scorehook\.profile v1 or v2"):
+        Profile.from_json({**d, "version": 3})
 
 
 def test_numeric_bins_out_of_range_and_missing_on_hand_made_data() -> None:
@@ -351,7 +355,17 @@ def test_baseline_layout_matches_the_training_profile() -> None:
     t = _table(5000, seed=12)
     t = t.set_column(5, "x05", generate(5000, seed=12).column("x05"))  # no inf: the legacy profile keeps it
     legacy = baseline_profile(t.drop_columns(["probability"]))
-    base = Profile.baseline(t, numeric=NUM, categorical=CATEGORICAL, bins=10, top_k=20)
+    # the version-1 layout (no grid, a sample) is exactly training's; the grid layout counts each fine cell
+    # in the coarse bin of its midpoint, so its coarse counts move only by the values next to an edge
+    base = Profile.baseline(
+        t, numeric=NUM, categorical=CATEGORICAL, bins=10, top_k=20, grid=False, sample_size=2048
+    )
+    fine = Profile.baseline(t, numeric=NUM, categorical=CATEGORICAL, bins=10, top_k=20)
+    for name in NUMERIC:
+        x, g = base.features[name], fine.features[name]
+        assert isinstance(g, NumericStats) and g.spec.edges == x.spec.edges and g.spec.grid
+        assert g.counts.sum() == x.counts.sum() and np.abs(g.counts - x.counts).max() <= 0.02 * x.counts.max()
+        assert (g.min, g.max, g.mean, g.m2, g.count) == (x.min, x.max, x.mean, x.m2, x.count)
     for name in NUMERIC:
         b, x = legacy["numeric"][name], base.features[name]
         assert isinstance(x, NumericStats)
@@ -439,3 +453,16 @@ def test_integer_labels_count_like_their_strings() -> None:
             as_text.other,
             as_text.missing,
         )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extreme_values_land_in_the_outer_cells_with_their_exact_sums(dtype) -> None:
+    base = Profile.baseline(pa.table({"x": np.linspace(-1.0, 1.0, 1001)}))
+    values = np.array([np.inf, -np.inf, np.nan, 3e38, -3e38, 0.5, 2.0], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning from the grid arithmetic
+        x = base.blank().update(pa.table({"x": values})).features["x"]
+    assert isinstance(x, NumericStats) and x.cells is not None
+    assert (x.count, x.missing, x.out_of_range) == (4, 3, 3)
+    assert (x.cells[0], x.cells[-1], x.cells[1:-1].sum()) == (1, 2, 1)
+    assert x.under_sum == float(dtype(-3e38)) and x.over_sum == float(dtype(3e38)) + 2.0
