@@ -142,6 +142,8 @@ class ProfileObserver:
             self._queue.put((inputs, outputs))
 
     def _keys(self, batch: Any, offset: int) -> Any:
+        if not self.profile.sample_size:  # rows need identities only to be sampled
+            return None
         if self.profile.key in batch.schema.names:
             return row_keys(batch.column(self.profile.key))
         return row_keys(offset=offset, rows=batch.num_rows, salt=self.salt)
