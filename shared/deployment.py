@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Decision", "DeploymentPolicy", "RecentData", "Validation", "decide", "evaluate", "validate_candidate"]
+__all__ = ["HELD_OUT_RULE", "Decision", "DeploymentPolicy", "RecentData", "held_out_mask", "Validation", "decide", "evaluate", "validate_candidate"]
 
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
 
@@ -299,6 +299,27 @@ class RecentData:
 
 RETRAIN_DECISION_TAG = "scorehook.retrain.decision"
 """Version tag of a retrained candidate: the drift decision (``model/version/window``) it answers."""
+HELD_OUT_RULE = "crc32(id) % 5 == 0"
+"""The rows of a drift window that retraining never fits on, so the deployment flow can judge on them."""
+
+
+def held_out_mask(table: Any, key: str = "id") -> Any:
+    """Which rows of ``table`` are held out from retraining (:data:`HELD_OUT_RULE`; none without ``key``).
+
+    Example:
+        >>> import pyarrow as pa
+        >>> held_out_mask(pa.table({"id": ["r1", "r2", "r3", "r4", "r5", "r6"]})).tolist()
+        [False, False, False, True, False, False]
+    """
+    import zlib
+
+    import numpy as np
+    import pyarrow as pa
+
+    if key not in table.column_names:
+        return np.zeros(table.num_rows, dtype=bool)
+    ids = table.column(key).cast(pa.string()).to_pylist()
+    return np.fromiter((i is not None and zlib.crc32(i.encode()) % 5 == 0 for i in ids), bool, len(ids))
 
 
 class DeploymentService:

@@ -376,6 +376,10 @@ def _run(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
                 )
             inputs = len(args.input)
             data = load_inputs(args.input, connection_string)
+        from shared.deployment import HELD_OUT_RULE, held_out_mask
+
+        held_out = held_out_mask(data)  # the deployment flow judges champion and challenger on these rows
+        data = data.filter(pa.array(~held_out))
         minimum = max(args.min_rows, MIN_LABELLED_ROWS)
         failed = {
             "status": "failed",
@@ -395,6 +399,7 @@ def _run(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
             f"{TAG_PREFIX}inputs": str(inputs),
             f"{TAG_PREFIX}rows": str(data.num_rows),
             f"{TAG_PREFIX}report": _report(args.drift_report),
+            f"{TAG_PREFIX}held_out": f"{HELD_OUT_RULE} ({int(held_out.sum())} rows)",
         }
         tags = {k: v for k, v in tags.items() if v} | dict(args.tag)  # unset options are left out
         try:
