@@ -588,11 +588,13 @@ class DeploymentService:
         return None
 
     def _decision_of(self, name: str, version: str) -> Any:
-        """The ledger's decision record of one version (whatever its key), if any."""
-        for record in self.ledger.records():
-            details = record.details
-            if details.get("model") == name and str(details.get("version")) == version and "action" in details:
-                return record
+        """The ledger's decision record of one version (whatever its key), if any; filtered by status, so the
+        table is not scanned for every scored file."""
+        for status in ("hold", "promote", "reject"):
+            for record in self.ledger.records(status):
+                details = record.details
+                if details.get("model") == name and str(details.get("version")) == version and "action" in details:
+                    return record
         return None
 
     def approve(self, approval: Any, *, by: str | None = None, reason: str | None = None) -> DeploymentOutcome:

@@ -3,8 +3,11 @@ the champion generation marker: real ONNX models on the fakes of ``shared/testin
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pytest
 
 from shared.deployment import DeploymentPolicy, RecentData, Validation, decide
@@ -273,3 +276,45 @@ def test_the_cli_prints_one_line_and_exits_2_on_a_refusal(models, capsys):
     assert "not held for approval (promote)" in capsys.readouterr().err
     record = [r for r in flow.ledger.records("champion") if r.details["how"] == "rollback"][0].details
     assert record["by"].startswith("cli") and record["reason"] == "smoke test failed in prod"
+
+
+def test_the_drift_window_rows_are_the_held_out_labelled_rows_of_its_input_files():
+    import gzip
+    from datetime import UTC, datetime
+
+    import pyarrow.parquet as pq
+
+    from shared.deployment import held_out_mask
+    from shared.drift.profile import Profile
+    from shared.drift.store import ProfileStore, window_of
+    from shared.ports import ModelVersion
+    from shared.services import drift_window_rows
+    from shared.settings import Settings
+    from shared.testing import FakeBlobStore
+    from training.data import generate
+
+    blobs = FakeBlobStore()
+    store = ProfileStore(blobs, "drift")
+    window = window_of(datetime(2026, 12, 1, 13, tzinfo=UTC), 3600)
+    labelled, unlabelled = generate(1000, seed=3, include_label=True), generate(500, seed=4, include_label=False)
+    sink = io.BytesIO()
+    pq.write_table(labelled.slice(500), sink)
+    files = {"a.csv.gz": gzip.compress(_csv(labelled.slice(0, 500))), "b.parquet": sink.getvalue(),
+             "c.csv": _csv(unlabelled)}  # fmt: skip
+    for index, (name, data) in enumerate(files.items()):
+        blobs.write_bytes("incoming", name, data)
+        store.add_part("churn", "1", window, Profile([]), f"p{index}", f"http://127.0.0.1:10000/devstoreaccount1/incoming/{name}")
+    version = ModelVersion("churn", "2", "src", tags={"scorehook.retrain.decision": f"churn/1/{window.key}"})
+    recent = drift_window_rows(Settings.from_env({}), blobs)(version)
+    expected = labelled.filter(pa.array(held_out_mask(labelled)))
+    assert recent.table.num_rows == expected.num_rows and 150 < expected.num_rows < 250
+    assert sorted(recent.table.column("id").to_pylist()) == sorted(expected.column("id").to_pylist())
+    assert recent.details == {"window": window.key, "base_version": "1", "inputs": 3, "held_out": "crc32(id) % 5 == 0"}
+    gone = ModelVersion("churn", "3", "src", tags={"scorehook.retrain.decision": "churn/1/20000101T0000"})
+    assert drift_window_rows(Settings.from_env({}), blobs)(gone) is None
+
+
+def _csv(table) -> bytes:
+    sink = io.BytesIO()
+    pacsv.write_csv(table, sink)
+    return sink.getvalue()
