@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["HELD_OUT_RULE", "Decision", "DeploymentPolicy", "RecentData", "held_out_mask", "Validation", "decide", "evaluate", "validate_candidate"]
+__all__ = ["HELD_OUT_RULE", "Decision", "DeploymentPolicy", "RecentData", "Validation", "decide", "evaluate", "held_out_mask", "validate_candidate"]
 
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
 

@@ -57,10 +57,8 @@ def build_scoring_service(settings: Settings) -> object:
     from shared.adapters import AzureBlobStore, TableLedger
     from shared.adapters.mlflow_registry import MlflowRegistry
     from shared.adapters.publisher import publisher_from_settings
-    from shared.models import ModelCache, ModelProvider
+    from shared.models import GenerationMarker, ModelCache, ModelProvider
     from shared.scoring import ScoringService
-
-    from shared.models import GenerationMarker
 
     blobs = AzureBlobStore.from_settings(settings)
     models = ModelProvider(

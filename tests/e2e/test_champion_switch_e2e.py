@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 @pytest.fixture(scope="module")
 def pair(azurite, tmp_path_factory):
     with registry_devhost(azurite, tmp_path_factory, "switch") as first:
-        second = start_devhost(tmp_path_factory.mktemp("switch-b"), azurite, first.mlflow.tracking_uri, extra={
+        second = start_devhost(tmp_path_factory.mktemp("switch-b"), azurite, first.mlflow.tracking_uri,
+                               app="apps.scoring_only_app:app", extra={
             "SCOREHOOK_MODEL_URI": f"models:/{first.name}@champion", "SCOREHOOK_ALIAS_TTL_SECONDS": "3600",
             "SCOREHOOK_OUTPUT_CONTAINER": "scored-b", "SCOREHOOK_LEDGER_TABLE": f"switchb{uuid.uuid4().hex[:8]}",
             "SCOREHOOK_DRIFT_ENABLED": "false", "SCOREHOOK_MLFLOW_WEBHOOK_SECRET": "unused",

@@ -274,7 +274,7 @@ def test_the_cli_prints_one_line_and_exits_2_on_a_refusal(models, capsys):
     assert "unknown or has no champion" in capsys.readouterr().err
     assert cmd_approve(flow.service, argparse.Namespace(model="churn", version="2", reason=None)) == 2
     assert "not held for approval (promote)" in capsys.readouterr().err
-    record = [r for r in flow.ledger.records("champion") if r.details["how"] == "rollback"][0].details
+    record = next(r for r in flow.ledger.records("champion") if r.details["how"] == "rollback").details
     assert record["by"].startswith("cli") and record["reason"] == "smoke test failed in prod"
 
 
