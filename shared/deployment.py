@@ -574,6 +574,11 @@ class DeploymentService:
             "scorehook.reasons": "; ".join(decision.reasons),
             "scorehook.metrics": json.dumps({"challenger": dict(decision.challenger),
                                              "champion": decision.champion}, default=float),
+            **({"scorehook.decided_by": decision.decided_by or "", "scorehook.evaluations": json.dumps({
+                name: {k: e.get(k) for k in ("action", "rows", "decides")} | {
+                    f"{side}_{self.policy.primary_metric}": (e.get(side) or {}).get(self.policy.primary_metric)
+                    for side in ("challenger", "champion")}
+                for name, e in decision.evaluations.items()}, default=float)} if decision.evaluations else {}),
             "scorehook.decision": decision.action,  # last: readers take it as "the record is complete"
         })  # fmt: skip
 

@@ -318,3 +318,19 @@ def _csv(table) -> bytes:
     sink = io.BytesIO()
     pacsv.write_csv(table, sink)
     return sink.getvalue()
+
+
+def test_the_version_tags_say_which_evaluation_decided(models):
+    import json
+
+    from training.data import generate
+
+    window = generate(1000, seed=78, include_label=True, drift=1.0)
+    flow = Flow(models, recent_data=lambda v: RecentData(window, {"window": "w2"}))
+    flow.decide(10)
+    flow.decide(0, tags={"scorehook.retrain.decision": "churn/1/w2"})
+    tags = flow.registry.tags[("churn", "2")]
+    assert tags["scorehook.decided_by"] == "drift_window"
+    evaluations = json.loads(tags["scorehook.evaluations"])
+    assert set(evaluations) == {"holdout", "drift_window"} and evaluations["drift_window"]["rows"] == 1000
+    assert evaluations["holdout"]["challenger_auc"] > 0.8 and evaluations["drift_window"]["champion_auc"] > 0
