@@ -4,7 +4,9 @@
     scorehook trace incoming/2026/a.csv      # every version of a file: claim, outcome, output lineage, failure record
     scorehook replay incoming/2026/a.csv     # score the file again, as it is now
     scorehook replay --failed [--route NAME] # every failed file (of one route)
-    scorehook rollback MODEL                 # the previous champion becomes the champion again
+    scorehook models approve NAME VERSION [--reason TEXT]          # promote a held version (once)
+    scorehook models rollback NAME [--to VERSION] [--reason TEXT]  # an earlier champion again (once)
+    scorehook rollback MODEL [--to VERSION] [--reason TEXT]        # the same as models rollback
     scorehook drift [MODEL] [--evaluate]     # the latest drift reports (decision, reasons, retraining)
     scorehook drift compare REF CUR [--json] # offline: would the monitor flag CUR against REF? (no services)
     scorehook deadletters [--replay] [--json] # events Event Grid gave up on; score their files again
@@ -113,10 +115,49 @@ def cmd_replay(service: Any, args: argparse.Namespace) -> int:
     return worst
 
 
+EXIT_REFUSED = 2
+_MODEL_EXIT = {"promote": 0, "unchanged": 0, "duplicate": 0, "reject": 1, "ignored": EXIT_REFUSED,
+               "refused": EXIT_REFUSED}  # fmt: skip
+
+
+def _operator() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _model_outcome(model: str, version: str | None, run: Any) -> int:
+    """Print one JSON line for an approval or rollback; a refusal also on stderr, in words."""
+    try:
+        outcome = run()
+    except ScorehookError as exc:
+        print(json.dumps({"model": model, "version": version, "status": "error", **exc.to_record()}, default=str))
+        print(_printable(f"scorehook models: [{exc.reason}] {exc}"), file=sys.stderr)
+        return 1
+    print(json.dumps({"model": model, "version": version, "status": outcome.status, "champion": outcome.champion,
+                      "message": outcome.message}))  # fmt: skip
+    if outcome.status in ("refused", "ignored"):
+        print(_printable(f"scorehook models: {outcome.message}"), file=sys.stderr)
+    return _MODEL_EXIT.get(outcome.status, 1)
+
+
 def cmd_rollback(flow: Any, args: argparse.Namespace) -> int:
-    outcome = flow.rollback(args.model)
-    print(json.dumps({"model": args.model, "champion": outcome.champion, "status": "rolled back"}))
-    return 0
+    """``models rollback``: exit 0 when rolled back or nothing to change, 2 when refused."""
+    return _model_outcome(args.model, args.to, lambda: flow.rollback(
+        args.model, args.to, reason=args.reason, by=_operator()))  # fmt: skip
+
+
+def cmd_approve(flow: Any, args: argparse.Namespace) -> int:
+    """``models approve``: exit 0 when promoted (or approved already), 1 when a newer champion stays, 2 when
+    refused (unknown model or version, not held)."""
+    from shared.registrations import ApprovalGranted
+
+    approval = ApprovalGranted(args.model, args.version, "cli")
+    return _model_outcome(args.model, args.version, lambda: flow.approve(
+        approval, by=_operator(), reason=args.reason))  # fmt: skip
 
 
 def cmd_drift(monitor: Any, args: argparse.Namespace) -> int:
@@ -310,6 +351,13 @@ def cmd_deadletters(service: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _rollback_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="registered model name")
+    parser.add_argument("--to", help="the version to make champion (default: the newest earlier champion)")
+    parser.add_argument("--reason", help="why (recorded in the ledger and on the versions' tags)")
+    parser.set_defaults(run=cmd_rollback, build="deployment")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     pre = argparse.ArgumentParser(add_help=False)
@@ -332,9 +380,16 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--failed", action="store_true", help="replay every failed file")
     replay.add_argument("--route", help="with --failed: only this route's files")
     replay.set_defaults(run=cmd_replay)
-    rollback = sub.add_parser("rollback", help="make the previous champion of a model the champion again")
-    rollback.add_argument("model", help="registered model name")
-    rollback.set_defaults(run=cmd_rollback, build="deployment")
+    rollback = sub.add_parser("rollback", help="make an earlier champion of a model the champion again")
+    _rollback_arguments(rollback)
+    models = sub.add_parser("models", help="approve a held version, roll a champion back (recorded, idempotent)")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    approve = models_sub.add_parser("approve", help="promote a version the policy held for approval")
+    approve.add_argument("model", help="registered model name")
+    approve.add_argument("version", help="the held version")
+    approve.add_argument("--reason", help="why (recorded in the ledger and on the version's tags)")
+    approve.set_defaults(run=cmd_approve, build="deployment")
+    _rollback_arguments(models_sub.add_parser("rollback", help="make an earlier champion the champion again"))
     drift = sub.add_parser("drift", help="the latest drift reports: decision, reasons, retraining",
                            epilog="scorehook drift compare REFERENCE CURRENT... checks data offline "
                                   "(scorehook drift compare --help)")  # fmt: skip

@@ -11,9 +11,12 @@ registration, loads the models and records the decision builds on them.
   ``wrong_type``, from ``shared.errors.FAILURE_REASONS``).
 * :func:`evaluate`: metrics of a model on labelled data (binary classification: ``auc``, ``f1``,
   ``accuracy``; regression: ``rmse``, ``mae``), champion and challenger on the same data in the same run.
-* :func:`decide`: the policy. No champion yet → promote when validation passed. Otherwise promote when the
-  challenger is not worse than the champion by more than ``margin`` on the primary metric and no guard
-  metric regresses by more than ``guard_tolerance``; ``hold`` instead of promote when approval is required.
+* :func:`decide`: the policy. The challenger must reach the bar ``max(champion, best of the last N
+  champions) - margin`` on the primary metric (the champions measured on the same data in the same run, so
+  a series of slightly worse versions cannot slide downhill), every absolute floor (``floors``: a minimum
+  for higher-is-better metrics, a maximum for errors) holds whatever the champion, and no guard metric
+  regresses by more than ``guard_tolerance``. No champion yet → the first valid version that meets the
+  floors is promoted. ``hold`` instead of promote when approval is required.
 
 Example:
     >>> policy = DeploymentPolicy(primary_metric="auc", margin=0.01)
@@ -21,6 +24,8 @@ Example:
     'promote'
     >>> decide({"auc": 0.80}, {"auc": 0.85}, Validation(ok=True), policy).reasons[0]
     'auc 0.8000 is worse than the champion (0.8500) by more than 0.01'
+    >>> decide({"auc": 0.845}, {"auc": 0.85}, Validation(ok=True), policy, history={"1": {"auc": 0.86}}).reasons[0]
+    'auc 0.8450 is worse than the best of the recent champions (0.8600, version 1) by more than 0.01'
 """
 
 from __future__ import annotations
@@ -32,12 +37,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "HELD_OUT_RULE",
     "Decision",
     "DeploymentPolicy",
+    "RecentData",
     "Validation",
     "columns_of",
     "decide",
     "evaluate",
+    "held_out_mask",
     "validate_candidate",
 ]
 
@@ -49,13 +57,22 @@ class DeploymentPolicy:
     """How a challenger is judged (from settings; per route later)."""
 
     primary_metric: str = "auc"
-    margin: float = 0.01
+    margin: float = 0.0
     guard_metrics: tuple[str, ...] = ("f1",)
     guard_tolerance: float = 0.02
     require_approval: bool = False
     latency_budget_ms: float = 250.0
     latency_batch_rows: int = 1000
     latency_runs: int = 20
+    history: int = 5  # how many earlier champions (besides the current one) set the bar
+    floors: Mapping[str, float] = field(default_factory=dict)  # absolute: min (or max for errors) per metric
+    window_min_rows: int = 200  # labelled held-out rows of a drift window needed for it to decide
+
+    def describe(self) -> dict[str, Any]:
+        """The policy as it goes into a decision record."""
+        return {"primary_metric": self.primary_metric, "margin": self.margin, "history": self.history,
+                "floors": dict(self.floors), "guard_metrics": list(self.guard_metrics),
+                "guard_tolerance": self.guard_tolerance, "require_approval": self.require_approval}  # fmt: skip
 
 
 @dataclass
@@ -79,9 +96,12 @@ class Decision:
     champion: Mapping[str, float] | None
     validation: Mapping[str, Any]
     rollout: Mapping[str, Any] | None = None
+    bar: Mapping[str, Any] | None = None  # what the challenger had to reach, and from which champions
+    evaluations: Mapping[str, Any] | None = None  # per evaluation data set (holdout, drift window)
+    decided_by: str | None = None  # which of ``evaluations`` decided
 
     def to_record(self) -> dict[str, Any]:
-        return {
+        record = {
             "action": self.action,
             "reasons": list(self.reasons),
             "challenger_metrics": dict(self.challenger),
@@ -89,6 +109,12 @@ class Decision:
             "validation": dict(self.validation),
             "rollout": dict(self.rollout) if self.rollout is not None else None,
         }
+        if self.bar is not None:
+            record["bar"] = dict(self.bar)
+        if self.evaluations is not None:
+            record["evaluations"] = dict(self.evaluations)
+            record["decided_by"] = self.decided_by
+        return record
 
 
 _NUMERIC = {"float32", "float64", "int32", "int64"}
@@ -282,31 +308,63 @@ def _worse_by(metric: str, challenger: float, champion: float) -> float:
     return challenger - champion if metric in LOWER_IS_BETTER else champion - challenger
 
 
+def _floor_breaches(metrics: Mapping[str, float], floors: Mapping[str, float]) -> list[str]:
+    """The absolute floors ``metrics`` miss (a metric that was not measured misses its floor)."""
+    breaches = []
+    for metric, floor in floors.items():
+        value = metrics.get(metric)
+        lower = metric in LOWER_IS_BETTER
+        if value is None or math.isnan(value):
+            breaches.append(f"{metric} was not measured: its floor ({'max' if lower else 'min'} {floor:g}) cannot hold")
+        elif (value > floor) if lower else (value < floor):
+            breaches.append(f"{metric} {value:.4f} is {'above the maximum' if lower else 'below the floor'} {floor:g}")
+    return breaches
+
+
 def decide(
     challenger: Mapping[str, float],
     champion: Mapping[str, float] | None,
     validation: Validation,
     policy: DeploymentPolicy,
+    history: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Decision:
-    """Apply the policy: reject on failed validation or a regression, hold when approval is required."""
+    """Apply the policy: reject on failed validation, a missed floor, a challenger below the bar or a guard
+    regression; hold when approval is required.
+
+    ``history``: the metrics of earlier champions (version → metrics, measured on the same data as the
+    challenger), of which the best (with the champion's) sets the bar ``best - margin``."""
     record = {"ok": validation.ok, "reasons": validation.reasons, "p95_ms": validation.p95_ms,
               "reason": validation.reason}  # fmt: skip
+    champion = dict(champion) if champion is not None else None
     if not validation.ok:
         return Decision("reject", tuple(validation.reasons), dict(challenger), champion, record)
+    floors = _floor_breaches(challenger, policy.floors)
     reasons: list[str] = []
     if champion is None:
+        if floors:
+            return Decision("reject", tuple(floors), dict(challenger), None, record)
         reasons.append("no champion yet: the first valid version is promoted")
+        bar = None
     else:
         metric = policy.primary_metric
         if metric not in challenger or metric not in champion:
             return Decision("reject", (f"primary metric {metric!r} is missing for one of the models",),
-                            dict(challenger), dict(champion), record)  # fmt: skip
-        worse = _worse_by(metric, challenger[metric], champion[metric])
-        if worse > policy.margin:
-            reasons.append(
-                f"{metric} {challenger[metric]:.4f} is worse than the champion ({champion[metric]:.4f}) "
-                f"by more than {policy.margin:g}"
-            )
+                            dict(challenger), champion, record)  # fmt: skip
+        lower = metric in LOWER_IS_BETTER
+        candidates = {version: m[metric] for version, m in (history or {}).items()
+                      if metric in m and not math.isnan(m[metric])}  # fmt: skip
+        best_version, best = None, champion[metric]
+        for version, value in candidates.items():
+            if (value < best) if lower else (value > best):
+                best_version, best = version, value
+        required = best + policy.margin if lower else best - policy.margin
+        bar = {"metric": metric, "champion": champion[metric], "best": best, "best_version": best_version,
+               "margin": policy.margin, "required": required, "history": candidates}  # fmt: skip
+        reasons += floors
+        if _worse_by(metric, challenger[metric], best) > policy.margin:
+            against = (f"the champion ({best:.4f})" if best_version is None else
+                       f"the best of the recent champions ({best:.4f}, version {best_version})")  # fmt: skip
+            reasons.append(f"{metric} {challenger[metric]:.4f} is worse than {against} by more than {policy.margin:g}")
         shared_guards = [g for g in policy.guard_metrics if g in challenger and g in champion]
         reasons += [
             f"guard {guard} regresses: {challenger[guard]:.4f} against {champion[guard]:.4f} "
@@ -315,25 +373,59 @@ def decide(
             if _worse_by(guard, challenger[guard], champion[guard]) > policy.guard_tolerance
         ]
         if reasons:
-            return Decision("reject", tuple(reasons), dict(challenger), dict(champion), record)
-        reasons.append(f"{metric} {challenger[metric]:.4f} against the champion's {champion[metric]:.4f}: not worse "
-                       f"by more than {policy.margin:g}, no guard regressed")  # fmt: skip
+            return Decision("reject", tuple(reasons), dict(challenger), champion, record, bar=bar)
+        reasons.append(f"{metric} {challenger[metric]:.4f} reaches the bar {required:.4f} (best recent champion "
+                       f"{best:.4f} - margin {policy.margin:g}), no guard regressed")  # fmt: skip
+    if floors := list(policy.floors):
+        reasons.append(f"the floors on {', '.join(floors)} hold")
     if policy.require_approval:
-        return Decision("hold", (*reasons, "the policy requires a manual approval"), dict(challenger),
-                        dict(champion) if champion is not None else None, record)  # fmt: skip
-    return Decision(
-        "promote", tuple(reasons), dict(challenger), dict(champion) if champion is not None else None, record
-    )
+        return Decision("hold", (*reasons, "the policy requires a manual approval"), dict(challenger), champion,
+                        record, bar=bar)  # fmt: skip
+    return Decision("promote", tuple(reasons), dict(challenger), champion, record, bar=bar)
 
 
 @dataclass
 class DeploymentOutcome:
     """What the flow did with one registration (or approval, or rollback)."""
 
-    status: str  # "promote" | "hold" | "reject" | "duplicate"
+    status: str  # "promote" | "hold" | "reject" | "duplicate" | "unchanged" | "ignored" | "refused"
     key: str
     decision: Decision | None = None
     champion: str | None = None  # the champion version afterwards
+    message: str | None = None  # for people: why nothing changed, or what did
+
+
+@dataclass(frozen=True)
+class RecentData:
+    """Labelled rows of the drift window a retrained candidate came from, held out from its training."""
+
+    table: Any
+    details: Mapping[str, Any] = field(default_factory=dict)  # window, inputs, rows, the hold-out rule
+
+
+RETRAIN_DECISION_TAG = "scorehook.retrain.decision"
+"""Version tag of a retrained candidate: the drift decision (``model/version/window``) it answers."""
+HELD_OUT_RULE = "crc32(id) % 5 == 0"
+"""The rows of a drift window that retraining never fits on, so the deployment flow can judge on them."""
+
+
+def held_out_mask(table: Any, key: str = "id") -> Any:
+    """Which rows of ``table`` are held out from retraining (:data:`HELD_OUT_RULE`; none without ``key``).
+
+    Example:
+        >>> import pyarrow as pa
+        >>> held_out_mask(pa.table({"id": ["r1", "r2", "r3", "r4", "r5", "r6"]})).tolist()
+        [False, False, False, True, False, False]
+    """
+    import zlib
+
+    import numpy as np
+    import pyarrow as pa
+
+    if key not in table.column_names:
+        return np.zeros(table.num_rows, dtype=bool)
+    ids = table.column(key).cast(pa.string()).to_pylist()
+    return np.fromiter((i is not None and zlib.crc32(i.encode()) % 5 == 0 for i in ids), bool, len(ids))
 
 
 class DeploymentService:
@@ -366,6 +458,8 @@ class DeploymentService:
         claim_ttl_seconds: float = 900,
         owner: str = "scorehook",
         rollout: Any = None,
+        recent_data: Any = None,
+        marker: Any = None,
     ) -> None:
         self.rollout = (
             rollout  # (name, version, champion) -> RolloutResult, when an online endpoint serves the model
@@ -373,6 +467,8 @@ class DeploymentService:
         self.registry, self.models, self.ledger, self.publisher = registry, models, ledger, publisher
         self.evaluation_data, self.policy, self.label = evaluation_data, policy or DeploymentPolicy(), label
         self.claim_ttl_seconds, self.owner = claim_ttl_seconds, owner
+        self.recent_data = recent_data  # (ModelVersion) -> RecentData | None, for drift-triggered candidates
+        self.marker = marker  # a shared.models.GenerationMarker: bumped on every champion change
 
     def registration_key(self, name: str, version: str) -> str:
         """The ledger key of the decision about the version the registry has now under ``name``/``version``
@@ -428,7 +524,10 @@ class DeploymentService:
                 if decision.action == "promote" and self.rollout is not None:
                     decision = self._roll_out(registration, champion, decision)
                 if decision.action == "promote":
-                    champion = self._promote(registration.name, registration.version, champion)
+                    before, champion = champion, self._promote(registration.name, registration.version, champion)
+                    if champion == registration.version:
+                        self._champion_changed(registration.name, champion, "promote", before,
+                                               by=f"{registration.origin}:{registration.delivery_id}")  # fmt: skip
                 self._record(registration, claim, decision)
                 get_logger("deployment").info("deployment decision", extra={
                     "decision": decision.action, "reasons": list(decision.reasons), "champion": champion,
@@ -441,10 +540,12 @@ class DeploymentService:
                 raise
 
     def _decide(self, registration: Any, champion: str | None, model_error: type[Exception]) -> Decision:
+        from dataclasses import replace
+
         data = self.evaluation_data()
         example = data.slice(0, 20).combine_chunks().to_batches()[0]
         try:
-            _, candidate = self.models.get(f"models:/{registration.name}/{registration.version}")
+            version, candidate = self.models.get(f"models:/{registration.name}/{registration.version}")
         except model_error as exc:
             failed = Validation(ok=False, reasons=[f"the model does not load: {exc}"], reason="bad_model")
             return decide({}, None, failed, self.policy)
@@ -455,9 +556,102 @@ class DeploymentService:
         if not validation.ok:
             return decide({}, None, validation, self.policy)
         incumbent = self.models.get(f"models:/{registration.name}/{champion}")[1] if champion else None
-        challenger_metrics = evaluate(candidate, data, self.label)
-        champion_metrics = evaluate(incumbent, data, self.label) if incumbent else None
-        return decide(challenger_metrics, champion_metrics, validation, self.policy)
+        earlier = self._earlier_champions(registration.name, champion, model_error) if incumbent else {}
+        holdout = self._evaluate_all(candidate, incumbent, earlier, data)
+        decision = decide(holdout[0], holdout[1], validation, self.policy, holdout[2])
+        evaluations = {"holdout": _evaluation(decision, holdout[2])}
+        recent = self._recent(version) if self.recent_data is not None else None
+        if recent is None:
+            return replace(decision, evaluations=evaluations, decided_by="holdout")
+        rows = recent.table.num_rows
+        if rows < self.policy.window_min_rows:
+            evaluations["drift_window"] = {**recent.details, "rows": rows, "decides": False}
+            note = (f"the drift window has {rows} labelled held-out rows (fewer than {self.policy.window_min_rows}):"
+                    " the holdout decides")  # fmt: skip
+            return replace(decision, reasons=(*decision.reasons, note), evaluations=evaluations, decided_by="holdout")
+        window = self._evaluate_all(candidate, incumbent, earlier, recent.table)
+        on_window = decide(window[0], window[1], validation, self.policy, window[2])
+        evaluations["drift_window"] = {**recent.details, "rows": rows, **_evaluation(on_window, window[2])}
+        note = f"the drift window's {rows} labelled held-out rows decide (the holdout said {decision.action})"
+        return replace(on_window, reasons=(*on_window.reasons, note), evaluations=evaluations,
+                       decided_by="drift_window")  # fmt: skip
+
+    def _evaluate_all(self, candidate: Any, incumbent: Any, earlier: Mapping[str, Any], data: Any) -> tuple:
+        """(challenger, champion, earlier champions) metrics on the same data, in the same run."""
+        challenger = evaluate(candidate, data, self.label)
+        champion = evaluate(incumbent, data, self.label) if incumbent is not None else None
+        history = {version: evaluate(model, data, self.label) for version, model in earlier.items()}
+        return challenger, champion, history
+
+    def _recent(self, version: Any) -> RecentData | None:
+        """The drift window's labelled rows for a retrained candidate (``None`` for any other, or when they
+        cannot be read: then the holdout decides, and the log says why)."""
+        from shared.errors import ScorehookError
+        from shared.logs import get_logger
+
+        if not (getattr(version, "tags", None) or {}).get(RETRAIN_DECISION_TAG):
+            return None
+        try:
+            return self.recent_data(version)
+        except ScorehookError as exc:
+            get_logger("deployment").warning("drift window rows not read: the holdout decides", extra={
+                "model": version.name, "model_version": version.version, "reason": exc.reason, "error": str(exc)})  # fmt: skip
+            return None
+
+    def _earlier_champions(self, name: str, champion: str | None, model_error: type[Exception]) -> dict[str, Any]:
+        """The loaded models of up to ``policy.history`` earlier champions (newest first), the current one
+        and rolled-back ones excluded; one that no longer loads is left out (logged)."""
+        from shared.logs import get_logger
+
+        found: dict[str, Any] = {}
+        for version in self.champion_history(name):
+            if len(found) >= self.policy.history:
+                break
+            if version == champion or version in found:
+                continue
+            try:
+                found[version] = self.models.get(f"models:/{name}/{version}")[1]
+            except model_error as exc:
+                get_logger("deployment").warning("earlier champion not evaluated", extra={
+                    "model": name, "model_version": version, "error": str(exc)})  # fmt: skip
+        return found
+
+    def _champion_records(self, name: str) -> list[Any]:
+        """The ledger's champion changes of ``name``, oldest first."""
+        records = [r for r in self.ledger.records("champion") if r.details.get("model") == name]
+        return sorted(records, key=lambda r: (r.details.get("at", ""), r.key))
+
+    def champion_history(self, name: str) -> list[str]:
+        """Versions that were champion of ``name``, newest first, without the rolled-back ones (and the
+        ``previous`` alias of a champion promoted before the ledger kept this history).
+
+        Example:
+            >>> flow.champion_history("churn")   # doctest: +SKIP
+            ['3', '2', '1']
+        """
+        records = self._champion_records(name)
+        rolled_back = {r.details.get("from") for r in records if r.details.get("how") == "rollback"}
+        history = [str(r.details["version"]) for r in reversed(records)]
+        if not records:
+            history = [v for v in (self.registry.alias_version(name, "champion"),
+                                   self.registry.alias_version(name, "previous")) if v]  # fmt: skip
+        return [v for v in dict.fromkeys(history) if v not in rolled_back]
+
+    def _champion_changed(self, name: str, version: str, how: str, before: str | None, *,
+                          by: str | None = None, reason: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """Record that ``version`` became the champion (ledger + tags), then move the generation marker."""
+        from datetime import UTC, datetime
+
+        at = datetime.now(UTC).isoformat()
+        details = {"model": name, "version": version, "how": how, "from": before, "by": by, "reason": reason,
+                   "at": at}  # fmt: skip
+        claim = self.ledger.claim(f"champion:{name}/{version}/{at}", self.owner, self.claim_ttl_seconds, details)
+        if claim is not None:
+            self.ledger.finish(claim, "champion", details)
+        self.registry.set_tags(name, version, {"scorehook.champion_since": at, "scorehook.champion_how": how})
+        if self.marker is not None:
+            self.marker.bump(name, version, {"how": how})
+        return details
 
     def _roll_out(self, registration: Any, champion: str | None, decision: Decision) -> Decision:
         """Stage the new version on the online endpoint; a rolled-back rollout turns the decision into a reject."""
@@ -519,50 +713,170 @@ class DeploymentService:
             "scorehook.reasons": "; ".join(decision.reasons),
             "scorehook.metrics": json.dumps({"challenger": dict(decision.challenger),
                                              "champion": decision.champion}, default=float),
+            **({"scorehook.decided_by": decision.decided_by or "", "scorehook.evaluations": json.dumps({
+                name: {k: e.get(k) for k in ("action", "rows", "decides")} | {
+                    f"{side}_{self.policy.primary_metric}": (e.get(side) or {}).get(self.policy.primary_metric)
+                    for side in ("challenger", "champion")}
+                for name, e in decision.evaluations.items()}, default=float)} if decision.evaluations else {}),
             "scorehook.decision": decision.action,  # last: readers take it as "the record is complete"
         })  # fmt: skip
 
-    def approve(self, approval: Any) -> DeploymentOutcome:
-        """A person approved a held version: promote it (once), unless a newer champion exists."""
-        key = f"approval:{approval.name}/{approval.version}"
+    def _known_version(self, name: str, version: str) -> str | None:
+        """Why ``name`` version ``version`` cannot be acted on (unknown model or version), else ``None``."""
         from shared.errors import ModelNotFoundError
 
         try:
-            held = self.ledger.get(self.registration_key(approval.name, approval.version))
+            self.registry.resolve(f"models:/{name}/{version}")
         except ModelNotFoundError:
-            held = None
-        if held is None or held.status != "hold":
-            return DeploymentOutcome("ignored", key)
-        claim = self.ledger.claim(
-            key, self.owner, self.claim_ttl_seconds, {"delivery_id": approval.delivery_id}
-        )
-        if claim is None:
-            return DeploymentOutcome("duplicate", key)
-        before = self.registry.alias_version(approval.name, "champion")
-        champion = self._promote(approval.name, approval.version, before)
-        promoted = champion == approval.version
-        self.ledger.finish(claim, "promote" if promoted else "reject", {"approved_by": approval.delivery_id})
-        self.registry.set_tags(approval.name, approval.version, {"scorehook.decision": "promote" if promoted else "reject",
-                                                                  "scorehook.approved": "true"})  # fmt: skip
-        if promoted:
-            self.publisher.publish("Scorehook.Model.Promoted", f"models/{approval.name}:{approval.version}",
-                                   {"model_name": approval.name, "version": approval.version, "approved": True})  # fmt: skip
-        return DeploymentOutcome("promote" if promoted else "reject", key, None, champion)
+            return f"model {name!r} has no version {version!r} in the registry"
+        return None
 
-    def rollback(self, name: str) -> DeploymentOutcome:
-        """Make the previous champion the champion again (and the current one ``previous``)."""
+    def _decision_of(self, name: str, version: str) -> Any:
+        """The ledger's decision record of one version (whatever its key), if any; filtered by status, so the
+        table is not scanned for every scored file. The record under the registry's identity of the version
+        comes first: a model deleted and re-created has the old version's record too."""
         from shared.errors import ModelNotFoundError
 
-        previous = self.registry.alias_version(name, "previous")
+        try:
+            record = self.ledger.get(self.registration_key(name, version))
+        except ModelNotFoundError:
+            record = None
+        if record is not None and "action" in record.details:
+            return record
+        for status in ("hold", "promote", "reject"):
+            for record in self.ledger.records(status):
+                details = record.details
+                if details.get("model") == name and str(details.get("version")) == version and "action" in details:
+                    return record
+        return None
+
+    def approve(self, approval: Any, *, by: str | None = None, reason: str | None = None) -> DeploymentOutcome:
+        """A person approved a held version: promote it, once, unless a newer champion exists. The approval is
+        recorded in the ledger (``approval:NAME/VERSION``) and on the version's tags, with who, when and why.
+        A second approval changes nothing (``duplicate``); an unknown model or version is ``refused``, a
+        version that is not held ``ignored`` (both with a message).
+
+        Example:
+            >>> flow.approve(ApprovalGranted("churn", "4", "cli"), by="ops", reason="checked").status  # doctest: +SKIP
+            'promote'
+        """
+        from datetime import UTC, datetime
+
+        name, version = approval.name, str(approval.version)
+        key = f"approval:{name}/{version}"
+        problem = self._known_version(name, version)
+        if problem:
+            return DeploymentOutcome("refused", key, message=problem)
+        done = self.ledger.get(key)
+        if done is not None and done.status != "claimed":
+            return DeploymentOutcome("duplicate", key, None, self.registry.alias_version(name, "champion"),
+                                     f"version {version} of {name} was approved already ({done.details.get('at')})")  # fmt: skip
+        held = self._decision_of(name, version)
+        if held is None or held.status != "hold":
+            status = held.status if held is not None else "not decided yet"
+            return DeploymentOutcome("ignored", key, message=f"version {version} of {name} is not held for approval ({status})")
+        by = by or f"mlflow-tag:{approval.delivery_id}"
+        claim = self.ledger.claim(key, self.owner, self.claim_ttl_seconds, {"delivery_id": approval.delivery_id})
+        if claim is None:
+            return DeploymentOutcome("duplicate", key, message=f"version {version} of {name} is being approved")
+        before = self.registry.alias_version(name, "champion")
+        champion = self._promote(name, version, before)
+        promoted = champion == version
+        at = datetime.now(UTC).isoformat()
+        record = {"model": name, "version": version, "approved_by": by, "reason": reason, "at": at,
+                  "champion_before": before, "champion_after": champion}  # fmt: skip
+        self.ledger.finish(claim, "promote" if promoted else "reject", record)
+        self.registry.set_tags(name, version, {
+            "scorehook.approved": "true", "scorehook.approved_at": at, "scorehook.approved_by": by,
+            "scorehook.approval_reason": reason or "",
+            "scorehook.decision": "promote" if promoted else "reject",
+        })  # fmt: skip
+        if promoted:
+            if before != version:
+                self._champion_changed(name, version, "approve", before, by=by, reason=reason)
+            self.publisher.publish("Scorehook.Model.Promoted", f"models/{name}:{version}",
+                                   {"model_name": name, "version": version, "approved": True, "approved_by": by})  # fmt: skip
+            return DeploymentOutcome("promote", key, None, champion, f"version {version} of {name} is the champion")
+        return DeploymentOutcome("reject", key, None, champion,
+                                 f"approved, but version {champion} is newer and stays the champion")  # fmt: skip
+
+    def rollback(
+        self, name: str, to: str | None = None, *, reason: str | None = None, by: str | None = None
+    ) -> DeploymentOutcome:
+        """Make an earlier champion the champion again: ``to``, or the newest earlier one not rolled back.
+
+        Idempotent: running it again changes nothing (``unchanged``) — without ``to`` once the current champion
+        came from a rollback, with ``to`` once ``to`` is the champion. The change is recorded once in the ledger
+        (``champion:...`` with ``how: rollback``, claimed per champion reign) and on both versions' tags, with
+        when and why, and the rolled-back version no longer counts among the recent champions of the policy.
+        An unknown model or version, or a version that never was champion, is ``refused`` with a message.
+
+        Example:
+            >>> flow.rollback("churn", reason="bad latency").champion   # doctest: +SKIP
+            '2'
+        """
+        from datetime import UTC, datetime
+
         current = self.registry.alias_version(name, "champion")
-        if previous is None:
-            raise ModelNotFoundError(f"model {name!r} has no previous champion to roll back to", model=name)
-        self.registry.set_alias(name, "champion", previous)
-        if current is not None:
-            self.registry.set_alias(name, "previous", current)
-        self.publisher.publish("Scorehook.Model.Promoted", f"models/{name}:{previous}",
-                               {"model_name": name, "version": previous, "rollback_from": current})  # fmt: skip
-        return DeploymentOutcome("promote", f"rollback:{name}", None, previous)
+        if current is None:
+            return DeploymentOutcome("refused", f"rollback:{name}",
+                                     message=f"model {name!r} is unknown or has no champion: nothing to roll back")  # fmt: skip
+        records = self._champion_records(name)
+        reign = records[-1] if records and str(records[-1].details.get("version")) == current else None
+        history = self.champion_history(name)
+        if to is None:
+            if reign is not None and reign.details.get("how") == "rollback":
+                return DeploymentOutcome("unchanged", f"rollback:{name}", None, current,
+                                         f"version {current} is the champion since the rollback from version "
+                                         f"{reign.details.get('from')} at {reign.details.get('at')}; "
+                                         "use --to VERSION to go further back")  # fmt: skip
+            earlier = [v for v in history if v != current]
+            if not earlier:
+                return DeploymentOutcome("refused", f"rollback:{name}", None, current,
+                                         f"model {name!r} has no earlier champion than version {current}")  # fmt: skip
+            target = earlier[0]
+        else:
+            target = str(to)
+            problem = self._known_version(name, target)
+            if problem:
+                return DeploymentOutcome("refused", f"rollback:{name}", None, current, problem)
+            if target == current:
+                return DeploymentOutcome("unchanged", f"rollback:{name}", None, current,
+                                         f"version {target} is the champion already")  # fmt: skip
+            was_champion = {str(r.details.get("version")) for r in records} | set(history)
+            if target not in was_champion:
+                return DeploymentOutcome("refused", f"rollback:{name}", None, current,
+                                         f"version {target} of {name} never was the champion: approve it instead")  # fmt: skip
+        key = f"rollback:{name}/{reign.key if reign is not None else current}"
+        claim = self.ledger.claim(key, self.owner, self.claim_ttl_seconds, {"model": name, "from": current})
+        if claim is None:
+            return DeploymentOutcome("unchanged", key, None, self.registry.alias_version(name, "champion"),
+                                     f"version {current} was rolled back already")  # fmt: skip
+        try:
+            self.registry.set_alias(name, "champion", target)
+            if self.registry.alias_version(name, "previous") in (None, target):
+                self.registry.set_alias(name, "previous", current)
+            by = by or "scorehook"
+            at = datetime.now(UTC).isoformat()
+            self.registry.set_tags(name, current, {"scorehook.rolled_back_at": at, "scorehook.rolled_back_to": target,
+                                                   "scorehook.rolled_back_reason": reason or ""})  # fmt: skip
+            change = self._champion_changed(name, target, "rollback", current, by=by, reason=reason)
+        except BaseException:
+            self.ledger.release(claim)
+            raise
+        self.ledger.finish(claim, "rolled_back", change)
+        self.publisher.publish("Scorehook.Model.Promoted", f"models/{name}:{target}",
+                               {"model_name": name, "version": target, "rollback_from": current, "reason": reason})  # fmt: skip
+        return DeploymentOutcome("promote", key, None, target, f"version {target} of {name} is the champion again "
+                                 f"(rolled back from version {current})")  # fmt: skip
+
+
+def _evaluation(decision: Decision, history: Mapping[str, Any]) -> dict[str, Any]:
+    """One evaluation data set's part of a decision record."""
+    return {"action": decision.action, "reasons": list(decision.reasons), "challenger": dict(decision.challenger),
+            "champion": dict(decision.champion) if decision.champion is not None else None,
+            "earlier_champions": {v: dict(m) for v, m in history.items()},
+            "bar": dict(decision.bar) if decision.bar is not None else None}  # fmt: skip
 
 
 def _newer(a: str, b: str) -> bool:

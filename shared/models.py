@@ -28,6 +28,7 @@ from shared.logs import get_logger
 __all__ = [
     "BLOB_SCHEME",
     "DeclaredInput",
+    "GenerationMarker",
     "GraphInput",
     "ModelCache",
     "ModelInput",
@@ -366,6 +367,50 @@ def parse_model_reference(reference: str) -> tuple[str, str | None, str | None]:
 BLOB_SCHEME = "blob://"
 
 
+class GenerationMarker:
+    """A tiny blob per model whose eTag changes whenever its champion changes (promotion, approval, rollback).
+
+    Every instance reads the marker's eTag (one HEAD request, at most every few seconds per model) instead of
+    asking the registry for each file; a new eTag makes its aliases of that model resolve again at once.
+    Writers move the alias first, then :meth:`bump` the marker, so a changed marker always means a moved alias.
+
+    Example:
+        >>> from shared.testing import FakeBlobStore
+        >>> marker = GenerationMarker(FakeBlobStore())
+        >>> marker.etag("churn") is None
+        True
+        >>> marker.bump("churn", "3") == marker.etag("churn")
+        True
+    """
+
+    def __init__(self, blobs: Any, container: str = "scorehook-models") -> None:
+        self.blobs, self.container = blobs, container
+
+    @staticmethod
+    def blob_name(model: str) -> str:
+        """The marker's blob name: the model name percent-encoded (no ``/`` or ``..`` segment can appear)."""
+        from urllib.parse import quote
+
+        return f"generations/{quote(model, safe='')}.json"
+
+    def bump(self, model: str, version: str, details: dict[str, Any] | None = None) -> str:
+        """Write the marker (a new eTag): ``model``'s champion is now ``version``. Returns the eTag."""
+        import json
+        import time
+
+        body = {"model": model, "champion": version, "at": time.time(), **(details or {})}
+        etag = self.blobs.write_bytes(self.container, self.blob_name(model), json.dumps(body).encode(),
+                                      content_type="application/json")  # fmt: skip
+        return str(etag).strip('"')
+
+    def etag(self, model: str) -> str | None:
+        """The marker's current eTag, ``None`` when the model was never promoted through Scorehook."""
+        try:
+            return self.blobs.properties(self.container, self.blob_name(model)).etag.strip('"')
+        except InputError:  # BlobNotFoundError (the container may not exist either)
+            return None
+
+
 class ModelProvider:
     """Model references → concrete versions → loaded models.
 
@@ -379,6 +424,10 @@ class ModelProvider:
     version instead of queueing behind a slow registry. With no earlier resolution, or with ``ttl_seconds=0`` (a provider
     that must never serve a cached version, as the deployment flow's), the error propagates, and
     ``ModelNotFoundError`` (the alias was removed) never falls back: it also forgets the last version.
+
+    With a :class:`GenerationMarker`, a cached alias is also checked against the model's marker at most every
+    ``marker_seconds`` (one blob HEAD, no registry call): a changed marker re-resolves at once, so every
+    instance scores with a new champion within a few seconds of its promotion, whatever the TTL.
 
     Example:
         >>> provider = ModelProvider(registry, blobs, ModelCache(), ttl_seconds=60)   # doctest: +SKIP
@@ -394,6 +443,8 @@ class ModelProvider:
         threads: int | None = None,
         clock: Callable[[], float] | None = None,
         stale_retry_seconds: float = 5.0,
+        marker: GenerationMarker | None = None,
+        marker_seconds: float = 2.0,
     ) -> None:
         import time
 
@@ -406,16 +457,23 @@ class ModelProvider:
         self._failed_at: dict[str, float] = {}
         self._refreshing: set[str] = set()  # references some caller is re-resolving right now
         self._lock = threading.Lock()
+        self.marker, self.marker_seconds = marker, marker_seconds
+        self._markers: dict[str, tuple[str | None, float]] = {}  # model -> (marker eTag seen, when checked)
+        self._checking: set[str] = set()  # models whose marker some caller is reading right now
+        self.marker_checks = 0
 
     def resolve(self, reference: str) -> Any:
         """The concrete version a reference names now (cached for aliases and blobs within the TTL)."""
         now = self._clock()
         with self._lock:
             cached = self._resolved.get(reference)
+            fresh = cached is not None and now - cached[1] < self.ttl_seconds
+        if fresh and self._marker_unchanged(reference, now):
+            return cached[0]  # type: ignore[index]
+        with self._lock:
+            cached = self._resolved.get(reference)
             last = self._last_known.get(reference)
             failed_at = self._failed_at.get(reference)
-            if cached and now - cached[1] < self.ttl_seconds:
-                return cached[0]
             if last is not None and self.ttl_seconds > 0:
                 if failed_at is not None and now - failed_at < self.stale_retry_seconds:
                     return last[0]  # the registry failed a moment ago: do not make every event wait again
@@ -423,6 +481,7 @@ class ModelProvider:
                     return last[0]  # another caller is asking the registry: do not queue behind it
             self._refreshing.add(reference)
         try:
+            self._read_marker(reference, now)  # before the registry: a later bump means a later alias move
             version = (
                 self._resolve_blob(reference)
                 if reference.startswith(BLOB_SCHEME)
@@ -448,6 +507,64 @@ class ModelProvider:
             self._resolved[reference] = self._last_known[reference] = (version, now)
             self._failed_at.pop(reference, None)
         return version
+
+    def _marker_model(self, reference: str) -> str | None:
+        """The model whose marker governs ``reference``: aliases only (versions and blobs never move)."""
+        if self.marker is None or not reference.startswith("models:/"):
+            return None
+        try:
+            name, alias, _ = parse_model_reference(reference)
+        except ModelNotFoundError:
+            return None
+        return name if alias else None
+
+    def _read_marker(self, reference: str, now: float) -> None:
+        model = self._marker_model(reference)
+        if model is None:
+            return
+        try:
+            etag = self._marker_etag(model)
+        except TransientError:
+            return  # unknown: the next check reads it (and re-resolves if it differs then)
+        with self._lock:
+            self._markers[model] = (etag, now)
+
+    def _marker_etag(self, model: str) -> str | None:
+        self.marker_checks += 1
+        try:
+            return self.marker.etag(model)  # type: ignore[union-attr]
+        except TransientError as exc:  # storage down: the TTL still bounds staleness
+            _log.warning("model marker not read", extra={"model": model, "error": str(exc)})
+            raise
+
+    def _marker_unchanged(self, reference: str, now: float) -> bool:
+        """Whether a reference cached within its TTL may be served: its model's marker has not moved
+        (read at most every ``marker_seconds``; while one caller reads it, the others serve the cache)."""
+        model = self._marker_model(reference)
+        if model is None:
+            return True
+        with self._lock:
+            seen = self._markers.get(model)
+            if seen is not None and (now - seen[1] < self.marker_seconds or model in self._checking):
+                return True
+            self._checking.add(model)
+        try:
+            etag = self._marker_etag(model)
+        except TransientError:
+            with self._lock:
+                self._markers[model] = (seen[0] if seen else None, now)
+            return True
+        finally:
+            with self._lock:
+                self._checking.discard(model)
+        with self._lock:
+            self._markers[model] = (etag, now)
+            if seen is None or seen[0] == etag:
+                return True
+            for cached in [r for r in self._resolved if _reference_name(r) == model]:
+                del self._resolved[cached]
+        _log.info("champion marker moved: aliases resolve again", extra={"model": model, "marker": etag})
+        return False
 
     def _log_stale(self, reference: str, last: tuple[Any, float], now: float, exc: Exception) -> None:
         name, alias = reference, None

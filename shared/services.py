@@ -16,6 +16,7 @@ __all__ = [
     "build_deployment_service",
     "build_drift_monitor",
     "build_scoring_service",
+    "drift_window_rows",
     "endpoint_rollout",
     "host_function_timeout",
     "read_table",
@@ -56,13 +57,14 @@ def build_scoring_service(settings: Settings) -> object:
     from shared.adapters import AzureBlobStore, TableLedger
     from shared.adapters.mlflow_registry import MlflowRegistry
     from shared.adapters.publisher import publisher_from_settings
-    from shared.models import ModelCache, ModelProvider
+    from shared.models import GenerationMarker, ModelCache, ModelProvider
     from shared.scoring import ScoringService
 
     blobs = AzureBlobStore.from_settings(settings)
     models = ModelProvider(
         MlflowRegistry.from_settings(settings), blobs, ModelCache(settings.model_cache_size),
         ttl_seconds=settings.alias_ttl_seconds, threads=settings.onnx_threads,
+        marker=GenerationMarker(blobs, settings.model_marker_container), marker_seconds=settings.model_marker_seconds,
     )  # fmt: skip
     ledger, publisher = TableLedger.from_settings(settings), publisher_from_settings(settings)
     drift = (
@@ -190,17 +192,87 @@ def build_deployment_service(settings: Settings) -> object:
 
     blobs = AzureBlobStore.from_settings(settings)
     registry = MlflowRegistry.from_settings(settings)
+    from shared.models import GenerationMarker
+
     policy = DeploymentPolicy(
         primary_metric=settings.primary_metric, margin=settings.promotion_margin,
         guard_metrics=settings.guard_metrics, require_approval=settings.require_approval,
-        latency_budget_ms=settings.latency_budget_ms,
+        latency_budget_ms=settings.latency_budget_ms, history=settings.promote_history,
+        floors=settings.promotion_floors(), window_min_rows=settings.promote_window_min_rows,
     )  # fmt: skip
+    blobs.ensure_containers(settings.model_marker_container)
+    cache = ModelCache(max(settings.model_cache_size, settings.promote_history + 2))  # champions of the bar
     return DeploymentService(
-        registry, ModelProvider(registry, blobs, ModelCache(settings.model_cache_size), ttl_seconds=0),
+        registry, ModelProvider(registry, blobs, cache, ttl_seconds=0),
         TableLedger.from_settings(settings), publisher_from_settings(settings),
         lambda: read_table(blobs, settings.require("evaluation_data")), policy,
-        rollout=endpoint_rollout(settings),
+        rollout=endpoint_rollout(settings), recent_data=drift_window_rows(settings, blobs),
+        marker=GenerationMarker(blobs, settings.model_marker_container),
     )  # fmt: skip
+
+
+def drift_window_rows(settings: Settings, blobs: object) -> object:
+    """For a retrained candidate (tag ``scorehook.retrain.decision`` = ``model/version/window``): the labelled
+    rows of that drift window's input files that retraining held out (``shared.deployment.HELD_OUT_RULE``),
+    as a :class:`shared.deployment.RecentData`; ``None`` when the window is not stored (any more).
+
+    Example:
+        >>> drift_window_rows(settings, blobs)(version).details["window"]   # doctest: +SKIP
+        '20261201T1300'
+    """
+    from shared.deployment import HELD_OUT_RULE, RETRAIN_DECISION_TAG, RecentData, held_out_mask
+
+    def rows(version: object) -> object:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from shared.drift.store import ProfileStore
+        from shared.events import _split_blob_url
+
+        model, base, key = str(version.tags[RETRAIN_DECISION_TAG]).rsplit("/", 2)  # type: ignore[attr-defined]
+        found = ProfileStore(blobs, settings.drift_container).window(model, base, key)  # type: ignore[arg-type]
+        if found is None:
+            return None
+        tables = []
+        for url in found[1]:
+            _, container, name = _split_blob_url(url, "drift window input")
+            table = _labelled_table(blobs.read_bytes(container, name), name)  # type: ignore[attr-defined]
+            if table is not None:
+                tables.append(table.filter(pa.array(held_out_mask(table))))
+        table = pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
+        if "label" in table.column_names:
+            table = table.filter(pc.is_valid(table.column("label")))
+        details = {"window": key, "base_version": base, "inputs": len(found[1]), "held_out": HELD_OUT_RULE}
+        return RecentData(table.combine_chunks() if table.num_rows else table, details)
+
+    return rows
+
+
+def _labelled_table(data: bytes, name: str) -> object:
+    """A scored input file's rows (CSV, CSV.gz, Parquet, JSON lines), ``id`` as text; ``None`` without labels."""
+    import gzip
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+
+    lowered = name.lower()
+    if lowered.endswith(".gz"):
+        data, lowered = gzip.decompress(data), lowered[:-3]
+    if lowered.endswith((".parquet", ".pq")):
+        table = pq.read_table(io.BytesIO(data))
+    elif lowered.endswith((".jsonl", ".json")):
+        table = pajson.read_json(io.BytesIO(data))
+    else:
+        table = pacsv.read_csv(io.BytesIO(data), convert_options=pacsv.ConvertOptions(
+            column_types={"id": pa.string()}, strings_can_be_null=True))  # fmt: skip
+    if "label" not in table.column_names:
+        return None
+    if "id" in table.column_names:
+        table = table.set_column(table.schema.get_field_index("id"), "id", table.column("id").cast(pa.string()))
+    return table.set_column(table.schema.get_field_index("label"), "label", table.column("label").cast(pa.int64()))
 
 
 def endpoint_rollout(settings: Settings) -> object:

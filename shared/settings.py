@@ -62,6 +62,8 @@ class Settings:
     model_uri: str = _setting("SCOREHOOK_MODEL_URI", "models:/scorehook-sample@champion")
     routes: str | None = _setting("SCOREHOOK_ROUTES")
     alias_ttl_seconds: float = _setting("SCOREHOOK_ALIAS_TTL_SECONDS", 60.0, float)
+    model_marker_container: str = _setting("SCOREHOOK_MODEL_MARKER_CONTAINER", "scorehook-models")
+    model_marker_seconds: float = _setting("SCOREHOOK_MODEL_MARKER_SECONDS", 2.0, float)
     onnx_threads: int = _setting("SCOREHOOK_ONNX_THREADS", 1, int)
     model_cache_size: int = _setting("SCOREHOOK_MODEL_CACHE_SIZE", 4, int)
     claim_ttl_seconds: int = _setting("SCOREHOOK_CLAIM_TTL_SECONDS", 60, int)
@@ -79,7 +81,14 @@ class Settings:
     allowed_workspaces: tuple[str, ...] = _setting("SCOREHOOK_ALLOWED_WORKSPACES", (), _csv)
     evaluation_data: str | None = _setting("SCOREHOOK_EVALUATION_DATA")
     primary_metric: str = _setting("SCOREHOOK_PRIMARY_METRIC", "auc")
-    promotion_margin: float = _setting("SCOREHOOK_PROMOTION_MARGIN", 0.01, float)
+    promotion_margin: float = _setting("SCOREHOOK_PROMOTION_MARGIN", 0.0, float)
+    promote_history: int = _setting("SCOREHOOK_PROMOTE_HISTORY", 5, int)
+    promote_min_auc: float | None = _setting("SCOREHOOK_PROMOTE_MIN_AUC", None, float)
+    promote_min_f1: float | None = _setting("SCOREHOOK_PROMOTE_MIN_F1", None, float)
+    promote_min_accuracy: float | None = _setting("SCOREHOOK_PROMOTE_MIN_ACCURACY", None, float)
+    promote_max_rmse: float | None = _setting("SCOREHOOK_PROMOTE_MAX_RMSE", None, float)
+    promote_max_mae: float | None = _setting("SCOREHOOK_PROMOTE_MAX_MAE", None, float)
+    promote_window_min_rows: int = _setting("SCOREHOOK_PROMOTE_WINDOW_MIN_ROWS", 200, int)
     guard_metrics: tuple[str, ...] = _setting("SCOREHOOK_GUARD_METRICS", ("f1",), _csv)
     require_approval: bool = _setting("SCOREHOOK_REQUIRE_APPROVAL", False, _flag)
     latency_budget_ms: float = _setting("SCOREHOOK_LATENCY_BUDGET_MS", 250.0, float)
@@ -128,6 +137,17 @@ class Settings:
         if overrides:
             raise TypeError(f"unknown settings: {sorted(overrides)}")
         return cls(**values)
+
+    def promotion_floors(self) -> dict[str, float]:
+        """The absolute floors (``min`` for higher-is-better metrics, ``max`` for errors) that are set.
+
+        Example:
+            >>> Settings.from_env({"SCOREHOOK_PROMOTE_MIN_AUC": "0.8"}).promotion_floors()
+            {'auc': 0.8}
+        """
+        floors = {"auc": self.promote_min_auc, "f1": self.promote_min_f1, "accuracy": self.promote_min_accuracy,
+                  "rmse": self.promote_max_rmse, "mae": self.promote_max_mae}  # fmt: skip
+        return {metric: value for metric, value in floors.items() if value is not None}
 
     def require(self, attribute: str) -> Any:
         """The value of ``attribute``, or a ``ConfigurationError`` naming the app setting to set."""

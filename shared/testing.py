@@ -286,11 +286,13 @@ class FakeRegistry:
         """Delete an alias (later resolves of it raise ``ModelNotFoundError``)."""
         self._aliases.pop((name, alias), None)
 
-    def register(self, name: str, path: str | Path, alias: str | None = None) -> ModelVersion:
+    def register(
+        self, name: str, path: str | Path, alias: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> ModelVersion:
         version = str(1 + sum(1 for (n, _) in self._versions if n == name))
         self._created += 1  # the registry's identity of the version, as MLflow's creation timestamp
         mv = ModelVersion(name=name, version=version, source=str(path), flavors=("onnx",),
-                          identity=str(self._created))  # fmt: skip
+                          identity=str(self._created), tags=dict(tags or {}))  # fmt: skip
         self._versions[(name, version)] = (mv, Path(path))
         if alias:
             self._aliases[(name, alias)] = version
@@ -323,9 +325,11 @@ class FakeRegistry:
         name, alias, version = parse_model_reference(reference)
         version = self._aliases.get((name, alias or ""), version) if alias else version
         try:
-            return self._versions[(name, str(version))][0]
+            found = self._versions[(name, str(version))][0]
         except KeyError:
             raise ModelNotFoundError(f"{reference} is not registered", reference=reference) from None
+        tags = self.tags.get((found.name, found.version))
+        return replace(found, tags={**found.tags, **tags}) if tags else found
 
     def download(self, version: ModelVersion, destination: str) -> str:
         self._maybe_fail()

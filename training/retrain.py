@@ -23,7 +23,9 @@ Exactly one source: ``--input`` URLs or ``--recent-data``.
 
 The format follows the name: ``.csv``, ``.csv.gz``, ``.parquet``, ``.jsonl``. Columns of
 ``training.data.SCHEMA`` are kept and cast to its types; rows without a label are dropped (files without a
-``label`` column contribute nothing).
+``label`` column contribute nothing). Labelled rows with ``shared.deployment.HELD_OUT_RULE`` (``crc32(id) % 5
+== 0``) are never trained on: the deployment flow judges the new version and the champion on them (tag
+``scorehook.retrain.held_out``).
 
 ``--name``, ``--decision-id``, ``--reason``, ``--base-version`` and the ``--recent-files`` entries are
 percent-decoded (``urllib.parse.unquote``): the Azure ML launcher quotes them for the command line; plain
@@ -35,7 +37,8 @@ Output (stdout, one JSON line) and exit code:
 
 - ``{"status": "succeeded", "name", "version", "run_id", "model_uri", ...}``: exit 0 (the
   ``train_and_register`` result; the new version carries ``scorehook.retrain.*`` tags);
-- ``{"status": "failed", "reason": "not_enough_labels", "labelled_rows", "min_rows", "inputs", "error"}``:
+- ``{"status": "failed", "reason": "not_enough_labels", "labelled_rows", "held_out_rows", "min_rows", "inputs",
+  "error"}``:
   exit 2, nothing registered;
 - ``{"status": "failed", "reason": "error", "error"}``: exit 1 (no source or two sources, no tracking URI,
   unreadable input, MLflow unavailable, ...).
@@ -376,17 +379,24 @@ def _run(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
                 )
             inputs = len(args.input)
             data = load_inputs(args.input, connection_string)
+        from shared.deployment import HELD_OUT_RULE, held_out_mask
+
+        labelled = data.num_rows
+        held_out = held_out_mask(data)  # the deployment flow judges champion and challenger on these rows
+        data = data.filter(pa.array(~held_out))
         minimum = max(args.min_rows, MIN_LABELLED_ROWS)
         failed = {
             "status": "failed",
             "reason": "not_enough_labels",
-            "labelled_rows": data.num_rows,
+            "labelled_rows": labelled,
+            "held_out_rows": int(held_out.sum()),
             "min_rows": minimum,
             "inputs": inputs,
             "decision_id": args.decision_id,
         }
         if data.num_rows < minimum:
-            error = f"{data.num_rows} labelled rows in {inputs} input(s), need {minimum}"
+            error = (f"{data.num_rows} labelled rows to train on in {inputs} input(s) ({int(held_out.sum())} more "
+                     f"held out for the deployment flow), need {minimum}")  # fmt: skip
             return failed | {"error": error}, EXIT_NOT_ENOUGH_LABELS
         tags = {
             f"{TAG_PREFIX}decision": args.decision_id,
@@ -395,6 +405,7 @@ def _run(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
             f"{TAG_PREFIX}inputs": str(inputs),
             f"{TAG_PREFIX}rows": str(data.num_rows),
             f"{TAG_PREFIX}report": _report(args.drift_report),
+            f"{TAG_PREFIX}held_out": f"{HELD_OUT_RULE} ({int(held_out.sum())} rows)",
         }
         tags = {k: v for k, v in tags.items() if v} | dict(args.tag)  # unset options are left out
         try:

@@ -551,7 +551,6 @@ def train_and_register(
                 signature=signature,
                 input_example=feeds,
                 onnx_execution_providers=["CPUExecutionProvider"],
-                registered_model_name=model_name,
                 save_as_external_data=False,
                 pip_requirements=_requirements("mlflow", "onnx", "onnxruntime"),
             )
@@ -565,9 +564,9 @@ def train_and_register(
                 input_example=hold.slice(0, 5).select(list(FEATURES)).to_pandas(),
                 pip_requirements=_requirements("mlflow", "scikit-learn", "skops"),
             )
-        version = str(info.registered_model_version)
-        for key, value in version_tags.items():
-            client.set_model_version_tag(model_name, version, key, value)
+        # registered with its tags at creation: model_version.created reaches the deployment flow at once, and
+        # the flow must see e.g. scorehook.retrain.decision (tags set afterwards would race it)
+        version = str(mlflow.register_model(info.model_uri, model_name, tags=version_tags).version)
         if alias:
             client.set_registered_model_alias(model_name, alias, version)
     result: dict[str, Any] = {

@@ -23,7 +23,7 @@ var roles = {
   tableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
 }
-var dataContainers = ['incoming', 'scored', 'failed', 'deadletter', 'drift']
+var dataContainers = ['incoming', 'scored', 'failed', 'deadletter', 'drift', 'scorehook-models']
 var deploymentContainer = 'app-package-${resourceToken}'
 var extraAccounts = map(filter(split(allowedStorageAccounts, ','), a => !empty(trim(a))), a => trim(a))
 
@@ -197,6 +197,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SCOREHOOK_MODEL_URI: modelUri
     SCOREHOOK_ROUTES: routes
     SCOREHOOK_ALIAS_TTL_SECONDS: '60'
+    SCOREHOOK_MODEL_MARKER_CONTAINER: 'scorehook-models'
+    SCOREHOOK_MODEL_MARKER_SECONDS: '2'
     SCOREHOOK_ONNX_THREADS: '1'
     SCOREHOOK_MODEL_CACHE_SIZE: '4'
     SCOREHOOK_CLAIM_TTL_SECONDS: '60'
@@ -213,7 +215,14 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SCOREHOOK_ALLOWED_WORKSPACES: allowedWorkspaces
     SCOREHOOK_EVALUATION_DATA: evaluationData
     SCOREHOOK_PRIMARY_METRIC: 'auc'
-    SCOREHOOK_PROMOTION_MARGIN: '0.01'
+    SCOREHOOK_PROMOTION_MARGIN: '0'
+    SCOREHOOK_PROMOTE_HISTORY: '5'
+    SCOREHOOK_PROMOTE_MIN_AUC: ''
+    SCOREHOOK_PROMOTE_MIN_F1: ''
+    SCOREHOOK_PROMOTE_MIN_ACCURACY: ''
+    SCOREHOOK_PROMOTE_MAX_RMSE: ''
+    SCOREHOOK_PROMOTE_MAX_MAE: ''
+    SCOREHOOK_PROMOTE_WINDOW_MIN_ROWS: '200'
     SCOREHOOK_GUARD_METRICS: 'f1'
     SCOREHOOK_REQUIRE_APPROVAL: 'false'
     SCOREHOOK_LATENCY_BUDGET_MS: '250'

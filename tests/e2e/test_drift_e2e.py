@@ -85,6 +85,11 @@ def test_drifted_files_lead_to_exactly_one_retraining_and_a_deployment_decision(
     tags = env.wait_for(lambda: (t := env.client.get_model_version(env.name, version.version).tags)
                         .get("scorehook.decision") and t, timeout=120, what="the deployment decision")  # fmt: skip
     assert tags["scorehook.decision"] in ("promote", "reject") and tags["scorehook.reasons"]
+    # judged on the drifted window's rows that retraining held out, not only on the fixed holdout
+    assert tags["scorehook.decided_by"] == "drift_window", (tags["scorehook.reasons"], tags.get("scorehook.evaluations"))
+    evaluations = json.loads(tags["scorehook.evaluations"])
+    assert evaluations["drift_window"]["rows"] >= 200 and evaluations["drift_window"]["action"] == tags["scorehook.decision"]
+    assert tags["scorehook.decision"] == "promote", evaluations  # trained on the new data, it wins on it
     assert tags["scorehook.retrain.decision"] == report["action"]["decision_id"]
     assert tags["scorehook.retrain.reason"] == "drift"
     from shared.adapters import TableLedger

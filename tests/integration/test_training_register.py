@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from pathlib import Path
 
@@ -151,6 +152,12 @@ def _retrain(connection_string: str, *args: str) -> tuple[int, dict]:
     return done.returncode, json.loads(lines[0])
 
 
+def _held_out(*tables) -> int:
+    from shared.deployment import held_out_mask
+
+    return sum(int(held_out_mask(t).sum()) for t in tables)
+
+
 def test_retrain_registers_a_tagged_version(
     azurite, blob_service, unique: str, mlflow_tracking_uri: str, client, uses_server: None
 ) -> None:
@@ -177,11 +184,13 @@ def test_retrain_registers_a_tagged_version(
     assert version.tags["scorehook.retrain.reason"] == "drift"
     assert version.tags["scorehook.retrain.base_version"] == "1"
     assert version.tags["scorehook.retrain.inputs"] == "2"
-    assert version.tags["scorehook.retrain.rows"] == "3000"
-    assert version.tags["scorehook.training_rows"] == "2400"
+    held = _held_out(generate(1500, seed=21), generate(1500, seed=22, drift=1.0))  # left for the deployment flow
+    assert version.tags["scorehook.retrain.rows"] == str(3000 - held)
+    assert version.tags["scorehook.retrain.held_out"] == f"crc32(id) % 5 == 0 ({held} rows)"
+    assert version.tags["scorehook.training_rows"] == str(3000 - held - math.ceil((3000 - held) * 0.2))
     assert version.tags["team"] == "ml" and version.tags["scorehook.kind"] == "linear"
     profile = mlflow.artifacts.load_dict(f"runs:/{result['run_id']}/baseline/drift-profile.json")
-    assert profile["rows"] == 2400 and "prediction" in profile["features"]
+    assert profile["rows"] == 3000 - held - math.ceil((3000 - held) * 0.2) and "prediction" in profile["features"]
     assert result["metrics"]["auc"] >= 0.7
 
 
@@ -261,4 +270,5 @@ def test_the_pipeline_yaml_command_registers_from_a_mounted_folder(
     assert version.tags["scorehook.retrain.base_version"] == "1"
     assert version.tags["scorehook.retrain.report"] == "report.json"
     assert version.tags["scorehook.retrain.inputs"] == "2"
-    assert version.tags["scorehook.retrain.rows"] == "3000"
+    held = int(version.tags["scorehook.retrain.held_out"].rsplit("(", 1)[1].split()[0])
+    assert 0 < held < 1000 and version.tags["scorehook.retrain.rows"] == str(3000 - held)
