@@ -11,6 +11,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from shared.deployment import DeploymentPolicy, RecentData, Validation, decide
+from tests.unit.test_deployment import save_mlflow_onnx
 
 
 def test_slightly_worse_versions_never_slide_below_the_best_recent_champion():
@@ -71,8 +72,8 @@ def models(tmp_path_factory):
         flip = np.random.default_rng(1).random(len(labels)) < flipped / 100
         noisy = table.set_column(table.schema.get_field_index("label"), "label",
                                  pa.array(np.where(flip, 1 - labels, labels)))  # fmt: skip
-        paths[flipped] = folder / f"flip{flipped}.onnx"
-        paths[flipped].write_bytes(to_onnx(train(noisy, kind="linear"), noisy.slice(0, 500)))
+        # an MLflow model directory with its declared signature, as the deployment flow validates it
+        paths[flipped] = save_mlflow_onnx(folder / f"flip{flipped}", to_onnx(train(noisy, kind="linear"), noisy.slice(0, 500)))
     return {"paths": paths, "eval": generate(3000, seed=12, include_label=True)}
 
 
@@ -113,7 +114,7 @@ def test_the_flow_compares_with_the_best_recent_champion_not_only_the_current_on
     third = flow.decide(20)  # 0.0055 below the champion v2 (the old rule promoted it), 0.0079 below v1
     assert third.status == "reject" and flow.champion() == "2"
     assert "best of the recent champions" in third.decision.reasons[0] and "version 1" in third.decision.reasons[0]
-    record = flow.ledger.get("registration:churn/3").details
+    record = flow.ledger.get(flow.service.registration_key("churn", "3")).details
     assert record["bar"]["best_version"] == "1" and record["bar"]["history"]["1"] > record["bar"]["champion"]
     assert record["decided_by"] == "holdout" and set(record["evaluations"]) == {"holdout"}
     assert flow.service.champion_history("churn") == ["2", "1"]
@@ -133,7 +134,7 @@ def test_a_drift_triggered_candidate_is_also_judged_on_the_drift_window(models):
     flow.decide(10)
     retrained = flow.decide(0, tags={"scorehook.retrain.decision": "churn/1/w1"})
     assert seen == ["churn/1/w1"]
-    record = flow.ledger.get("registration:churn/2").details
+    record = flow.ledger.get(flow.service.registration_key("churn", "2")).details
     assert record["decided_by"] == "drift_window"
     holdout, drifted = record["evaluations"]["holdout"], record["evaluations"]["drift_window"]
     assert drifted["rows"] == 2000 and drifted["window"] == "w1"
@@ -303,7 +304,8 @@ def test_the_drift_window_rows_are_the_held_out_labelled_rows_of_its_input_files
              "c.csv": _csv(unlabelled)}  # fmt: skip
     for index, (name, data) in enumerate(files.items()):
         blobs.write_bytes("incoming", name, data)
-        store.add_part("churn", "1", window, Profile([]), f"p{index}", f"http://127.0.0.1:10000/devstoreaccount1/incoming/{name}")
+        store.write_part("churn", "1", window, Profile([]), f"p{index}", f"http://127.0.0.1:10000/devstoreaccount1/incoming/{name}", None)
+    store.compact("churn", "1", window.key)  # as the evaluation that asked for the retraining did
     version = ModelVersion("churn", "2", "src", tags={"scorehook.retrain.decision": f"churn/1/{window.key}"})
     recent = drift_window_rows(Settings.from_env({}), blobs)(version)
     expected = labelled.filter(pa.array(held_out_mask(labelled)))
