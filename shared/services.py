@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from shared.settings import Settings
 
@@ -222,7 +223,7 @@ def drift_window_rows(settings: Settings, blobs: object) -> object:
     """
     from shared.deployment import HELD_OUT_RULE, RETRAIN_DECISION_TAG, RecentData, held_out_mask
 
-    def rows(version: object) -> object:
+    def rows(version: Any) -> Any:
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -248,7 +249,7 @@ def drift_window_rows(settings: Settings, blobs: object) -> object:
     return rows
 
 
-def _labelled_table(data: bytes, name: str) -> object:
+def _labelled_table(data: bytes, name: str) -> Any:
     """A scored input file's rows (CSV, CSV.gz, Parquet, JSON lines), ``id`` as text; ``None`` without labels."""
     import gzip
     import io

@@ -14,7 +14,7 @@ from shared.settings import Settings
 
 __all__ = ["StorageQueue"]
 
-_BOUNDS = {"retry_total": 1, "retry_backoff_factor": 0.5, "connection_timeout": 3, "read_timeout": 5}
+_BOUNDS: dict[str, Any] = {"retry_total": 1, "retry_backoff_factor": 0.5, "connection_timeout": 3, "read_timeout": 5}
 
 
 class StorageQueue:
