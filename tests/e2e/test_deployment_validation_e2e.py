@@ -69,6 +69,8 @@ class Relay:
 
     def stop(self) -> None:
         if self._server is not None:
+            with contextlib.suppress(OSError):  # wakes the accept() blocked in the relay's thread (a bare
+                self._server.shutdown(socket.SHUT_RDWR)  # close() would leave it listening until then)
             self._server.close()
             self._server = None
         for sock in self._open:
@@ -229,7 +231,7 @@ def test_a_queue_down_during_a_delivery_answers_5xx_and_mlflows_retry_gets_it_de
             return [line for line in log_lines(env) if line.get("message") == "webhook delivery"
                     and line.get("model_version") == version and line.get("outcome") == "not_queued"]  # fmt: skip
 
-        first = env.wait_for(refused, timeout=30, what="a delivery answered 503 while the queue is down")
+        first = env.wait_for(refused, timeout=90, what="a delivery answered 503 while the queue is down")
     finally:
         relay.start()
     tags = _decided(env, env.name, version, timeout=120)
