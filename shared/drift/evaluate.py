@@ -380,12 +380,15 @@ def _numeric(
         "js_distance_bins": round(js_distance(base.counts, cur.counts), 6) if base.counts.sum() else None,
         "ks_statistic": round(ks.statistic, 6),
         "ks_pvalue": ks.pvalue,
-        "mean": cur.mean,
-        "baseline_mean": base.mean,
-        "std": cur.std(),
-        "baseline_std": base.std(),
+        **_moments(base, cur),
     }
     _decide(result, value, bound, policy.numeric_threshold)
+
+
+
+def _moments(base: NumericStats, cur: NumericStats) -> dict[str, float | None]:
+    """Mean and std of both sides: reported beside the distances, never deciding."""
+    return {"mean": cur.mean, "baseline_mean": base.mean, "std": cur.std(), "baseline_std": base.std()}
 
 
 NULL_GROUPS = 1024
@@ -500,10 +503,7 @@ def _numeric_grid(
         "ks_statistic": round(ks, 6),
         "ks_pvalue": float(stats.kstwo.sf(ks, effective)),
         "w1_resolution": round(base.spec.grid[1] / scale, 6),  # type: ignore[misc]
-        "mean": cur.mean,
-        "baseline_mean": base.mean,
-        "std": cur.std(),
-        "baseline_std": base.std(),
+        **_moments(base, cur),
     }
     _decide(result, value, bound, policy.numeric_threshold)
 
