@@ -51,7 +51,7 @@ from shared.events import BlobCreated, parse_blob_created
 from shared.logs import bind, get_logger
 from shared.models import ModelProvider
 from shared.names import ascii_metadata, check_blob_event
-from shared.ports import BlobStore, EventPublisher, Ledger, LedgerRecord, ModelVersion
+from shared.ports import BlobInfo, BlobStore, EventPublisher, Ledger, LedgerRecord, ModelVersion
 from shared.rejections import write_rejected_event
 from shared.routes import Route, load_routes, match_route, serves_container
 from shared.settings import Settings
@@ -365,6 +365,7 @@ class ScoringService:
                                 limit="max_file_bytes", size=event.content_length, max=limit)  # fmt: skip
         output = output_name(event.container, event.blob_name, route.output_format)
         condition = self._output_condition(route, output, event)
+        committed: BlobInfo | None = condition.pop("committed", None)
         version, model = self.models.get(route.model)
         with bind(model=version.name, model_version=version.version, route=route.name):
             observer = self._drift_observer(version, model, key)
@@ -382,17 +383,24 @@ class ScoringService:
                 "event_id": event.id, "route": route.name, "model_name": version.name,
                 "model_version": version.version, "model_flavor": getattr(model, "flavor", "unknown"),
             }  # fmt: skip
+            lineage = _Lineage(blocks, metadata, stats, started, self._clock, lease.check)
             try:
-                self.blobs.write_blocks(
-                    route.output_container, output,
-                    _Lineage(blocks, metadata, stats, started, self._clock, lease.check),
-                    metadata=metadata, content_type=_CONTENT_TYPE[route.output_format], **condition,
-                )  # fmt: skip
+                if committed is not None:
+                    self._recover_committed(committed, metadata, stats, lineage, observer)
+                else:
+                    self.blobs.write_blocks(
+                        route.output_container, output, lineage,
+                        metadata=metadata, content_type=_CONTENT_TYPE[route.output_format], **condition,
+                    )  # fmt: skip
             except BlobChangedError as exc:
                 raise _Superseded(f"the blob changed while it was read: {exc.message}") from exc
             except WriteConflictError:
-                self._output_condition(route, output, event)  # raises _Superseded if a newer one won
-                raise
+                # raises _Superseded if a newer version won; says "committed" when this version's commit
+                # landed after all (a request retried after its response was lost, or a takeover's twin)
+                if "committed" not in self._output_condition(route, output, event):
+                    raise
+                _log.info("the output of this version was committed by an earlier request",
+                          extra={"output": f"{route.output_container}/{output}"})  # fmt: skip
             finally:
                 if observer is not None:
                     observer.stop()  # the worker has seen every batch once the output is committed
@@ -455,9 +463,29 @@ class ScoringService:
         except BlobNotFoundError:
             return {"if_none_match": True}
         theirs = current.metadata.get("input_sequencer")
-        if current.metadata.get("input_url") == lineage_url(event.url) and _newer_or_same(theirs, event.sequencer):
+        same_input = current.metadata.get("input_url") == lineage_url(event.url)
+        if same_input and current.metadata.get("input_etag") == event.etag.strip('"'):
+            return {"committed": current}  # this very version's output: an earlier attempt committed it
+        if same_input and _newer_or_same(theirs, event.sequencer):
             raise _Superseded(f"output already holds sequencer {theirs} (this event: {event.sequencer})")
         return {"if_match": current.etag}
+
+    def _recover_committed(
+        self, committed: BlobInfo, metadata: dict[str, str], stats: EngineStats, lineage: _Lineage,
+        observer: ProfileObserver | None,
+    ) -> None:  # fmt: skip
+        """An earlier attempt committed this version's output and stopped before the ledger said so (a
+        crash, a lost response): keep that output, take its counts, and, when drift is on, read the file
+        once more without writing so its profile part is recorded (written once, by its key)."""
+        _log.info("the output of this version is already committed; finishing what the earlier attempt began",
+                  extra={"output_etag": committed.etag})  # fmt: skip
+        if observer is not None:
+            for _ in lineage:
+                pass
+        for count in ("rows_read", "rows_scored", "rows_rejected"):
+            with contextlib.suppress(KeyError, ValueError):
+                setattr(stats, count, int(committed.metadata[count]))
+        metadata.update(committed.metadata)
 
     def _source(self, event: BlobCreated, fmt: str, limit: int) -> Callable[[], BinaryIO]:
         """Opens the blob, pinned to the event's eTag: a stream, or for Parquet a spooled seekable copy; never

@@ -336,3 +336,54 @@ def test_a_broken_baseline_artifact_never_fails_scoring(drift):
     drift.registry.artifacts[("tiny", "1", BASELINE_ARTIFACT)] = b"not json"
     drift.monitor._baselines.clear()
     assert score(drift, "b.csv", table(100, seed=20, prefix="b")).status == "succeeded"
+
+
+def test_a_crash_after_the_output_commit_is_finished_by_the_redelivery_with_its_profile(drift):
+    """The output is committed, then the instance dies before the drift part and the ledger's "succeeded":
+    the redelivery keeps that output (not rewritten), records the profile once and says succeeded."""
+    from shared.scoring import idempotency_key
+
+    now = [1000.0]
+    drift.ledger.clock = lambda: now[0]
+    event = parse_blob_created(drift.upload("late.csv", csv_bytes(table(300, seed=5, prefix="l"))))
+    real_record = drift.monitor.record
+
+    def die_after_commit(*args, **kwargs):
+        raise KeyboardInterrupt  # a BaseException: the process is going down (no failure record)
+
+    drift.monitor.record = die_after_commit
+    with pytest.raises(KeyboardInterrupt):
+        drift.service.score(event)
+    output = drift.blobs.properties("scored", "incoming/late.csv.predictions.csv")
+    drift.ledger.claim(idempotency_key(event), "dead-instance", ttl_seconds=900)  # a real crash keeps its claim
+    drift.monitor.record = real_record
+    now[0] += 901
+
+    outcome = drift.service.score(event)
+    assert outcome.status == "succeeded" and outcome.rows == 300
+    assert drift.blobs.properties("scored", "incoming/late.csv.predictions.csv").etag == output.etag
+    assert outcome.details["drift_profile"] == "recorded"
+    assert window_rows(drift)[0] == 300
+    assert drift.service.score(event).status == "duplicate"
+
+
+def test_a_commit_whose_response_was_lost_is_ours_not_superseded(drift):
+    """The commit lands but the client sees a conflict (its retried request, after the first one's response
+    was lost, finds the blob there): this version's output is recognised, the file is succeeded."""
+    from shared.errors import WriteConflictError
+
+    blobs = drift.blobs
+    real_write = blobs.write_blocks
+
+    def commit_then_conflict(container, name, blocks, **kwargs):
+        etag = real_write(container, name, blocks, **kwargs)
+        if container != "scored":
+            return etag
+        raise WriteConflictError(f"{container}/{name} exists (the retried commit)", blob=f"{container}/{name}")
+
+    blobs.write_blocks = commit_then_conflict
+    outcome = score(drift, "lost.csv", table(200, seed=6, prefix="o"))
+    blobs.write_blocks = real_write
+    assert outcome.status == "succeeded" and outcome.rows == 200
+    assert outcome.details["drift_profile"] == "recorded" and window_rows(drift)[0] == 200
+    assert drift.ledger.get(outcome.key).status == "succeeded"
