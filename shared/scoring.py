@@ -59,7 +59,7 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from shared.drift.monitor import DriftMonitor, ProfileObserver
 
-__all__ = ["ScoringOutcome", "ScoringService", "failure_name", "idempotency_key", "output_name"]
+__all__ = ["ScoringOutcome", "ScoringService", "blob_key", "failure_name", "idempotency_key", "output_name"]
 
 _log = get_logger("scoring")
 _READ_CHUNK = 4 << 20
@@ -71,14 +71,25 @@ _NOT_COMMITTED_APIS = ("createfile",)  # Data Lake: the file exists, its content
 
 
 def idempotency_key(event: BlobCreated) -> str:
-    """The key a file is claimed under: blob URL + eTag.
+    """The key a file is claimed under: account, container, name and eTag (never the endpoint's host or
+    port, so a restarted emulator or a Data Lake endpoint gives the same key).
 
     Example:
-        >>> class E: url, etag = "http://h/acc/incoming/a.csv", '"0x1"'
+        >>> class E: account, container, blob_name, etag = "acc", "incoming", "2026/a.csv", '"0x1"'
         >>> idempotency_key(E())
-        'blob:http://h/acc/incoming/a.csv@0x1'
+        'blob:acc/incoming/2026/a.csv@0x1'
     """
-    return f"blob:{event.url}@{event.etag.strip(chr(34))}"
+    return blob_key(event.account, event.container, event.blob_name, event.etag)
+
+
+def blob_key(account: str, container: str, blob_name: str, etag: str) -> str:
+    """The ledger key of one version of one blob (see ``idempotency_key``).
+
+    Example:
+        >>> blob_key("devstoreaccount1", "incoming", "a.csv", '"0x8D"')
+        'blob:devstoreaccount1/incoming/a.csv@0x8D'
+    """
+    return f"blob:{account}/{container}/{blob_name}@{etag.strip(chr(34))}"
 
 
 def output_name(container: str, blob_name: str, output_format: str = "csv") -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -21,6 +22,9 @@ def _total_size(properties: Any) -> int:
     if content_range and "/" in content_range:
         return int(content_range.rsplit("/", 1)[1])
     return int(properties.size)
+
+
+_SINGLE_PUT_BYTES = 1 << 20  # one-block writes up to this size are a single Put Blob
 
 
 class AzureBlobStore:
@@ -157,26 +161,34 @@ class AzureBlobStore:
         from azure.storage.blob import BlobBlock, ContentSettings
 
         client = self._blob(container, name)
+        settings = ContentSettings(content_type=content_type) if content_type else None
+        conditions: dict[str, Any] = {}
+        if if_match:
+            conditions = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
+        elif if_none_match:
+            conditions = {"match_condition": MatchConditions.IfMissing}
         staged: list[BlobBlock] = []
         ids = block_ids()  # unique per commit: another writer of this blob never replaces our blocks
+        pending = iter(block for block in blocks if block)
         with storage_errors(f"stage blocks of {container}/{name}"):
-            for block in blocks:
-                if not block:
-                    continue
-                block_id = next(ids)
-                client.stage_block(block_id, block)
-                staged.append(BlobBlock(block_id=block_id))
-            conditions: dict[str, Any] = {}
-            if if_match:
-                conditions = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
-            elif if_none_match:
-                conditions = {"match_condition": MatchConditions.IfMissing}
+            held = [next(pending, b"")]
             try:
+                # a small first block is held back to see whether it is the only one (a big one is staged now)
+                if len(held[0]) < _SINGLE_PUT_BYTES:
+                    second = next(pending, None)
+                    if second is None:  # one block (or none): a single Put Blob under the same conditions
+                        result = client.upload_blob(
+                            held[0], overwrite=not if_none_match, metadata=ascii_metadata(metadata),
+                            content_settings=settings, **(conditions if if_match else {}),
+                        )  # fmt: skip
+                        return str(result["etag"])
+                    held.append(second)
+                for block in itertools.chain(held, pending):
+                    block_id = next(ids)
+                    client.stage_block(block_id, block)
+                    staged.append(BlobBlock(block_id=block_id))
                 result = client.commit_block_list(
-                    staged,
-                    metadata=ascii_metadata(metadata),
-                    content_settings=ContentSettings(content_type=content_type) if content_type else None,
-                    **conditions,
+                    staged, metadata=ascii_metadata(metadata), content_settings=settings, **conditions
                 )
             except (ResourceModifiedError, ResourceExistsError) as exc:
                 raise WriteConflictError(

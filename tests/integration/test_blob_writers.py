@@ -24,7 +24,7 @@ def store(azurite, unique):
 
 def _writer(store, name, tag, staged, go, results, **conditions):
     def blocks():
-        yield f"{tag}-block-0\n".encode() * 1000
+        yield f"{tag}-block-0\n".encode() * 150_000  # over 1 MiB: staged at once (a smaller one is held back)
         staged.set()
         go.wait(10)  # the other writer stages (and maybe commits) meanwhile
         yield f"{tag}-block-1\n".encode() * 1000
@@ -75,3 +75,40 @@ def test_many_concurrent_writers_leave_one_whole_output(store):
     writer = store.properties(store.container, "many.csv").metadata["writer"]
     lines = set(store.read_bytes(store.container, "many.csv").decode().splitlines())
     assert lines == {f"{writer}-block-0", f"{writer}-block-1"} and results[writer] == "committed"
+
+
+@pytest.mark.parametrize("conditions", [{}, {"if_none_match": True}])
+def test_a_one_block_writer_racing_a_staging_writer_leaves_one_whole_blob(store, conditions):
+    """A one-block write is a single Put Blob racing another writer's staged blocks: the blob ends holding
+    exactly one writer's bytes under that writer's metadata, and a conditional race has one winner."""
+    name = "single.csv"
+    a_staged, b_done, results = threading.Event(), threading.Event(), {}
+    writer_a = threading.Thread(target=_writer, args=(store, name, "A", a_staged, b_done, results), kwargs=conditions)
+    writer_a.start()
+    assert a_staged.wait(10)
+    try:
+        store.write_blocks(store.container, name, iter([b"B-only\n" * 100]), metadata={"writer": "B"},
+                           content_type="text/csv", **conditions)  # fmt: skip
+        results["B"] = "committed"
+    except WriteConflictError as exc:
+        results["B"] = f"conflict: {exc.message}"
+    b_done.set()
+    writer_a.join(20)
+    info = store.properties(store.container, name)
+    writer = info.metadata["writer"]
+    want = {"B-only"} if writer == "B" else {"A-block-0", "A-block-1"}
+    assert set(store.read_bytes(store.container, name).decode().splitlines()) == want
+    assert results[writer] == "committed"
+    if conditions:
+        assert sorted(r.split(":")[0] for r in results.values()) == ["committed", "conflict"]
+
+
+def test_empty_and_one_block_writes_keep_metadata_and_conditions(store):
+    empty = store.write_blocks(store.container, "empty.csv", iter([b"", b""]), metadata={"k": "v"}, if_none_match=True)
+    assert store.read_bytes(store.container, "empty.csv") == b""
+    assert store.properties(store.container, "empty.csv").metadata == {"k": "v"}
+    with pytest.raises(WriteConflictError):
+        store.write_blocks(store.container, "empty.csv", iter([b"x"]), if_none_match=True)
+    store.write_blocks(store.container, "empty.csv", iter([b"one"]), metadata={"k": "w"}, if_match=empty)
+    assert store.read_bytes(store.container, "empty.csv") == b"one"
+    assert store.properties(store.container, "empty.csv").metadata == {"k": "w"}

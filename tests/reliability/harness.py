@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.scoring import blob_key
 from tests.conftest import ROOT, DevhostProcess, start_devhost
 
 ROOT_LOCAL = ROOT / ".local"
@@ -367,8 +368,7 @@ def check_invariants(stack: Stack, container: str, files: dict[str, list[Version
         if rows != newest.rows or meta.get("rows_scored") != str(newest.rows):
             figures["partial_visible"] += 1
             problems.append(f"{name}: output has {rows} rows, rows_scored={meta.get('rows_scored')}, input {newest.rows}")
-        key = f"blob:{base}/{container}/{urllib.parse.quote(name)}@{newest.etag.strip(chr(34))}"
-        status = ledger.get(key) or ledger.get(urllib.parse.unquote(key))
+        status = ledger.get(blob_key(ACCOUNT, container, name, newest.etag))
         if status != "succeeded":
             problems.append(f"{name}: ledger says {status!r} for the newest version")
         if name in expect_failed:
@@ -418,8 +418,8 @@ def check_drift(stack: Stack, container: str, files: dict[str, list[Version]],
     problems: list[str] = []
     for name, versions in files.items():
         newest = versions[-1]
-        key = f"blob:{base}/{container}/{urllib.parse.quote(name)}@{newest.etag.strip(chr(34))}"
-        record = ledger.get(key) or ledger.get(urllib.parse.unquote(key)) or {}
+        key = blob_key(ACCOUNT, container, name, newest.etag)
+        record = ledger.get(key) or {}
         details = record.get("details", {})
         status, where = details.get("drift_profile"), (str(details.get("model_version")), details.get("drift_window"))
         if status not in ("recorded", "already_recorded") or where[1] is None:

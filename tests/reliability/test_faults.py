@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 
 from devhost.services import Azurite, MlflowServer
+from shared.scoring import blob_key
 from tests.conftest import stop_devhost
 from tests.reliability import figures
 from tests.reliability.harness import (
+    ACCOUNT,
     INPUT,
     OUTPUT,
     Stack,
@@ -171,7 +173,7 @@ def test_devhost_sigkilled_mid_file_and_restarted(faulty: tuple[Stack, Azurite, 
     with open(path, "rb") as handle:
         etag = stack.blobs.get_blob_client(INPUT, name).upload_blob(handle, max_concurrency=2)["etag"]
     files = {name: [Version(etag, BIG_ROWS)]}
-    key = f"blob:{stack.url(INPUT, name)}@{etag.strip(chr(34))}"
+    key = blob_key(ACCOUNT, INPUT, name, etag)
     deadline, claimed = time.monotonic() + 120, False
     while time.monotonic() < deadline and not claimed:
         claimed = any(r["key"] in (key, urllib.parse.unquote(key)) and r["status"] == "claimed" for r in stack.ledger())
