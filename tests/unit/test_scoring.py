@@ -59,6 +59,24 @@ def test_a_duplicate_delivery_is_acknowledged_without_work(scoring):
     assert scoring.publisher.types() == ["Scorehook.Scoring.Completed"]
 
 
+def test_the_same_version_announced_after_the_emulator_moved_ports_is_a_duplicate(scoring):
+    """The key is account/container/name@eTag, never host:port: after a restart of the local stack on
+    another port, a replayed event of a finished file is not scored again."""
+    from shared.scoring import ScoringService
+    from shared.settings import Settings
+
+    raw = scoring.upload("moved.csv", GOOD)
+    assert scoring.service.score(parse_blob_created(raw)).status == "succeeded"
+    moved = Settings.from_env({"DataStorage": "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                               "AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:54321/devstoreaccount1;"},
+                              model_uri="models:/tiny@champion")  # fmt: skip
+    restarted = ScoringService(scoring.blobs, scoring.ledger, scoring.provider, scoring.publisher, moved)
+    url = raw["data"]["url"].replace("127.0.0.1:10000", "127.0.0.1:54321")
+    again = {**raw, "id": "after-restart", "data": {**raw["data"], "url": url}}
+    assert restarted.score(parse_blob_created(again)).status == "duplicate"
+    assert scoring.publisher.types() == ["Scorehook.Scoring.Completed"]
+
+
 def test_a_new_version_of_the_same_blob_is_scored_again(scoring):
     first = scoring.service.score(parse_blob_created(scoring.upload("a.csv", GOOD)))
     second = scoring.service.score(parse_blob_created(scoring.upload("a.csv", GOOD + b"010,0,0,red\n")))
