@@ -12,6 +12,7 @@ import pytest
 from shared.errors import StorageUnavailableError
 from shared.events import parse_blob_created
 from shared.models import OnnxModel
+from shared.scoring import idempotency_key
 
 GOOD = b"id,x1,x2,color\n007,0.5,1.0,red\n008,-1.5,0.2,blue\n009,2.0,-0.3,green\n"
 
@@ -132,7 +133,7 @@ def test_a_foreign_account_is_recorded_under_the_event_namespace_never_under_its
 
 def test_a_transient_failure_leaves_a_retrying_record_and_the_redelivery_takes_over(scoring):
     raw = scoring.upload("a.csv", GOOD)
-    key = f"blob:{raw['data']['url']}@{raw['data']['eTag'].strip(chr(34))}"
+    key = idempotency_key(parse_blob_created(raw))
     scoring.blobs.fail_next = StorageUnavailableError("storage answered 503")
     with pytest.raises(StorageUnavailableError):
         scoring.service.score(parse_blob_created(raw))
@@ -159,7 +160,7 @@ def test_a_failure_record_that_cannot_be_written_still_frees_the_key(scoring):
     scoring.blobs.write_bytes = failing
     with pytest.raises(TransientError):
         scoring.service.score(parse_blob_created(raw))
-    key = f"blob:{raw['data']['url']}@{raw['data']['eTag'].strip(chr(34))}"
+    key = idempotency_key(parse_blob_created(raw))
     assert scoring.ledger.get(key).status == "retrying"
     scoring.blobs.write_bytes = original
     outcome = scoring.service.score(parse_blob_created(raw))
