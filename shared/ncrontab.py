@@ -8,7 +8,7 @@ this check only lets a bad one stop the app at start instead of surfacing when t
 Example:
     >>> check_schedule("0 */5 * * * *")
     >>> schedule_problem("*/5 * * * *")
-    'has 5 fields, expected 6 (second minute hour day month day-of-week)'
+    'has 5 fields, not 6'
     >>> schedule_problem("0 0 25 * * *")
     'hour: 25 is out of range 0-23'
 """
@@ -72,7 +72,7 @@ def schedule_problem(schedule: str) -> str | None:
     """
     fields = (schedule or "").split()
     if len(fields) != 6:
-        return f"has {len(fields)} fields, expected 6 (second minute hour day month day-of-week)"
+        return f"has {len(fields)} fields, not 6"
     for text, field in zip(fields, _FIELDS, strict=True):
         try:
             _check_field(text, field)

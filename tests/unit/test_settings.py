@@ -192,7 +192,7 @@ def test_a_well_formed_model_uri_is_accepted_even_when_no_such_model_exists(uri)
 @pytest.mark.parametrize(
     ("schedule", "detail"),
     [
-        ("*/5 * * * *", "has 5 fields, expected 6"),
+        ("*/5 * * * *", "has 5 fields, not 6"),
         ("0 */5 * * * * *", "has 7 fields"),
         ("0 0 25 * * *", "hour: 25 is out of range 0-23"),
         ("60 * * * * *", "second: 60 is out of range 0-59"),
