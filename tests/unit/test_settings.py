@@ -237,3 +237,17 @@ def test_the_example_local_settings_are_valid():
     placeholders = {k for k, v in values.items() if v.startswith("<")}
     assert placeholders == {"DataStorage", "SCOREHOOK_MLFLOW_WEBHOOK_SECRET", "SCOREHOOK_EVENTS_TOPIC_KEY"}
     Settings.from_env({k: v for k, v in values.items() if k not in placeholders})
+
+
+def test_the_literal_app_settings_in_bicep_are_valid():
+    import re
+
+    bicep = (ROOT / "infra" / "modules" / "scorehook.bicep").read_text()
+    values = {name: value for name, value in re.findall(r"^\s+(\w+): '([^'$]*)'$", bicep, re.MULTILINE)
+              if name in SETTING_NAMES}  # fmt: skip
+    assert {"SCOREHOOK_DRIFT_SCHEDULE", "SCOREHOOK_ALIAS_TTL_SECONDS", "SCOREHOOK_REQUIRE_APPROVAL"} <= set(values)
+    Settings.from_env(values)
+    main = (ROOT / "infra" / "main.bicep").read_text()
+    defaults = dict(re.findall(r"^param (modelUri|evaluationData) string = '([^']*)'$", main, re.MULTILINE))
+    Settings.from_env({"SCOREHOOK_MODEL_URI": defaults["modelUri"],
+                       "SCOREHOOK_EVALUATION_DATA": defaults["evaluationData"]})  # fmt: skip
