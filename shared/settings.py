@@ -218,7 +218,23 @@ LAUNCHER = Kind("expected local, azureml or none", _choice("local", "azureml", "
 _KINDS: dict[str, Kind] = {}  # setting name -> what it holds
 
 
-def _setting(name: str, default: Any = None, kind: Kind = TEXT, secret: bool = False) -> Any:
+def _kind(kind: Any) -> Kind:
+    """``kind``, or the kind an older-style parser (``str``, ``int``, ``float``, ``_flag``, ``_csv``) stands for."""
+    if isinstance(kind, Kind):
+        return kind
+    known = {str: TEXT, int: _number("a whole number", integer=True), float: NUMBER, _flag: FLAG, _csv: _csv()}
+    if kind in known:
+        return known[kind]
+
+    def convert(value: Any) -> Any:
+        return kind(value) if isinstance(value, str) else value
+
+    return Kind(f"expected a value {getattr(kind, '__name__', 'the parser')} accepts", convert)
+
+
+def _setting(name: str, default: Any = None, kind: Any = TEXT, secret: bool = False) -> Any:
+    """A setting named ``name`` holding ``kind`` (a :class:`Kind`; ``str``, ``int``, ``float`` also do)."""
+    kind = _kind(kind)
     _KINDS[name] = kind
     return Field(default, validation_alias=name, description=kind.expected,
                  json_schema_extra={"setting": name, "secret": secret})  # fmt: skip

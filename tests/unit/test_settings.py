@@ -251,3 +251,13 @@ def test_the_literal_app_settings_in_bicep_are_valid():
     defaults = dict(re.findall(r"^param (modelUri|evaluationData) string = '([^']*)'$", main, re.MULTILINE))
     Settings.from_env({"SCOREHOOK_MODEL_URI": defaults["modelUri"],
                        "SCOREHOOK_EVALUATION_DATA": defaults["evaluationData"]})  # fmt: skip
+
+
+def test_a_setting_declared_with_an_older_style_parser_is_still_validated():
+    from shared.settings import _csv, _flag, _kind
+
+    assert (_kind(float).convert("2.5"), _kind(int).convert("7"), _kind(_csv).convert("a, b")) == (2.5, 7, ("a", "b"))
+    assert _kind(_flag).convert("yes") is True
+    for kind, bad in ((float, "abc"), (int, "1.5"), (_flag, "maybe")):
+        with pytest.raises(ValueError):
+            _kind(kind).convert(bad)
