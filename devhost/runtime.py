@@ -276,7 +276,12 @@ class DevHost:
     @classmethod
     def from_settings_file(cls, path: str | Path, **kwargs: Any) -> DevHost:
         """Build from a ``local.settings.json`` (Values → environment, Host → port and keys)."""
-        data = json.loads(Path(path).read_text())
+        from shared.errors import ConfigurationError
+
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:  # one line from `python -m devhost`, not a traceback
+            raise ConfigurationError(f"settings file {path} cannot be read: {exc}", setting=str(path)) from None
         host = data.get("Host", {})
         kwargs.setdefault("port", int(host.get("LocalHttpPort", 0)))
         kwargs.setdefault("function_key", host.get("FunctionKey", ""))

@@ -51,3 +51,14 @@ def test_devhost_refuses_an_app_whose_timer_schedule_is_not_ncrontab(tmp_path):
     assert "devhost: not started: timer schedule is invalid:" in done.stderr
     assert "timer every_five schedule='*/5 * * * *'" in done.stderr and "has 5 fields, not 6" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_devhost_says_so_when_the_settings_file_is_missing_or_not_json(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
+    (tmp_path / "broken.json").write_text('{"Values": {')
+    for name, says in (("missing.json", "No such file or directory"), ("broken.json", "Expecting")):
+        done = subprocess.run([sys.executable, "-m", "devhost", "host", "--settings", str(tmp_path / name)],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 2
+        assert f"devhost: not started: settings file {tmp_path / name} cannot be read: " in done.stderr
+        assert says in done.stderr and "Traceback" not in done.stderr
