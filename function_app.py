@@ -1,12 +1,16 @@
 """Composition root: builds the FunctionApp and registers one Blueprint per concern.
 
 Importing this module is cheap: heavy libraries (mlflow, onnxruntime, pyarrow, SDK clients) load on
-first use inside the functions.
+first use inside the functions. It checks the configuration (settings, routes, model URIs, schedules):
+a bad one stops the app at start with one error listing every problem, which the Functions host reports.
 """
 
 import azure.functions as func
 
 from functions import deadletters, deployment, drift, ops, scoring
+from shared.startup import check_configuration
+
+check_configuration()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(scoring.bp)

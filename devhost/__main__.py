@@ -17,6 +17,7 @@ import threading
 
 from devhost.runtime import DevHost, local_settings, register_mlflow_webhook
 from devhost.services import PROJECT_ROOT, Azurite, MlflowServer, free_port
+from shared.errors import ConfigurationError
 
 LOCAL = PROJECT_ROOT / ".local"
 
@@ -118,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--files", type=int, default=4)
     demo.set_defaults(run=cmd_demo)
     args = parser.parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except ConfigurationError as exc:  # one clear message, no traceback: devhost does not start
+        print(f"devhost: not started: {exc}", file=sys.stderr, flush=True)
+        return 2
 
 
 if __name__ == "__main__":

@@ -145,13 +145,19 @@ class DevHost:
         if function_timeout is not _FROM_HOST_JSON:
             self.config = dataclasses.replace(self.config, function_timeout=function_timeout)
         self.env.update(self.config.app_settings())
+        from shared.startup import check_configuration
+
+        check_configuration({**os.environ, **self.env})  # one error listing every bad setting: no start
         os.environ.update(self.env)  # app settings reach the worker as environment variables
         from devhost.host import FunctionHost
         from devhost.server import DevServer
+        from devhost.triggers import TimerScheduler
 
         self.host = FunctionHost.load(
             app_spec, output_sink=_OutputSink(self.env), function_timeout=self.config.function_timeout
         )
+        self.timers = TimerScheduler(self.host)
+        self.timers.check()
         self.server = DevServer(
             self.host,
             port=port or free_port(),
@@ -167,9 +173,8 @@ class DevHost:
         if subscriptions and self._storage():
             self.eventgrid = self._build_eventgrid(Path(subscriptions), retry_delays, poll_interval, state_table)
             self.server.eventgrid = self.eventgrid
-        from devhost.triggers import QueuePoller, TimerScheduler
+        from devhost.triggers import QueuePoller
 
-        self.timers = TimerScheduler(self.host)
         self.queues = QueuePoller(self.host, self.env) if self._storage() else None
 
     def _rejection_writer(self) -> Any:
@@ -271,7 +276,12 @@ class DevHost:
     @classmethod
     def from_settings_file(cls, path: str | Path, **kwargs: Any) -> DevHost:
         """Build from a ``local.settings.json`` (Values → environment, Host → port and keys)."""
-        data = json.loads(Path(path).read_text())
+        from shared.errors import ConfigurationError
+
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:  # one line from `python -m devhost`, not a traceback
+            raise ConfigurationError(f"settings file {path} cannot be read: {exc}", setting=str(path)) from None
         host = data.get("Host", {})
         kwargs.setdefault("port", int(host.get("LocalHttpPort", 0)))
         kwargs.setdefault("function_key", host.get("FunctionKey", ""))

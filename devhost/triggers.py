@@ -1,6 +1,9 @@
 """Timer and queue triggers, run as the Functions host runs them.
 
-* Timers fire on their NCRONTAB schedule (six fields, seconds first), ``runOnStartup`` honoured.
+* Timers fire on their NCRONTAB schedule (six fields, seconds first), ``runOnStartup`` honoured. Every
+  schedule is checked before the first timer starts (:meth:`TimerScheduler.check`: devhost refuses to start
+  on a bad one); a timer loop that dies anyway is logged and reported by ``/api/health``
+  (:mod:`shared.health`), never silently gone.
 * Queue triggers poll their Azurite queue, decode the host's default base64 message encoding, delete a
   message after a successful invocation, and move it to ``<queue>-poison`` after ``maxDequeueCount``
   (5) failed attempts.
@@ -17,6 +20,9 @@ from datetime import datetime
 from typing import Any
 
 from devhost.host import FunctionHost, InvocationError
+from shared.health import report_running, report_stopped
+from shared.ncrontab import EXPECTED_SCHEDULE, schedule_problem
+from shared.settings import configuration_error
 
 __all__ = ["QueuePoller", "TimerScheduler", "next_fire"]
 
@@ -87,6 +93,27 @@ class TimerScheduler:
         self.host = host
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.stopped: dict[str, str] = {}
+
+    def check(self) -> None:
+        """Every timer's schedule resolves (``%SETTING%``) and is a 6-field NCRONTAB schedule, or one
+        ``ConfigurationError`` listing each bad one (as the Functions host refuses to index them)."""
+        problems = []
+        for info in self.host.by_trigger("timerTrigger"):
+            where = f"timer {info.name} schedule"
+            schedule = info.trigger.get("schedule", "")
+            try:
+                resolved = resolve_setting(schedule)
+            except KeyError:
+                problems.append({"setting": where, "value": schedule,
+                                 "expected": f"expected the app setting {schedule.strip('%')} to be set"})  # fmt: skip
+                continue
+            problem = schedule_problem(resolved)
+            if problem is not None:
+                problems.append({"setting": where, "value": resolved,
+                                 "expected": f"expected {EXPECTED_SCHEDULE} ({problem})"})  # fmt: skip
+        if problems:
+            raise configuration_error(problems, "timer schedules")
 
     def start(self) -> TimerScheduler:
         for info in self.host.by_trigger("timerTrigger"):
@@ -95,15 +122,27 @@ class TimerScheduler:
             self._threads.append(thread)
         return self
 
+    def health(self) -> dict[str, str]:
+        """The timers whose loop stopped on an error: name -> the error (empty while all run)."""
+        return dict(self.stopped)
+
     def _run(self, info: Any) -> None:
-        if info.trigger.get("runOnStartup"):
-            self._fire(info.name)
-        while not self._stop.is_set():
-            now = datetime.now()
-            due = next_fire(resolve_setting(info.trigger["schedule"]), now)
-            if self._stop.wait((due - now).total_seconds()):
-                return
-            self._fire(info.name)
+        component = f"timer:{info.name}"
+        report_running(component)
+        try:
+            if info.trigger.get("runOnStartup"):
+                self._fire(info.name)
+            while not self._stop.is_set():
+                now = datetime.now()
+                due = next_fire(resolve_setting(info.trigger["schedule"]), now)
+                if self._stop.wait((due - now).total_seconds()):
+                    return
+                self._fire(info.name)
+        except Exception as exc:  # a schedule that stopped resolving, a bug: never a silently dead thread
+            error = f"{type(exc).__name__}: {exc}"
+            self.stopped[info.name] = error
+            report_stopped(component, error)
+            log.exception("timer %s stopped: %s", info.name, error)
 
     def _fire(self, name: str) -> None:
         """One occurrence; a function with ``@app.retry`` is retried as the host does for timers."""

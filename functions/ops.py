@@ -16,10 +16,13 @@ bp = func.Blueprint()
 @bp.function_name("health")
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    """Liveness: answers without touching any dependency."""
-    return func.HttpResponse(
-        json.dumps({"status": "ok", "service": "scorehook"}), mimetype="application/json"
-    )
+    """Liveness: answers without touching any dependency; 503 ``degraded`` when a part of the process
+    (a timer) has stopped, with what stopped it."""
+    from shared.health import stopped
+
+    down = stopped()
+    body = {"status": "degraded" if down else "ok", "service": "scorehook", **({"stopped": down} if down else {})}
+    return func.HttpResponse(json.dumps(body), status_code=503 if down else 200, mimetype="application/json")
 
 
 @bp.function_name("status")

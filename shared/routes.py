@@ -14,21 +14,23 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from shared.engine import FORMATS, OUTPUT_FORMATS
-from shared.errors import ConfigurationError, EventSourceError
-from shared.settings import Settings
+from shared.errors import EventSourceError
+from shared.modelrefs import model_reference_problem
+from shared.settings import Settings, configuration_error
 
 __all__ = ["ON_MISSING", "Route", "load_routes", "match_route", "parse_routes", "serves_container"]
 
 # What a route does with an empty model input (empty cell, NaN, null, an absent JSON key): ``pass`` it to
 # the model as NaN (it shows in the drift profile), ``reject_rows`` (drop and count them), or ``fail`` the file.
 ON_MISSING = ("pass", "reject_rows", "fail")
+_CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 
 
 @dataclass(frozen=True)
@@ -60,54 +62,115 @@ class Route:
         )
 
 
-def _route(raw: dict[str, Any], settings: Settings | None) -> Route:
-    known = {f.name for f in fields(Route)}
-    unknown = sorted(set(raw) - known)
+def _route(raw: dict[str, Any], settings: Settings | None, problems: list[dict[str, Any]]) -> Route | None:
+    """One route from its JSON object; every problem it has goes into ``problems`` (``None`` if any)."""
+    where = f"SCOREHOOK_ROUTES[{raw.get('name', '?')}]"
+    found = len(problems)
+
+    def problem(key: str | None, value: Any, expected: str) -> None:
+        problems.append({"setting": f"{where}.{key}" if key else where, "value": value, "expected": expected})
+
+    known = [f.name for f in fields(Route)]
+    unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise ConfigurationError(f"route {raw.get('name', '?')!r} has unknown keys: {', '.join(unknown)}")
-    values = dict(raw)
+        problem(None, ", ".join(unknown), f"expected only the keys {', '.join(known)}")
+    values = {key: value for key, value in raw.items() if key in known}
     if settings is not None:
         values.setdefault("output_container", settings.output_container)
         values.setdefault("model", settings.model_uri)
+    missing = [key for key in ("name", "container", "model") if key not in values]
+    if missing:
+        problem(None, ", ".join(missing), "expected a route object with name, container and model (missing)")
+        return None
+    typed = len(problems)
+    for key in ("name", "container", "model", "prefix", "suffix", "input_format", "output_container",
+                "output_format", "on_missing"):  # fmt: skip
+        if key in values and not isinstance(values[key], str):
+            problem(key, values[key], "expected text")
+    for key in ("account", "label_column"):
+        if values.get(key) is not None and not isinstance(values[key], str):
+            problem(key, values[key], "expected text or null")
+    if len(problems) > typed:
+        return None
+    for key in ("container", "output_container"):
+        if key in values and not _CONTAINER.fullmatch(values[key]):
+            problem(key, values[key], "expected a container name: 3-63 lowercase letters, digits and single hyphens")
+    reference_problem = model_reference_problem(values["model"])
+    if reference_problem is not None:
+        problem("model", values["model"], reference_problem)
     if "key_columns" in values:
-        values["key_columns"] = tuple(values["key_columns"])
-    try:
-        route = Route(**values)
-    except TypeError as exc:
-        raise ConfigurationError(f"route {raw.get('name', '?')!r} is incomplete: {exc}") from exc
-    if route.input_format != "auto" and route.input_format not in FORMATS:
-        raise ConfigurationError(
-            f"route {route.name!r}: input_format must be auto or one of {', '.join(FORMATS)}"
-        )
-    if route.output_format not in OUTPUT_FORMATS:
-        raise ConfigurationError(
-            f"route {route.name!r}: output_format must be one of {', '.join(OUTPUT_FORMATS)}"
-        )
-    if route.on_missing == "reject":  # the name before reject_rows
-        route = dataclasses.replace(route, on_missing="reject_rows")
-    if route.on_missing not in ON_MISSING:
-        raise ConfigurationError(f"route {route.name!r}: on_missing must be one of {', '.join(ON_MISSING)}")
-    if route.max_file_bytes is not None and (not isinstance(route.max_file_bytes, int) or route.max_file_bytes < 1):
-        raise ConfigurationError(f"route {route.name!r}: max_file_bytes must be a positive integer")
-    return route
+        columns = values["key_columns"]
+        if not isinstance(columns, list | tuple) or not all(isinstance(c, str) and c for c in columns):
+            problem("key_columns", columns, "expected a list of column names")
+        else:
+            values["key_columns"] = tuple(columns)
+    input_format = values.get("input_format", "auto")
+    if input_format != "auto" and input_format not in FORMATS:
+        problem("input_format", input_format, f"expected auto or one of {', '.join(FORMATS)}")
+    if values.get("output_format", "csv") not in OUTPUT_FORMATS:
+        problem("output_format", values["output_format"], f"expected one of {', '.join(OUTPUT_FORMATS)}")
+    if values.get("on_missing") == "reject":  # the name before reject_rows
+        values["on_missing"] = "reject_rows"
+    if values.get("on_missing", "pass") not in ON_MISSING:
+        problem("on_missing", values["on_missing"], f"expected one of {', '.join(ON_MISSING)}")
+    for key, required in (("max_file_bytes", False), ("batch_rows", True)):
+        value = values.get(key)
+        if (value is not None or required) and key in values and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            problem(key, value, "expected a positive whole number")
+    if "options" in values and not isinstance(values["options"], dict):
+        problem("options", values["options"], "expected an object")
+    if len(problems) > found:
+        return None
+    return Route(**values)
 
 
 def parse_routes(text: str, settings: Settings | None = None) -> tuple[Route, ...]:
-    """Routes from JSON text (a list of route objects)."""
+    """Routes from JSON text (a list of route objects); one ``ConfigurationError`` lists every problem.
+
+    Example:
+        >>> parse_routes('[{"name": "a", "container": "in", "model": "model:/x"}]')
+        Traceback (most recent call last):
+        ...
+        shared.errors.ConfigurationError: 2 route settings are invalid:
+          SCOREHOOK_ROUTES[a].container='in': expected a container name: 3-63 lowercase letters, digits and single hyphens
+          SCOREHOOK_ROUTES[a].model='model:/x': expected models:/NAME@ALIAS, models:/NAME/VERSION or blob://CONTAINER/PATH.onnx
+    """
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigurationError(f"SCOREHOOK_ROUTES is not valid JSON: {exc}") from exc
+        raise configuration_error(
+            [{"setting": "SCOREHOOK_ROUTES", "value": text[:80], "expected": f"expected JSON (not valid JSON: {exc})"}],
+            "route settings",
+        ) from None
     if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
-        raise ConfigurationError("SCOREHOOK_ROUTES must be a JSON list of route objects")
-    return tuple(_route(r, settings) for r in raw)
+        raise configuration_error(
+            [{"setting": "SCOREHOOK_ROUTES", "value": text[:80], "expected": "expected a JSON list of route objects"}],
+            "route settings",
+        )
+    problems: list[dict[str, Any]] = []
+    routes = [_route(r, settings, problems) for r in raw]
+    names = [r["name"] for r in raw if isinstance(r.get("name"), str)]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append({"setting": f"SCOREHOOK_ROUTES[{name}]", "value": name, "expected": "expected unique route names"})
+    if problems:
+        raise configuration_error(problems, "route settings")
+    return tuple(r for r in routes if r is not None)
 
 
 def load_routes(settings: Settings) -> tuple[Route, ...]:
     """The configured routes, or the single default route built from the settings."""
     text = settings.routes
     if text:
-        return parse_routes(Path(text[1:]).read_text() if text.startswith("@") else text, settings)
+        if text.startswith("@"):
+            try:
+                text = Path(text[1:]).read_text()
+            except OSError as exc:
+                expected = f"expected inline JSON or @FILE of a readable file ({exc.strerror})"
+                problem = {"setting": "SCOREHOOK_ROUTES", "value": settings.routes, "expected": expected}
+                raise configuration_error([problem], "route settings") from None
+        return parse_routes(text, settings)
     return (Route(name="default", container=settings.input_container, model=settings.model_uri,
                   output_container=settings.output_container),)  # fmt: skip
 
@@ -116,7 +179,7 @@ def serves_container(routes: tuple[Route, ...], account: str, container: str) ->
     """Whether any route reads from this container (events for other containers are ignored, unrecorded).
 
     Example:
-        >>> serves_container(parse_routes('[{"name": "a", "container": "incoming", "model": "m"}]'), "acct", "failed")
+        >>> serves_container(parse_routes('[{"name": "a", "container": "incoming", "model": "models:/m/1"}]'), "acct", "failed")
         False
     """
     return any(r.container == container and (r.account is None or r.account == account) for r in routes)

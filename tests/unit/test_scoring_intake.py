@@ -123,13 +123,11 @@ def _slow_reads(scoring, seconds_per_chunk: float, chunks: int):
 
 
 def _service_with(scoring, **settings):
-    import dataclasses
-
     from shared.scoring import ScoringService
 
     timeout = settings.pop("timeout_seconds", None)
     return ScoringService(scoring.blobs, scoring.ledger, scoring.provider, scoring.publisher,
-                          dataclasses.replace(scoring.settings, **settings), timeout_seconds=timeout)  # fmt: skip
+                          scoring.settings.replace(**settings), timeout_seconds=timeout)  # fmt: skip
 
 
 def test_the_lease_is_renewed_while_a_slow_file_is_scored(scoring):

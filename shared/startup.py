@@ -1,0 +1,55 @@
+"""The configuration check run when the app (``function_app``) or devhost starts.
+
+It builds the settings and the routes the way the functions will, and raises ONE
+:class:`~shared.errors.ConfigurationError` listing every bad setting and every bad route (value, expected
+form; secrets masked), so a mistyped flag, number, model URI or NCRONTAB schedule stops the app at start
+instead of failing the first file, or a timer, later.
+
+Example:
+    >>> settings, routes = check_configuration({"SCOREHOOK_INPUT_CONTAINER": "drop"})
+    >>> [(r.name, r.container, r.model) for r in routes]
+    [('default', 'drop', 'models:/scorehook-sample@champion')]
+    >>> check_configuration({"SCOREHOOK_ONNX_THREADS": "two",
+    ...                      "SCOREHOOK_ROUTES": '[{"name": "churn", "container": "incoming", "model": "models:/churn@"}]'})
+    Traceback (most recent call last):
+    ...
+    shared.errors.ConfigurationError: 2 settings are invalid:
+      SCOREHOOK_ONNX_THREADS='two': expected a whole number >= 1
+      SCOREHOOK_ROUTES[churn].model='models:/churn@': expected models:/NAME@ALIAS, models:/NAME/VERSION or blob://CONTAINER/PATH.onnx
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from shared.errors import ConfigurationError
+from shared.routes import Route, load_routes
+from shared.settings import Settings, configuration_error
+
+__all__ = ["check_configuration"]
+
+
+def check_configuration(env: Mapping[str, str] | None = None) -> tuple[Settings, tuple[Route, ...]]:
+    """``(settings, routes)`` from ``env`` (default: ``os.environ``), or one error listing every problem."""
+    env = os.environ if env is None else env
+    problems: list[dict[str, Any]] = []
+    try:
+        settings = Settings.from_env(env)
+    except ConfigurationError as exc:
+        problems.extend(exc.details.get("problems") or [])
+        # the routes are still checked (against the defaults), so one start shows every problem
+        routes_text = env.get("SCOREHOOK_ROUTES") or None
+        settings_for_routes = Settings.from_env({}, routes=routes_text) if routes_text else None
+    else:
+        settings_for_routes = settings
+    routes: tuple[Route, ...] = ()
+    if settings_for_routes is not None:
+        try:
+            routes = load_routes(settings_for_routes)
+        except ConfigurationError as exc:
+            problems.extend(exc.details.get("problems") or [])
+    if problems:
+        raise configuration_error(problems, "settings")
+    return settings, routes

@@ -1,0 +1,88 @@
+"""The start-up check: settings and routes together, one error listing every problem."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.errors import ConfigurationError
+from shared.routes import parse_routes
+from shared.startup import check_configuration
+
+
+def _route(**overrides):
+    return {"name": "churn", "container": "incoming", "model": "models:/churn@champion", **overrides}
+
+
+def _problems(env):
+    with pytest.raises(ConfigurationError) as info:
+        check_configuration(env)
+    return str(info.value), {p["setting"]: p for p in info.value.details["problems"]}
+
+
+def test_good_settings_and_routes_are_returned():
+    settings, routes = check_configuration({"SCOREHOOK_ROUTES": json.dumps([_route(), _route(name="b", prefix="b/")])})
+    assert settings.routes and [r.name for r in routes] == ["churn", "b"]
+
+
+def test_a_malformed_route_model_uri_names_the_route_and_the_uri():
+    message, problems = _problems({"SCOREHOOK_ROUTES": json.dumps([_route(), _route(name="typo", model="models:/churn@")])})
+    assert list(problems) == ["SCOREHOOK_ROUTES[typo].model"]
+    assert problems["SCOREHOOK_ROUTES[typo].model"]["value"] == "models:/churn@"
+    assert "SCOREHOOK_ROUTES[typo].model='models:/churn@': expected models:/NAME@ALIAS" in message
+
+
+def test_bad_settings_and_bad_routes_are_listed_in_one_error():
+    routes = [
+        _route(name="a", model="mlflow:/churn@champion", output_format="xlsx", on_missing="skip"),
+        _route(name="b", container="In", batch_rows=0, colour="red"),
+        {"name": "c", "container": "incoming"},
+        _route(name="d", model="blob://models/churn.onnx", key_columns="id"),
+    ]
+    message, problems = _problems({"SCOREHOOK_ROUTES": json.dumps(routes), "SCOREHOOK_DRIFT_ENABLED": "maybe",
+                                   "SCOREHOOK_DRIFT_SCHEDULE": "*/5 * * * *"})  # fmt: skip
+    assert set(problems) == {
+        "SCOREHOOK_DRIFT_ENABLED", "SCOREHOOK_DRIFT_SCHEDULE",
+        "SCOREHOOK_ROUTES[a].model", "SCOREHOOK_ROUTES[a].output_format", "SCOREHOOK_ROUTES[a].on_missing",
+        "SCOREHOOK_ROUTES[b]", "SCOREHOOK_ROUTES[b].container", "SCOREHOOK_ROUTES[b].batch_rows",
+        "SCOREHOOK_ROUTES[d].key_columns",
+    }  # fmt: skip
+    assert message.startswith("9 settings are invalid:")
+    assert "SCOREHOOK_ROUTES[b]='colour': expected only the keys name, container, model" in message
+    assert "SCOREHOOK_ROUTES[a].output_format='xlsx': expected one of csv" in message
+
+
+def test_a_route_without_a_model_takes_the_model_setting_and_a_missing_container_is_reported():
+    (route,) = check_configuration({"SCOREHOOK_ROUTES": json.dumps([{"name": "c", "container": "incoming"}])})[1]
+    assert route.model == "models:/scorehook-sample@champion"
+    with pytest.raises(ConfigurationError, match=r"SCOREHOOK_ROUTES\[x\]='container'"):
+        parse_routes(json.dumps([{"name": "x", "model": "models:/m/1"}]))
+
+
+def test_routes_that_are_not_json_or_a_missing_routes_file_are_configuration_errors(tmp_path):
+    message, _ = _problems({"SCOREHOOK_ROUTES": "[{not json"})
+    assert "expected JSON (not valid JSON" in message
+    message, _ = _problems({"SCOREHOOK_ROUTES": f"@{tmp_path / 'missing.json'}"})
+    assert "expected inline JSON or @FILE of a readable file" in message
+    (tmp_path / "routes.json").write_text(json.dumps([_route()]))
+    assert check_configuration({"SCOREHOOK_ROUTES": f"@{tmp_path / 'routes.json'}"})[1][0].name == "churn"
+
+
+def test_duplicate_route_names_are_refused():
+    with pytest.raises(ConfigurationError, match="expected unique route names"):
+        parse_routes(json.dumps([_route(), _route(prefix="x/")]))
+
+
+def test_importing_the_app_with_a_bad_setting_fails_with_the_whole_list():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {"PATH": "/usr/bin:/bin", "SCOREHOOK_ALIAS_TTL_SECONDS": "abc", "SCOREHOOK_MODEL_URI": "models:/x@"}
+    done = subprocess.run([sys.executable, "-c", "import function_app"], cwd=Path(__file__).resolve().parents[2],
+                          env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode != 0
+    assert "ConfigurationError: 2 settings are invalid:" in done.stderr
+    assert "SCOREHOOK_ALIAS_TTL_SECONDS='abc': expected a number of seconds > 0" in done.stderr
+    assert "SCOREHOOK_MODEL_URI='models:/x@': expected models:/NAME@ALIAS" in done.stderr
