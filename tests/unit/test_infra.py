@@ -163,8 +163,20 @@ def test_host_settings_are_identity_based_and_flex_compatible():
     assert set(settings) >= HOST_SETTINGS
     assert "AzureWebJobsStorage" not in settings  # a connection string: identity-based in Azure
     assert not (FLEX_REFUSED & set(settings)), "Flex Consumption refuses these app settings"
-    key = settings["SCOREHOOK_EVENTS_TOPIC_KEY"]
-    assert key.startswith("'@Microsoft.KeyVault(SecretUri="), "the topic key must be a Key Vault reference"
+    # The custom topic takes Entra ID only: no key setting, local auth off, the app may send.
+    assert settings["SCOREHOOK_EVENTS_TOPIC_KEY"] == "''"
+    (topic,) = resource_blocks("Microsoft.EventGrid/topics")
+    assert re.search(r"disableLocalAuth:\s*true\b", topic)
+    assert "roles.eventGridDataSender" in "\n".join(resource_blocks("Microsoft.Authorization/roleAssignments"))
+    # The webhook secret is a Key Vault reference to a secret the template itself creates (never a literal).
+    secret = settings["SCOREHOOK_MLFLOW_WEBHOOK_SECRET"]
+    reference = re.fullmatch(r"'@Microsoft\.KeyVault\(SecretUri=\$\{(\w+)\.properties\.secretUri\}\)'", secret)
+    assert reference, secret
+    declared = re.search(
+        rf"^resource\s+{reference.group(1)}\s+'Microsoft.KeyVault/vaults/secrets@[\w-]+'\s*=\s*\{{",
+        "\n".join(read(f) for f in bicep_files()), re.M,
+    )
+    assert declared, "the webhook secret must be created by infra/, not referenced as existing"
 
 
 def test_configured_containers_and_ledger_table_are_created():
