@@ -123,4 +123,6 @@ output AZURE_EVENTS_TOPIC_ENDPOINT string = scorehook.outputs.eventsTopicEndpoin
 output AZURE_KEY_VAULT_NAME string = scorehook.outputs.vaultName
 output AZURE_FUNCTION_APP_URL string = 'https://${scorehook.outputs.functionAppHostName}'
 output WEBHOOK_URL string = 'https://${scorehook.outputs.functionAppHostName}/api/mlflow-webhook'
+// Restored into a fresh azd environment by `azd env refresh` (CI), so the second provision is not repeated.
+output SUBSCRIBE_FUNCTIONS bool = subscribeFunctions
 output AZUREML_COMPUTE string = withWorkspace ? azureml.outputs.computeName : ''

@@ -16,6 +16,15 @@ if (-not ($uri -like 'http://*' -or $uri -like 'https://*')) {
     exit 1
 }
 
+# A fresh azd environment of an existing deployment (CI, after `azd env refresh`) reuses the vault's secret.
+if ("$env:WEBHOOK_SECRET" -eq '' -and "$env:AZURE_KEY_VAULT_NAME" -ne '') {
+    $secret = az keyvault secret show --vault-name $env:AZURE_KEY_VAULT_NAME -n scorehook-mlflow-webhook-secret --query value -o tsv 2>$null
+    if ("$secret" -ne '') {
+        azd env set WEBHOOK_SECRET $secret | Out-Null
+        $env:WEBHOOK_SECRET = $secret
+        Write-Host "WEBHOOK_SECRET taken from Key Vault $env:AZURE_KEY_VAULT_NAME."
+    }
+}
 if ("$env:WEBHOOK_SECRET" -eq '') {
     $bytes = [byte[]]::new(32)
     [System.Security.Cryptography.RandomNumberGenerator]::Fill($bytes)

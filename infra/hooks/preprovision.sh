@@ -21,6 +21,16 @@ esac
 
 # The MLflow webhook's HMAC secret: generated once, kept in the azd environment, written to Key Vault by the
 # Bicep. Rotate: azd env set WEBHOOK_SECRET "$(openssl rand -hex 32)"; azd provision; re-register the webhook.
+# A fresh azd environment of an existing deployment (CI, after `azd env refresh`) reuses the vault's secret.
+if [ -z "${WEBHOOK_SECRET:-}" ] && [ -n "${AZURE_KEY_VAULT_NAME:-}" ]; then
+  secret="$(az keyvault secret show --vault-name "$AZURE_KEY_VAULT_NAME" -n scorehook-mlflow-webhook-secret \
+    --query value -o tsv 2>/dev/null || true)"
+  if [ -n "$secret" ]; then
+    azd env set WEBHOOK_SECRET "$secret" >/dev/null
+    WEBHOOK_SECRET="$secret"
+    echo "WEBHOOK_SECRET taken from Key Vault $AZURE_KEY_VAULT_NAME."
+  fi
+fi
 if [ -z "${WEBHOOK_SECRET:-}" ]; then
   secret="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
   azd env set WEBHOOK_SECRET "$secret" >/dev/null
