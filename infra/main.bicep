@@ -58,6 +58,9 @@ param secretLifetimeDays int = 365
 @description('Deployment time (never set it): the secret expiry counts from here.')
 param now string = utcNow()
 
+@description('E-mail address that receives the alerts (dead letters, dropped events, failed deliveries); empty: none.')
+param alertEmail string = ''
+
 var tags = { 'azd-env-name': environmentName }
 // '/subscriptions/S/resourceGroups/RG/providers/Microsoft.MachineLearningServices/workspaces/W'; a placeholder
 // when none is given keeps the (unused) module scope expression valid.
@@ -89,6 +92,7 @@ module scorehook 'modules/scorehook.bicep' = {
     subscribeFunctions: subscribeFunctions
     principalId: principalId
     principalType: principalType
+    alertEmail: alertEmail
     webhookSecret: webhookSecret
     secretsExpireAt: dateTimeToEpoch(dateTimeAdd(now, 'P${secretLifetimeDays}D'))
   }

@@ -18,6 +18,8 @@ param principalType string
 param webhookSecret string
 @description('Expiry of the Key Vault secrets, seconds since the epoch.')
 param secretsExpireAt int
+@description('E-mail address for the alerts of docs/operate.md (empty: no action group, no alerts).')
+param alertEmail string = ''
 param maximumInstanceCount int = 100
 param instanceMemoryMB int = 2048
 
@@ -363,17 +365,20 @@ resource telemetryRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// The deploying principal (a user, or CI's service principal: principalType) may upload input files and
-// read outputs (`az storage blob ... --auth-mode login`) and rotate the webhook secret.
-resource userDataRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
-  name: guid(dataStorage.id, principalId, roles.blobDataContributor)
-  scope: dataStorage
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.blobDataContributor)
-    principalId: principalId
-    principalType: principalType
+// The deploying principal (a user, or CI's service principal: principalType) may upload input files, read
+// outputs (`az storage blob ... --auth-mode login`), run `./scorehook trace|deadletters --replay` against the
+// data account (ledger table, queues) and rotate the webhook secret.
+resource userDataRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for role in (empty(principalId) ? [] : [roles.blobDataContributor, roles.queueDataContributor, roles.tableDataContributor]): {
+    name: guid(dataStorage.id, principalId, role)
+    scope: dataStorage
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
+      principalId: principalId
+      principalType: principalType
+    }
   }
-}
+]
 
 resource userSecretsRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
   name: guid(vault.id, principalId, roles.keyVaultSecretsOfficer)
@@ -483,6 +488,54 @@ resource refreshOnPromotion 'Microsoft.EventGrid/topics/eventSubscriptions@2022-
   }
   dependsOn: [appSettings]
 }
+
+// ---------------------------------------------------------------- alerts (docs/operate.md, "Alerts worth setting")
+var blobEventAlerts = [
+  { name: 'dead-letters', metric: 'DeadLetteredCount', threshold: 0, severity: 1, text: 'Event Grid dead-lettered a delivery: see ./scorehook deadletters' }
+  { name: 'dropped-events', metric: 'DroppedEventCount', threshold: 0, severity: 1, text: 'Event Grid dropped events (no dead-letter destination)' }
+  { name: 'delivery-failures', metric: 'DeliveryAttemptFailCount', threshold: 20, severity: 2, text: 'Many failed deliveries to the functions (they are retried)' }
+]
+
+resource opsGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
+  name: 'ag-scorehook-${resourceToken}'
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: 'scorehook'
+    enabled: true
+    emailReceivers: [{ name: 'ops', emailAddress: alertEmail, useCommonAlertSchema: true }]
+  }
+}
+
+resource blobEventMetricAlerts 'Microsoft.Insights/metricAlerts@2018-03-01' = [
+  for alert in (empty(alertEmail) ? [] : blobEventAlerts): {
+    name: 'scorehook-${alert.name}-${resourceToken}'
+    location: 'global'
+    tags: tags
+    properties: {
+      description: alert.text
+      severity: alert.severity
+      enabled: true
+      scopes: [blobEvents.id]
+      evaluationFrequency: 'PT5M'
+      windowSize: 'PT15M'
+      criteria: {
+        'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+        allOf: [
+          {
+            criterionType: 'StaticThresholdCriterion'
+            name: alert.metric
+            metricName: alert.metric
+            operator: 'GreaterThan'
+            threshold: alert.threshold
+            timeAggregation: 'Total'
+          }
+        ]
+      }
+      actions: [{ actionGroupId: opsGroup.id }]
+    }
+  }
+]
 
 output functionAppName string = functionApp.name
 output functionAppId string = functionApp.id
