@@ -26,10 +26,11 @@ class EventGridPublisher:
     def __init__(self, endpoint: str, key: str | None = None) -> None:
         from azure.core.credentials import AzureKeyCredential
         from azure.eventgrid import EventGridPublisherClient
-        from azure.identity import DefaultAzureCredential
+
+        from shared.adapters._azure import default_credential
 
         self.endpoint = endpoint
-        credential = AzureKeyCredential(key) if key else DefaultAzureCredential()
+        credential = AzureKeyCredential(key) if key else default_credential()
         self._client = EventGridPublisherClient(endpoint, credential)
 
     def publish(self, event_type: str, subject: str, data: Mapping[str, Any]) -> None:
