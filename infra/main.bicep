@@ -37,7 +37,7 @@ param onlineEndpoint string = ''
 @description('ARM id of the Azure ML workspace holding that endpoint.')
 param azuremlWorkspace string = ''
 
-@description('Create the Event Grid subscription to score_blob. It needs the deployed function: set true after the first `azd deploy`.')
+@description('Create the Event Grid subscriptions to the functions. They need the deployed functions: the postdeploy hook sets it true and provisions again.')
 param subscribeFunctions bool = false
 
 @description('Object id of the deploying principal (azd sets AZURE_PRINCIPAL_ID): blob data access to the data account, Secrets Officer on the vault.')
