@@ -55,8 +55,9 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
   location: location
   tags: tags
   kind: 'web'
-  // Telemetry is accepted from Entra ID identities only (APPLICATIONINSIGHTS_AUTHENTICATION_STRING).
-  properties: { Application_Type: 'web', WorkspaceResourceId: logs.id, DisableLocalAuth: true }
+  // The host sends with Entra ID (APPLICATIONINSIGHTS_AUTHENTICATION_STRING). Local auth stays on until every
+  // in-process exporter (azure-monitor-opentelemetry) is given a credential; then set DisableLocalAuth: true.
+  properties: { Application_Type: 'web', WorkspaceResourceId: logs.id }
 }
 
 // ---------------------------------------------------------------- storage
