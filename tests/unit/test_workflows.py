@@ -121,3 +121,19 @@ def test_posix_hooks_are_valid_sh(name: str):
         ps1 = ROOT / hooks()[name]["windows"]["run"]
         parse = f"$null = [System.Management.Automation.Language.Parser]::ParseFile('{ps1}', [ref]$null, [ref]$e); if ($e) {{ exit 1 }}"
         assert subprocess.run(["pwsh", "-NoProfile", "-Command", parse]).returncode == 0
+
+
+def test_make_lint_runs_the_pinned_checkov_on_infra_and_the_ci_cd_files():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^lint:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe, "no lint target"
+    lines = recipe.group(1).replace("\\\n", " ")
+    assert "$(CHECKOV_VENV)/bin/python infra/bicep_parses.py infra" in lines  # unparsable Bicep fails lint
+    checkov = [" ".join(line.split()) for line in lines.splitlines() if "/bin/checkov " in line]
+    assert checkov and all(
+        f" {target}" in checkov[0]
+        for target in ("-d infra", "-d .github/workflows", "-f azure-pipelines.yml")
+    )
+    assert "--soft-fail" not in makefile
+    assert re.search(r"^checkov==3\.3\.30$", (ROOT / "infra" / "requirements-policy.txt").read_text(), re.M)
+    assert re.search(r"^CHECKOV_VENV := \.local/checkov$", makefile, re.M)  # its own venv, git-ignored
