@@ -12,6 +12,14 @@ param azuremlWorkspace string
 param allowedStorageAccounts string
 param subscribeFunctions bool
 param principalId string
+@allowed(['User', 'ServicePrincipal', 'Group'])
+param principalType string
+@secure()
+param webhookSecret string
+@description('Expiry of the Key Vault secrets, seconds since the epoch.')
+param secretsExpireAt int
+@description('E-mail address for the alerts of docs/operate.md (empty: no action group, no alerts).')
+param alertEmail string = ''
 param maximumInstanceCount int = 100
 param instanceMemoryMB int = 2048
 
@@ -22,10 +30,17 @@ var roles = {
   queueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   tableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+  keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7'
 }
-var dataContainers = ['incoming', 'scored', 'failed', 'deadletter', 'drift', 'scorehook-models']
+// Every container a setting names (defaults of shared/settings.py) plus 'evaluation' (the holdout, see
+// evaluationData); every queue a function binds (functions/*.py).
+var dataContainers = ['incoming', 'scored', 'failed', 'deadletter', 'drift', 'scorehook-models', 'evaluation']
+var dataQueues = ['model-registrations', 'drift-evaluations']
 var deploymentContainer = 'app-package-${resourceToken}'
-var extraAccounts = map(filter(split(allowedStorageAccounts, ','), a => !empty(trim(a))), a => trim(a))
+// Extra names are trimmed by the app (SCOREHOOK_ALLOWED_STORAGE_ACCOUNTS is a comma-separated list).
+var allowedAccounts = empty(trim(allowedStorageAccounts)) ? dataStorage.name : '${dataStorage.name},${allowedStorageAccounts}'
 
 // ---------------------------------------------------------------- monitoring
 resource logs 'Microsoft.OperationalInsights/workspaces@2022-10-01' = {
@@ -40,12 +55,17 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
   location: location
   tags: tags
   kind: 'web'
+  // The host sends with Entra ID (APPLICATIONINSIGHTS_AUTHENTICATION_STRING). Local auth stays on until every
+  // in-process exporter (azure-monitor-opentelemetry) is given a credential; then set DisableLocalAuth: true.
   properties: { Application_Type: 'web', WorkspaceResourceId: logs.id }
 }
 
 // ---------------------------------------------------------------- storage
 // Functions host storage (AzureWebJobsStorage, identity-based) and the Flex deployment package container.
 resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35:Flex Consumption without VNet integration reaches storage over its public endpoint; access is Entra ID only (shared keys off)
+  // checkov:skip=CKV_AZURE_206:LRS is the template's cost choice; set Standard_ZRS/GZRS for production
+  // checkov:skip=CKV_AZURE_43:false positive, the name is 'st' + uniqueString() (lowercase letters and digits, under 24) which the check cannot evaluate
   name: 'st${resourceToken}'
   location: location
   tags: tags
@@ -72,6 +92,9 @@ resource packageContainer 'Microsoft.Storage/storageAccounts/blobServices/contai
 
 // Data storage: input files, outputs, failure records, Event Grid dead letters, the ledger table.
 resource dataStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35:Flex Consumption without VNet integration reaches storage over its public endpoint; access is Entra ID only (shared keys off)
+  // checkov:skip=CKV_AZURE_206:LRS is the template's cost choice; set Standard_ZRS/GZRS for production
+  // checkov:skip=CKV_AZURE_43:false positive, the name is 'st' + uniqueString() (lowercase letters and digits, under 24) which the check cannot evaluate
   name: 'stdata${resourceToken}'
   location: location
   tags: tags
@@ -100,6 +123,18 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
   }
 ]
 
+resource dataQueueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: dataStorage
+  name: 'default'
+}
+
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
+  for name in dataQueues: {
+    parent: dataQueueService
+    name: name
+  }
+]
+
 resource dataTables 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
   parent: dataStorage
   name: 'default'
@@ -110,15 +145,20 @@ resource ledgerTable 'Microsoft.Storage/storageAccounts/tableServices/tables@202
   name: 'ScorehookLedger'
 }
 
-// ---------------------------------------------------------------- custom topic + its key in Key Vault
+// ---------------------------------------------------------------- custom topic + the webhook secret
+// Publishing is Entra ID only: the app's identity has EventGrid Data Sender (no key exists to leak).
 resource eventsTopic 'Microsoft.EventGrid/topics@2022-06-15' = {
+  // checkov:skip=CKV_AZURE_193:the app (no VNet) publishes over the public endpoint; publishing needs Entra ID (local auth off)
   name: 'scorehook-events-${resourceToken}'
   location: location
   tags: tags
-  properties: { inputSchema: 'EventGridSchema', publicNetworkAccess: 'Enabled', disableLocalAuth: false }
+  identity: { type: 'SystemAssigned' }
+  properties: { inputSchema: 'EventGridSchema', publicNetworkAccess: 'Enabled', disableLocalAuth: true }
 }
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  // checkov:skip=CKV_AZURE_109:the platform resolves the app's Key Vault references without VNet integration; access is RBAC only
+  // checkov:skip=CKV_AZURE_189:as CKV_AZURE_109: no private endpoint in this template (no VNet)
   name: 'kv-${resourceToken}'
   location: location
   tags: tags
@@ -128,23 +168,26 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableRbacAuthorization: true
     enableSoftDelete: true
     softDeleteRetentionInDays: 7
+    enablePurgeProtection: true
+    networkAcls: { defaultAction: 'Allow', bypass: 'AzureServices' }
   }
 }
 
-resource topicKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
-  parent: vault
-  name: 'scorehook-events-topic-key'
-  properties: { value: eventsTopic.listKeys().key1, contentType: 'Event Grid topic access key' }
-}
-
-// The MLflow webhook secret is set in the vault out of band (it is also given to the MLflow webhook).
-resource webhookSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = {
+// The HMAC secret shared with the MLflow registry webhook. The preprovision hook generates it once per azd
+// environment (WEBHOOK_SECRET); `azd env set WEBHOOK_SECRET ...` + `azd provision` rotates it.
+resource webhookSecretValue 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   parent: vault
   name: 'scorehook-mlflow-webhook-secret'
+  properties: {
+    value: webhookSecret
+    contentType: 'HMAC-SHA256 secret of the MLflow registry webhook'
+    attributes: { enabled: true, exp: secretsExpireAt }
+  }
 }
 
 // ---------------------------------------------------------------- function app (Flex Consumption)
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225:zone redundancy is a per-region Flex Consumption option, left off by default
   name: 'plan-${resourceToken}'
   location: location
   tags: tags
@@ -154,6 +197,9 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_222:Event Grid and the MLflow webhook reach the app over its public endpoint
+  // checkov:skip=CKV_AZURE_17:Event Grid and MLflow cannot present client certificates; the webhook verifies an HMAC signature
+  // checkov:skip=CKV_AZURE_212:Flex Consumption scales from zero per event; there is no fixed instance count
   name: 'func-${resourceToken}'
   location: location
   tags: union(tags, { 'azd-service-name': 'api' })
@@ -162,7 +208,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
-    siteConfig: { minTlsVersion: '1.2' }
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      healthCheckPath: '/api/health'
+    }
     functionAppConfig: {
       deployment: {
         storage: {
@@ -180,15 +231,23 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 // Flex Consumption sets the worker runtime and version itself (FUNCTIONS_WORKER_RUNTIME is refused here).
 // Applied after the role assignments, so identity-based storage and the Key Vault reference resolve at once.
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_13:false positive: this is the 'appsettings' config resource, not a site configuration (App Service Authentication would also refuse Event Grid and webhook deliveries)
+  // checkov:skip=CKV_AZURE_63:false positive: this is the 'appsettings' config resource, not a site configuration
+  // checkov:skip=CKV_AZURE_65:false positive: this is the 'appsettings' config resource, not a site configuration
+  // checkov:skip=CKV_AZURE_66:false positive: this is the 'appsettings' config resource, not a site configuration
+  // checkov:skip=CKV_AZURE_80:false positive: this is the 'appsettings' config resource, not a site configuration (Python app)
+  // checkov:skip=CKV_AZURE_88:false positive: this is the 'appsettings' config resource, not a site configuration (Flex Consumption deploys from a blob container, no Azure Files)
+  // checkov:skip=CKV_AZURE_222:false positive: this is the 'appsettings' config resource, not a site configuration
   parent: functionApp
   name: 'appsettings'
   properties: {
     AzureWebJobsStorage__accountName: hostStorage.name
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
     DataStorage__blobServiceUri: dataStorage.properties.primaryEndpoints.blob
     DataStorage__queueServiceUri: dataStorage.properties.primaryEndpoints.queue
     DataStorage__tableServiceUri: dataStorage.properties.primaryEndpoints.table
-    SCOREHOOK_ALLOWED_STORAGE_ACCOUNTS: join(union([dataStorage.name], extraAccounts), ',')
+    SCOREHOOK_ALLOWED_STORAGE_ACCOUNTS: allowedAccounts
     SCOREHOOK_INPUT_CONTAINER: 'incoming'
     SCOREHOOK_OUTPUT_CONTAINER: 'scored'
     SCOREHOOK_FAILED_CONTAINER: 'failed'
@@ -211,7 +270,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SCOREHOOK_MLFLOW_MAX_RETRIES: '1'
     MLFLOW_TRACKING_URI: mlflowTrackingUri
     SCOREHOOK_PICKLE_REGISTRIES: ''
-    SCOREHOOK_MLFLOW_WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${webhookSecret.name})'
+    SCOREHOOK_MLFLOW_WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${webhookSecretValue.properties.secretUri})'
     SCOREHOOK_ALLOWED_WORKSPACES: allowedWorkspaces
     SCOREHOOK_EVALUATION_DATA: evaluationData
     SCOREHOOK_PRIMARY_METRIC: 'auc'
@@ -229,7 +288,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SCOREHOOK_ONLINE_ENDPOINT: onlineEndpoint
     SCOREHOOK_AZUREML_WORKSPACE: azuremlWorkspace
     SCOREHOOK_EVENTS_TOPIC_ENDPOINT: eventsTopic.properties.endpoint
-    SCOREHOOK_EVENTS_TOPIC_KEY: '@Microsoft.KeyVault(SecretUri=${topicKeySecret.properties.secretUri})'
+    SCOREHOOK_EVENTS_TOPIC_KEY: '' // empty: publish with the app's identity (the topic has no keys)
     SCOREHOOK_DRIFT_ENABLED: 'true'
     SCOREHOOK_DRIFT_CONTAINER: 'drift'
     SCOREHOOK_DRIFT_WINDOW_SECONDS: '3600'
@@ -249,7 +308,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SCOREHOOK_RETRAIN_PIPELINE: 'infra/ml/retrain-pipeline.yml'
     SCOREHOOK_LOG_LEVEL: 'INFO'
   }
-  dependsOn: [hostRoles, dataRoles, secretsRole, packageContainer, containers, ledgerTable]
+  dependsOn: [hostRoles, dataRoles, secretsRole, topicSenderRole, telemetryRole, packageContainer, containers, queues, ledgerTable]
 }
 
 // ---------------------------------------------------------------- role assignments
@@ -287,14 +346,48 @@ resource secretsRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// The deploying user may upload input files and read outputs (`az storage blob ... --auth-mode login`).
-resource userDataRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
-  name: guid(dataStorage.id, principalId, roles.blobDataContributor)
-  scope: dataStorage
+resource topicSenderRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(eventsTopic.id, functionApp.id, roles.eventGridDataSender)
+  scope: eventsTopic
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.blobDataContributor)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventGridDataSender)
+    principalId: functionApp.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource telemetryRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, functionApp.id, roles.monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    principalId: functionApp.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The deploying principal (a user, or CI's service principal: principalType) may upload input files, read
+// outputs (`az storage blob ... --auth-mode login`), run `./scorehook trace|deadletters --replay` against the
+// data account (ledger table, queues) and rotate the webhook secret.
+resource userDataRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for role in (empty(principalId) ? [] : [roles.blobDataContributor, roles.queueDataContributor, roles.tableDataContributor]): {
+    name: guid(dataStorage.id, principalId, role)
+    scope: dataStorage
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
+      principalId: principalId
+      principalType: principalType
+    }
+  }
+]
+
+resource userSecretsRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
+  name: guid(vault.id, principalId, roles.keyVaultSecretsOfficer)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsOfficer)
     principalId: principalId
-    principalType: 'User'
+    principalType: principalType
   }
 }
 
@@ -397,6 +490,59 @@ resource refreshOnPromotion 'Microsoft.EventGrid/topics/eventSubscriptions@2022-
   dependsOn: [appSettings]
 }
 
+// ---------------------------------------------------------------- alerts (docs/operate.md, "Alerts worth setting")
+var blobEventAlerts = [
+  { name: 'dead-letters', metric: 'DeadLetteredCount', threshold: 0, severity: 1, text: 'Event Grid dead-lettered a delivery: see ./scorehook deadletters' }
+  { name: 'dropped-events', metric: 'DroppedEventCount', threshold: 0, severity: 1, text: 'Event Grid dropped events (no dead-letter destination)' }
+  { name: 'delivery-failures', metric: 'DeliveryAttemptFailCount', threshold: 20, severity: 2, text: 'Many failed deliveries to the functions (they are retried)' }
+]
+
+resource opsGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
+  name: 'ag-scorehook-${resourceToken}'
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: 'scorehook'
+    enabled: true
+    emailReceivers: [{ name: 'ops', emailAddress: alertEmail, useCommonAlertSchema: true }]
+  }
+}
+
+resource blobEventMetricAlerts 'Microsoft.Insights/metricAlerts@2018-03-01' = [
+  for alert in (empty(alertEmail) ? [] : blobEventAlerts): {
+    name: 'scorehook-${alert.name}-${resourceToken}'
+    location: 'global'
+    tags: tags
+    properties: {
+      description: alert.text
+      severity: alert.severity
+      enabled: true
+      scopes: [blobEvents.id]
+      evaluationFrequency: 'PT5M'
+      windowSize: 'PT15M'
+      criteria: {
+        'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+        allOf: [
+          {
+            criterionType: 'StaticThresholdCriterion'
+            name: alert.metric
+            metricName: alert.metric
+            operator: 'GreaterThan'
+            threshold: alert.threshold
+            timeAggregation: 'Total'
+          }
+        ]
+      }
+      actions: [{ actionGroupId: opsGroup.id }]
+    }
+  }
+]
+
 output functionAppName string = functionApp.name
+output functionAppId string = functionApp.id
+output functionAppPrincipalId string = functionApp.identity.principalId
+output functionAppHostName string = functionApp.properties.defaultHostName
+output dataStorageAccountId string = dataStorage.id
+output vaultName string = vault.name
 output dataStorageAccountName string = dataStorage.name
 output eventsTopicEndpoint string = eventsTopic.properties.endpoint

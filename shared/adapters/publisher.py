@@ -15,19 +15,23 @@ _log = get_logger("publisher")
 
 
 class EventGridPublisher:
-    """:class:`shared.ports.EventPublisher` on ``EventGridPublisherClient`` (key auth), Event Grid schema.
+    """:class:`shared.ports.EventPublisher` on ``EventGridPublisherClient``, Event Grid schema: key auth when a
+    key is given (devhost), else Entra ID with ``DefaultAzureCredential`` (Azure: the topic has no keys).
 
     Example:
         >>> EventGridPublisher("http://127.0.0.1:7071/topics/scorehook/api/events", "k1").publish(
         ...     "Scorehook.Scoring.Completed", "scored/a.csv", {"rows": 3})   # doctest: +SKIP
     """
 
-    def __init__(self, endpoint: str, key: str) -> None:
+    def __init__(self, endpoint: str, key: str | None = None) -> None:
         from azure.core.credentials import AzureKeyCredential
         from azure.eventgrid import EventGridPublisherClient
 
+        from shared.adapters._azure import default_credential
+
         self.endpoint = endpoint
-        self._client = EventGridPublisherClient(endpoint, AzureKeyCredential(key))
+        credential = AzureKeyCredential(key) if key else default_credential()
+        self._client = EventGridPublisherClient(endpoint, credential)
 
     def publish(self, event_type: str, subject: str, data: Mapping[str, Any]) -> None:
         from azure.core.exceptions import AzureError
@@ -50,7 +54,7 @@ class NullPublisher:
 
 
 def publisher_from_settings(settings: Settings) -> EventGridPublisher | NullPublisher:
-    """The configured publisher, or a :class:`NullPublisher` when no topic endpoint is set."""
+    """The configured publisher (keyless: Entra ID), or a :class:`NullPublisher` when no topic endpoint is set."""
     if settings.events_topic_endpoint:
-        return EventGridPublisher(settings.events_topic_endpoint, settings.require("events_topic_key"))
+        return EventGridPublisher(settings.events_topic_endpoint, settings.events_topic_key)
     return NullPublisher()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -163,8 +164,25 @@ def test_host_settings_are_identity_based_and_flex_compatible():
     assert set(settings) >= HOST_SETTINGS
     assert "AzureWebJobsStorage" not in settings  # a connection string: identity-based in Azure
     assert not (FLEX_REFUSED & set(settings)), "Flex Consumption refuses these app settings"
-    key = settings["SCOREHOOK_EVENTS_TOPIC_KEY"]
-    assert key.startswith("'@Microsoft.KeyVault(SecretUri="), "the topic key must be a Key Vault reference"
+    # The custom topic takes Entra ID only: no key setting, local auth off, the app may send.
+    assert settings["SCOREHOOK_EVENTS_TOPIC_KEY"] == "''"
+    (topic,) = resource_blocks("Microsoft.EventGrid/topics")
+    assert re.search(r"disableLocalAuth:\s*true\b", topic)
+    assert "roles.eventGridDataSender" in "\n".join(
+        resource_blocks("Microsoft.Authorization/roleAssignments")
+    )
+    # The webhook secret is a Key Vault reference to a secret the template itself creates (never a literal).
+    secret = settings["SCOREHOOK_MLFLOW_WEBHOOK_SECRET"]
+    reference = re.fullmatch(
+        r"'@Microsoft\.KeyVault\(SecretUri=\$\{(\w+)\.properties\.secretUri\}\)'", secret
+    )
+    assert reference, secret
+    declared = re.search(
+        rf"^resource\s+{reference.group(1)}\s+'Microsoft.KeyVault/vaults/secrets@[\w-]+'\s*=\s*\{{",
+        "\n".join(read(f) for f in bicep_files()),
+        re.M,
+    )
+    assert declared, "the webhook secret must be created by infra/, not referenced as existing"
 
 
 def test_configured_containers_and_ledger_table_are_created():
@@ -228,8 +246,132 @@ def test_event_subscription_matches_devhost_mirror(sub: dict):
 
 
 def test_subscribed_functions_exist_in_the_app():
-    from function_app import app
-
-    names = {f.get_function_name() for f in app.get_functions()}
+    names = {f.get_function_name() for f in functions()}
     for sub in subscriptions():
         assert sub["endpoint"]["functionName"] in names
+
+
+# ---------------------------------------------------------------- `azd up` yields an app that can score
+@functools.cache
+def functions() -> tuple:
+    """The app's functions (``get_functions`` indexes the app and may run only once per process)."""
+    from function_app import app
+
+    return tuple(app.get_functions())
+
+
+def main_params() -> dict[str, str]:
+    """``param`` name → the rest of its declaration line in main.bicep (type and default, if any)."""
+    return dict(re.findall(r"^param\s+(\w+)\s+(.+)$", read(INFRA / "main.bicep"), re.M))
+
+
+def parameters_json() -> dict[str, str]:
+    data = json.loads((INFRA / "main.parameters.json").read_text())
+    return {name: entry["value"] for name, entry in data["parameters"].items()}
+
+
+def test_every_parameter_is_mapped_from_the_azd_environment():
+    derived = {"now"}  # utcNow(): a parameter default Bicep evaluates at deployment, never given
+    mapped = parameters_json()
+    assert set(main_params()) - derived == set(mapped), "main.parameters.json must map every parameter"
+    for name, value in mapped.items():
+        assert re.fullmatch(r"\$\{[A-Z][A-Z0-9_]*(=[^}]*)?\}", value), (
+            f"{name}: {value!r} is not an azd env value"
+        )
+
+
+def test_the_tracking_uri_and_the_webhook_secret_are_required_inputs():
+    params, mapped, settings = main_params(), parameters_json(), app_settings()
+    assert settings["MLFLOW_TRACKING_URI"] == "mlflowTrackingUri"
+    assert params["mlflowTrackingUri"] == "string", "mlflowTrackingUri must have no default"
+    assert mapped["mlflowTrackingUri"] == "${MLFLOW_TRACKING_URI}", (
+        "no fallback: the hook refuses an empty one"
+    )
+    assert params["webhookSecret"] == "string"
+    assert re.search(r"@secure\(\)\s*(@\w+\([^)]*\)\s*)*@description\([^\n]*\)\s*param webhookSecret\b",
+                     read(INFRA / "main.bicep"))  # fmt: skip
+    assert "principalType" in params and "'User'" in params["principalType"]
+    assert "principalType: 'User'" not in "\n".join(read(f) for f in bicep_files())
+
+
+def test_every_function_event_grid_targets_has_a_subscription():
+    targets = {f.get_function_name() for f in functions()
+               if any(b.type == "eventGridTrigger" for b in f.get_bindings())}  # fmt: skip
+    text = "\n".join(read(f) for f in bicep_files())
+    subscribed = set(re.findall(r"resourceId:\s*'\$\{\w+(?:\.id)?\}/functions/(\w+)'", text))
+    assert targets == subscribed, f"without subscription: {sorted(targets - subscribed)}"
+
+
+def subscription_filter(name: str) -> tuple[list[str], str]:
+    """Event types and the advanced filters (as text) of the Azure ML subscription ``name``."""
+    (block,) = [b for b in resource_blocks("Microsoft.EventGrid/systemTopics/eventSubscriptions")
+                if re.search(rf"^\s*name:\s*'{name}'\s*$", b, re.M)]  # fmt: skip
+    types = re.search(r"includedEventTypes:\s*(\[[^\]]*\])", block)
+    assert types
+    advanced = re.search(r"advancedFilters:\s*\[", block)
+    return re.findall(r"'([^']+)'", types.group(1)), block_at(block, advanced.end() - 1) if advanced else ""
+
+
+def test_azure_ml_events_reach_the_functions_filtered_as_they_need():
+    import yaml
+
+    from shared.drift.signals import BREACH_TAG, RUN_COMPLETED, RUN_STATUS_CHANGED
+    from shared.registrations import MODEL_REGISTERED
+
+    assert subscription_filter("azureml-model-registered") == ([MODEL_REGISTERED], "")
+    types, advanced = subscription_filter("azureml-retraining-runs")
+    assert set(types) == {RUN_COMPLETED, RUN_STATUS_CHANGED}
+    pipeline = yaml.safe_load((INFRA / "ml" / "retrain-pipeline.yml").read_text())
+    experiment = re.search(
+        r"^param retrainExperiment string = '([^']+)'", read(INFRA / "modules" / "azureml.bicep"), re.M
+    )
+    assert experiment and experiment.group(1) == pipeline["experiment_name"]
+    assert "data.ExperimentName" in advanced and "values: [retrainExperiment]" in advanced
+    types, advanced = subscription_filter("azureml-monitor-breaches")
+    assert types == [RUN_STATUS_CHANGED] and f"data.RunTags.{BREACH_TAG}" in advanced
+
+
+def test_every_container_and_queue_the_app_names_is_created():
+    from shared.settings import Settings
+
+    containers = created_names("Microsoft.Storage/storageAccounts/blobServices/containers")
+    defaults = Settings.from_env({})
+    named = {getattr(defaults, a) for a in dir(defaults) if a.endswith("_container")}
+    assert len(named) == len([n for n in SETTING_NAMES if n.endswith("_CONTAINER")])
+    assert named and named <= containers, f"not created: {sorted(named - containers)}"
+    # blob://CONTAINER/... data the settings point at (the holdout the postprovision hook uploads)
+    default = re.search(r"^param evaluationData string = '([^']+)'", read(INFRA / "main.bicep"), re.M)
+    assert default and re.match(r"blob://([^/]+)/", default.group(1)).group(1) in containers  # type: ignore[union-attr]
+    assert app_settings()["SCOREHOOK_DRIFT_REFERENCE_DATA"] == "evaluationData"
+    queues = {
+        b.queue_name for f in functions() for b in f.get_bindings() if b.type in ("queue", "queueTrigger")
+    }
+    created = created_names("Microsoft.Storage/storageAccounts/queueServices/queues")
+    assert queues and queues <= created, f"queues not created: {sorted(queues - created)}"
+
+
+def test_app_has_a_health_check_and_the_webhook_url_is_an_output():
+    (site,) = resource_blocks("Microsoft.Web/sites")
+    path = re.search(r"healthCheckPath:\s*'([^']+)'", site)
+    routes = {b.route for f in functions() for b in f.get_bindings() if b.type == "httpTrigger"}
+    assert path and path.group(1).removeprefix("/api/") in routes
+    assert re.search(
+        r"^output WEBHOOK_URL string = '.*/api/mlflow-webhook'$", read(INFRA / "main.bicep"), re.M
+    )
+    assert "mlflow-webhook" in routes
+
+
+def test_the_vault_keeps_deleted_secrets_and_every_secret_expires():
+    (vault,) = resource_blocks("Microsoft.KeyVault/vaults")
+    assert re.search(r"enablePurgeProtection:\s*true", vault)
+    secrets = resource_blocks("Microsoft.KeyVault/vaults/secrets")
+    assert secrets and all(re.search(r"exp:\s*\w+", s) and "contentType:" in s for s in secrets)
+
+
+def test_every_checkov_skip_names_one_check_and_gives_a_reason():
+    skips = [line for f in bicep_files() for line in f.read_text().splitlines() if "checkov:skip" in line]
+    assert skips, "the Bicep is expected to carry its explained skips inline"
+    for line in skips:
+        assert re.fullmatch(r"\s*// checkov:skip=CKV2?_AZURE_\d+:\S.{15,}", line), (
+            f"skip without a reason: {line}"
+        )
