@@ -26,7 +26,7 @@ from typing import Any
 
 from shared.errors import ConfigurationError
 from shared.routes import Route, load_routes
-from shared.settings import Settings, configuration_error
+from shared.settings import SETTING_NAMES, Settings, configuration_error
 
 __all__ = ["check_configuration"]
 
@@ -50,6 +50,48 @@ def check_configuration(env: Mapping[str, str] | None = None) -> tuple[Settings,
             routes = load_routes(settings_for_routes)
         except ConfigurationError as exc:
             problems.extend(exc.details.get("problems") or [])
+    problems.extend(_unresolved_references(env))
+    if settings_for_routes is not None:
+        problems.extend(_registry_problems(settings_for_routes, routes))
     if problems:
         raise configuration_error(problems, "settings")
     return settings, routes
+
+
+_KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
+
+
+def _unresolved_references(env: Mapping[str, str]) -> list[dict[str, Any]]:
+    """A Key Vault reference the platform could not resolve reaches the app as its literal text: never a
+    secret (an HMAC key of ``@Microsoft.KeyVault(...)`` would be guessable)."""
+    return [
+        {"setting": name, "value": env[name][:120],
+         "expected": "expected the secret's value: this Key Vault reference was not resolved (grant the app's "
+                     "identity 'Key Vault Secrets User' on the vault and check the reference)"}
+        for name in SETTING_NAMES
+        if str(env.get(name) or "").lstrip().startswith(_KEY_VAULT_REFERENCE)
+    ]
+
+
+def _registry_problems(settings: Settings, routes: tuple[Route, ...]) -> list[dict[str, Any]]:
+    """``models:/`` URIs need a tracking server the app can reach: required in Azure (identity-based
+    storage), and an ``azureml://`` tracking URI only with its plugin installed."""
+    uri = settings.mlflow_tracking_uri or ""
+    uses_registry = any(r.model.startswith("models:/") for r in routes) or (
+        settings.model_uri or "").startswith("models:/")  # fmt: skip
+    if uri.startswith("azureml:"):
+        import importlib.util
+
+        try:
+            plugin = importlib.util.find_spec("azureml.mlflow")
+        except ModuleNotFoundError:
+            plugin = None
+        if plugin is None:
+            return [{"setting": "MLFLOW_TRACKING_URI", "value": uri,
+                     "expected": "expected an http(s) URL of an MLflow server (azureml:// needs the "
+                                 "azureml-mlflow plugin, which is not installed)"}]  # fmt: skip
+    if uses_registry and not uri and settings.data_blob_service_uri:
+        return [{"setting": "MLFLOW_TRACKING_URI", "value": None,
+                 "expected": "expected the http(s) URL of the MLflow server that holds the models:/ URIs "
+                             "the routes name"}]  # fmt: skip
+    return []

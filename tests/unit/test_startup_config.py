@@ -86,3 +86,20 @@ def test_importing_the_app_with_a_bad_setting_fails_with_the_whole_list():
     assert "ConfigurationError: 2 settings are invalid:" in done.stderr
     assert "SCOREHOOK_ALIAS_TTL_SECONDS='abc': expected a number of seconds > 0" in done.stderr
     assert "SCOREHOOK_MODEL_URI='models:/x@': expected models:/NAME@ALIAS" in done.stderr
+
+
+def test_an_unresolved_key_vault_reference_is_refused_never_used_as_the_secret():
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/mlflow-webhook/)"
+    message, problems = _problems({"SCOREHOOK_MLFLOW_WEBHOOK_SECRET": reference, "SCOREHOOK_ONNX_THREADS": "two"})
+    assert set(problems) == {"SCOREHOOK_MLFLOW_WEBHOOK_SECRET", "SCOREHOOK_ONNX_THREADS"}
+    assert "not resolved" in problems["SCOREHOOK_MLFLOW_WEBHOOK_SECRET"]["expected"] and "2 settings" in message
+
+
+def test_in_azure_models_uris_need_a_tracking_server_and_azureml_needs_its_plugin():
+    azure = {"DataStorage__blobServiceUri": "https://acct1.blob.core.windows.net"}
+    _, problems = _problems(azure)
+    assert "MLFLOW_TRACKING_URI" in problems and "models:/" in problems["MLFLOW_TRACKING_URI"]["expected"]
+    check_configuration({**azure, "MLFLOW_TRACKING_URI": "https://mlflow.example.com"})
+    check_configuration({**azure, "SCOREHOOK_MODEL_URI": "blob://models/churn.onnx"})  # no registry needed
+    _, problems = _problems({"MLFLOW_TRACKING_URI": "azureml://westeurope.api.azureml.ms/mlflow/v1.0/subscriptions/x"})
+    assert "azureml-mlflow" in problems["MLFLOW_TRACKING_URI"]["expected"]
