@@ -6,7 +6,11 @@ first use inside the functions.
 
 import azure.functions as func
 
-from functions import deadletters, deployment, drift, ops, scoring
+from shared.telemetry import configure_telemetry
+
+configure_telemetry()  # Application Insights when APPLICATIONINSIGHTS_CONNECTION_STRING is set, else nothing
+
+from functions import deadletters, deployment, drift, ops, scoring  # noqa: E402 - after the exporters
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(scoring.bp)

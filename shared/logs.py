@@ -4,9 +4,9 @@ once per invocation.
 Call sites keep the stdlib style (``get_logger("scoring").info("scored", extra={"rows": 3})``); structlog's
 ``ProcessorFormatter`` turns every record into one event dict: time, level, logger, message, the bound
 correlation fields (``event_id``, ``invocation_id``, ``blob``, ``model``, ``model_version``, ``correlation_id``,
-...), the ``extra`` fields, the exception. Bound fields live in structlog's contextvars, so every line written
-while they are bound carries them, across function calls and threads started with
-``contextvars.copy_context()``.
+...), the ``extra`` fields, the exception. Bound fields live in a ``contextvars.ContextVar``, so every line
+written while they are bound carries them, across function calls and threads started with
+``contextvars.copy_context()``. structlog is imported with the first formatted line, not with the app.
 
 Where the lines go (:func:`configure_logging`):
 
@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -34,9 +35,6 @@ import sys
 import time
 from collections.abc import Iterator
 from typing import Any
-
-import structlog
-from structlog.contextvars import bind_contextvars, get_contextvars, reset_contextvars
 
 __all__ = [
     "JsonFormatter",
@@ -49,6 +47,7 @@ __all__ = [
     "record_fields",
 ]
 
+_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("scorehook_log_context", default={})  # noqa: B039 - never mutated, only replaced
 _ROOT = "scorehook"
 # Attributes every LogRecord has; anything else passed through ``extra=`` is a field of the line.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -67,26 +66,25 @@ def bound() -> dict[str, Any]:
         ...     bound()["model"]
         'm'
     """
-    return get_contextvars()
+    return dict(_CONTEXT.get())
 
 
 @contextlib.contextmanager
 def bind(**fields: Any) -> Iterator[None]:
     """Bind correlation fields for the duration of the block (nested blocks add to the outer ones; ``None``
     values are left out)."""
-    tokens = bind_contextvars(**{k: v for k, v in fields.items() if v is not None})
+    token = _CONTEXT.set({**_CONTEXT.get(), **{k: v for k, v in fields.items() if v is not None}})
     try:
         yield
     finally:
-        reset_contextvars(**tokens)
+        _CONTEXT.reset(token)
 
 
 def in_functions_worker() -> bool:
     """Whether this process runs under the Azure Functions Python worker (in Azure or ``func start``),
     whose handler on the root logger carries the app's logs to the host."""
-    return (
-        any(name in sys.modules for name in ("azure_functions_worker", "proxy_worker"))
-        or bool(os.environ.get("WEBSITE_INSTANCE_ID"))
+    return any(name in sys.modules for name in ("azure_functions_worker", "proxy_worker")) or bool(
+        os.environ.get("WEBSITE_INSTANCE_ID")
     )
 
 
@@ -98,7 +96,7 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
         ...     record_fields(logging.makeLogRecord({"msg": "m", "rows": 2}))
         {'event_id': 'e-1', 'rows': 2}
     """
-    fields = get_contextvars()
+    fields = dict(_CONTEXT.get())
     fields.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
     return fields
 
@@ -108,7 +106,9 @@ def _fields(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     record = event.get("_record")
     if record is None:
         return event
-    event["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+    event["time"] = (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+    )
     event["level"] = record.levelname.lower()
     event["logger"] = record.name
     for key, value in record_fields(record).items():
@@ -133,44 +133,60 @@ def _order(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return head | event
 
 
-def _json_processors() -> list[Any]:
-    return [
-        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-        structlog.processors.format_exc_info,
-        structlog.processors.EventRenamer("message"),
-        _order,
-        structlog.processors.JSONRenderer(serializer=json.dumps, default=_json_default, ensure_ascii=False),
-    ]
+def _processor_formatter(renderer: str, colors: bool = False) -> logging.Formatter:
+    import structlog
+
+    def drop_time(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+        event.pop("time", None)  # the console renderer prints its own timestamp
+        return event
+
+    meta = structlog.stdlib.ProcessorFormatter.remove_processors_meta
+    if renderer == "console":
+        processors: list[Any] = [
+            meta,
+            structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False, key="timestamp"),
+            drop_time,
+            structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=structlog.dev.plain_traceback),
+        ]
+    else:
+        processors = [
+            meta,
+            structlog.processors.format_exc_info,
+            structlog.processors.EventRenamer("message"),
+            _order,
+            structlog.processors.JSONRenderer(
+                serializer=json.dumps, default=_json_default, ensure_ascii=False
+            ),
+        ]
+    return structlog.stdlib.ProcessorFormatter(processors=processors, foreign_pre_chain=_PRE_CHAIN)
 
 
-class JsonFormatter(structlog.stdlib.ProcessorFormatter):
+class _LazyFormatter(logging.Formatter):
+    renderer = "json"
+
+    def __init__(self, colors: bool = False) -> None:
+        super().__init__()
+        self._colors = colors
+        self._inner: logging.Formatter | None = None
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self._inner is None:
+            self._inner = _processor_formatter(self.renderer, self._colors)
+        return self._inner.format(record)
+
+
+class JsonFormatter(_LazyFormatter):
     """Formats a record as one JSON line: time, level, logger, message, bound fields, extras, exception."""
-
-    def __init__(self) -> None:
-        super().__init__(processors=_json_processors(), foreign_pre_chain=_PRE_CHAIN)
 
     def as_dict(self, record: logging.LogRecord) -> dict[str, Any]:
         """The line as a dict (what :func:`capture_logs` collects)."""
         return json.loads(self.format(record))
 
 
-class ConsoleFormatter(structlog.stdlib.ProcessorFormatter):
-    """A readable line for a terminal: time, level, message, then the fields as ``key=value``."""
+class ConsoleFormatter(_LazyFormatter):
+    """A readable line for a terminal (structlog's ``ConsoleRenderer``): time, level, message, ``key=value``."""
 
-    def __init__(self, colors: bool = True) -> None:
-        def drop_known(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
-            event.pop("time", None)  # ConsoleRenderer prints the timestamp key
-            return event
-
-        super().__init__(
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False, key="timestamp"),
-                drop_known,
-                structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=structlog.dev.plain_traceback),
-            ],
-            foreign_pre_chain=_PRE_CHAIN,
-        )
+    renderer = "console"
 
 
 def _ours(handler: logging.Handler) -> bool:
