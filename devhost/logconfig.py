@@ -37,7 +37,7 @@ def _thread_excepthook(args: Any) -> None:
         return
     thread = args.thread.name if args.thread is not None else None
     log.error("uncaught exception in a thread", exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
-              extra={"thread": thread, "error_type": args.exc_type.__name__})  # fmt: skip
+              extra={"thread_name": thread, "error_type": args.exc_type.__name__})  # fmt: skip
 
 
 def configure_devhost_logging(

@@ -714,7 +714,8 @@ class DeploymentService:
         try:
             self.publisher.publish(
                 f"Scorehook.Model.{event_type}", f"models/{registration.name}:{registration.version}",
-                {"model_name": registration.name, "version": registration.version, **decision.to_record()},
+                {"model_name": registration.name, "version": registration.version, **decision.to_record(),
+                 "correlation_id": record["correlation_id"]},
             )  # fmt: skip
         except TransientError as exc:  # recorded already; a lost notification must not undo the decision
             get_logger("deployment").error("decision not published", extra={"error": str(exc)})

@@ -124,10 +124,15 @@ def configure_telemetry(environ: Mapping[str, str] | None = None, **options: Any
             return True
         from azure.monitor.opentelemetry import configure_azure_monitor
 
+        # The distro's default also probes the Azure VM metadata endpoint, which a Functions host never has.
+        os.environ.setdefault("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", "azure_app_service")
+
         if not env.get("OTEL_SERVICE_NAME"):
             from opentelemetry.sdk.resources import Resource
 
             options.setdefault("resource", Resource.create({"service.name": "scorehook"}))
+        # every trace (files arrive at a few per second at most); OTEL_TRACES_SAMPLER still wins when set
+        options.setdefault("sampling_ratio", 1.0)
         configure_azure_monitor(connection_string=connection_string, logger_name="scorehook", **options)
         _bridge_log_handler()
         _state["exporting"] = True
@@ -343,6 +348,6 @@ def record_drift(report: Mapping[str, Any]) -> None:
             **(feature.get("other_metrics") or {}),
         }
         for metric, value in values.items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:  # distances only
                 _instruments()["drift"].record(float(value), {"model": model, "model_version": version,
                                              "feature": str(feature.get("name")), "metric": metric})  # fmt: skip
