@@ -225,6 +225,8 @@ def configure_logging(
         1
         >>> configure_logging("INFO", console=False, worker=False)
     """
+    if renderer not in ("auto", "json", "console"):
+        raise ValueError(f"log renderer {renderer!r}: expected auto, json or console")
     worker = in_functions_worker() if worker is None else worker
     app = logging.getLogger(_ROOT)
     root = logging.getLogger()

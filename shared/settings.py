@@ -116,6 +116,7 @@ class Settings:
     log_level: str = _setting("SCOREHOOK_LOG_LEVEL", "INFO")
     log_file: str | None = _setting("SCOREHOOK_LOG_FILE")
     log_console: bool = _setting("SCOREHOOK_LOG_CONSOLE", True, _flag)
+    log_format: str = _setting("SCOREHOOK_LOG_FORMAT", "auto")  # auto (readable on a terminal), json, console
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
