@@ -111,8 +111,10 @@ def _fields(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     )
     event["level"] = record.levelname.lower()
     event["logger"] = record.name
-    for key, value in record_fields(record).items():
-        event.setdefault(key, value) if key in ("time", "level", "logger") else event.__setitem__(key, value)
+    fields = record_fields(record)
+    if "event" in fields:  # structlog's key for the message: a field of that name keeps its value elsewhere
+        fields["event_field"] = fields.pop("event")
+    event.update(fields)
     exc_info = event.get("exc_info")
     if isinstance(exc_info, tuple) and exc_info[0] is not None:
         event.setdefault("error_type", exc_info[0].__name__)
