@@ -87,9 +87,8 @@ class ModelVersionRegistered:
     tags: Mapping[str, str] = field(default_factory=dict)
     workspace: str | None = None
     identity: str | None = None  # the registry's identity of the version (see ``ModelVersion.identity``)
-    correlation_id: str | None = (
-        None  # the drift report that led to this version (``scorehook.correlation_id``)
-    )
+    #: the drift report that led to this version (its tag ``scorehook.correlation_id``), if one did
+    correlation_id: str | None = None
 
     @property
     def idempotency_key(self) -> str:
