@@ -120,6 +120,7 @@ def configure_telemetry(environ: Mapping[str, str] | None = None, **options: Any
             return False
         _state["configured"] = True
         if any(_truthy(env.get(name)) for name in WORKER_TELEMETRY_SETTINGS):
+            _bridge_log_handler("", "scorehook")  # the worker's exporter: our records get their fields too
             _state["exporting"] = True
             return True
         from azure.monitor.opentelemetry import configure_azure_monitor
@@ -134,7 +135,7 @@ def configure_telemetry(environ: Mapping[str, str] | None = None, **options: Any
         # every trace (files arrive at a few per second at most); OTEL_TRACES_SAMPLER still wins when set
         options.setdefault("sampling_ratio", 1.0)
         configure_azure_monitor(connection_string=connection_string, logger_name="scorehook", **options)
-        _bridge_log_handler()
+        _bridge_log_handler("scorehook")
         _state["exporting"] = True
         return True
 
@@ -174,14 +175,15 @@ def _attribute(value: Any) -> Any:
     return json.dumps(value, default=str, ensure_ascii=False)
 
 
-def _bridge_log_handler() -> None:
-    from opentelemetry.instrumentation.logging.handler import LoggingHandler
-
-    logger = logging.getLogger("scorehook")
-    for handler in list(logger.handlers):
-        if isinstance(handler, LoggingHandler):
-            logger.removeHandler(handler)
-            logger.addHandler(_FieldsHandler(handler))
+def _bridge_log_handler(*names: str) -> None:
+    """Wrap OpenTelemetry's logging handlers on these loggers (ours, or the worker's on the root logger)."""
+    for name in names:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            kind = type(handler)
+            if kind.__name__ == "LoggingHandler" and kind.__module__.startswith("opentelemetry"):
+                logger.removeHandler(handler)
+                logger.addHandler(_FieldsHandler(handler))
 
 
 def _valid(value: Any) -> str | None:
@@ -348,6 +350,8 @@ def record_drift(report: Mapping[str, Any]) -> None:
             **(feature.get("other_metrics") or {}),
         }
         for metric, value in values.items():
-            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:  # distances only
+            if (
+                isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+            ):  # distances only
                 _instruments()["drift"].record(float(value), {"model": model, "model_version": version,
                                              "feature": str(feature.get("name")), "metric": metric})  # fmt: skip

@@ -370,3 +370,42 @@ def test_devhost_tracebacks_and_warnings_become_structured_lines(tmp_path):
     thread, crash = (line for line in lines if line["logger"] == "devhost")
     assert thread["thread_name"] == "relay-1" and thread["error_type"] == "ZeroDivisionError"
     assert crash["level"] == "critical" and "RuntimeError: boom" in crash["exception"]
+
+
+def test_when_the_worker_exports_the_app_adds_its_fields_to_the_workers_log_handler():
+    """``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY``: the worker configured Azure Monitor (a logging handler
+    on the root logger) before loading the app; the app does not configure it again, and the records it
+    logs reach that handler with their bound fields. A fresh process: the providers are set once."""
+    code = (
+        "import json, logging\n"
+        "from opentelemetry._logs import set_logger_provider\n"
+        "from opentelemetry.instrumentation.logging.handler import LoggingHandler\n"
+        "from opentelemetry.sdk._logs import LoggerProvider\n"
+        "from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor\n"
+        "exporter, provider = InMemoryLogRecordExporter(), LoggerProvider()\n"
+        "provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))\n"
+        "set_logger_provider(provider)\n"
+        "logging.getLogger().addHandler(LoggingHandler(logger_provider=provider))  # what the worker does\n"
+        "from shared.logs import bind, configure_logging, get_logger\n"
+        "from shared.telemetry import configure_telemetry\n"
+        f"print(configure_telemetry({{'{CONNECTION_STRING_SETTING}': '{DUMMY}',"
+        " 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY': 'true'}))\n"
+        "configure_logging('INFO', worker=True)\n"
+        "with bind(correlation_id='tiny/1/w', event_id='e-1'):\n"
+        "    get_logger('deployment').info('deployment decision', extra={'decision': 'promote', 'm': {'auc': 1}})\n"
+        "[record] = [getattr(r, 'log_record', r) for r in exporter.get_finished_logs()]\n"
+        "print(json.dumps({'body': record.body, **dict(record.attributes)}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCOREHOOK_", "APPLICATIONINSIGHTS_"))}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    configured, exported = done.stdout.splitlines()
+    record = json.loads(exported)
+    assert configured == "True" and record["body"] == "deployment decision"
+    assert (record["correlation_id"], record["event_id"], record["decision"]) == (
+        "tiny/1/w",
+        "e-1",
+        "promote",
+    )
+    assert json.loads(record["m"]) == {"auc": 1}  # a dict travels as JSON text
