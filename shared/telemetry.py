@@ -108,8 +108,8 @@ def configure_telemetry(environ: Mapping[str, str] | None = None, **options: Any
     telemetry itself (``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY``), its providers are used as they are.
 
     Example:
-        >>> configure_telemetry({})
-        False
+        >>> configure_telemetry()  # function_app.py, before the blueprints load   # doctest: +SKIP
+        True
     """
     env = os.environ if environ is None else environ
     connection_string = (env.get(CONNECTION_STRING_SETTING) or "").strip()
