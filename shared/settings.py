@@ -316,6 +316,8 @@ class Settings(BaseSettings):
     log_level: str = _setting("SCOREHOOK_LOG_LEVEL", "INFO", LOG_LEVEL)
     log_file: str | None = _setting("SCOREHOOK_LOG_FILE")
     log_console: bool = _setting("SCOREHOOK_LOG_CONSOLE", True, FLAG)
+    # auto (readable on a terminal), json, console
+    log_format: str = _setting("SCOREHOOK_LOG_FORMAT", "auto", _choice("auto", "json", "console"))
 
     model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="forbid")
 

@@ -96,6 +96,12 @@ def test_drifted_files_lead_to_exactly_one_retraining_and_a_deployment_decision(
     from shared.settings import Settings
 
     ledger = TableLedger.from_settings(Settings.from_env(env.env), create=False)
+    # one correlation_id from the drift report to the decision: report, retraining, version, decision record
+    correlation = report["correlation_id"]
+    assert report["action"]["correlation_id"] == correlation == tags["scorehook.correlation_id"]
+    assert ledger.get(f"retrain:{report['action']['decision_id']}").details["correlation_id"] == correlation
+    [decided] = [r for r in ledger.records() if r.key.startswith(f"registration:{env.name}/{version.version}@")]
+    assert decided.details["correlation_id"] == correlation
     run = env.wait_for(lambda: ledger.get(f"retrain-run:{report['action']['run_id']}"), timeout=30,
                        what="the retraining process's exit recorded")  # fmt: skip
     assert run.status == "succeeded" and run.details["exit_code"] == 0
