@@ -41,7 +41,15 @@ __all__ = [
 
 #: the states of a file (the newest version of one input blob), exclusive: ``failed_resolved`` is a file that
 #: failed once and was scored since (a later version, or a replay of the same one)
-FILE_STATES = ("scored", "failed_open", "failed_resolved", "retrying", "dead_lettered", "in_progress", "superseded")
+FILE_STATES = (
+    "scored",
+    "failed_open",
+    "failed_resolved",
+    "retrying",
+    "dead_lettered",
+    "in_progress",
+    "superseded",
+)
 
 _DEAD_LETTER_PREFIX = "deadletter:"
 
@@ -393,7 +401,9 @@ class OpsView:
         if open_letters or (dead_docs and latest is None):
             letter = open_letters[-1][0] if open_letters else None
             state.state = "dead_lettered"
-            state.reason = letter.reason if letter is not None else dead_docs[-1].get("dead_letter", {}).get("reason")
+            state.reason = (
+                letter.reason if letter is not None else dead_docs[-1].get("dead_letter", {}).get("reason")
+            )
             state.message = letter.message() if letter is not None else dead_docs[-1].get("message")
             state.failure = next((f["location"] for f in reversed(dead_docs)), None)
             state.updated_at = _latest(state.updated_at, letter.time if letter is not None else None)
@@ -407,7 +417,11 @@ class OpsView:
         if latest is None and failed_docs:  # only a failure record (its ledger record was forgotten)
             doc = sorted(failed_docs, key=lambda f: str(f.get("failed_at") or ""))[-1]
             state.state, state.reason, state.message = "failed_open", doc.get("reason"), doc.get("message")
-            state.failure, state.updated_at, state.etag = doc["location"], _iso(doc.get("failed_at")), doc.get("etag")
+            state.failure, state.updated_at, state.etag = (
+                doc["location"],
+                _iso(doc.get("failed_at")),
+                doc.get("etag"),
+            )
             state.route = doc.get("route")
         return state
 
@@ -451,7 +465,9 @@ class OpsView:
             key, d = r.key, r.details
             if self._is_file(r):
                 if r.status == "succeeded":
-                    times["last_scored_at"] = _latest(times["last_scored_at"], d.get("finished_at") or d.get("scored_at"))
+                    times["last_scored_at"] = _latest(
+                        times["last_scored_at"], d.get("finished_at") or d.get("scored_at")
+                    )
                 elif r.status == "failed":
                     times["last_failure_at"] = _latest(times["last_failure_at"], d.get("failed_at"))
             elif key.startswith("delivery:"):
@@ -475,7 +491,9 @@ class OpsView:
             elif key.startswith("retrain-run:"):
                 _bump(retrains, f"run_{r.status}")
             elif key.startswith("retrain:"):
-                _bump(retrains, {"succeeded": "launched", "skipped": "skipped_cooldown"}.get(r.status, r.status))
+                _bump(
+                    retrains, {"succeeded": "launched", "skipped": "skipped_cooldown"}.get(r.status, r.status)
+                )
             elif key.startswith(_DEAD_LETTER_PREFIX):
                 _bump(replays, r.status)
         times["last_failure_at"] = _latest(times["last_failure_at"],
@@ -483,7 +501,9 @@ class OpsView:
         models = [self._model_state(name, records) for name in self._model_names(records)]
         for m in models:
             if m.drift:
-                times["last_drift_evaluation_at"] = _latest(times["last_drift_evaluation_at"], m.drift.get("evaluated_at"))
+                times["last_drift_evaluation_at"] = _latest(
+                    times["last_drift_evaluation_at"], m.drift.get("evaluated_at")
+                )
         dead = {"total": len(letters), "open": sum(1 for _, s, _ in letters if s in ("no", "replaying")),
                 "replayed": sum(1 for _, s, _ in letters if s == "yes"),
                 "not_replayable": sum(1 for _, s, _ in letters if s == "n/a")}  # fmt: skip
@@ -518,7 +538,11 @@ class OpsView:
         if self.registry is None:
             return None, None, None
         try:
-            return self.registry.alias_version(name, "champion"), self.registry.alias_version(name, "previous"), None
+            return (
+                self.registry.alias_version(name, "champion"),
+                self.registry.alias_version(name, "previous"),
+                None,
+            )
         except (TransientError, ScorehookError) as exc:
             return None, None, f"[{exc.reason}] {exc}"
 
@@ -533,7 +557,11 @@ class OpsView:
                           and "action" in r.details), key=lambda r: str(r.details.get("decided_at", "")))  # fmt: skip
         if decided:
             d = decided[-1].details
-            state.last_decision = {"version": d.get("version"), "action": d.get("action"), "at": d.get("decided_at")}
+            state.last_decision = {
+                "version": d.get("version"),
+                "action": d.get("action"),
+                "at": d.get("decided_at"),
+            }
         reports = self._reports(name)
         if reports:
             latest = reports[-1]
@@ -568,18 +596,24 @@ class OpsView:
                 v = view(d.get("version"))
                 if v.decided_at and str(d.get("decided_at", "")) < v.decided_at:
                     continue  # an older record of a deleted and re-created version
-                v.decision, v.decided_at, v.decided_by = d.get("action"), d.get("decided_at"), d.get("decided_by")
+                v.decision, v.decided_at, v.decided_by = (
+                    d.get("action"),
+                    d.get("decided_at"),
+                    d.get("decided_by"),
+                )
                 v.reasons = list(d.get("reasons") or [])
                 v.challenger_metrics = dict(d.get("challenger_metrics") or {})
                 v.champion_metrics = d.get("champion_metrics")
                 v.validation_reason = (d.get("validation") or {}).get("reason")
                 v.origin = (d.get("trigger") or {}).get("origin")
             elif r.key.startswith("approval:") and r.status != "claimed":
-                view(d.get("version")).approved = {k: d.get(k) for k in ("approved_by", "reason", "at",
-                                                                            "champion_before", "champion_after")}
+                view(d.get("version")).approved = {
+                    k: d.get(k) for k in ("approved_by", "reason", "at", "champion_before", "champion_after")
+                }
             elif r.key.startswith("champion:"):
                 view(d.get("version")).champion_changes.append(
-                    {k: d.get(k) for k in ("at", "how", "from", "by", "reason")})
+                    {k: d.get(k) for k in ("at", "how", "from", "by", "reason")}
+                )
         for alias, version in (("champion", champion), ("previous", previous)):
             if version:
                 view(version).aliases.append(alias)
@@ -795,14 +829,24 @@ def _file_events(record: Any) -> list[TimelineEvent]:
                                     details={k: v for k, v in details.items() if v is not None}))  # fmt: skip
 
     if d.get("event_time"):
-        add(d["event_time"], "received", f"event {d.get('event_id')} (eTag {etag})", event_id=d.get("event_id"))
+        add(
+            d["event_time"],
+            "received",
+            f"event {d.get('event_id')} (eTag {etag})",
+            event_id=d.get("event_id"),
+        )
     for retry in d.get("retries") or []:
         if isinstance(retry, Mapping):
             add(retry.get("failed_at"), "retry", f"attempt {retry.get('attempt')} failed [{retry.get('reason')}]: "
                 f"{retry.get('message')}", "warning", reason=retry.get("reason"), attempt=retry.get("attempt"))  # fmt: skip
     if d.get("claimed_at"):
-        add(d["claimed_at"], "claimed", f"claimed (attempt {record.attempts}) for route {d.get('route')}",
-            attempt=record.attempts, owner=record.owner)
+        add(
+            d["claimed_at"],
+            "claimed",
+            f"claimed (attempt {record.attempts}) for route {d.get('route')}",
+            attempt=record.attempts,
+            owner=record.owner,
+        )
     if d.get("model_name") or d.get("model_resolved_at"):
         add(d.get("model_resolved_at"), "model_resolved", f"model {d.get('model_name')} version {d.get('model_version')}",
             model=d.get("model_name"), model_version=d.get("model_version"), model_ms=_float(d.get("model_ms")))  # fmt: skip
@@ -817,14 +861,25 @@ def _file_events(record: Any) -> list[TimelineEvent]:
             add(d.get("finished_at"), "drift_profile", f"drift profile {d.get('drift_profile')} in window "
                 f"{d.get('drift_window')}" + (f" [{d.get('drift_profile_reason')}]" if missing else ""),
                 "warning" if missing else "ok", window=d.get("drift_window"), closed=d.get("drift_window_closed"))  # fmt: skip
-        add(d.get("finished_at"), "done", f"succeeded in {d.get('elapsed_ms')} ms", elapsed_ms=_float(d.get("elapsed_ms")))
+        add(
+            d.get("finished_at"),
+            "done",
+            f"succeeded in {d.get('elapsed_ms')} ms",
+            elapsed_ms=_float(d.get("elapsed_ms")),
+        )
     elif record.status == "failed":
         add(d.get("failed_at"), "failed", f"failed [{d.get('reason')}] {d.get('message')}", "error",
             reason=d.get("reason"), message=d.get("message"), location=d.get("failure"))  # fmt: skip
     elif record.status == "superseded":
         add(d.get("finished_at") or d.get("claimed_at"), "superseded", str(d.get("why")), "warning")
     elif record.status == "retrying":
-        add(None, "waiting", f"waiting for a redelivery after [{d.get('reason')}]", "warning", reason=d.get("reason"))
+        add(
+            None,
+            "waiting",
+            f"waiting for a redelivery after [{d.get('reason')}]",
+            "warning",
+            reason=d.get("reason"),
+        )
     elif record.status == "claimed":
         add(None, "in_progress", f"claimed by {record.owner}, not finished", "warning")
     return events

@@ -51,8 +51,11 @@ def test_every_file_is_in_exactly_one_state_and_cooldowns_are_not_files(scoring,
     assert (counts["scored"], counts["failed_open"], counts["failed_resolved"], counts["retrying"],
             counts["dead_lettered"], counts["in_progress"]) == (1, 1, 1, 1, 1, 0)  # fmt: skip
     assert [c["model"] for c in status.cooldowns] == ["tiny"] and status.retrains == {}
-    assert {f.blob for f in status.files.problems} == {"incoming/failed.csv", "incoming/retrying.csv",
-                                                       "incoming/dead.csv"}
+    assert {f.blob for f in status.files.problems} == {
+        "incoming/failed.csv",
+        "incoming/retrying.csv",
+        "incoming/dead.csv",
+    }
     failed = next(f for f in status.files.problems if f.blob == "incoming/failed.csv")
     assert failed.reason == "bad_value" and failed.failure.startswith("failed/incoming/failed.csv.")
     assert status.dead_letters == {"total": 1, "open": 1, "replayed": 0, "not_replayable": 0}
@@ -98,7 +101,11 @@ def test_dead_letters_are_listed_with_the_blob_they_name_and_resolve_once_replay
     from shared.deadletters import DeadLetterService
 
     (letter,) = states.dead_letters()
-    assert (letter.blob, letter.replayed, letter.reason) == ("incoming/dead.csv", "no", "MaxDeliveryAttemptsExceeded")
+    assert (letter.blob, letter.replayed, letter.reason) == (
+        "incoming/dead.csv",
+        "no",
+        "MaxDeliveryAttemptsExceeded",
+    )
     assert [e.kind for e in states.blob_timeline("incoming/dead.csv").events] == ["dead_lettered"]
     assert [r.status for r in DeadLetterService.for_scoring(scoring.service).replay()] == ["succeeded"]
     assert {f.blob: f.state for f in states.files()}["incoming/dead.csv"] == "scored"
@@ -127,10 +134,16 @@ def test_models_view_and_timeline_tell_why_a_version_was_promoted_and_rolled_bac
     models = view.models_view("tiny")
     assert (models.champion, models.previous) == ("1", "2")
     v2 = next(v for v in models.versions if v.version == "2")
-    assert v2.decision == "promote" and v2.reasons == ["roc_auc 0.91 beats 0.88"] and v2.aliases == ["previous"]
+    assert (
+        v2.decision == "promote" and v2.reasons == ["roc_auc 0.91 beats 0.88"] and v2.aliases == ["previous"]
+    )
     assert v2.retrained_from == "tiny/1/20261201T1000" and v2.challenger_metrics == {"roc_auc": 0.91}
     timeline = view.model_timeline("tiny")
-    assert [(e.kind, e.version) for e in timeline.events] == [("decision", "2"), ("champion", "2"), ("champion", "1")]
+    assert [(e.kind, e.version) for e in timeline.events] == [
+        ("decision", "2"),
+        ("champion", "2"),
+        ("champion", "1"),
+    ]
     assert timeline.events[-1].status == "warning" and "rollback from 2" in timeline.events[-1].summary
     assert timeline.events[1].since_previous_ms == 1000.0
     status = view.status()
