@@ -78,11 +78,16 @@ def printable(text: Any) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError  # main() ends the command quietly (rich would exit 1)
+
+
 def _console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     terminal = hasattr(stream, "isatty") and stream.isatty()
-    width = None if terminal else int(os.environ.get("COLUMNS", "0") or 0) or 200
-    return Console(file=stream, highlight=False, soft_wrap=not terminal, width=width, emoji=False,
+    width = None if terminal else int(os.environ.get("COLUMNS", "0") or 0) or 400
+    return _Console(file=stream, highlight=False, soft_wrap=not terminal, width=width, emoji=False,
                    color_system="auto" if terminal else None)  # fmt: skip
 
 
