@@ -109,8 +109,41 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table
     return result
 
 
+def duration(ms: float | None) -> str | None:
+    """Milliseconds for a person.
+
+    Example:
+        >>> duration(12.34), duration(4200), duration(185000), duration(2 * 86400e3 + 3600e3)
+        ('12.3 ms', '4.2 s', '3m 05s', '2d 1h')
+    """
+    if ms is None:
+        return None
+    if ms < 1000:
+        return f"{ms:.1f} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m {int(seconds % 60):02d}s"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h {int(seconds % 3600 // 60):02d}m"
+    return f"{int(seconds // 86400)}d {int(seconds % 86400 // 3600)}h"
+
+
 def _short_time(at: str | None) -> str | None:
-    return at.replace("+00:00", "Z")[:23] + ("Z" if at and len(at) > 23 else "") if at else None
+    """An ISO time to the millisecond, UTC as ``Z``.
+
+    Example:
+        >>> _short_time("2026-12-01T10:00:00.123456+00:00"), _short_time("2026-12-01T10:00:00+00:00")
+        ('2026-12-01T10:00:00.123Z', '2026-12-01T10:00:00Z')
+    """
+    if not at:
+        return None
+    text = at.replace("+00:00", "Z")
+    if "." in text and text.endswith("Z"):
+        head, fraction = text[:-1].split(".", 1)
+        text = f"{head}.{fraction[:3]}Z"
+    return text
 
 
 _STATE_STYLE = {"scored": "green", "failed_open": "red", "failed_resolved": "yellow", "retrying": "yellow",
@@ -439,8 +472,8 @@ def trace(
         out.document({**timeline.to_dict(), "found": timeline.found})
     else:
         title = f"{timeline.subject}" + (f"  (state: {timeline.state})" if timeline.state else "")
-        out.show(table(title, ["at", "+ms", "event", "version", "what"],
-                       [[_short_time(e.at), e.since_previous_ms, cell(e.kind, _STATE_STYLE.get(e.status)),
+        out.show(table(title, ["at", "after", "event", "version", "what"],
+                       [[_short_time(e.at), duration(e.since_previous_ms), cell(e.kind, _STATE_STYLE.get(e.status)),
                          (e.version or "")[:18], e.summary] for e in timeline.events]))  # fmt: skip
         for event in timeline.events:
             location = event.details.get("location")

@@ -874,7 +874,7 @@ def _file_events(record: Any) -> list[TimelineEvent]:
         add(d.get("finished_at") or d.get("claimed_at"), "superseded", str(d.get("why")), "warning")
     elif record.status == "retrying":
         add(
-            None,
+            d.get("failed_at"),
             "waiting",
             f"waiting for a redelivery after [{d.get('reason')}]",
             "warning",
