@@ -335,7 +335,7 @@ exit status: 0 ok; 1 a finding or failure (failed file, nothing known, unexpecte
              2 usage or refused; 3 configuration; 4 a service unreachable or --timeout passed.
              drift compare: 0 no drift, 1 drift, 2 error, 3 insufficient data."""
 
-app = typer.Typer(name="scorehook", help=__doc__.split("\n\n")[0], add_completion=False, epilog=EPILOG,
+app = typer.Typer(name="scorehook", help="What happened to each file and model, and why; run it again.", add_completion=False, epilog=EPILOG,
                   pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None)  # fmt: skip
 models_app = typer.Typer(cls=_DefaultGroup, help="Model versions, decisions and reasons; approve, roll back.",
                          pretty_exceptions_enable=False, rich_markup_mode=None)  # fmt: skip
@@ -1049,7 +1049,8 @@ _GLOBAL_WITH_VALUE = ("--settings", "--timeout")
 
 def _without_globals(argv: list[str]) -> list[str]:
     """The arguments after the global options (``--settings X``, ``--timeout N``, ``--json``)."""
-    rest, skip = [], False
+    rest: list[str] = []
+    skip = False
     for index, arg in enumerate(argv):
         if skip:
             skip = False
