@@ -300,6 +300,10 @@ def _blob_endpoint(settings: Any) -> str | None:
     return settings.data_blob_service_uri
 
 
+class _Expired(BaseException):
+    """Raised by the alarm: a BaseException, so no ``except Exception`` of the code inside swallows it."""
+
+
 @contextlib.contextmanager
 def deadline(seconds: float, what: str) -> Iterator[None]:
     """No call inside takes longer than ``seconds`` (exit 4 then); a no-op outside the main thread."""
@@ -308,12 +312,16 @@ def deadline(seconds: float, what: str) -> Iterator[None]:
         return
 
     def expired(signum: int, frame: Any) -> None:
-        raise Unreachable(f"no answer within {seconds:g} s while {what} (--timeout); is the local stack up?")
+        raise _Expired
 
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
+    except _Expired:
+        raise Unreachable(
+            f"no answer within {seconds:g} s while {what} (--timeout); is the local stack up?"
+        ) from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -975,6 +983,9 @@ def main(argv: list[str] | None = None, services: Services | None = None) -> int
     """
     try:
         return _main(argv, services)
+    except _Expired:  # the alarm rang between a call's end and its disarming
+        sys.stderr.write("scorehook: unreachable: no answer within --timeout\n")
+        return EXIT_UNREACHABLE
     except BrokenPipeError:
         _quiet_stdout()
         return EXIT_OK
