@@ -657,8 +657,8 @@ def drift_show(
         latest = drift.reports[-1]
         out.show(table(f"{drift.model} v{latest.version}, window {latest.window}: {latest.decision} "
                        f"({latest.rows} rows, drifted share {latest.drifted_share})",
-                       ["feature", "kind", "metric", "distance", "threshold", "decision"],
-                       [[f.name, f.kind, f.metric, f.value, f.threshold,
+                       ["feature", "kind", "metric", "distance", "threshold", "noise bound", "decision"],
+                       [[f.name, f.kind, f.metric, f.value, f.threshold, f.noise_bound,
                          cell("DRIFT", "red") if f.drifted else (f.status or "ok")] for f in latest.features]))  # fmt: skip
         for reason in latest.reasons:
             out.show(Text(printable(f"  - {reason}")))
