@@ -345,9 +345,9 @@ exit status: 0 ok; 1 a finding or failure (failed file, nothing known, unexpecte
 
 app = typer.Typer(name="scorehook", help="What happened to each file and model, and why; run it again.", add_completion=False, epilog=EPILOG,
                   pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None)  # fmt: skip
-models_app = typer.Typer(cls=_DefaultGroup, help="Model versions, decisions and reasons; approve, roll back.",
+models_app = typer.Typer(cls=_DefaultGroup, help="scorehook models [NAME] [--json]: every model (champion, previous, drift), or one model's versions with decisions, metrics and reasons. Subcommands: approve, rollback.",
                          pretty_exceptions_enable=False, rich_markup_mode=None)  # fmt: skip
-drift_app = typer.Typer(cls=_DefaultGroup, help="Drift reports per model; drift compare (offline).",
+drift_app = typer.Typer(cls=_DefaultGroup, help="scorehook drift [MODEL] [--evaluate] [--last N] [--json]: the latest drift report (features, reasons, the retraining's real outcome). Subcommand: compare (offline).",
                         pretty_exceptions_enable=False, rich_markup_mode=None)  # fmt: skip
 events_app = typer.Typer(help="Send events to the local stack (devhost).", pretty_exceptions_enable=False,
                          rich_markup_mode=None, no_args_is_help=True)  # fmt: skip
