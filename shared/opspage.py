@@ -143,7 +143,8 @@ def _time(iso: str) -> float:
 
 
 def _num(value: float | None, digits: int = 6) -> str:
-    return "" if value is None else f"{round(float(value), digits):g}"
+    """``value`` rounded to ``digits`` decimals, as Python writes it (``0.31``, ``1.539558``); ``None`` → ``""``."""
+    return "" if value is None else repr(round(float(value), digits))
 
 
 def plot_points(series: DriftSeries) -> list[tuple[float, float]]:
