@@ -35,6 +35,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import (
@@ -301,5 +302,6 @@ def accept_delivery(
     except BaseException:
         ledger.release(claim)
         raise
-    ledger.finish(claim, "queued", {"kind": kind, "model": item.name, "version": item.version})
+    ledger.finish(claim, "queued", {"kind": kind, "model": item.name, "version": item.version,
+                                    "queued_at": datetime.now(UTC).isoformat()})  # fmt: skip
     return "queued"

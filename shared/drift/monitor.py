@@ -579,7 +579,8 @@ class DriftMonitor:
         """Record how a retraining ended (once per run). A failed one lifts the model's cooldown, so the
         next drifted window may try again; a successful one leaves the rest to the registry event."""
         outcome = {"decision_id": finished.decision_id, "model": finished.model, "run_id": finished.run_id,
-                   "status": finished.status, **dict(finished.details)}  # fmt: skip
+                   "status": finished.status, **dict(finished.details),
+                   "finished_at": datetime.fromtimestamp(self.clock(), UTC).isoformat()}  # fmt: skip
         claim = self.ledger.claim(f"retrain-run:{finished.run_id}", _OWNER, 900, outcome)
         if claim is None:
             return {**outcome, "duplicate": True}
