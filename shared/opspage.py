@@ -44,7 +44,7 @@ PLOT_WIDTH, PLOT_HEIGHT, _PAD = 420, 140, 28
 
 @dataclass(frozen=True)
 class FileRow:
-    """One input file's latest known state: ``scored``, ``failed``, ``retrying``, ``claimed``, ``superseded``."""
+    """One input file's state (``shared.opsview.FILE_STATES``: ``scored``, ``failed_open``, ``retrying``, ...)."""
 
     blob: str
     status: str
@@ -92,7 +92,7 @@ class DecisionRow:
     reasons: tuple[str, ...] = ()
     metrics: Mapping[str, Any] = field(default_factory=dict)
     at: str | None = None
-    champion: bool = False
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -275,7 +275,7 @@ def _dead_letters(data: OpsData) -> str:
 
 def _decisions(data: OpsData) -> str:
     rows = (
-        [_e(d.model), _e(d.version) + (' <span class="champion">champion</span>' if d.champion else ""),
+        [_e(d.model), _e(d.version) + "".join(f' <span class="alias {_e(a)}">{_e(a)}</span>' for a in d.aliases),
          f'<span class="decision {_e(d.decision)}">{_e(d.decision)}</span>',
          _metrics(d.metrics), "<br>".join(_e(r) for r in d.reasons), _e(d.at)]
         for d in data.decisions
@@ -301,8 +301,9 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.4em;margin:0 0 .2em} h2{font-size:1.1em;margin:1.4em 0 .4em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;width:100%} th,td{text-align:left;padding:3px 8px;border-bottom:1px solid #eee;
 vertical-align:top} th{background:#f6f6f6} code{font-size:12px;word-break:break-all}
-.status.scored,.decision.promote{color:#176f2c} .status.failed,.decision.reject{color:#b00020}
-.status.retrying,.status.claimed,.decision.hold{color:#a15c00} .champion{background:#e5f3e8;padding:0 4px}
+.status.scored,.status.failed_resolved,.decision.promote{color:#176f2c}
+.status.failed_open,.status.dead_lettered,.decision.reject{color:#b00020}
+.status.retrying,.status.in_progress,.decision.hold{color:#a15c00} .alias{background:#e5f3e8;padding:0 4px}
 .empty{color:#777} .notice{background:#eef4ff;padding:6px 10px;border-left:3px solid #3a6fd8}
 .plots{display:flex;flex-wrap:wrap;gap:12px} figure{margin:0;border:1px solid #eee;padding:4px}
 figcaption{font-size:12px} .axis{stroke:#999} .line{fill:none;stroke:#3a6fd8;stroke-width:1.5}
@@ -348,124 +349,76 @@ def render(data: OpsData, *, code: str | None = None, notice: str | None = None)
     ])  # fmt: skip
 
 
-# -- data ----------------------------------------------------------------------------------------------
-_FILE_STATUS = {"succeeded": "scored"}
-_DECISIONS = ("promote", "hold", "reject")
+# -- data ---------------------------------------------------------------------------------------------
 _LOCATION_FIELDS = ("line", "row", "column", "field", "index", "offset")
 
 
-def _file_time(details: Mapping[str, Any]) -> str:
-    return str(details.get("scored_at") or details.get("failed_at") or details.get("at") or "")
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return None if value in (None, "") else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _int(value: Any) -> int | None:
-    number = _float(value)
-    return None if number is None else int(number)
-
-
 def collect(scoring: Any, *, limit: int = 50) -> OpsData:
-    """The page's data from the scoring use case's ports: ledger, blob store (failure records, dead letters,
-    drift reports) and the registry (champions). At most ``limit`` rows per table, newest first.
+    """The page's data from ``shared.opsview`` on the scoring use case's ports (ledger, failure records, dead
+    letters, drift reports, registry aliases): at most ``limit`` rows per table, newest first.
 
     Example:
         >>> collect(scoring_service()).failures[0].reason   # doctest: +SKIP
         'bad_file_format'
     """
-    from shared.deadletters import DeadLetterService
-    from shared.drift.store import ProfileStore
+    from shared.opsview import OpsView
 
-    settings = scoring.settings
-    latest: dict[str, tuple[str, Any, Mapping[str, Any]]] = {}  # blob -> (time, record, failure record)
-    decisions: list[DecisionRow] = []
-    for record in scoring.ledger.records():
-        details = record.details or {}
-        if record.key.startswith("blob:") and details.get("blob"):
-            doc = _failure_record(scoring, details.get("failure")) if record.status == "failed" else {}
-            entry = (_file_time({**doc, **details}), record, doc)
-            blob = str(details["blob"])
-            if blob not in latest or entry[0] >= latest[blob][0]:
-                latest[blob] = entry  # a later scored version resolves the blob's earlier failures
-        elif record.status in _DECISIONS and details.get("model") and details.get("version") is not None:
-            decisions.append(DecisionRow(
-                str(details["model"]), str(details["version"]), record.status,
-                tuple(map(str, details.get("reasons") or ())), dict(details.get("challenger_metrics") or {}),
-                details.get("decided_at"),
-            ))  # fmt: skip
-    newest = sorted(latest.values(), key=lambda entry: entry[0], reverse=True)
-    rows, failures = [], []
-    for at, record, doc in newest[:limit]:
-        d = record.details
-        rows.append(FileRow(
-            str(d["blob"]), _FILE_STATUS.get(record.status, record.status),
-            _float(d.get("scoring_ms") or d.get("elapsed_ms") or doc.get("elapsed_ms")), at or None,
-            f"{d['model_name']}/{d['model_version']}" if d.get("model_name") else None,
-            _int(d.get("rows_scored")), d.get("reason") if record.status != "succeeded" else None,
-        ))  # fmt: skip
-    for at, record, doc in newest:
-        if record.status == "failed" and len(failures) < limit:
-            d = record.details
-            location = ", ".join(f"{k} {doc[k]}" for k in _LOCATION_FIELDS if doc.get(k) not in (None, ""))
-            failures.append(FailureRow(str(d["blob"]), str(d.get("reason", "")), str(d.get("message", "")),
-                                       location, str(d.get("failure") or ""), at or None))  # fmt: skip
-    dead = DeadLetterService.for_scoring(scoring)
-    letters = []
-    for letter in dead.dead_letters():
-        letters.append(DeadLetterRow(letter.location, letter.event_type, letter.subject, letter.reason,
-                                     letter.attempts, letter.time, dead.replay_status(letter)))  # fmt: skip
-    letters = sorted(letters, key=lambda d: d.at or "", reverse=True)[:limit]
-    champions = _champions(scoring, {d.model for d in decisions})
-    decisions = [DecisionRow(d.model, d.version, d.decision, d.reasons, d.metrics, d.at,
-                             champions.get(d.model) == d.version) for d in decisions]  # fmt: skip
-    decisions.sort(key=lambda d: d.at or "", reverse=True)
-    reports = (
-        list(ProfileStore(scoring.blobs, settings.drift_container).reports())
-        if settings.drift_enabled
-        else []
+    view = OpsView.for_scoring(scoring)
+    files = sorted(view.files(), key=lambda f: f.updated_at or "", reverse=True)
+    rows = [
+        FileRow(f.blob, f.state, f.latency_ms, f.updated_at, f.model, f.rows, f.reason) for f in files[:limit]
+    ]
+    failures = []
+    for f in (f for f in files if f.state == "failed_open"):
+        doc = _failure_record(scoring.blobs, f.failure)
+        where = ", ".join(f"{k} {doc[k]}" for k in _LOCATION_FIELDS if doc.get(k) not in (None, ""))
+        failures.append(
+            FailureRow(f.blob, f.reason or "", f.message or "", where, f.failure or "", f.updated_at)
+        )
+        if len(failures) >= limit:
+            break
+    letters = sorted(view.dead_letters(), key=lambda d: d.time or "", reverse=True)[:limit]
+    decisions, series = [], []
+    for model in view.models():
+        versions = view.models_view(model.name).versions
+        for v in versions:
+            decisions.append(DecisionRow(model.name, v.version, v.decision or "", tuple(v.reasons),
+                                         dict(v.challenger_metrics), v.decided_at, tuple(v.aliases)))  # fmt: skip
+        series += drift_series(view.drift_view(model.name).reports)
+    decisions.sort(key=lambda d: (d.at or "", d.model, d.version), reverse=True)
+    return OpsData(
+        rows,
+        failures,
+        [
+            DeadLetterRow(d.location, d.event_type, d.subject, d.reason, d.attempts, d.time, d.replayed)
+            for d in letters
+        ],
+        decisions[:limit],
+        series,
     )
-    return OpsData(rows, failures, letters, decisions[:limit], drift_series(reports))
 
 
-def _failure_record(scoring: Any, location: Any) -> Mapping[str, Any]:
-    """The failure record a ledger entry points at (``container/name``); empty when it cannot be read."""
-    if not location or "/" not in str(location):
+def _failure_record(blobs: Any, location: str | None) -> Mapping[str, Any]:
+    """The failure record at ``container/name``; empty when there is none or it cannot be read."""
+    if not location or "/" not in location:
         return {}
-    container, _, name = str(location).partition("/")
+    container, _, name = location.partition("/")
     try:
-        doc = json.loads(scoring.blobs.read_bytes(container, name))
-    except Exception:  # a missing or unreadable record only leaves the time and place empty
+        doc = json.loads(blobs.read_bytes(container, name))
+    except Exception:  # a missing or unreadable record only leaves the place in the file empty
         return {}
     return doc if isinstance(doc, dict) else {}
 
 
-def _champions(scoring: Any, models: Iterable[str]) -> dict[str, str]:
-    registry = getattr(getattr(scoring, "models", None), "registry", None)
-    found: dict[str, str] = {}
-    for model in models:
-        try:
-            version = registry.alias_version(model, "champion") if registry is not None else None
-        except Exception:  # the page shows decisions even when the registry is down
-            version = None
-        if version:
-            found[model] = str(version)
-    return found
-
-
-def drift_series(reports: Iterable[Mapping[str, Any]]) -> list[DriftSeries]:
-    """One series per (model, feature) from stored drift reports (``scorehook.drift-report/v1``), ordered by
-    report time: the deciding metric's distance and its bound (threshold + noise bound).
+def drift_series(reports: Iterable[Any]) -> list[DriftSeries]:
+    """One series per (model, feature) from drift reports (``shared.opsview.DriftReportView``), in report-time
+    order: the deciding metric's distance and its bound (threshold + noise bound).
 
     Example:
-        >>> r = {"model": "m", "model_version": "1", "evaluated_at": "2026-12-01T10:00:00+00:00",
-        ...      "window": ["2026-12-01T09:00:00+00:00", "2026-12-01T10:00:00+00:00"],
-        ...      "features": [{"name": "amount", "metric": "psi", "value": 0.3, "threshold": 0.1,
-        ...                    "noise_bound": 0.05, "drifted": True}]}
+        >>> from shared.opsview import DriftFeature, DriftReportView
+        >>> f = DriftFeature("amount", "numeric", "psi", 0.3, 0.1, True, noise_bound=0.05)
+        >>> r = DriftReportView("m", "1", "20261201T090000Z", "2026-12-01T10:00:00+00:00", "drift", 500, 1.0,
+        ...                     ["amount"], [], [f], None, None)
         >>> s = drift_series([r])[0]
         >>> (s.feature, s.points[0].value, s.points[0].bound)
         ('amount', 0.3, 0.15)
@@ -473,20 +426,19 @@ def drift_series(reports: Iterable[Mapping[str, Any]]) -> list[DriftSeries]:
     grouped: dict[tuple[str, str], list[DriftPoint]] = {}
     metrics: dict[tuple[str, str], str] = {}
     for report in reports:
-        at = str(report.get("evaluated_at") or "")
-        window = report.get("window") or []
-        for feature in report.get("features") or []:
-            value = _float(feature.get("value"))
-            if value is None or not at:
+        if not report.evaluated_at:
+            continue
+        for feature in report.features:
+            if feature.value is None:
                 continue
-            threshold, noise = _float(feature.get("threshold")), _float(feature.get("noise_bound"))
-            bound = None if threshold is None else round(threshold + (noise or 0.0), 6)
-            key = (str(report.get("model") or ""), str(feature.get("name")))
-            metrics.setdefault(key, str(feature.get("metric") or ""))
-            grouped.setdefault(key, []).append(DriftPoint(
-                at, value, bound, str(window[0]) if window else "", str(report.get("model_version") or ""),
-                bool(feature.get("drifted")),
-            ))  # fmt: skip
+            bound = None
+            if feature.threshold is not None:
+                bound = round(feature.threshold + (feature.noise_bound or 0.0), 6)
+            key = (report.model, feature.name)
+            metrics.setdefault(key, feature.metric or "")
+            grouped.setdefault(key, []).append(DriftPoint(report.evaluated_at, feature.value, bound,
+                                                          report.window or "", report.version or "",
+                                                          feature.drifted))  # fmt: skip
     return [
         DriftSeries(
             model, feature, metrics[(model, feature)], tuple(sorted(points, key=lambda p: _time(p.at)))

@@ -209,6 +209,7 @@ class DriftFeature(_Serialisable):
     threshold: float | None
     drifted: bool
     status: str | None = None
+    noise_bound: float | None = None  # the distance drifts above threshold + noise_bound
 
 
 @dataclass
@@ -794,7 +795,8 @@ def _report_view(doc: Mapping[str, Any], runs: Mapping[str, Any]) -> DriftReport
     for f in doc.get("features") or []:
         if isinstance(f, Mapping):
             features.append(DriftFeature(str(f.get("name")), f.get("kind"), f.get("metric"), _float(f.get("value")),
-                                         _float(f.get("threshold")), bool(f.get("drifted")), f.get("status")))  # fmt: skip
+                                         _float(f.get("threshold")), bool(f.get("drifted")), f.get("status"),
+                                         _float(f.get("noise_bound"))))  # fmt: skip
     action = doc.get("action")
     retraining = None
     if isinstance(action, Mapping):

@@ -18,6 +18,7 @@ from shared.opspage import (
     plot_points,
     render,
 )
+from shared.opsview import DriftFeature, DriftReportView
 
 HOSTILE = 'incoming/<script>alert("x")</script>&"\'.csv'
 
@@ -113,13 +114,9 @@ def test_each_point_of_a_plot_carries_its_report_values_at_its_place():
 
 def test_drift_series_groups_reports_per_feature_in_time_order_with_threshold_plus_noise():
     def report(at, version, amount, color=None):
-        features = [{"name": "amount", "metric": "psi", "value": amount, "threshold": 0.1, "noise_bound": 0.02,
-                     "drifted": amount > 0.12}]  # fmt: skip
-        features.append(
-            {"name": "color", "metric": "js", "value": color, "threshold": 0.1, "noise_bound": None}
-        )
-        return {"model": "fraud", "model_version": version, "evaluated_at": at, "features": features,
-                "window": [at, at]}  # fmt: skip
+        features = [DriftFeature("amount", "numeric", "psi", amount, 0.1, amount > 0.12, noise_bound=0.02),
+                    DriftFeature("color", "categorical", "js", color, 0.1, False)]  # fmt: skip
+        return DriftReportView("fraud", version, at[:13], at, "drift", 500, 0.5, [], [], features, None, None)
 
     reports = [
         report("2026-12-01T12:00:00+00:00", "2", 0.5, 0.2),
@@ -127,10 +124,12 @@ def test_drift_series_groups_reports_per_feature_in_time_order_with_threshold_pl
     ]
     amount, color = drift_series(reports)
 
-    assert (amount.feature, amount.metric) == ("amount", "psi")
+    assert (amount.model, amount.feature, amount.metric) == ("fraud", "amount", "psi")
     assert [(p.at[11:16], p.value, p.bound, p.model_version, p.drifted) for p in amount.points] == [
         ("10:00", 0.05, 0.12, "1", False), ("12:00", 0.5, 0.12, "2", True)]  # fmt: skip
-    assert [(p.value, p.bound) for p in color.points] == [(0.2, 0.1)]  # a feature without a value is no point
+    assert [(p.value, p.bound) for p in color.points] == [
+        (0.2, 0.1)
+    ]  # a feature without a distance is no point
 
 
 def test_the_page_data_from_the_ports_resolves_a_failure_once_the_fixed_file_is_scored(scoring):
@@ -143,14 +142,22 @@ def test_the_page_data_from_the_ports_resolves_a_failure_once_the_fixed_file_is_
     assert (good.status, bad.status) == ("succeeded", "failed")
 
     data = collect(scoring.service)
-    assert {f.blob: f.status for f in data.files} == {"incoming/a.csv": "scored", "incoming/b.csv": "failed"}
+    assert {f.blob: f.status for f in data.files} == {
+        "incoming/a.csv": "scored",
+        "incoming/b.csv": "failed_open",
+    }
     scored = next(f for f in data.files if f.blob == "incoming/a.csv")
     assert scored.latency_ms is not None and scored.rows == 1 and scored.model == "tiny/1"
     (failure,) = data.failures
     assert (failure.blob, failure.reason, failure.record) == ("incoming/b.csv", "bad_value", bad.failure)
     assert "row" in failure.location and failure.at
+    assert [(d.model, d.version, d.aliases) for d in data.decisions] == [("tiny", "1", ("champion",))]
 
     scoring.blobs.write_bytes("incoming", "b.csv", b"id,x1,x2,color\n1,0.5,1.5,red\n")
     assert scoring.service.replay("incoming", "b.csv").status == "succeeded"
     data = collect(scoring.service)
-    assert data.failures == [] and {f.status for f in data.files} == {"scored"}
+    assert data.failures == []
+    assert {f.blob: f.status for f in data.files} == {
+        "incoming/a.csv": "scored",
+        "incoming/b.csv": "failed_resolved",
+    }
