@@ -22,7 +22,7 @@ from tests.conftest import start_devhost, stop_devhost
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-WINDOW_SECONDS = 3
+WINDOW_SECONDS = 2
 SUBSCRIPTIONS = {
     "topics": {"scorehook-events": {"keySetting": "SCOREHOOK_EVENTS_TOPIC_KEY"}},
     "delivery": {"retryDelaysSeconds": [1, 2], "blobPollIntervalSeconds": 0.05},
@@ -60,7 +60,7 @@ def stack(azurite, mlflow_tracking_uri, tmp_path_factory):
     from training.train import train_and_register
 
     name, unique = f"ops-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:8]
-    train_and_register(mlflow_tracking_uri, model_name=name, rows=3000, seed=1, alias="champion")
+    train_and_register(mlflow_tracking_uri, model_name=name, rows=1000, seed=1, alias="champion")
     tmp = tmp_path_factory.mktemp("ops")
     subscriptions = tmp / "subscriptions.json"
     subscriptions.write_text(json.dumps(SUBSCRIPTIONS))
