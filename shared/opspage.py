@@ -212,6 +212,11 @@ def _plot(series: DriftSeries) -> str:
             f'data-drifted="{str(p.drifted).lower()}"><title>{_e(label)}</title></circle>'
         )
     if series.points:
+        top = max([p.value for p in series.points] + [p.bound for p in series.points if p.bound is not None])
+        parts.append(f'<text x="{_PAD - 3}" y="{_PAD + 3}" text-anchor="end">{_e(_num(top, 2))}</text>')
+        parts.append(f'<text x="{_PAD - 3}" y="{PLOT_HEIGHT - _PAD + 3}" text-anchor="end">0</text>')
+        parts.append(f'<text class="legend" x="{PLOT_WIDTH - _PAD}" y="{_PAD - 10}" text-anchor="end">'
+                     "-- bound (threshold + noise)</text>")  # fmt: skip
         first, last = series.points[0].at, series.points[-1].at
         parts.append(f'<text x="{_PAD}" y="{PLOT_HEIGHT - 8}">{_e(first[:16])}</text>')
         parts.append(
@@ -308,7 +313,7 @@ vertical-align:top} th{background:#f6f6f6} code{font-size:12px;word-break:break-
 .plots{display:flex;flex-wrap:wrap;gap:12px} figure{margin:0;border:1px solid #eee;padding:4px}
 figcaption{font-size:12px} .axis{stroke:#999} .line{fill:none;stroke:#3a6fd8;stroke-width:1.5}
 .bound{fill:none;stroke:#b00020;stroke-dasharray:4 3} .point{fill:#3a6fd8} .point.drifted{fill:#b00020}
-svg text{font-size:10px;fill:#666} form.replay{margin:0}
+svg text{font-size:10px;fill:#666} svg text.legend{fill:#b00020} form.replay{margin:0}
 """
 
 # The only script: a replay button shows that it is working (the form posts without it, too).
