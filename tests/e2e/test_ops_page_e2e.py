@@ -149,6 +149,11 @@ def test_the_ops_page_shows_the_drift_reports_and_its_replay_button_scores_the_f
         body
     )
 
+    for hostile in ("incoming/../../etc/passwd", "incoming", "incoming/nothing-here.csv"):
+        status, _, body = stack.request("POST", "/api/ops/replay", {"blob": hostile},
+                                        {"x-functions-key": stack.function_key, "Content-Type": "application/json"})  # fmt: skip
+        assert status == 400 and json.loads(body)["status"] == "error", (hostile, body)
+
     assert stack.request("GET", "/api/ops")[0] == 401
     assert stack.request("GET", "/api/ops?code=wrong")[0] == 401
     assert stack.request("POST", "/api/ops/replay", {"blob": f"incoming/{bad}"},
