@@ -78,11 +78,16 @@ def printable(text: Any) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError  # main() ends the command quietly (rich would exit 1)
+
+
 def _console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     terminal = hasattr(stream, "isatty") and stream.isatty()
-    width = None if terminal else int(os.environ.get("COLUMNS", "0") or 0) or 200
-    return Console(file=stream, highlight=False, soft_wrap=not terminal, width=width, emoji=False,
+    width = None if terminal else int(os.environ.get("COLUMNS", "0") or 0) or 400
+    return _Console(file=stream, highlight=False, soft_wrap=not terminal, width=width, emoji=False,
                    color_system="auto" if terminal else None)  # fmt: skip
 
 
@@ -104,8 +109,41 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table
     return result
 
 
+def duration(ms: float | None) -> str | None:
+    """Milliseconds for a person.
+
+    Example:
+        >>> duration(12.34), duration(4200), duration(185000), duration(2 * 86400e3 + 3600e3)
+        ('12.3 ms', '4.2 s', '3m 05s', '2d 1h')
+    """
+    if ms is None:
+        return None
+    if ms < 1000:
+        return f"{ms:.1f} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m {int(seconds % 60):02d}s"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h {int(seconds % 3600 // 60):02d}m"
+    return f"{int(seconds // 86400)}d {int(seconds % 86400 // 3600)}h"
+
+
 def _short_time(at: str | None) -> str | None:
-    return at.replace("+00:00", "Z")[:23] + ("Z" if at and len(at) > 23 else "") if at else None
+    """An ISO time to the millisecond, UTC as ``Z``.
+
+    Example:
+        >>> _short_time("2026-12-01T10:00:00.123456+00:00"), _short_time("2026-12-01T10:00:00+00:00")
+        ('2026-12-01T10:00:00.123Z', '2026-12-01T10:00:00Z')
+    """
+    if not at:
+        return None
+    text = at.replace("+00:00", "Z")
+    if "." in text and text.endswith("Z"):
+        head, fraction = text[:-1].split(".", 1)
+        text = f"{head}.{fraction[:3]}Z"
+    return text
 
 
 _STATE_STYLE = {"scored": "green", "failed_open": "red", "failed_resolved": "yellow", "retrying": "yellow",
@@ -262,6 +300,10 @@ def _blob_endpoint(settings: Any) -> str | None:
     return settings.data_blob_service_uri
 
 
+class _Expired(BaseException):
+    """Raised by the alarm: a BaseException, so no ``except Exception`` of the code inside swallows it."""
+
+
 @contextlib.contextmanager
 def deadline(seconds: float, what: str) -> Iterator[None]:
     """No call inside takes longer than ``seconds`` (exit 4 then); a no-op outside the main thread."""
@@ -270,12 +312,16 @@ def deadline(seconds: float, what: str) -> Iterator[None]:
         return
 
     def expired(signum: int, frame: Any) -> None:
-        raise Unreachable(f"no answer within {seconds:g} s while {what} (--timeout); is the local stack up?")
+        raise _Expired
 
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
+    except _Expired:
+        raise Unreachable(
+            f"no answer within {seconds:g} s while {what} (--timeout); is the local stack up?"
+        ) from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -297,7 +343,7 @@ exit status: 0 ok; 1 a finding or failure (failed file, nothing known, unexpecte
              2 usage or refused; 3 configuration; 4 a service unreachable or --timeout passed.
              drift compare: 0 no drift, 1 drift, 2 error, 3 insufficient data."""
 
-app = typer.Typer(name="scorehook", help=__doc__.split("\n\n")[0], add_completion=False, epilog=EPILOG,
+app = typer.Typer(name="scorehook", help="What happened to each file and model, and why; run it again.", add_completion=False, epilog=EPILOG,
                   pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None)  # fmt: skip
 models_app = typer.Typer(cls=_DefaultGroup, help="Model versions, decisions and reasons; approve, roll back.",
                          pretty_exceptions_enable=False, rich_markup_mode=None)  # fmt: skip
@@ -434,8 +480,8 @@ def trace(
         out.document({**timeline.to_dict(), "found": timeline.found})
     else:
         title = f"{timeline.subject}" + (f"  (state: {timeline.state})" if timeline.state else "")
-        out.show(table(title, ["at", "+ms", "event", "version", "what"],
-                       [[_short_time(e.at), e.since_previous_ms, cell(e.kind, _STATE_STYLE.get(e.status)),
+        out.show(table(title, ["at", "after", "event", "version", "what"],
+                       [[_short_time(e.at), duration(e.since_previous_ms), cell(e.kind, _STATE_STYLE.get(e.status)),
                          (e.version or "")[:18], e.summary] for e in timeline.events]))  # fmt: skip
         for event in timeline.events:
             location = event.details.get("location")
@@ -937,6 +983,9 @@ def main(argv: list[str] | None = None, services: Services | None = None) -> int
     """
     try:
         return _main(argv, services)
+    except _Expired:  # the alarm rang between a call's end and its disarming
+        sys.stderr.write("scorehook: unreachable: no answer within --timeout\n")
+        return EXIT_UNREACHABLE
     except BrokenPipeError:
         _quiet_stdout()
         return EXIT_OK
@@ -1011,7 +1060,8 @@ _GLOBAL_WITH_VALUE = ("--settings", "--timeout")
 
 def _without_globals(argv: list[str]) -> list[str]:
     """The arguments after the global options (``--settings X``, ``--timeout N``, ``--json``)."""
-    rest, skip = [], False
+    rest: list[str] = []
+    skip = False
     for index, arg in enumerate(argv):
         if skip:
             skip = False

@@ -310,19 +310,37 @@ class OpsView:
         details = record.details
         return "blob" in details and "route" in details and not record.key.startswith(_DEAD_LETTER_PREFIX)
 
-    def _failure_records(self, prefix: str | None = None) -> list[dict[str, Any]]:
-        """The failure records of the failed container (optionally of one blob), ``location`` added."""
+    def _failure_records(
+        self, prefix: str | None = None, records: Iterable[Any] = ()
+    ) -> list[dict[str, Any]]:
+        """The failure records of the failed container (optionally of one blob), ``location`` added. A record a
+        ledger record of ``records`` already tells (its ``failure``, reason and time) is not read again."""
+        told = {
+            str(r.details["failure"]): r
+            for r in records
+            if r.status == "failed" and r.details.get("failure") and r.details.get("failed_at")
+        }
         found = []
         for info in self.blobs.list_blobs(self.failed_container, prefix=prefix):
             if info.name.startswith("_"):
                 continue  # events rejected before any file was named: not a file's failure
+            location = f"{self.failed_container}/{info.name}"
+            if (
+                location in told
+                and info.metadata.get("kind", "file") == "file"
+                and "dead_letter" not in info.metadata
+            ):
+                d = told[location].details
+                found.append({"blob": d.get("blob"), "etag": d.get("etag"), "reason": d.get("reason"),
+                              "message": d.get("message"), "failed_at": d.get("failed_at"), "location": location})  # fmt: skip
+                continue
             try:
                 doc = json.loads(self.blobs.read_bytes(self.failed_container, info.name))
             except (ScorehookError, FileNotFoundError, ValueError):
                 continue
             if isinstance(doc, dict) and isinstance(doc.get("blob"), str):
                 doc.pop("event", None)
-                found.append({**doc, "location": f"{self.failed_container}/{info.name}"})
+                found.append({**doc, "location": location})
         return found
 
     def _dead_letters(self) -> list[tuple[Any, str, str | None]]:
@@ -428,7 +446,8 @@ class OpsView:
 
     def files(self) -> list[FileState]:
         """Every known input blob's state, by name."""
-        return self._file_states(self._records(), self._failure_records(), self._dead_letters())
+        records = self._records()
+        return self._file_states(records, self._failure_records(records=records), self._dead_letters())
 
     def recent_files(self, limit: int = 50) -> list[FileState]:
         """The most recently changed files first.
@@ -449,7 +468,7 @@ class OpsView:
         """
         records = self._records()
         letters = self._dead_letters()
-        files = self._file_states(records, self._failure_records(), letters)
+        files = self._file_states(records, self._failure_records(records=records), letters)
         counts = dict.fromkeys(FILE_STATES, 0)
         for f in files:
             counts[f.state] = counts.get(f.state, 0) + 1
@@ -563,7 +582,7 @@ class OpsView:
                 "action": d.get("action"),
                 "at": d.get("decided_at"),
             }
-        reports = self._reports(name)
+        reports = self._reports(name, last=1, records=records)
         if reports:
             latest = reports[-1]
             state.drift = {"version": latest.version, "window": latest.window, "decision": latest.decision,
@@ -636,12 +655,26 @@ class OpsView:
         return [self._model_state(name, records) for name in self._model_names(records)]
 
     # -- drift -----------------------------------------------------------------------------------------
-    def _reports(self, model: str) -> list[DriftReportView]:
+    def _reports(
+        self, model: str, last: int | None = None, records: list[Any] | None = None
+    ) -> list[DriftReportView]:
+        """A model's drift reports, oldest window first (only the ``last`` ones are read)."""
         if self.drift_store is None:
             return []
-        runs = {str(r.details.get("run_id")): r for r in self._records() if r.key.startswith("retrain-run:")}
+        store = self.drift_store
+        keys = []
+        for info in store.blobs.list_blobs(store.container, f"reports/{model}/"):
+            parts = info.name.removesuffix(".json").split("/")
+            if len(parts) == 4:
+                keys.append((parts[3], _int(parts[2]) or 0, parts[2]))
+        keys.sort()
+        if last:
+            keys = keys[-last:]
+        runs = {str(r.details.get("run_id")): r for r in (records if records is not None else self._records())
+                if r.key.startswith("retrain-run:")}  # fmt: skip
         found = []
-        for doc in self.drift_store.reports(model):
+        for window, _, version in keys:
+            doc = store.report(model, version, window)
             if isinstance(doc, dict) and doc.get("model") == model:
                 found.append(_report_view(doc, runs))
         return sorted(found, key=lambda r: (r.window or "", r.evaluated_at or ""))
@@ -653,8 +686,7 @@ class OpsView:
             >>> [f.name for f in view.drift_view("churn").reports[-1].features]   # doctest: +SKIP
             ['tenure_months', 'monthly_charges', 'plan', 'prediction']
         """
-        reports = self._reports(model)
-        return DriftView(model, reports[-last:] if last else reports)
+        return DriftView(model, self._reports(model, last=last))
 
     # -- dead letters ------------------------------------------------------------------------------------
     def dead_letters(self) -> list[DeadLetterView]:
@@ -678,7 +710,7 @@ class OpsView:
         """
         container, _, name = blob.partition("/")
         records = [r for r in self._records() if self._is_file(r) and r.details.get("blob") == blob]
-        failures = self._failure_records(prefix=f"{container}/{name}.")
+        failures = self._failure_records(prefix=f"{container}/{name}.", records=records)
         failures = [f for f in failures if f.get("blob") == blob]
         letters = [t for t in self._dead_letters() if t[2] == blob]
         events: list[TimelineEvent] = []
@@ -748,7 +780,7 @@ class OpsView:
                                             + (f": {d.get('reason')}" if d.get("reason") else ""),
                                             "warning" if how == "rollback" else "ok", version=str(d.get("version")),
                                             details={k: d.get(k) for k in ("how", "from", "by", "reason")}))  # fmt: skip
-        for report in self._reports(model):
+        for report in self._reports(model, records=records):
             if version is not None and report.version != str(version):
                 continue
             events.append(TimelineEvent(
@@ -876,7 +908,7 @@ def _file_events(record: Any) -> list[TimelineEvent]:
         add(d.get("finished_at") or d.get("claimed_at"), "superseded", str(d.get("why")), "warning")
     elif record.status == "retrying":
         add(
-            None,
+            d.get("failed_at"),
             "waiting",
             f"waiting for a redelivery after [{d.get('reason')}]",
             "warning",

@@ -137,9 +137,11 @@ def test_an_azure_ml_monitor_breach_enters_the_same_decision_and_respects_the_co
 
 def test_the_cli_shows_the_drift_reports(env):
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("SCOREHOOK_", "MLFLOW_", "DataStorage"))}
-    result = subprocess.run([sys.executable, "-m", "cli", "--settings", str(env.settings_path), "drift", env.name],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120, env=keep)  # fmt: skip
+    argv = [sys.executable, "-m", "cli", "--settings", str(env.settings_path), "drift", env.name]
+    result = subprocess.run([*argv, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120, env=keep)
     assert result.returncode == 0, result.stderr
-    reports = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    reports = json.loads(result.stdout)["reports"]
     assert {r["decision"] for r in reports} >= {"drift"}
-    assert "normalized_wasserstein" in result.stdout and "threshold 0.1 + noise bound" in result.stdout
+    table = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, env=keep)
+    assert table.returncode == 0, table.stderr
+    assert "normalized_wasserstein" in table.stdout and "threshold 0.1 + noise bound" in table.stdout

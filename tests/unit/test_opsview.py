@@ -148,3 +148,36 @@ def test_models_view_and_timeline_tell_why_a_version_was_promoted_and_rolled_bac
     assert timeline.events[1].since_previous_ms == 1000.0
     status = view.status()
     assert status.models[0].champion_how == "rollback" and status.decisions == {"promote": 1}
+
+
+def test_drift_reports_carry_features_and_the_retraining_s_real_outcome(scoring):
+    from shared.drift.store import ProfileStore
+
+    store = ProfileStore(scoring.blobs, "drift")
+    feature = {"name": "x1", "kind": "numeric", "metric": "normalized_wasserstein", "value": 0.4, "threshold": 0.1,
+               "drifted": True, "status": "evaluated"}  # fmt: skip
+    for window, decision in (("20261201T0900", "no_drift"), ("20261201T1000", "drift")):
+        doc = {"model": "tiny", "model_version": "1", "window": window, "decision": decision, "rows": 500,
+               "drifted_share": 0.5 if decision == "drift" else 0.0, "drifted_features": ["x1"] if decision == "drift" else [],
+               "reasons": ["x1: 0.4 > threshold 0.1 + noise bound 0.01"], "features": [feature],
+               "evaluated_at": f"2026-12-01T{window[-4:-2]}:05:00+00:00"}  # fmt: skip
+        if decision == "drift":
+            doc["action"] = {"status": "launched", "run_id": "run-7", "decision_id": f"tiny/1/{window}"}
+        store.save_report("tiny", "1", window, doc)
+    ledger = scoring.ledger
+    ledger.finish(ledger.claim("retrain-run:run-7", "drift-monitor", 60), "failed",
+                  {"run_id": "run-7", "model": "tiny", "status": "failed", "finished_at": "2026-12-01T10:20:00+00:00"})  # fmt: skip
+    view = OpsView.for_scoring(scoring.service, registry=scoring.registry)
+
+    drift = view.drift_view("tiny")
+    assert [r.decision for r in drift.reports] == ["no_drift", "drift"]
+    latest = drift.reports[-1]
+    assert latest.features[0].metric == "normalized_wasserstein" and latest.features[0].drifted
+    assert latest.retraining == {"status": "launched", "run_id": "run-7", "decision_id": "tiny/1/20261201T1000",
+                                 "outcome": "failed", "finished_at": "2026-12-01T10:20:00+00:00"}  # fmt: skip
+    assert [r.window for r in view.drift_view("tiny", last=1).reports] == ["20261201T1000"]
+    (model,) = view.status().models
+    assert model.drift["decision"] == "drift" and model.drift["retraining"] == "launched"
+    timeline = view.model_timeline("tiny", "1")
+    assert [e.kind for e in timeline.events] == ["drift", "drift", "retraining"]
+    assert timeline.events[-1].status == "error" and "ended failed" in timeline.events[-1].summary
