@@ -360,7 +360,8 @@ _LOCATION_FIELDS = ("line", "row", "column", "field", "index", "offset")
 
 def collect(scoring: Any, *, limit: int = 50) -> OpsData:
     """The page's data from ``shared.opsview`` on the scoring use case's ports (ledger, failure records, dead
-    letters, drift reports, registry aliases): at most ``limit`` rows per table, newest first.
+    letters, drift reports, registry aliases): at most ``limit`` rows per table (newest first) and drift reports
+    per model.
 
     Example:
         >>> collect(scoring_service()).failures[0].reason   # doctest: +SKIP
@@ -389,7 +390,7 @@ def collect(scoring: Any, *, limit: int = 50) -> OpsData:
         for v in versions:
             decisions.append(DecisionRow(model.name, v.version, v.decision or "", tuple(v.reasons),
                                          dict(v.challenger_metrics), v.decided_at, tuple(v.aliases)))  # fmt: skip
-        series += drift_series(view.drift_view(model.name).reports)
+        series += drift_series(view.drift_view(model.name, last=limit).reports)  # the last `limit` windows
     decisions.sort(key=lambda d: (d.at or "", d.model, d.version), reverse=True)
     return OpsData(
         rows,
