@@ -329,6 +329,8 @@ class _Watched:
     state: str = "running"
     pid: int | None = None
     restarts: int = 0
+    failed_probes: int = 0
+    next_probe: float = 0.0
     last_exit_code: int | None = None
     last_exit_at: str | None = None
     exits: list[dict[str, Any]] = field(default_factory=list)
@@ -337,8 +339,10 @@ class _Watched:
 class Supervisor:
     """Watches services started by devhost: a child that exits is reaped (``Popen.poll``), reported in the
     structured log (``service``, ``pid``, ``exit_code``) and restarted on the same ports, at most
-    ``max_restarts`` times per service (then its state is ``failed``). :meth:`states` is what
-    ``/api/health`` shows.
+    ``max_restarts`` times per service (then its state is ``failed``). A service with a ``healthy()``
+    method (MLflow: its CLI outlives a crashed web server) is probed every ``probe_interval`` seconds;
+    after ``max_failed_probes`` failures in a row it is killed and restarted the same way.
+    :meth:`states` is what ``/api/health`` shows.
 
     Example:
         >>> supervisor = Supervisor({"azurite": azurite, "mlflow": mlflow}).start()     # doctest: +SKIP
@@ -354,9 +358,12 @@ class Supervisor:
         interval: float = 0.5,
         backoff: Callable[[int], float] = lambda attempt: min(2.0**attempt, 10.0),
         on_restart: Callable[[str, _Service], None] | None = None,
+        probe_interval: float = 5.0,
+        max_failed_probes: int = 3,
     ) -> None:
         self._watched = {name: _Watched(service) for name, service in services.items()}
         self.max_restarts, self.interval, self.backoff = max_restarts, interval, backoff
+        self.probe_interval, self.max_failed_probes = probe_interval, max_failed_probes
         self.on_restart = on_restart  # e.g. to record the new pid in the stack lock
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -390,18 +397,47 @@ class Supervisor:
                 if watched.state == "failed":
                     continue
                 proc = watched.service.process
-                code = proc.poll() if proc is not None else None  # poll() reaps: no <defunct> child
-                if proc is None or code is None:
+                if proc is None:
                     continue
-                self._died(name, watched, proc.pid, code)
+                code = proc.poll()  # reaps: no <defunct> child
+                if code is None and self._unresponsive(name, watched, proc.pid):
+                    code, why = self._kill(proc), "stopped answering"
+                elif code is None:
+                    continue
+                else:
+                    why = "exited"
+                self._died(name, watched, proc.pid, code, why)
                 if self._stop.is_set():
                     return
 
-    def _died(self, name: str, watched: _Watched, pid: int, code: int) -> None:
+    def _unresponsive(self, name: str, watched: _Watched, pid: int) -> bool:
+        probe = getattr(watched.service, "healthy", None)
+        if probe is None or time.monotonic() < watched.next_probe:
+            return False
+        watched.next_probe = time.monotonic() + self.probe_interval
+        if probe():
+            watched.failed_probes = 0
+            return False
+        watched.failed_probes += 1
+        log.warning(
+            "%s (pid %s) did not answer its health probe (%d of %d in a row)", name, pid, watched.failed_probes,
+            self.max_failed_probes, extra={"service": name, "pid": pid, "failed_probes": watched.failed_probes},
+        )  # fmt: skip
+        return watched.failed_probes >= self.max_failed_probes
+
+    @staticmethod
+    def _kill(proc: Any) -> int:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return int(proc.wait(30))
+
+    def _died(self, name: str, watched: _Watched, pid: int, code: int, why: str = "exited") -> None:
+        watched.failed_probes, watched.next_probe = 0, time.monotonic() + self.probe_interval
         with self._lock:
             watched.state, watched.last_exit_code, watched.last_exit_at = "restarting", code, _now()
-            watched.exits.append({"pid": pid, "exit_code": code, "at": watched.last_exit_at})
-        fields = {"service": name, "pid": pid, "exit_code": code, "endpoint": _endpoint(watched.service)}
+            watched.exits.append({"pid": pid, "exit_code": code, "at": watched.last_exit_at, "why": why})
+        fields = {"service": name, "pid": pid, "exit_code": code, "endpoint": _endpoint(watched.service),
+                  "why": why}  # fmt: skip
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)  # what it left in its group (a server's workers) holds its ports
         while not self._stop.is_set():
@@ -415,8 +451,8 @@ class Supervisor:
                 return
             watched.restarts += 1
             log.error(
-                "%s (pid %s) exited with code %s; restarting it on the same ports (restart %d of at most %d)",
-                name, pid, code, watched.restarts, self.max_restarts,
+                "%s (pid %s) %s (exit code %s); restarting it on the same ports (restart %d of at most %d)",
+                name, pid, why, code, watched.restarts, self.max_restarts,
                 extra={**fields, "restart": watched.restarts, "max_restarts": self.max_restarts},
             )  # fmt: skip
             if self._stop.wait(self.backoff(watched.restarts - 1)):

@@ -20,7 +20,7 @@ import pytest
 
 from devhost.host import FunctionHost
 from devhost.server import DevServer
-from devhost.services import Azurite, free_port
+from devhost.services import Azurite, _Service, free_port
 from devhost.stack import (
     SettingsFileError,
     StackBusy,
@@ -203,3 +203,47 @@ def test_a_killed_azurite_is_reaped_reported_and_restarted_on_the_same_ports(tmp
         server.stop()
         supervisor.stop()
         azurite.stop()
+
+
+class _Sleeper(_Service):
+    """A child process that answers its health probe only while ``answers`` is set."""
+
+    name = "sleeper"
+
+    def __init__(self, log_dir: Path) -> None:
+        super().__init__(log_dir)
+        self.answers = True
+
+    def start(self) -> _Sleeper:
+        self._spawn([sys.executable, "-c", "import time; time.sleep(120)"])
+        return self
+
+    def restart(self) -> _Sleeper:
+        self.stop()
+        self.answers = True
+        return self.start()
+
+    def healthy(self) -> bool:
+        return self.answers
+
+
+def test_a_child_that_stops_answering_its_probe_is_killed_and_restarted(tmp_path):
+    sleeper = _Sleeper(tmp_path).start()
+    supervisor = Supervisor({"mlflow": sleeper}, interval=0.05, probe_interval=0.05, max_failed_probes=2,
+                            backoff=lambda _: 0.0).start()  # fmt: skip
+    try:
+        first = sleeper.process
+        time.sleep(0.3)
+        assert supervisor.states()["mlflow"]["restarts"] == 0  # answering: left alone
+        with capture_logs() as records:
+            sleeper.answers = False
+            _wait(lambda: supervisor.states()["mlflow"]["restarts"] == 1
+                  and supervisor.states()["mlflow"]["state"] == "running")  # fmt: skip
+        assert first.returncode == -signal.SIGKILL and sleeper.process.pid != first.pid
+        assert supervisor.states()["mlflow"]["last_exit_code"] == -signal.SIGKILL
+        assert [r["failed_probes"] for r in records if "failed_probes" in r] == [1, 2]
+        [restart] = [r for r in records if r.get("restart") == 1]
+        assert (restart["why"], restart["pid"], restart["exit_code"]) == ("stopped answering", first.pid, -9)
+    finally:
+        supervisor.stop()
+        sleeper.stop()
