@@ -6,7 +6,8 @@ python -m devhost host --settings F      # devhost alone, against services alrea
 
 `run` and `demo` hold the lock of their `.local` (`--local-dir`): one stack at a time. Exit codes: 0 done,
 1 the demo did not see every outcome, 2 local.settings.user.json is unusable, 3 another stack is running
-on that `.local` (the one line on stderr says which: pid, ports, since when).
+on that `.local` (the one line on stderr says which: pid, ports, since when), 4 the devhost port asked for
+is in use.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from pathlib import Path
 
 from devhost.runtime import DevHost, register_mlflow_webhook
 from devhost.services import PROJECT_ROOT, Azurite, MlflowServer
-from devhost.stack import LocalStack, SettingsFileError, StackBusy
+from devhost.stack import LocalStack, PortInUse, SettingsFileError, StackBusy
 
 LOCAL = PROJECT_ROOT / ".local"
-EXIT_USER_SETTINGS, EXIT_BUSY = 2, 3
+EXIT_USER_SETTINGS, EXIT_BUSY, EXIT_PORT = 2, 3, 4
 
 
 def _wait_for_signal() -> None:
@@ -72,6 +73,9 @@ def open_stack(args: argparse.Namespace, command: str, **kwargs: object) -> Loca
     except SettingsFileError as exc:
         print(f"devhost {command}: {exc}", file=sys.stderr, flush=True)
         return EXIT_USER_SETTINGS
+    except PortInUse as exc:
+        print(f"devhost {command}: {exc}", file=sys.stderr, flush=True)
+        return EXIT_PORT
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ __all__ = [
     "PREFERRED_PORTS",
     "USER_SETTINGS",
     "LocalStack",
+    "PortInUse",
     "SettingsFileError",
     "StackBusy",
     "StackLock",
@@ -252,6 +253,10 @@ def save_ports(local_dir: Path, ports: Mapping[str, int]) -> None:
 
 class SettingsFileError(ValueError):
     """``local.settings.user.json`` cannot be used; the message names the file and the problem."""
+
+
+class PortInUse(RuntimeError):
+    """The devhost port asked for (``--port`` or ``Host.LocalHttpPort``) is taken by another program."""
 
 
 def load_user_settings(path: Path) -> dict[str, dict[str, Any]]:
@@ -543,6 +548,10 @@ class LocalStack:
             )  # fmt: skip
         wanted = self.devhost_port or user["Host"].get("LocalHttpPort")
         self.ports = choose_ports(self.local_dir, {"devhost": int(wanted) if wanted else None})
+        if wanted and not port_free(self.ports["devhost"]):
+            raise PortInUse(
+                f"devhost's port {wanted} (--port or Host.LocalHttpPort) is in use by another program"
+            )
         logs = self.local_dir / "logs"
         self.azurite = Azurite(
             data_dir=self.local_dir / "azurite" if self.persistent else None, log_dir=logs,

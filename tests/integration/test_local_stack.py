@@ -247,3 +247,15 @@ def test_a_child_that_stops_answering_its_probe_is_killed_and_restarted(tmp_path
     finally:
         supervisor.stop()
         sleeper.stop()
+
+
+def test_a_devhost_port_in_use_refuses_the_start_and_releases_the_lock(tmp_path):
+    from devhost.stack import LocalStack, PortInUse
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        stack = LocalStack(tmp_path, settings_path=tmp_path / "local.settings.json", devhost_port=port)
+        with pytest.raises(PortInUse, match=f"port {port} .* in use"):
+            stack.start()
+    assert stack.azurite is None and not (tmp_path / "local.settings.json").exists()
+    StackLock.acquire(tmp_path, "run").release()  # not left locked
