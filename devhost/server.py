@@ -226,7 +226,7 @@ class DevServer:
         self._uvicorn = uvicorn.Server(
             uvicorn.Config(
                 self.app, log_config=None, log_level="warning", access_log=False, lifespan="off",
-                http="h11", timeout_graceful_shutdown=3, server_header=False,
+                http="h11", timeout_graceful_shutdown=3, timeout_keep_alive=60, server_header=False,
             )
         )  # fmt: skip
         self._thread: threading.Thread | None = None
@@ -245,7 +245,8 @@ class DevServer:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop accepting, let running requests finish (3 s at most), close the socket."""
+        """Stop accepting, let running requests finish (3 s at most), close the socket. Idle keep-alive
+        connections are kept 60 s (clients such as MLflow's webhook sender pool theirs)."""
         self._uvicorn.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)
