@@ -283,7 +283,16 @@ class DevServer:
         threading.Thread(target=work, name="devhost-request", daemon=True).start()
         await done
         status, content, headers = call.reply
-        return Response(content, status_code=status, headers=headers)
+        response = Response(content, status_code=status)
+        # header names as written (starlette lowercases them; http.server did not, and clients may care)
+        response.raw_headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
+        if (
+            status >= 200
+            and status not in (204, 304)
+            and "content-length" not in {k.lower() for k in headers}
+        ):
+            response.raw_headers.append((b"Content-Length", str(len(content)).encode()))
+        return response
 
     @contextlib.contextmanager
     def invocation_slot(self) -> Iterator[bool]:
@@ -400,11 +409,7 @@ class _Handler:
             body, ctype = json.dumps(body).encode(), "application/json"
         elif isinstance(body, str):
             body = body.encode()
-        self.reply = (
-            status,
-            b"" if self.command == "HEAD" else bytes(body),
-            {"Content-Type": ctype, **headers},
-        )
+        self.reply = (status, bytes(body), {"Content-Type": ctype, **headers})  # uvicorn sends HEAD no body
 
     def _error(self, status: int, message: str) -> None:
         self._send(status, {"error": HTTPStatus(status).phrase, "message": message})
