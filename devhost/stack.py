@@ -509,7 +509,7 @@ class LocalStack:
         persistent: bool = True,
         max_restarts: int = 5,
     ) -> None:
-        self.local_dir = Path(local_dir)
+        self.local_dir = Path(local_dir).resolve()  # absolute: orphans are found by it in their argv
         self.command = command
         self.settings_path = Path(settings_path) if settings_path else PROJECT_ROOT / "local.settings.json"
         self.user_settings = (
