@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 
 from devhost.runtime import DevHost, register_mlflow_webhook
-from devhost.services import PROJECT_ROOT, Azurite, MlflowServer
+from devhost.services import PROJECT_ROOT
 from devhost.stack import LocalStack, PortInUse, SettingsFileError, StackBusy
 
 LOCAL = PROJECT_ROOT / ".local"
@@ -47,15 +47,6 @@ def cmd_host(args: argparse.Namespace) -> int:
         print(f"devhost listening on {dev.base_url}", flush=True)
         _wait_for_signal()
     return 0
-
-
-def start_services(persistent: bool) -> tuple[Azurite, MlflowServer]:
-    """Start Azurite and MLflow (their data under ``.local/`` when ``persistent``), without the stack's
-    lock, stable ports or supervision: :class:`devhost.stack.LocalStack` has those."""
-    LOCAL.mkdir(exist_ok=True)
-    azurite = Azurite(data_dir=LOCAL / "azurite" if persistent else None, log_dir=LOCAL / "logs").start()
-    mlflow = MlflowServer(data_dir=LOCAL / "mlflow", log_dir=LOCAL / "logs").start()
-    return azurite, mlflow
 
 
 def open_stack(args: argparse.Namespace, command: str, **kwargs: object) -> LocalStack | int:
