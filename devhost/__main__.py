@@ -105,8 +105,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from devhost.demo import DEMO_SETTINGS, run_demo
 
-    print(f"Starting Azurite and MLflow (data under {args.local_dir}) ...", flush=True)
-    stack = open_stack(args, "demo", console_logs=False, extra=DEMO_SETTINGS, devhost_port=args.port)
+    stack = open_stack(
+        args, "demo", console_logs=False, extra=DEMO_SETTINGS, devhost_port=args.port,
+        announce=lambda text: print(text, flush=True),
+    )  # fmt: skip
     if isinstance(stack, int):
         return stack
     try:

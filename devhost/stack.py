@@ -73,13 +73,12 @@ def _now() -> str:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited but not reaped yet, does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 class StackBusy(RuntimeError):
@@ -508,7 +507,9 @@ class LocalStack:
         console_logs: bool = True,
         persistent: bool = True,
         max_restarts: int = 5,
+        announce: Callable[[str], None] | None = None,
     ) -> None:
+        self.announce = announce  # told what starts, once the lock is held
         self.local_dir = Path(local_dir).resolve()  # absolute: orphans are found by it in their argv
         self.command = command
         self.settings_path = Path(settings_path) if settings_path else PROJECT_ROOT / "local.settings.json"
@@ -538,6 +539,8 @@ class LocalStack:
         from devhost.runtime import local_settings
 
         assert self.lock is not None
+        if self.announce is not None:
+            self.announce(f"Starting Azurite and MLflow (data under {self.local_dir}) ...")
         if self.lock.previous:
             stopped = stop_orphans(self.lock.previous, self.local_dir)
             log.warning(

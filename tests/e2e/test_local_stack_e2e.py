@@ -90,7 +90,7 @@ def test_devhost_run_keeps_its_ports_merges_user_settings_supervises_and_refuses
         assert not Path(f"/proc/{azurite_pid}").exists()  # reaped, not <defunct>
         assert json.loads((local / "stack.lock").read_text())["children"]["azurite"] == restarted["pid"]
         jsonl = (local / "logs" / "scorehook.jsonl").read_text()
-        assert f'"exit_code": -9' in jsonl and '"service": "azurite"' in jsonl
+        assert '"exit_code": -9' in jsonl and '"service": "azurite"' in jsonl
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)

@@ -58,7 +58,7 @@ def test_a_second_stack_on_the_same_local_dir_is_refused_with_what_is_running(tm
                               "--settings-out", str(tmp_path / "local.settings.json")],
                              cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
         assert out.returncode == 3, out.stderr
-        assert out.stderr.strip().splitlines() == [f"devhost demo: {message}"]
+        assert out.stderr.strip().splitlines() == [f"devhost demo: {message}"] and out.stdout == ""
         assert not (tmp_path / "local.settings.json").exists()
     finally:
         lock.release()
