@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from devhost.runtime import DevHost, register_mlflow_webhook
-from devhost.services import PROJECT_ROOT
+from devhost.stack import LocalStack
 
 MODEL_NAME = "scorehook-sample"
 DEMO_SETTINGS = {"SCOREHOOK_DRIFT_SCHEDULE": "*/2 * * * * *", "SCOREHOOK_DRIFT_COOLDOWN_SECONDS": "60"}
@@ -162,87 +162,79 @@ def _drift_loop(blobs: Any, settings: Any, tracking_uri: str, stamp: str) -> boo
     return bool(decision)
 
 
-def run_demo(rows: int = 2000, files: int = 4) -> int:
+def run_demo(stack: LocalStack, rows: int = 2000, files: int = 4) -> int:
+    """The demo on a started :class:`LocalStack` (``python -m devhost demo`` starts and stops it)."""
     from azure.storage.blob import BlobServiceClient
 
-    from devhost.__main__ import LOCAL, start_services, write_settings
-    from devhost.services import free_port
     from shared.settings import Settings
     from training.train import train_and_register
 
     started = time.monotonic()
-    _say("Starting Azurite and MLflow (data under .local/) ...")
-    azurite, mlflow = start_services(persistent=True)
-    try:
-        write_settings(azurite, mlflow, free_port(), console_logs=False, extra=DEMO_SETTINGS)
-        _say(f"  Azurite blob endpoint {azurite.endpoints['blob']}, MLflow {mlflow.tracking_uri}")
-        with DevHost.from_settings_file(PROJECT_ROOT / "local.settings.json") as dev:
-            settings = Settings.from_env(dev.env)
-            blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
-            for container in (settings.input_container, settings.output_container, settings.failed_container,
-                              "evaluation"):  # fmt: skip
-                if not blobs.get_container_client(container).exists():
-                    blobs.create_container(container)
-            blobs.get_blob_client("evaluation", "holdout.csv").upload_blob(_holdout(), overwrite=True)
-            register_mlflow_webhook(
-                mlflow.tracking_uri, dev.base_url, settings.require("mlflow_webhook_secret")
-            )
-            _say(
-                f"Training the sample model and registering {MODEL_NAME} (no alias: the deployment flow decides) ..."
-            )
-            model = train_and_register(mlflow.tracking_uri, model_name=MODEL_NAME, out_dir=LOCAL / "model")
-            _say(
-                f"  registered {model['model_uri']} (training metrics: {json.dumps(model.get('metrics', {}))})"
-            )
-            decision = _wait_for_decision(mlflow.tracking_uri, model["version"])
-            _say(f"  MLflow webhook -> devhost -> deployment flow: {decision.get('scorehook.decision', 'no decision')}"
-                 f" ({decision.get('scorehook.reasons', '')})")  # fmt: skip
-            _say(f"devhost is serving {', '.join(sorted(dev.host.functions))} on {dev.base_url}")
-            stamp = time.strftime("%Y%m%dT%H%M%S")
-            uploaded = []
-            for name, data in _sample_files(rows, files, stamp):
-                etag = blobs.get_blob_client(settings.input_container, name).upload_blob(data)["etag"]
-                uploaded.append((name, etag))
-                _say(f"  dropped {settings.input_container}/{name} ({len(data):,} bytes)")
-            _say("\nWhat happened to each file:")
-            scored: list[str] = []
-            loop_ok = False
-            for name, etag in uploaded:
-                kind, where = _wait_for_outcome(blobs, settings, name, etag)
-                if kind == "scored":
-                    meta = blobs.get_blob_client(*where.split("/", 1)).get_blob_properties().metadata
-                    scored.append(where)
-                    _say(
-                        f"  {settings.input_container}/{name} -> {where}  "
-                        f"({meta.get('rows_scored')} rows, model {meta.get('model_name')} v{meta.get('model_version')})"
-                    )
-                elif kind == "failed":
-                    record = json.loads(blobs.get_blob_client(*where.split("/", 1)).download_blob().readall())
-                    _say(
-                        f"  {settings.input_container}/{name} -> FAILED [{record['reason']}] {record['message']}"
-                        f"  (record: {where})"
-                    )
-                else:
-                    _say(f"  {settings.input_container}/{name} -> no outcome within the time limit")
-            if scored:
-                container, blob = scored[0].split("/", 1)
-                meta = blobs.get_blob_client(container, blob).get_blob_properties().metadata
-                _say(f"\nLineage of {scored[0]}:")
-                for key in sorted(meta):
-                    _say(f"  {key:16} {meta[key]}")
-                head = (
-                    blobs.get_blob_client(container, blob)
-                    .download_blob(offset=0, length=400)
-                    .readall()
-                    .decode()
-                )
-                _say("\nFirst predictions:\n  " + "\n  ".join(head.splitlines()[:4]))
-            loop_ok = _drift_loop(blobs, settings, mlflow.tracking_uri, stamp)
+    azurite, mlflow = stack.azurite, stack.mlflow
+    assert azurite is not None and mlflow is not None and stack.supervisor is not None
+    _say(
+        f"Azurite and MLflow are up (data under {stack.local_dir}/, ports kept in {stack.local_dir}/ports.json)"
+    )
+    _say(f"  Azurite blob endpoint {azurite.endpoints['blob']}, MLflow UI {mlflow.tracking_uri}")
+    with DevHost.from_settings_file(stack.settings_path, services_health=stack.supervisor.states) as dev:
+        settings = Settings.from_env(dev.env)
+        blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+        for container in (settings.input_container, settings.output_container, settings.failed_container,
+                          "evaluation"):  # fmt: skip
+            if not blobs.get_container_client(container).exists():
+                blobs.create_container(container)
+        blobs.get_blob_client("evaluation", "holdout.csv").upload_blob(_holdout(), overwrite=True)
+        register_mlflow_webhook(mlflow.tracking_uri, dev.base_url, settings.require("mlflow_webhook_secret"))
         _say(
-            f"\nDone in {time.monotonic() - started:.1f}s. JSON logs: .local/logs/scorehook.jsonl. "
-            "`make run` keeps everything up."
+            f"Training the sample model and registering {MODEL_NAME} (no alias: the deployment flow decides) ..."
         )
-        return 0 if len(scored) == files and loop_ok else 1
-    finally:
-        mlflow.stop()
-        azurite.stop()
+        model = train_and_register(
+            mlflow.tracking_uri, model_name=MODEL_NAME, out_dir=stack.local_dir / "model"
+        )
+        _say(f"  registered {model['model_uri']} (training metrics: {json.dumps(model.get('metrics', {}))})")
+        decision = _wait_for_decision(mlflow.tracking_uri, model["version"])
+        _say(f"  MLflow webhook -> devhost -> deployment flow: {decision.get('scorehook.decision', 'no decision')}"
+             f" ({decision.get('scorehook.reasons', '')})")  # fmt: skip
+        _say(f"devhost is serving {', '.join(sorted(dev.host.functions))} on {dev.base_url}")
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        uploaded = []
+        for name, data in _sample_files(rows, files, stamp):
+            etag = blobs.get_blob_client(settings.input_container, name).upload_blob(data)["etag"]
+            uploaded.append((name, etag))
+            _say(f"  dropped {settings.input_container}/{name} ({len(data):,} bytes)")
+        _say("\nWhat happened to each file:")
+        scored: list[str] = []
+        loop_ok = False
+        for name, etag in uploaded:
+            kind, where = _wait_for_outcome(blobs, settings, name, etag)
+            if kind == "scored":
+                meta = blobs.get_blob_client(*where.split("/", 1)).get_blob_properties().metadata
+                scored.append(where)
+                _say(
+                    f"  {settings.input_container}/{name} -> {where}  "
+                    f"({meta.get('rows_scored')} rows, model {meta.get('model_name')} v{meta.get('model_version')})"
+                )
+            elif kind == "failed":
+                record = json.loads(blobs.get_blob_client(*where.split("/", 1)).download_blob().readall())
+                _say(
+                    f"  {settings.input_container}/{name} -> FAILED [{record['reason']}] {record['message']}"
+                    f"  (record: {where})"
+                )
+            else:
+                _say(f"  {settings.input_container}/{name} -> no outcome within the time limit")
+        if scored:
+            container, blob = scored[0].split("/", 1)
+            meta = blobs.get_blob_client(container, blob).get_blob_properties().metadata
+            _say(f"\nLineage of {scored[0]}:")
+            for key in sorted(meta):
+                _say(f"  {key:16} {meta[key]}")
+            head = (
+                blobs.get_blob_client(container, blob).download_blob(offset=0, length=400).readall().decode()
+            )
+            _say("\nFirst predictions:\n  " + "\n  ".join(head.splitlines()[:4]))
+        loop_ok = _drift_loop(blobs, settings, mlflow.tracking_uri, stamp)
+    _say(
+        f"\nDone in {time.monotonic() - started:.1f}s. JSON logs: .local/logs/scorehook.jsonl. "
+        "`make run` keeps everything up."
+    )
+    return 0 if len(scored) == files and loop_ok else 1

@@ -123,6 +123,8 @@ class DevHost:
     setting ``DEVHOST_EVENTGRID_TABLE``, else one derived from storage, port and subscriptions file:
     :func:`devhost.eventgrid.state_table_name`), so a restarted devhost on the same port resumes it.
     ``retry_delays`` overrides the subscriptions file's ``delivery.retryDelaysSeconds``.
+    ``services_health`` (``() -> {name: state}``, e.g. :meth:`devhost.stack.Supervisor.states`) is added
+    to ``/api/health``.
     """
 
     def __init__(
@@ -139,6 +141,7 @@ class DevHost:
         host_json: str | Path = HOST_JSON,
         function_timeout: float | object | None = _FROM_HOST_JSON,
         state_table: str | None = None,
+        services_health: Any = None,
     ) -> None:
         self.env = dict(env)
         self.config = HostConfig.load(host_json, {**os.environ, **self.env})
@@ -167,6 +170,7 @@ class DevHost:
             record_rejection=self._rejection_writer(),
             max_concurrent_requests=self.config.max_concurrent_requests,
             max_outstanding_requests=self.config.max_outstanding_requests,
+            services_health=services_health,
         )
         self.base_url = self.server.base_url
         self.eventgrid = None

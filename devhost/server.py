@@ -7,23 +7,33 @@
 * ``POST /admin/functions/NAME``: run any function once by hand (master key);
 * ``GET /admin/host/status`` and ``GET /admin/eventgrid/deliveries``: what the host and the local Event Grid did;
 * ``POST /topics/NAME/api/events``: the local Event Grid's custom topics (``aeg-sas-key``).
+
+``GET /api/health`` (the app's own function) also reports the services devhost supervises, when it does.
+Served by uvicorn (a thread of its own) running a starlette app; handlers run in threads, as functions block.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import re
+import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from devhost.host import FunctionHost, InvocationError, TriggerDecodeError
 from shared.errors import MalformedEventError, MissingFieldError, ScorehookError, TooLargeError
@@ -52,7 +62,6 @@ _REQUIRED = {
 MAX_EVENTS_PER_DELIVERY = 5000  # Event Grid's own limits: events per batch, bytes per event
 MAX_EVENT_BYTES = 1 << 20
 MAX_BODY_BYTES = 64 << 20  # a body past this is not read into memory at all
-_READ_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,11 @@ def read_delivery(body: bytes) -> tuple[list[tuple[int, dict[str, Any]]], list[R
     try:
         payload = json.loads(body or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = f": {exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        where = (
+            f": {exc.msg} at line {exc.lineno} column {exc.colno}"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
         return [], [Rejection(400, None, body, MalformedEventError(f"request body is not valid JSON{where}"))]
     items = payload if isinstance(payload, list) else [payload]
     if payload is None or not items:
@@ -157,7 +170,14 @@ def _route_regex(template: str) -> re.Pattern[str]:
 
 
 class DevServer:
-    """Serves a :class:`FunctionHost` over HTTP on 127.0.0.1 (port 0 picks a free one)."""
+    """Serves a :class:`FunctionHost` over HTTP on 127.0.0.1 (port 0 picks a free one): a starlette app
+    run by uvicorn in a thread of its own. Each request's handler runs in a daemon thread of its own (the
+    functions are synchronous and may block), so one slow invocation never holds the event loop.
+
+    Example:
+        >>> server = DevServer(FunctionHost(app)).start()              # doctest: +SKIP
+        >>> server.base_url; server.stop()                            # doctest: +SKIP
+    """
 
     def __init__(
         self,
@@ -170,11 +190,14 @@ class DevServer:
         record_rejection: Callable[[Any, ScorehookError, str], str | None] | None = None,
         max_concurrent_requests: int | None = None,
         max_outstanding_requests: int | None = None,
+        services_health: Callable[[], dict[str, dict[str, Any]]] | None = None,
     ) -> None:
         self.host = host
         self.function_key, self.master_key = function_key, master_key
         self.blob_reader = blob_reader  # (container, name) -> (bytes, uri, properties)
         self.record_rejection = record_rejection  # (raw, error, function) -> "failed/_events/..." or None
+        # {"azurite": {"state": "running", ...}, ...}: what /api/health adds about the supervised services
+        self.services_health = services_health
         # host.json extensions.http: invocations past maxConcurrentRequests wait for a slot; requests past
         # maxOutstandingRequests (running + waiting) get 429, which Event Grid retries.
         self._slots = threading.BoundedSemaphore(max_concurrent_requests) if max_concurrent_requests else None
@@ -188,28 +211,98 @@ class DevServer:
             template = info.trigger.get("route") or info.name
             methods = {m.upper() for m in info.trigger.get("methods") or ["GET", "POST"]}
             self.http_routes.append((_route_regex(template), methods, info))
-        handler = type("Handler", (_Handler,), {"dev": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
+        # bound here, so the port is known (and taken) before start() and a second server fails at once
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._socket.bind(("127.0.0.1", port))
+        except OSError:
+            self._socket.close()
+            raise
+        self._socket.listen(1024)
+        self.port = self._socket.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
+        self.app = Starlette(routes=[Route("/{path:path}", self._endpoint, methods=_METHODS)])
+        self._uvicorn = uvicorn.Server(
+            uvicorn.Config(
+                self.app, log_config=None, log_level="warning", access_log=False, lifespan="off",
+                http="h11", timeout_graceful_shutdown=3, timeout_keep_alive=60, server_header=False,
+            )
+        )  # fmt: skip
         self._thread: threading.Thread | None = None
 
-    def start(self) -> DevServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="devhost-http", daemon=True)
+    def start(self, timeout: float = 30.0) -> DevServer:
+        """Serve in a thread; returns once uvicorn accepts connections."""
+        self._thread = threading.Thread(
+            target=self._uvicorn.run, kwargs={"sockets": [self._socket]}, name="devhost-http", daemon=True
+        )
         self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._uvicorn.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"devhost's HTTP server did not start on {self.base_url}")
+            time.sleep(0.01)
         return self
 
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting, let running requests finish (3 s at most), close the socket. Idle keep-alive
+        connections are kept 60 s (clients such as MLflow's webhook sender pool theirs)."""
+        self._uvicorn.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self._uvicorn.force_exit = True
+                self._thread.join(2.0)
+        self._socket.close()
+
+    async def _endpoint(self, request: Request) -> Response:
+        body, length = await _read_body(request)
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.scope.get("query_string") or b""
+        target = raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
+        call = _Handler(self, request.method, target, request.headers, body, length)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[_Handler] = loop.create_future()
+
+        def settle(error: BaseException | None) -> None:
+            if done.done():
+                return
+            if error is None:
+                done.set_result(call)
+            else:
+                done.set_exception(error)
+
+        def work() -> None:
+            try:
+                call.dispatch()
+            except BaseException as exc:  # handed to the event loop, which answers 500
+                loop.call_soon_threadsafe(settle, exc)
+            else:
+                loop.call_soon_threadsafe(settle, None)
+
+        threading.Thread(target=work, name="devhost-request", daemon=True).start()
+        await done
+        status, content, headers = call.reply
+        response = Response(content, status_code=status)
+        # header names as written (starlette lowercases them; http.server did not, and clients may care)
+        response.raw_headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
+        if (
+            status >= 200
+            and status not in (204, 304)
+            and "content-length" not in {k.lower() for k in headers}
+        ):
+            response.raw_headers.append((b"Content-Length", str(len(content)).encode()))
+        return response
 
     @contextlib.contextmanager
     def invocation_slot(self) -> Iterator[bool]:
         """Holds one of the host's concurrent-request slots; yields ``False`` when the request must get
         429 because ``maxOutstandingRequests`` are already running or waiting."""
         with self._outstanding_lock:
-            if self.max_outstanding_requests is not None and self._outstanding >= self.max_outstanding_requests:
+            if (
+                self.max_outstanding_requests is not None
+                and self._outstanding >= self.max_outstanding_requests
+            ):
                 yield False
                 return
             self._outstanding += 1
@@ -249,36 +342,65 @@ class DevServer:
         return bool(given) and given in {self.function_key, self.master_key}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    dev: DevServer
-    protocol_version = "HTTP/1.1"
+_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+_HEAD_KEPT = 16 << 10  # of a body over MAX_BODY_BYTES, only this much is kept (for its failure record)
 
-    def log_message(self, fmt: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), fmt % args)
+
+async def _read_body(request: Request) -> tuple[bytes, int]:
+    """(body, its length in bytes); a body over ``MAX_BODY_BYTES`` is drained, and only its head is kept."""
+    chunks: list[bytes] = []
+    size, over = 0, False
+    async for chunk in request.stream():
+        size += len(chunk)
+        if over:
+            continue
+        chunks.append(chunk)
+        if size > MAX_BODY_BYTES:
+            over, chunks = True, [b"".join(chunks)[:_HEAD_KEPT]]
+    return b"".join(chunks), size
+
+
+def _with_services(status: int, body: bytes, services: dict[str, dict[str, Any]]) -> tuple[int, bytes]:
+    """The app's health answer with devhost's services added: ``"services": {name: state}``; ``status``
+    becomes ``"degraded"`` while one is not running, and the answer 503 once one was given up on.
+
+    Example:
+        >>> _with_services(200, b'{"status": "ok"}', {"mlflow": {"state": "restarting"}})
+        (200, b'{"status": "degraded", "services": {"mlflow": {"state": "restarting"}}}')
+    """
+    try:
+        doc = json.loads(body or b"{}")
+    except ValueError:
+        return status, body
+    if not isinstance(doc, dict):
+        return status, body
+    doc["services"] = services
+    states = {s.get("state") for s in services.values()}
+    if states - {"running"}:
+        doc["status"] = "degraded"
+    if "failed" in states and status < 400:
+        status = 503
+    return status, json.dumps(doc).encode()
+
+
+class _Handler:
+    """One request, handled synchronously (in its own thread): the routes of the module docstring.
+    ``reply`` is ``(status, body, headers)`` once :meth:`dispatch` returns."""
+
+    def __init__(
+        self, dev: DevServer, command: str, path: str, headers: Any, body: bytes, length: int
+    ) -> None:
+        self.dev, self.command, self.path, self.headers = dev, command, path, headers
+        self.body, self.length = body, length
+        self.reply: tuple[int, bytes, dict[str, str]] = (500, b"", {})
 
     # -- plumbing -------------------------------------------------------------------------------
     def _body(self) -> bytes:
-        length = self._length()
-        return self.rfile.read(length) if length else b""
-
-    def _length(self) -> int:
-        try:
-            return max(0, int(self.headers.get("Content-Length") or 0))
-        except ValueError:
-            return 0
+        return self.body
 
     def _bounded_body(self) -> tuple[bytes, int]:
-        """(body, its length); a body over ``MAX_BODY_BYTES`` is drained, and only its head is kept."""
-        length = self._length()
-        if length <= MAX_BODY_BYTES:
-            return (self.rfile.read(length) if length else b""), length
-        head, left = self.rfile.read(16 << 10), length - (16 << 10)
-        while left > 0:
-            chunk = self.rfile.read(min(_READ_CHUNK, left))
-            if not chunk:
-                break
-            left -= len(chunk)
-        return head, length
+        """(body, its length); of a body over ``MAX_BODY_BYTES`` only the head was kept."""
+        return self.body, self.length
 
     def _send(self, status: int, body: Any = b"", headers: dict[str, str] | None = None) -> None:
         headers = dict(headers or {})
@@ -287,14 +409,7 @@ class _Handler(BaseHTTPRequestHandler):
             body, ctype = json.dumps(body).encode(), "application/json"
         elif isinstance(body, str):
             body = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self.reply = (status, bytes(body), {"Content-Type": ctype, **headers})  # uvicorn sends HEAD no body
 
     def _error(self, status: int, message: str) -> None:
         self._send(status, {"error": HTTPStatus(status).phrase, "message": message})
@@ -303,7 +418,7 @@ class _Handler(BaseHTTPRequestHandler):
         parsed = urllib.parse.urlsplit(self.path)
         return parsed.path, dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
 
-    def _dispatch(self) -> None:
+    def dispatch(self) -> None:
         path, query = self._split()
         try:
             if path == "/runtime/webhooks/eventgrid":
@@ -321,8 +436,6 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # the host never dies with a request
             log.exception("request %s %s failed", self.command, path)
             self._error(500, f"{type(exc).__name__}: {exc}")
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 
     # -- webhooks -------------------------------------------------------------------------------
     def _function(self, query: dict[str, str], trigger: str) -> Any:
@@ -365,7 +478,11 @@ class _Handler(BaseHTTPRequestHandler):
         first = events[0][1] if events and events[0][0] == 0 else {}
         first_type = str(first.get("eventType") or first.get("type") or "").lower()
         if event_type_header == "subscriptionvalidation" or first_type == _VALIDATION:
-            code = (first.get("data") or {}).get("validationCode") if isinstance(first.get("data"), dict) else None
+            code = (
+                (first.get("data") or {}).get("validationCode")
+                if isinstance(first.get("data"), dict)
+                else None
+            )
             if not code:
                 return self._error(400, "SubscriptionValidation event has no data.validationCode")
             return self._send(200, {"validationResponse": code})
@@ -438,6 +555,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(405, f"{self.command} is not allowed on /api/{route}")
             if not self.dev.authorized(info.trigger.get("authLevel", "FUNCTION"), self.headers, query):
                 return self._send(401, b"")
+            if self.length > MAX_BODY_BYTES:
+                return self._error(
+                    413, f"the body is {self.length:,} bytes; at most {MAX_BODY_BYTES:,} are read"
+                )
             request = func.HttpRequest(
                 method=self.command,
                 url=f"{self.dev.base_url}{self.path}",
@@ -448,7 +569,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
             with self.dev.invocation_slot() as admitted:
                 if not admitted:
-                    return self._error(429, "too many outstanding requests (host.json maxOutstandingRequests)")
+                    return self._error(
+                        429, "too many outstanding requests (host.json maxOutstandingRequests)"
+                    )
                 try:
                     response = self.dev.host.invoke_http(info.name, request)
                 except InvocationError as exc:
@@ -457,7 +580,10 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Content-Type"] = response.mimetype + (
                 f"; charset={response.charset}" if response.charset else ""
             )
-            return self._send(response.status_code, response.get_body(), headers)
+            status, body = response.status_code, response.get_body()
+            if route.strip("/").lower() == "health" and self.dev.services_health is not None:
+                status, body = _with_services(status, body, self.dev.services_health())
+            return self._send(status, body, headers)
         self._error(404, f"no HTTP function serves /api/{route}")
 
     # -- admin and topics -----------------------------------------------------------------------
@@ -523,9 +649,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(413, f"the publish is {length:,} bytes; at most {MAX_BODY_BYTES:,} are read")
         events, rejected = read_delivery(body)
         if rejected:  # a topic refuses the whole publish, and tells the publisher why
-            return self._error(413 if any(r.status == 413 for r in rejected) else 400, rejected[0].error.message)
+            return self._error(
+                413 if any(r.status == 413 for r in rejected) else 400, rejected[0].error.message
+            )
         try:
-            self.dev.eventgrid.publish_to_topic(topic, self.headers.get("aeg-sas-key"), [e for _, e in events])
+            self.dev.eventgrid.publish_to_topic(
+                topic, self.headers.get("aeg-sas-key"), [e for _, e in events]
+            )
         except LookupError as exc:
             return self._error(404, str(exc))
         except PermissionError as exc:

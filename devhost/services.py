@@ -240,6 +240,14 @@ class MlflowServer(_Service):
         self.stop()
         return self.start(timeout)
 
+    def healthy(self, timeout: float = 5.0) -> bool:
+        """Whether the server answers ``/health`` (its CLI process can outlive a crashed web server)."""
+        try:
+            with urllib.request.urlopen(f"{self.tracking_uri}/health", timeout=timeout) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
     def _wait_healthy(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -68,7 +68,9 @@ def serve(probe: Probe, **kwargs) -> tuple[DevServer, FakeBlobStore]:
     def record(raw, error, function):
         return write_rejected_event(blobs, "failed", raw, error, source=function)
 
-    server = DevServer(FunctionHost(probe.app, function_timeout=timeout), record_rejection=record, **kwargs).start()
+    server = DevServer(
+        FunctionHost(probe.app, function_timeout=timeout), record_rejection=record, **kwargs
+    ).start()
     return server, blobs
 
 
@@ -265,7 +267,9 @@ def test_read_delivery_reports_each_bad_event_with_its_index():
 
 def test_host_json_settings_and_their_overrides():
     config = HostConfig.load(ROOT / "host.json")
-    assert config.function_timeout == parse_timespan(json.loads((ROOT / "host.json").read_text())["functionTimeout"])
+    assert config.function_timeout == parse_timespan(
+        json.loads((ROOT / "host.json").read_text())["functionTimeout"]
+    )
     assert (config.max_concurrent_requests, config.max_outstanding_requests) == (4, 200)
     overridden = HostConfig.load(ROOT / "host.json", {
         "AzureFunctionsJobHost__functionTimeout": "00:00:07",
@@ -299,7 +303,9 @@ def test_retry_policies_span_well_over_the_claim_lease(name):
     local_span = sum(delays[min(i, len(delays) - 1)] for i in range(attempts - 1))
     lease = Settings().claim_ttl_seconds
     assert local_span >= 4 * lease, f"local retries span {local_span} s, the lease is {lease} s"
-    assert 240 <= local_span <= 600  # ~5 minutes locally: long enough to take over, short enough to dead-letter
+    assert (
+        240 <= local_span <= 600
+    )  # ~5 minutes locally: long enough to take over, short enough to dead-letter
     assert _azure_span(attempts) >= 30 * 60  # in Azure (same maxDeliveryAttempts, its own schedule)
     assert sum(delays[:2]) < lease  # the first retries still come quickly
 
@@ -315,3 +321,30 @@ def test_a_body_over_the_read_limit_is_drained_not_read_and_gets_413(server, pro
     assert (record["reason"], record["limit"], record["actual"]) == ("too_large", "delivery_bytes", len(body))
     assert probe.received == []
     assert post(server, EVENTGRID, [GOOD])[0] == 200  # the server still answers
+
+
+def test_header_names_keep_their_case_and_head_gets_the_length_but_no_body():
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.function_name("on_cloud")
+    @app.event_grid_trigger(arg_name="event")
+    def on_cloud(event: func.EventGridEvent) -> None:
+        pass
+
+    @app.function_name("page")
+    @app.route(route="page", methods=["GET", "HEAD"])
+    def page(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("hello", headers={"X-Page-Version": "3"})
+
+    dev = DevServer(FunctionHost(app)).start()
+    try:
+        options = urllib.request.Request(f"{dev.base_url}/runtime/webhooks/eventgrid?functionName=on_cloud",
+                                         method="OPTIONS", headers={"WebHook-Request-Origin": "eventgrid.azure.net"})  # fmt: skip
+        with urllib.request.urlopen(options, timeout=10) as response:
+            assert dict(response.headers)["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
+        head = urllib.request.Request(f"{dev.base_url}/api/page", method="HEAD")
+        with urllib.request.urlopen(head, timeout=10) as response:
+            headers, body = dict(response.headers), response.read()
+        assert (headers["X-Page-Version"], headers["Content-Length"], body) == ("3", "5", b"")
+    finally:
+        dev.stop()
