@@ -7,7 +7,7 @@ a bad one stops the app at start with one error listing every problem, which the
 
 import azure.functions as func
 
-from functions import deadletters, deployment, drift, ops, scoring
+from functions import batch, deadletters, deployment, drift, ops, scoring
 from shared.startup import check_configuration
 
 check_configuration()
@@ -18,3 +18,4 @@ app.register_functions(deployment.bp)
 app.register_functions(drift.bp)
 app.register_functions(ops.bp)
 app.register_functions(deadletters.bp)
+app.register_functions(batch.bp)
