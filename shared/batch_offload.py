@@ -286,6 +286,7 @@ class BatchOffload:
         details = {"output": output, "outputs": outputs, "lineage": f"{container}/{name}",
                    "run_status": run.run_status, "completed_event_id": run.event_id}  # fmt: skip
         if not self._finish(record, "succeeded", details, pointer):
+            self._undo(key, "succeeded", container, name)
             return BatchCompletion("duplicate", run.job_name, key)
         self._publish("Scorehook.Scoring.Completed", d, {**lineage, "lineage": details["lineage"]})
         _log.info("batch job succeeded", extra={"output": output, "run_status": run.run_status})
@@ -316,6 +317,7 @@ class BatchOffload:
         details = {"reason": error.reason, "message": error.message, "failure": location,
                    "run_status": run.run_status, "completed_event_id": run.event_id}  # fmt: skip
         if not self._finish(record, "failed", details, pointer):
+            self._undo(key, "failed", self.settings.failed_container, name)
             return BatchCompletion("duplicate", run.job_name, key)
         self._publish("Scorehook.Scoring.Failed", d, {"reason": error.reason, "message": error.message,
                                                       "failure": location, "job_name": run.job_name})  # fmt: skip
@@ -334,6 +336,12 @@ class BatchOffload:
             return False
         self._finish_pointer(pointer, status)
         return True
+
+    def _undo(self, key: str, status: str, container: str, name: str) -> None:
+        """A concurrent delivery recorded the other outcome first: remove the record we wrote for ours."""
+        current = self.ledger.get(key)
+        if current is None or current.status != status:
+            self.blobs.delete(container, name)
 
     def _finish_pointer(self, pointer: LedgerRecord | None, status: str) -> None:
         if pointer is None or pointer.status == status:

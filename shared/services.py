@@ -90,7 +90,7 @@ def build_scoring_service(settings: Settings) -> object:
     return service
 
 
-def _batch_scorer(settings: Settings) -> object:
+def _batch_scorer(settings: Settings) -> Any:
     """The Azure ML batch endpoint client, when a route has ``engine: azureml-batch`` (else None)."""
     from shared.routes import load_routes
 

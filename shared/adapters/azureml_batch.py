@@ -10,6 +10,10 @@ Errors: a 4xx (not 408/409/429) or the SDK's own validation → :class:`~shared.
 (final); 5xx, 408/409/429 and transport errors → :class:`BatchUnavailableError` (retried). azure-ai-ml is
 imported inside functions only: importing it takes seconds.
 
+azure-ai-ml 1.35 builds the invoke's headers in its class-level ``EndpointInvokeFields.DEFAULT_HEADER`` dict,
+so an ``azureml-model-deployment`` header set for one invocation is sent with every later one, even for
+another endpoint without a deployment. Invocations here are serialised and drop that header before and after.
+
 Example:
     >>> from azure.ai.ml import MLClient  # doctest: +SKIP
     >>> scorer = AzureMLBatchScorer(MLClient(credential, sub, rg, workspace))  # doctest: +SKIP
@@ -20,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -31,6 +36,7 @@ __all__ = ["INPUT_NAME", "OUTPUT_NAME", "AzureMLBatchScorer", "BatchUnavailableE
 
 INPUT_NAME = "input"  # the input name of a batch deployment (MLflow no-code and scoring-script deployments)
 OUTPUT_NAME = "score"  # the output name of a batch deployment's predictions
+_INVOKE_LOCK = threading.Lock()  # the SDK's invoke headers are one process-wide dict (see above)
 
 
 class BatchUnavailableError(TransientError):
@@ -74,6 +80,12 @@ def _invoke_errors(what: str) -> Iterator[None]:
         yield
 
 
+def _drop_deployment_header() -> None:
+    from azure.ai.ml.constants._endpoint import EndpointInvokeFields
+
+    EndpointInvokeFields.DEFAULT_HEADER.pop(EndpointInvokeFields.MODEL_DEPLOYMENT, None)
+
+
 class AzureMLBatchScorer:
     """:class:`shared.ports.BatchScorer` over an ``MLClient``: one ``batch_endpoints.invoke``, no wait."""
 
@@ -84,8 +96,12 @@ class AzureMLBatchScorer:
         """Invoke the batch endpoint for one file; the job is named ``request.job_name``."""
         kwargs = invoke_arguments(request)
         endpoint = kwargs.pop("endpoint_name")
-        with _invoke_errors(f"invoke batch endpoint {endpoint} for {request.input_url}"):
-            job = self._ml.batch_endpoints.invoke(endpoint, **kwargs)
+        with _INVOKE_LOCK, _invoke_errors(f"invoke batch endpoint {endpoint} for {request.input_url}"):
+            _drop_deployment_header()
+            try:
+                job = self._ml.batch_endpoints.invoke(endpoint, **kwargs)
+            finally:
+                _drop_deployment_header()
         return BatchSubmission(
             job_name=str(getattr(job, "name", None) or request.job_name),
             status=getattr(job, "status", None),
