@@ -299,6 +299,53 @@ def test_run_events_parse_from_the_reference_payloads(fixture: str, status: str 
     assert parse_batch_run(cloud, allowed_workspaces=(WORKSPACE,)).outcome == outcome
 
 
+def test_a_replayed_file_gets_a_new_job_and_the_old_jobs_events_are_stale(offload: Offload) -> None:
+    outcome = offload.submit("big/retry.csv")
+    old = offload.scorer.requests[0].job_name
+    offload.service.batch.complete(run_event("azureml_run_status_changed_plain.json", old))
+    assert offload.ledger.get(outcome.key).status == "failed"
+
+    again = offload.service.replay("incoming", "big/retry.csv")
+
+    new = offload.scorer.requests[1].job_name
+    assert again.status == "submitted" and new != old and new[:26] == old[:26]  # same file, new job
+    assert offload.service.batch.complete(run_event("azureml_run_completed.json", old)).status == "stale"
+    assert offload.ledger.get(outcome.key).status == "submitted"
+    assert offload.service.batch.complete(run_event("azureml_run_completed.json", new)).status == "succeeded"
+
+
+def test_the_entry_point_records_the_outcome_and_acknowledges_bad_events(
+    offload: Offload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import azure.functions as func
+
+    import functions.batch as entry
+    from shared.logs import capture_logs
+
+    monkeypatch.setattr(entry, "scoring_service", lambda: offload.service)
+    function = entry.on_batch_job_event._function.get_user_function()
+    outcome = offload.submit()
+    job = offload.scorer.requests[0].job_name
+
+    def deliver(topic_workspace: str, status: str) -> None:
+        (raw,) = json.loads((EVENTS / "azureml_run_status_changed_plain.json").read_text())
+        raw["data"].update({"runId": job, "experimentName": EXPERIMENT, "runStatus": status})
+        event = func.EventGridEvent(id=f"e-{status}-{topic_workspace}", data=raw["data"],
+                                    topic=raw["topic"].replace(WORKSPACE, topic_workspace), subject=raw["subject"],
+                                    event_type=raw["eventType"], event_time=datetime.now(UTC), data_version="")  # fmt: skip
+        function(event, SimpleNamespace(invocation_id="inv-1"))
+
+    with capture_logs() as logs:
+        deliver("elsewhere", "Failed")  # rejected and acknowledged: nothing changes
+        assert offload.ledger.get(outcome.key).status == "submitted"
+        deliver(WORKSPACE, "Canceled")
+    assert offload.ledger.get(outcome.key).status == "failed"
+    rejected = [line for line in logs if line.get("message") == "batch job event rejected"]
+    assert rejected and rejected[0]["reason"] == "unknown_source"
+    failed = [line for line in logs if line.get("message") == "batch job failed"]
+    assert failed and failed[0]["blob"] == "incoming/big/2026/a.csv" and failed[0]["job_name"] == job
+
+
 # -- the azure-ai-ml adapter ------------------------------------------------------------------------
 REQUEST = BatchJobRequest(
     endpoint="churn-batch", input_url="https://scorehookdata.blob.core.windows.net/incoming/big/a.csv",
