@@ -187,8 +187,11 @@ class BatchOffload:
         self.settings, self.owner, self._clock = settings, owner, clock
 
     # -- submission -----------------------------------------------------------------------------
-    def submit(self, event: BlobCreated, route: Route, key: str, claim: LedgerRecord) -> ScoringOutcome:
+    def submit(
+        self, event: BlobCreated, route: Route, key: str, claim: Callable[[], LedgerRecord]
+    ) -> ScoringOutcome:
         """Submit one claimed file to its route's batch endpoint and record ``submitted`` (the claim ends).
+        ``claim`` gives the claim once the job is submitted (the lease's heartbeat runs until then).
 
         Raises ``BatchFailedError`` when the endpoint refuses the job (the caller records the failure) and a
         ``TransientError`` when it is unavailable (the caller frees the claim for the retry).
@@ -216,7 +219,7 @@ class BatchOffload:
                                         self.settings.claim_ttl_seconds, {"blob_key": key})  # fmt: skip
             if pointer is not None:
                 self.ledger.finish(pointer, "submitted", {"submitted_at": details["submitted_at"]})
-            self.ledger.finish(claim, "submitted", details)
+            self.ledger.finish(claim(), "submitted", details)
             elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
             _log.info("file submitted to the batch endpoint",
                       extra={"batch_deployment": request.deployment, "elapsed_ms": elapsed_ms})  # fmt: skip

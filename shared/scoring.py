@@ -315,7 +315,7 @@ class ScoringService:
             raise ConfigurationError(f"route {route.name} has engine azureml-batch but no batch scorer is set up",
                                      route=route.name)  # fmt: skip
         lease.check()
-        return self.batch.submit(event, route, key, lease.stop())
+        return self.batch.submit(event, route, key, lease.stop)
 
     def _retrying(self, lease: _Lease, exc: Exception) -> None:
         """Leave a trace of a failed attempt (``retrying``: reason, attempt) and free the key for the retry.
