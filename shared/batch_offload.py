@@ -52,6 +52,7 @@ __all__ = [
     "BatchCompletion",
     "BatchOffload",
     "BatchRun",
+    "batch_input",
     "job_key",
     "job_name_for",
     "parse_batch_run",
@@ -88,6 +89,21 @@ def job_name_for(key: str) -> str:
         True
     """
     return f"{_JOB_PREFIX}{hashlib.sha256(key.encode()).hexdigest()[:16]}-{uuid.uuid4().hex[:8]}"
+
+
+def batch_input(event: BlobCreated, route: Route) -> str:
+    """What the job reads: the blob's URL, or its path on the route's Azure ML datastore (a datastore on the
+    route's container, whose credentials or identity the job then uses).
+
+    Example:
+        >>> from types import SimpleNamespace as S
+        >>> event = S(url="https://acct.blob.core.windows.net/incoming/big/a.csv", blob_name="big/a.csv")
+        >>> batch_input(event, S(batch_datastore=None)), batch_input(event, S(batch_datastore="incoming_ds"))
+        ('https://acct.blob.core.windows.net/incoming/big/a.csv', 'azureml://datastores/incoming_ds/paths/big/a.csv')
+    """
+    if route.batch_datastore:
+        return f"azureml://datastores/{route.batch_datastore}/paths/{event.blob_name}"
+    return event.url
 
 
 @dataclass(frozen=True)
@@ -201,7 +217,7 @@ class BatchOffload:
         assert route.batch_endpoint is not None  # parse_routes guarantees it for engine azureml-batch
         started = time.perf_counter()
         request = BatchJobRequest(
-            endpoint=route.batch_endpoint, input_url=event.url, job_name=job_name_for(key),
+            endpoint=route.batch_endpoint, input_url=batch_input(event, route), job_name=job_name_for(key),
             deployment=route.batch_deployment, experiment_name=EXPERIMENT,
         )  # fmt: skip
         with bind(job_name=request.job_name, batch_endpoint=request.endpoint):
@@ -212,7 +228,8 @@ class BatchOffload:
                 "experiment": request.experiment_name, "submitted_at": self._clock().isoformat(),
                 "url": event.url, "input_url": lineage_url(event.url), "input_etag": event.etag.strip('"'),
                 "input_sequencer": event.sequencer or "", "input_container": event.container,
-                "input_blob": event.blob_name, "event_id": event.id, "route": route.name,
+                "input_blob": event.blob_name, "batch_input": request.input_url, "event_id": event.id,
+                "route": route.name,
                 "output_container": route.output_container,
             }  # fmt: skip
             pointer = self.ledger.claim(job_key(submission.job_name), self.owner,

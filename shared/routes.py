@@ -4,8 +4,10 @@ A route maps (storage account, container, blob name prefix/suffix) to a model re
 an output container and output options. Routes come from the ``SCOREHOOK_ROUTES`` setting (JSON, inline
 or ``@path/to/routes.json``); without it there is one route: the input container, scored with
 ``SCOREHOOK_MODEL_URI`` into the output container. The first matching route wins. A route with
-``"engine": "azureml-batch"`` and ``"batch_endpoint"`` (optional ``"batch_deployment"``) hands its files to
-an Azure ML batch endpoint instead of scoring them in the function (``shared/batch_offload.py``).
+``"engine": "azureml-batch"`` and ``"batch_endpoint"`` (optional ``"batch_deployment"``, and
+``"batch_datastore"``: the Azure ML datastore of the route's container, to pass the file as an
+``azureml://datastores/...`` path instead of its blob URL) hands its files to an Azure ML batch endpoint
+instead of scoring them in the function (``shared/batch_offload.py``).
 
 Example:
     >>> routes = parse_routes('[{"name": "churn", "container": "incoming", "prefix": "churn/",'
@@ -37,6 +39,7 @@ ON_MISSING = ("pass", "reject_rows", "fail")
 ENGINES = ("local", "azureml-batch")
 # Azure ML endpoint and deployment names: a letter, then letters, digits and hyphens, 3-32 characters.
 _AZUREML_NAME = re.compile(r"[A-Za-z][-A-Za-z0-9]{2,31}")
+_DATASTORE = re.compile(r"[A-Za-z0-9_]{1,255}")  # an Azure ML datastore name
 _CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 
 
@@ -61,6 +64,7 @@ class Route:
     engine: str = "local"
     batch_endpoint: str | None = None
     batch_deployment: str | None = None
+    batch_datastore: str | None = None
     options: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def matches(self, account: str, container: str, blob_name: str) -> bool:
@@ -97,7 +101,7 @@ def _route(raw: dict[str, Any], settings: Settings | None, problems: list[dict[s
                 "output_format", "on_missing", "engine"):  # fmt: skip
         if key in values and not isinstance(values[key], str):
             problem(key, values[key], "expected text")
-    for key in ("account", "label_column", "batch_endpoint", "batch_deployment"):
+    for key in ("account", "label_column", "batch_endpoint", "batch_deployment", "batch_datastore"):
         if values.get(key) is not None and not isinstance(values[key], str):
             problem(key, values[key], "expected text or null")
     if len(problems) > typed:
@@ -143,13 +147,15 @@ def _engine_problems(values: dict[str, Any], problem: Any) -> None:
     if engine not in ENGINES:
         problem("engine", engine, f"expected one of {', '.join(ENGINES)}")
         return
-    for key in ("batch_endpoint", "batch_deployment"):
+    for key in ("batch_endpoint", "batch_deployment", "batch_datastore"):
         name = values.get(key)
         if name is None:
             continue
         if engine != "azureml-batch":
             problem(key, name, "expected only with engine azureml-batch")
-        elif not _AZUREML_NAME.fullmatch(name):
+        elif key == "batch_datastore" and not _DATASTORE.fullmatch(name):
+            problem(key, name, "expected an Azure ML datastore name: letters, digits and underscores")
+        elif key != "batch_datastore" and not _AZUREML_NAME.fullmatch(name):
             problem(key, name, "expected an Azure ML name: a letter, then letters, digits or hyphens (3-32)")
     if engine == "azureml-batch" and values.get("batch_endpoint") is None:
         problem("batch_endpoint", None, "expected the batch endpoint's name with engine azureml-batch")

@@ -100,12 +100,40 @@ def test_a_batch_route_parses_with_its_endpoint_and_deployment() -> None:
         ({"batch_deployment": "x" * 33}, "[big].batch_deployment='xxxx"),
         ({"batch_endpoint": 7}, "[big].batch_endpoint=7: expected text or null"),
         ({"engine": "local"}, "[big].batch_endpoint='churn-batch': expected only with engine azureml-batch"),
+        ({"batch_datastore": "in-ds"}, "[big].batch_datastore='in-ds': expected an Azure ML datastore name"),
     ],
 )
 def test_bad_batch_routes_are_refused_at_start(change: dict[str, Any], problem: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
         parse_routes(json.dumps([{**ROUTES[0], **change}]))
     assert problem in str(caught.value)
+
+
+def test_batch_routes_need_the_workspace_at_start() -> None:
+    from shared.startup import check_configuration
+
+    env = {"SCOREHOOK_ROUTES": json.dumps(ROUTES)}
+    with pytest.raises(ConfigurationError) as caught:
+        check_configuration(env)
+    settings = {p["setting"] for p in caught.value.details["problems"]}
+    assert settings == {"SCOREHOOK_AZUREML_WORKSPACE", "SCOREHOOK_ALLOWED_WORKSPACES"}
+    workspace = f"/subscriptions/s/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/{WORKSPACE}"
+    _, routes = check_configuration({**env, "SCOREHOOK_AZUREML_WORKSPACE": workspace,
+                                     "SCOREHOOK_ALLOWED_WORKSPACES": WORKSPACE})  # fmt: skip
+    assert [r.engine for r in routes] == ["azureml-batch", "local"]
+    check_configuration({})  # no batch route: nothing more is asked
+
+
+def test_a_route_with_a_datastore_hands_the_file_over_as_its_datastore_path() -> None:
+    offload = Offload()
+    routes = [{**ROUTES[0], "batch_datastore": "incoming_ds"}]
+    offload.service.routes = parse_routes(json.dumps(routes))
+    outcome = offload.service.score(parse_blob_created(offload.upload("big/2026/d.csv")))
+    assert outcome.status == "submitted"
+    assert offload.scorer.requests[0].input_url == "azureml://datastores/incoming_ds/paths/big/2026/d.csv"
+    record = offload.ledger.get(outcome.key).details
+    assert record["batch_input"] == offload.scorer.requests[0].input_url
+    assert record["input_url"].startswith("http://127.0.0.1:10000/")  # lineage keeps the blob's URL
 
 
 # -- submission -------------------------------------------------------------------------------------
