@@ -4,19 +4,31 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: bootstrap demo run test test-unit test-integration test-e2e test-security reliability lint bench clean
+.PHONY: bootstrap browser demo run test test-unit test-integration test-e2e test-security reliability lint bench clean
 
 bootstrap: $(STAMP) node_modules/.installed
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# The ops page's browser test drives Debian's chromium through chromedriver (nothing downloads a browser):
+# installed here when missing, as root or through sudo, without questions; its output goes to a log file.
+APT_LOG := /tmp/scorehook-apt-chromium.log
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo -n"; \
+	echo "installing chromium and chromium-driver with apt-get (log: $(APT_LOG))"; \
+	{ $$sudo apt-get update -q && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends chromium chromium-driver; } >$(APT_LOG) 2>&1 \
+		|| { tail -n 20 $(APT_LOG); exit 1; }
 
 demo: bootstrap
 	$(PY) -m devhost demo
@@ -24,7 +36,7 @@ demo: bootstrap
 run: bootstrap
 	$(PY) -m devhost run
 
-test: bootstrap
+test: bootstrap browser
 	$(PY) -m pytest
 
 test-unit: bootstrap
@@ -33,7 +45,7 @@ test-unit: bootstrap
 test-integration: bootstrap
 	$(PY) -m pytest tests/integration
 
-test-e2e: bootstrap
+test-e2e: bootstrap browser
 	$(PY) -m pytest tests/e2e
 
 # The hostile corpus and the fuzzing (also part of `make test`, with the small storm).

@@ -7,8 +7,12 @@ a bad one stops the app at start with one error listing every problem, which the
 
 import azure.functions as func
 
-from functions import batch, deadletters, deployment, drift, ops, scoring
-from shared.startup import check_configuration
+from shared.telemetry import configure_telemetry
+
+configure_telemetry()  # Application Insights when APPLICATIONINSIGHTS_CONNECTION_STRING is set, else nothing
+
+from functions import batch, deadletters, deployment, drift, ops, scoring  # noqa: E402 - after the exporters
+from shared.startup import check_configuration  # noqa: E402
 
 check_configuration()
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
 import threading
 
+from devhost.logconfig import configure_devhost_logging
 from devhost.runtime import DevHost, local_settings, register_mlflow_webhook
 from devhost.services import PROJECT_ROOT, Azurite, MlflowServer, free_port
 from shared.errors import ConfigurationError
@@ -100,7 +100,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_devhost_logging()  # devhost's warnings and tracebacks in the app's structured stream
     parser = argparse.ArgumentParser(
         prog="python -m devhost", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -37,7 +37,8 @@ def configure_app_logging() -> None:
             return
         try:
             settings = get_settings()
-            configure_logging(settings.log_level, settings.log_file, console=settings.log_console)
+            configure_logging(settings.log_level, settings.log_file, console=settings.log_console,
+                              renderer=settings.log_format)  # fmt: skip
         except (ConfigurationError, ValueError, OSError):
             configure_logging()
         _services["logging"] = True

@@ -11,6 +11,7 @@ from shared.deadletters import DeadLetterService
 from shared.errors import InputError
 from shared.events import parse_blob_created
 from shared.logs import bind, get_logger
+from shared.telemetry import incoming_traceparent, span
 
 bp = func.Blueprint()
 _log = get_logger("functions.deadletters")
@@ -24,9 +25,12 @@ def on_deadletter(event: func.EventGridEvent, context: func.Context) -> None:
     A bad event is logged and acknowledged; a transient failure (storage down) raises, so Event Grid
     delivers the event again.
     """
-    with bind(invocation_id=context.invocation_id, function="on_deadletter", event_id=event.id):
+    raw = event_as_dict(event)
+    with (
+        bind(invocation_id=context.invocation_id, function="on_deadletter", event_id=event.id),
+        span("on_deadletter", parent=incoming_traceparent(event=raw, context=context), kind="consumer"),
+    ):
         dead_letters = DeadLetterService.for_scoring(scoring_service())
-        raw = event_as_dict(event)
         try:
             blob_created = parse_blob_created(raw)
         except InputError as exc:

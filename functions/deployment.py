@@ -24,6 +24,7 @@ from shared.registrations import (
     to_message,
 )
 from shared.settings import get_settings
+from shared.telemetry import incoming_traceparent, span
 
 bp = func.Blueprint()
 _log = get_logger("functions.deployment")
@@ -36,11 +37,13 @@ QUEUE = "model-registrations"
 def on_model_registered(event: func.EventGridEvent, out: func.Out[str], context: func.Context) -> None:
     """Azure ML ``ModelRegistered`` (either schema, either casing) → the deployment queue (references only;
     a failed write fails the invocation, so Event Grid redelivers)."""
-    with bind(invocation_id=context.invocation_id, function="on_model_registered", event_id=event.id):
+    raw = event_as_dict(event)
+    with (
+        bind(invocation_id=context.invocation_id, function="on_model_registered", event_id=event.id),
+        span("on_model_registered", parent=incoming_traceparent(event=raw, context=context), kind="consumer"),
+    ):
         try:
-            registration = from_azureml_event(
-                parse_event(event_as_dict(event)), get_settings().allowed_workspaces
-            )
+            registration = from_azureml_event(parse_event(raw), get_settings().allowed_workspaces)
         except InputError as exc:
             _log.warning("registration event rejected", extra={"reason": exc.reason, "error": exc.message})
             return
@@ -60,6 +63,14 @@ def _claimed(raw: bytes) -> tuple[Any, Any]:
         return None, None
 
 
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
 def _answer(status: int, body: dict[str, Any] | None = None) -> func.HttpResponse:
     if body is None:
         return func.HttpResponse(status_code=status)
@@ -74,7 +85,10 @@ def mlflow_webhook(req: func.HttpRequest) -> func.HttpResponse:
     is marked only after its message is queued: a queue that is down answers 503, and MLflow's retry queues it."""
     delivery = req.headers.get("X-MLflow-Delivery-Id", "")[:100]
     raw = req.get_body()
-    with bind(function="mlflow_webhook", event_id=delivery or None):
+    with (
+        bind(function="mlflow_webhook", event_id=delivery or None),
+        span("mlflow_webhook", parent=incoming_traceparent(headers=dict(req.headers)), kind="server"),
+    ):
         line: dict[str, Any] = {"delivery_id": delivery}
         try:
             item = from_mlflow_webhook(get_settings().mlflow_webhook_secret or "", dict(req.headers), raw)
@@ -117,9 +131,17 @@ def mlflow_webhook(req: func.HttpRequest) -> func.HttpResponse:
 @bp.queue_trigger(arg_name="msg", queue_name=QUEUE, connection="DataStorage")
 def deploy_model_version(msg: func.QueueMessage, context: func.Context) -> None:
     """Decide about one registration (or approval): validate, evaluate, promote / hold / reject."""
-    with bind(invocation_id=context.invocation_id, function="deploy_model_version"):
+    text = msg.get_body().decode(errors="replace")
+    with (
+        bind(invocation_id=context.invocation_id, function="deploy_model_version"),
+        span(
+            "deploy_model_version",
+            parent=incoming_traceparent(event=_json_object(text), context=context),
+            kind="consumer",
+        ),
+    ):
         try:
-            item = from_message(msg.get_body().decode())
+            item = from_message(text)
         except InputError as exc:
             _log.error(
                 "unreadable deployment message dropped", extra={"reason": exc.reason, "error": exc.message}

@@ -11,6 +11,7 @@ from shared.errors import InputError
 from shared.events import parse_event
 from shared.logs import bind, get_logger
 from shared.settings import get_settings
+from shared.telemetry import incoming_traceparent, span
 
 bp = func.Blueprint()
 _log = get_logger("functions.drift")
@@ -21,7 +22,10 @@ _log = get_logger("functions.drift")
 def evaluate_drift(timer: func.TimerRequest, context: func.Context) -> None:
     """Compact every recent drift window (merge its new profile parts) and evaluate those its last report
     does not cover (a missed tick is caught up by the next one; an unchanged window is left alone)."""
-    with bind(invocation_id=context.invocation_id, function="evaluate_drift"):
+    with (
+        bind(invocation_id=context.invocation_id, function="evaluate_drift"),
+        span("evaluate_drift", parent=incoming_traceparent(context=context)),
+    ):
         reports = drift_monitor().evaluate_due()
         _log.info(
             "drift windows evaluated",
@@ -38,12 +42,14 @@ def evaluate_drift_window(msg: func.QueueMessage, context: func.Context) -> None
     with bind(invocation_id=context.invocation_id, function="evaluate_drift_window"):
         try:
             body = json.loads(msg.get_body())
+            parent = incoming_traceparent(event=body if isinstance(body, dict) else None, context=context)
             model, version, window = str(body["model"]), str(body["version"]), str(body["window"])
         except (ValueError, KeyError, TypeError) as exc:
             _log.warning("drift evaluation message rejected", extra={"error": str(exc)})
             return
         try:
-            report = drift_monitor().evaluate_closed(model, version, window)
+            with span("evaluate_drift_window", parent=parent, kind="consumer"):
+                report = drift_monitor().evaluate_closed(model, version, window)
         except InputError as exc:
             _log.warning("closed drift window not evaluated", extra=exc.log_fields())
             return
@@ -61,10 +67,14 @@ def on_drift_signal(event: func.EventGridEvent, context: func.Context) -> None:
     """
     from shared.drift.signals import parse_drift_signal, parse_retraining_run
 
-    with bind(invocation_id=context.invocation_id, function="on_drift_signal", event_id=event.id):
+    raw = event_as_dict(event)
+    with (
+        bind(invocation_id=context.invocation_id, function="on_drift_signal", event_id=event.id),
+        span("on_drift_signal", parent=incoming_traceparent(event=raw, context=context), kind="consumer"),
+    ):
         settings = get_settings()
         try:
-            parsed = parse_event(event_as_dict(event))
+            parsed = parse_event(raw)
             finished = parse_retraining_run(parsed, allowed_workspaces=settings.allowed_workspaces)
             if finished is not None:  # one of our retraining jobs ended
                 drift_monitor().retraining_finished(finished)

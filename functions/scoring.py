@@ -10,6 +10,7 @@ from functions._runtime import event_as_dict, scoring_service
 from shared.errors import InputError
 from shared.events import parse_blob_created, parse_event
 from shared.logs import bind, get_logger
+from shared.telemetry import incoming_traceparent, scored, span, with_traceparent
 
 bp = func.Blueprint()
 DRIFT_QUEUE = "drift-evaluations"
@@ -26,18 +27,21 @@ def score_blob(event: func.EventGridEvent, closed: func.Out[str], context: func.
     so Event Grid delivers the event again. A file that opens a new drift window asks for an evaluation
     of the window it closed (a message to ``evaluate_drift_window``).
     """
-    with bind(invocation_id=context.invocation_id, function="score_blob", event_id=event.id):
+    raw = event_as_dict(event)
+    with (
+        bind(invocation_id=context.invocation_id, function="score_blob", event_id=event.id),
+        span("score_blob", parent=incoming_traceparent(event=raw, context=context), kind="consumer"),
+    ):
         service = scoring_service()
-        raw = event_as_dict(event)
         try:
             blob_created = parse_blob_created(raw)
         except InputError as exc:
             service.reject_raw_event(raw, exc)  # recorded under failed/_events/, never under its names
             return
-        outcome = service.score(blob_created)
+        outcome = scored(service.score, blob_created)
         if outcome.details.get("drift_window_closed"):
-            closed.set(json.dumps({"model": outcome.details["model_name"], "version": outcome.details["model_version"],
-                                   "window": outcome.details["drift_window_closed"]}))  # fmt: skip
+            closed.set(json.dumps(with_traceparent({"model": outcome.details["model_name"], "version": outcome.details["model_version"],
+                                                    "window": outcome.details["drift_window_closed"]})))  # fmt: skip
 
 
 @bp.function_name("on_model_promoted")
@@ -45,9 +49,13 @@ def score_blob(event: func.EventGridEvent, closed: func.Out[str], context: func.
 def on_model_promoted(event: func.EventGridEvent, context: func.Context) -> None:
     """``Scorehook.Model.Promoted``: forget this instance's alias resolutions for the model, so the next
     file is scored with the new champion without waiting for the alias TTL."""
-    with bind(invocation_id=context.invocation_id, function="on_model_promoted", event_id=event.id):
+    raw = event_as_dict(event)
+    with (
+        bind(invocation_id=context.invocation_id, function="on_model_promoted", event_id=event.id),
+        span("on_model_promoted", parent=incoming_traceparent(event=raw, context=context), kind="consumer"),
+    ):
         try:
-            promoted = parse_event(event_as_dict(event))
+            promoted = parse_event(raw)
         except InputError as exc:
             _log.warning("event rejected", extra={"reason": exc.reason, "error": exc.message})
             return

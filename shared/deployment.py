@@ -487,12 +487,15 @@ class DeploymentService:
         """Decide about one registered version (from either front door)."""
         from dataclasses import replace
 
-        from shared.errors import AlreadyClaimedError, ModelError, ModelNotFoundError
+        from shared.errors import ModelNotFoundError
         from shared.logs import bind, get_logger
+        from shared.registrations import correlation_of
+        from shared.telemetry import span
 
         with bind(
             model=registration.name, model_version=registration.version, event_id=registration.delivery_id
-        ):
+        ), span("deployment decision", attributes={"model": registration.name,
+                                                   "model_version": registration.version}) as current:  # fmt: skip
             try:
                 found = self.registry.resolve(f"models:/{registration.name}/{registration.version}")
             except ModelNotFoundError as exc:  # not registered (yet): not final, a later delivery decides
@@ -501,43 +504,55 @@ class DeploymentService:
                     "origin": registration.origin,
                 })  # fmt: skip
                 return DeploymentOutcome("ignored", registration.idempotency_key)
-            registration = replace(registration, identity=found.identity or registration.identity)
-            key = registration.idempotency_key
-            claim = self.ledger.claim(
-                key, self.owner, self.claim_ttl_seconds, {"origin": registration.origin}
-            )
-            if claim is None:
-                existing = self.ledger.get(key)
-                if existing is not None and existing.status == "claimed":
-                    raise AlreadyClaimedError(f"{key} is being decided by {existing.owner}", key=key)
-                get_logger("deployment").info("registration already decided", extra={
-                    "key": key, "decision": existing.status if existing else None,
-                    "delivery_id": registration.delivery_id})  # fmt: skip
-                return DeploymentOutcome("duplicate", key)
-            try:
-                champion = self.registry.alias_version(registration.name, "champion")
-                if champion is not None and _newer(champion, registration.version):
-                    decision = Decision("reject", (f"version {registration.version} is older than the champion "
-                                                   f"(version {champion})",), {}, None, {})  # fmt: skip
-                else:
-                    decision = self._decide(registration, champion, ModelError)
-                if decision.action == "promote" and self.rollout is not None:
-                    decision = self._roll_out(registration, champion, decision)
-                if decision.action == "promote":
-                    before, champion = champion, self._promote(registration.name, registration.version, champion)
-                    if champion == registration.version:
-                        self._champion_changed(registration.name, champion, "promote", before,
-                                               by=f"{registration.origin}:{registration.delivery_id}")  # fmt: skip
-                self._record(registration, claim, decision)
-                get_logger("deployment").info("deployment decision", extra={
-                    "decision": decision.action, "reasons": list(decision.reasons), "champion": champion,
-                    "reason": decision.validation.get("reason"), "key": key, "identity": registration.identity,
-                    "challenger_metrics": dict(decision.challenger), "origin": registration.origin,
-                })  # fmt: skip
-                return DeploymentOutcome(decision.action, key, decision, champion)
-            except BaseException:
-                self.ledger.release(claim)
-                raise
+            registration = replace(registration, identity=found.identity or registration.identity,
+                                   correlation_id=registration.correlation_id or correlation_of(found.tags))  # fmt: skip
+            with bind(correlation_id=registration.correlation_id):
+                outcome = self._handle(registration, current)
+            return outcome
+
+    def _handle(self, registration: Any, current: Any) -> DeploymentOutcome:
+        from shared.errors import AlreadyClaimedError, ModelError
+        from shared.logs import get_logger
+
+        if registration.correlation_id:
+            current.set_attribute("scorehook.correlation_id", registration.correlation_id)
+        key = registration.idempotency_key
+        claim = self.ledger.claim(
+            key, self.owner, self.claim_ttl_seconds, {"origin": registration.origin}
+        )
+        if claim is None:
+            existing = self.ledger.get(key)
+            if existing is not None and existing.status == "claimed":
+                raise AlreadyClaimedError(f"{key} is being decided by {existing.owner}", key=key)
+            get_logger("deployment").info("registration already decided", extra={
+                "key": key, "decision": existing.status if existing else None,
+                "delivery_id": registration.delivery_id})  # fmt: skip
+            return DeploymentOutcome("duplicate", key)
+        try:
+            champion = self.registry.alias_version(registration.name, "champion")
+            if champion is not None and _newer(champion, registration.version):
+                decision = Decision("reject", (f"version {registration.version} is older than the champion "
+                                               f"(version {champion})",), {}, None, {})  # fmt: skip
+            else:
+                decision = self._decide(registration, champion, ModelError)
+            if decision.action == "promote" and self.rollout is not None:
+                decision = self._roll_out(registration, champion, decision)
+            if decision.action == "promote":
+                before, champion = champion, self._promote(registration.name, registration.version, champion)
+                if champion == registration.version:
+                    self._champion_changed(registration.name, champion, "promote", before,
+                                           by=f"{registration.origin}:{registration.delivery_id}")  # fmt: skip
+            self._record(registration, claim, decision)
+            current.set_attribute("scorehook.decision", decision.action)
+            get_logger("deployment").info("deployment decision", extra={
+                "decision": decision.action, "reasons": list(decision.reasons), "champion": champion,
+                "reason": decision.validation.get("reason"), "key": key, "identity": registration.identity,
+                "challenger_metrics": dict(decision.challenger), "origin": registration.origin,
+            })  # fmt: skip
+            return DeploymentOutcome(decision.action, key, decision, champion)
+        except BaseException:
+            self.ledger.release(claim)
+            raise
 
     def _decide(self, registration: Any, champion: str | None, model_error: type[Exception]) -> Decision:
         from dataclasses import replace
@@ -685,7 +700,7 @@ class DeploymentService:
 
         record = {
             **decision.to_record(), "model": registration.name, "version": registration.version,
-            "identity": registration.identity,
+            "identity": registration.identity, "correlation_id": getattr(registration, "correlation_id", None),
             "trigger": {"origin": registration.origin, "delivery_id": registration.delivery_id,
                         "workspace": registration.workspace},
             "decided_at": datetime.now(UTC).isoformat(),
@@ -699,7 +714,8 @@ class DeploymentService:
         try:
             self.publisher.publish(
                 f"Scorehook.Model.{event_type}", f"models/{registration.name}:{registration.version}",
-                {"model_name": registration.name, "version": registration.version, **decision.to_record()},
+                {"model_name": registration.name, "version": registration.version, **decision.to_record(),
+                 "correlation_id": record["correlation_id"]},
             )  # fmt: skip
         except TransientError as exc:  # recorded already; a lost notification must not undo the decision
             get_logger("deployment").error("decision not published", extra={"error": str(exc)})

@@ -609,6 +609,17 @@ class ModelProvider:
         return version, self.cache.get(key, lambda: self._load(version))
 
     def _load(self, version: Any) -> Any:
+        import time
+
+        from shared.telemetry import record_model_load, span
+
+        started = time.perf_counter()
+        with span("model load", attributes={"model": version.name, "model_version": version.version}):
+            model = self._load_now(version)
+        record_model_load(version.name, version.version, time.perf_counter() - started)
+        return model
+
+    def _load_now(self, version: Any) -> Any:
         if version.name.startswith(BLOB_SCHEME):
             container, _, name = version.name[len(BLOB_SCHEME) :].partition("/")
             return OnnxModel.from_file(self.blobs.read_bytes(container, name), self.threads)

@@ -233,6 +233,13 @@ class ModelRegistry(Protocol):
         ...
 
 
+CORRELATION_TAG = "scorehook.correlation_id"
+"""The tag that carries a drift report's id (its ``correlation_id``) from the retraining job to the version it
+registers, and so to the registration and the deployment decision."""
+TRACEPARENT_TAG = "scorehook.traceparent"
+"""The W3C trace context of the drift evaluation that asked for a retraining (on the job and the version)."""
+
+
 @dataclass(frozen=True)
 class RetrainRequest:
     """What a retraining needs: the model and version that drifted, why, and the recent data to learn from.

@@ -35,6 +35,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import (
@@ -53,6 +54,7 @@ __all__ = [
     "ModelVersionRegistered",
     "WebhookAuthError",
     "accept_delivery",
+    "correlation_of",
     "from_azureml_event",
     "from_message",
     "from_mlflow_webhook",
@@ -86,6 +88,8 @@ class ModelVersionRegistered:
     tags: Mapping[str, str] = field(default_factory=dict)
     workspace: str | None = None
     identity: str | None = None  # the registry's identity of the version (see ``ModelVersion.identity``)
+    #: the drift report that led to this version (its tag ``scorehook.correlation_id``), if one did
+    correlation_id: str | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -158,10 +162,27 @@ def from_azureml_event(event: Event, allowed_workspaces: tuple[str, ...]) -> Mod
             f"data.modelVersion must be a number or a string, not {type(version).__name__}"
         )
     tags = _lower(event.data).get("modeltags") or {}
+    tags = {str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {}
     return ModelVersionRegistered(
-        name=str(name), version=str(version), origin="azureml", delivery_id=event.id,
-        tags={str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {}, workspace=workspace,
+        name=str(name), version=str(version), origin="azureml", delivery_id=event.id, tags=tags,
+        workspace=workspace, correlation_id=correlation_of(tags),
     )  # fmt: skip
+
+
+def correlation_of(tags: Mapping[str, Any] | None) -> str | None:
+    """The ``correlation_id`` a version's tags carry: ``scorehook.correlation_id``, else the retraining's
+    decision tag (``scorehook.retrain.decision``, which is the same drift report id); ``None`` for a version
+    no drift report led to. Cut to 200 characters (tags are untrusted).
+
+    Example:
+        >>> correlation_of({"scorehook.retrain.decision": "churn/3/20260101T000000Z"})
+        'churn/3/20260101T000000Z'
+    """
+    from shared.ports import CORRELATION_TAG
+
+    tags = tags or {}
+    value = tags.get(CORRELATION_TAG) or tags.get("scorehook.retrain.decision")
+    return str(value)[:200] if value else None
 
 
 def sign_mlflow_delivery(secret: str, delivery_id: str, timestamp: str, raw_body: bytes) -> str:
@@ -218,10 +239,11 @@ def from_mlflow_webhook(
         for required in ("name", "version"):
             if data.get(required) in (None, ""):
                 raise MissingFieldError(f"data.{required}", where="model_version.created delivery")
+        tags = data.get("tags") if isinstance(data.get("tags"), Mapping) else {}
+        tags = {str(k): str(v) for k, v in tags.items()}
         return ModelVersionRegistered(
             name=str(data["name"]), version=str(data["version"]), origin="mlflow", delivery_id=delivery_id,
-            source=data.get("source"), run_id=data.get("run_id"),
-            tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
+            source=data.get("source"), run_id=data.get("run_id"), tags=tags, correlation_id=correlation_of(tags),
         )  # fmt: skip
     approved = str(data.get("value", "")).lower() == "true"
     if kind == "model_version_tag.set" and data.get("key") == APPROVAL_TAG and approved:
@@ -231,7 +253,8 @@ def from_mlflow_webhook(
 
 # What a queue message carries: references only, never tags, descriptions or bodies (a queue message is at
 # most 64 KiB and MLflow allows 100,000-character tags); the flow reads the rest from the registry.
-_MESSAGE_FIELDS = {"registration": ("name", "version", "origin", "delivery_id", "run_id", "workspace", "identity"),
+_MESSAGE_FIELDS = {"registration": ("name", "version", "origin", "delivery_id", "run_id", "workspace", "identity",
+                                    "correlation_id"),
                    "approval": ("name", "version", "delivery_id")}  # fmt: skip
 MAX_MESSAGE_BYTES = 48 * 1024  # base64 makes 64 KiB of queue message out of 48 KiB of text
 
@@ -246,9 +269,12 @@ def to_message(item: ModelVersionRegistered | ApprovalGranted) -> str:
         False
     """
     from shared.errors import TooLargeError
+    from shared.telemetry import with_traceparent
 
     kind = "approval" if isinstance(item, ApprovalGranted) else "registration"
-    text = json.dumps({"kind": kind, **{f: getattr(item, f) for f in _MESSAGE_FIELDS[kind]}})
+    text = json.dumps(
+        with_traceparent({"kind": kind, **{f: getattr(item, f) for f in _MESSAGE_FIELDS[kind]}})
+    )
     if len(text.encode()) > MAX_MESSAGE_BYTES:  # only names over every registry's limits get here
         raise TooLargeError(f"the {kind} message for {item.name[:100]!r} is {len(text.encode()):,} bytes",
                             limit="queue_message_bytes", maximum=MAX_MESSAGE_BYTES)  # fmt: skip
@@ -301,5 +327,6 @@ def accept_delivery(
     except BaseException:
         ledger.release(claim)
         raise
-    ledger.finish(claim, "queued", {"kind": kind, "model": item.name, "version": item.version})
+    ledger.finish(claim, "queued", {"kind": kind, "model": item.name, "version": item.version,
+                                    "queued_at": datetime.now(UTC).isoformat()})  # fmt: skip
     return "queued"

@@ -284,6 +284,9 @@ class ScoringService:
                 "event_id": event.id,
                 "blob": f"{event.container}/{event.blob_name}",
                 "route": route.name,
+                "etag": event.etag.strip('"'),
+                "event_time": event.time.isoformat() if event.time else None,
+                "claimed_at": datetime.now(UTC).isoformat(),
             }
             claim = self.ledger.claim(key, _OWNER, self.settings.claim_ttl_seconds, details)
             if claim is None:
@@ -391,7 +394,10 @@ class ScoringService:
         output = output_name(event.container, event.blob_name, route.output_format)
         condition = self._output_condition(route, output, event)
         committed: BlobInfo | None = condition.pop("committed", None)
+        resolving = self._clock()
         version, model = self.models.get(route.model)
+        resolved = {"model_resolved_at": datetime.now(UTC).isoformat(),
+                    "model_ms": round((self._clock() - resolving) * 1000, 1)}  # fmt: skip
         with bind(model=version.name, model_version=version.version, route=route.name):
             observer = self._drift_observer(version, model, key)
             stats = EngineStats()
@@ -431,11 +437,13 @@ class ScoringService:
                     observer.stop()  # the worker has seen every batch once the output is committed
             location = f"{route.output_container}/{output}"
             details: dict[str, Any] = {**metadata, "output": location, "rows_read": stats.rows_read,
-                                       "rows_scored": stats.rows_scored, "rows_rejected": stats.rows_rejected}  # fmt: skip
+                                       "rows_scored": stats.rows_scored, "rows_rejected": stats.rows_rejected,
+                                       **resolved, "committed_at": datetime.now(UTC).isoformat()}  # fmt: skip
             if observer is not None:
                 details |= self._record_drift(version, event, observer, key)
-            self.ledger.finish(lease.stop(), "succeeded", details)
             elapsed_ms = round((self._clock() - started) * 1000, 1)
+            details |= {"finished_at": datetime.now(UTC).isoformat(), "elapsed_ms": elapsed_ms}
+            self.ledger.finish(lease.stop(), "succeeded", details)
             self._publish("Scorehook.Scoring.Completed", event, {**details, "elapsed_ms": elapsed_ms})
             _log.info("file scored", extra={"output": location, "rows_read": stats.rows_read,
                                             "rows_scored": stats.rows_scored, "rows_rejected": stats.rows_rejected,
@@ -570,8 +578,9 @@ class ScoringService:
             raise TransientError(f"the failure record of {event.blob_path} could not be written: {write_error}",
                                  reason="failure_record_unwritten") from write_error  # fmt: skip
         self.ledger.finish(
-            lease.stop(), "failed", {"reason": exc.reason, "message": exc.message, "failure": location}
-        )
+            lease.stop(), "failed", {"reason": exc.reason, "message": exc.message, "failure": location,
+                                     "failed_at": record["failed_at"], "elapsed_ms": record["elapsed_ms"]},
+        )  # fmt: skip
         self._publish(
             "Scorehook.Scoring.Failed",
             event,

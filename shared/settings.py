@@ -6,7 +6,7 @@ An explicit argument beats the setting, which beats the default. An empty settin
 
 Every value is checked when the settings are built, not when it is first used: one
 :class:`~shared.errors.ConfigurationError` lists every bad setting with the value given (secrets masked)
-and the form expected, e.g. ``SCOREHOOK_ALIAS_TTL_SECONDS='abc': expected a number of seconds > 0``.
+and the form expected, e.g. ``SCOREHOOK_ALIAS_TTL_SECONDS='abc': expected a number of seconds >= 0``.
 
 Example:
     >>> s = Settings.from_env({"SCOREHOOK_INPUT_CONTAINER": "drop"}, output_container="out")
@@ -16,7 +16,7 @@ Example:
     Traceback (most recent call last):
     ...
     shared.errors.ConfigurationError: 2 app settings are invalid:
-      SCOREHOOK_ALIAS_TTL_SECONDS='abc': expected a number of seconds > 0
+      SCOREHOOK_ALIAS_TTL_SECONDS='abc': expected a number of seconds >= 0
       SCOREHOOK_DRIFT_ENABLED='maybe': expected a flag: true or false (also 1/0, yes/no)
 """
 
@@ -261,7 +261,7 @@ class Settings(BaseSettings):
     ledger_table: str = _setting("SCOREHOOK_LEDGER_TABLE", "ScorehookLedger", TABLE)
     model_uri: str = _setting("SCOREHOOK_MODEL_URI", "models:/scorehook-sample@champion", MODEL_REFERENCE)
     routes: str | None = _setting("SCOREHOOK_ROUTES")
-    alias_ttl_seconds: float = _setting("SCOREHOOK_ALIAS_TTL_SECONDS", 60.0, SECONDS)
+    alias_ttl_seconds: float = _setting("SCOREHOOK_ALIAS_TTL_SECONDS", 60.0, SECONDS_OR_ZERO)  # 0: every file
     model_marker_container: str = _setting("SCOREHOOK_MODEL_MARKER_CONTAINER", "scorehook-models", CONTAINER)
     model_marker_seconds: float = _setting("SCOREHOOK_MODEL_MARKER_SECONDS", 2.0, SECONDS_OR_ZERO)
     onnx_threads: int = _setting("SCOREHOOK_ONNX_THREADS", 1, POSITIVE)
@@ -316,6 +316,8 @@ class Settings(BaseSettings):
     log_level: str = _setting("SCOREHOOK_LOG_LEVEL", "INFO", LOG_LEVEL)
     log_file: str | None = _setting("SCOREHOOK_LOG_FILE")
     log_console: bool = _setting("SCOREHOOK_LOG_CONSOLE", True, FLAG)
+    # auto (readable on a terminal), json, console
+    log_format: str = _setting("SCOREHOOK_LOG_FORMAT", "auto", _choice("auto", "json", "console"))
 
     model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="forbid")
 

@@ -37,7 +37,12 @@ class EventGridPublisher:
         from azure.core.exceptions import AzureError
         from azure.eventgrid import EventGridEvent
 
-        event = EventGridEvent(subject=subject, event_type=event_type, data=dict(data), data_version="1.0")
+        from shared.telemetry import with_traceparent
+
+        # the Event Grid schema has no extension attributes: the W3C trace context travels in data
+        event = EventGridEvent(
+            subject=subject, event_type=event_type, data=with_traceparent(data), data_version="1.0"
+        )
         try:
             self._client.send([event])
         except AzureError as exc:

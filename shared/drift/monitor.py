@@ -49,6 +49,8 @@ from shared.errors import InputError, ModelNotFoundError, ScorehookError, Transi
 from shared.logs import bind, get_logger
 from shared.names import normalize_etag
 from shared.ports import (
+    CORRELATION_TAG,
+    TRACEPARENT_TAG,
     EventPublisher,
     Ledger,
     ModelRegistry,
@@ -406,16 +408,24 @@ class DriftMonitor:
     def _evaluate(self, state: CompactedWindow) -> dict[str, Any]:
         """Compare a compacted window with its baseline: report stored, logged, ``.Evaluated`` published,
         a retraining asked on drift, ``.Detected`` published when this evaluation starts a drift wave."""
+        from shared.telemetry import record_drift, span
+
         model, version, key = state.model, state.version, state.key
         assert state.profile is not None
-        with bind(model=model, model_version=version, window=key):
+        correlation_id = f"{model}/{version}/{key}"  # the report's id, and the decision id of its retraining
+        with bind(model=model, model_version=version, window=key, correlation_id=correlation_id), span(
+            "drift evaluation", attributes={"model": model, "model_version": version, "window": key}
+        ) as current:
             model_version = self.registry.resolve(f"models:/{model}/{version}")
             baseline, importance = self.baseline(model_version)
             report = compare(baseline, state.profile, self.policy, importance=importance, model=model)
             doc = report.to_json() | {
                 "evaluated_at": datetime.fromtimestamp(self.clock(), UTC).isoformat(),
                 "inputs": state.parts, "inputs_missing_profiles": state.inputs_missing_profiles,
+                "correlation_id": correlation_id,
             }  # fmt: skip
+            record_drift(doc)
+            current.set_attribute("scorehook.decision", str(doc.get("decision")))
             name = self.store.save_report(model, version, key, doc)  # without source_etag: not final yet
             doc["report"] = (
                 self.store.blobs.properties(self.store.container, name).url
@@ -423,7 +433,7 @@ class DriftMonitor:
             )
             if report.drifted:
                 doc["action"] = self.request_retraining(
-                    model_version, f"{model}/{version}/{key}", "drift", state.inputs, doc["report"]
+                    model_version, correlation_id, "drift", state.inputs, doc["report"]
                 )
             wave, announce = self._wave_step(model, version, key, doc["decision"])
             if wave is not None:
@@ -433,7 +443,7 @@ class DriftMonitor:
             summary = {
                 k: doc[k] for k in ("model", "model_version", "window", "rows", "decision", "drifted_share",
                                     "prediction_drift", "drifted_features", "reasons", "report",
-                                    "inputs", "inputs_missing_profiles")
+                                    "inputs", "inputs_missing_profiles", "correlation_id")
             }  # fmt: skip
             for extra in ("action", "wave"):
                 if extra in doc:
@@ -501,7 +511,7 @@ class DriftMonitor:
                 "set SCOREHOOK_DRIFT_MONITOR_MODELS",
                 signal=signal.signal_id,
             )
-        with bind(model=signal.model, signal=signal.signal_id):
+        with bind(model=signal.model, signal=signal.signal_id, correlation_id=signal.signal_id):
             champion = self.registry.alias_version(signal.model, "champion")
             if champion is None:
                 raise ModelNotFoundError(f"{signal.model} has no champion to retrain", model=signal.model)
@@ -519,6 +529,7 @@ class DriftMonitor:
                 "model": signal.model, "model_version": champion, "source": signal.source,
                 "signal": signal.signal_id, "monitor": signal.monitor, "signal_message": signal.message,
                 "breaches": list(signal.breaches), "drift_coefficient": signal.drift_coefficient,
+                "correlation_id": signal.signal_id,
             }  # fmt: skip
             summary["action"] = self.request_retraining(
                 version, signal.signal_id, signal.source, inputs, None
@@ -533,7 +544,12 @@ class DriftMonitor:
     def request_retraining(
         self, version: ModelVersion, decision_id: str, reason: str, inputs: list[str], report: str | None
     ) -> dict[str, Any]:
-        """Launch one retraining for ``decision_id`` unless deduplicated or cooling down; the outcome."""
+        """Launch one retraining for ``decision_id`` unless deduplicated or cooling down; the outcome.
+
+        ``decision_id`` is the drift report's id: the job and the version it registers are tagged with it
+        (``scorehook.correlation_id``), and so are this outcome and its ledger record."""
+        from shared.telemetry import traceparent
+
         if self.retrainer is None:
             return {"status": "not_configured", "why": "SCOREHOOK_RETRAIN_LAUNCHER is none"}
         claim = self.ledger.claim(f"retrain:{decision_id}", _OWNER, 900, {"model": version.uri})
@@ -551,9 +567,11 @@ class DriftMonitor:
                        "until": last.expires_at if last else None}  # fmt: skip
             self.ledger.finish(claim, "skipped", outcome)
             return outcome
+        trace = traceparent()
         request = RetrainRequest(
             model=version.name, model_version=version.version, decision_id=decision_id, reason=reason,
             inputs=tuple(inputs), report=report,
+            tags={CORRELATION_TAG: decision_id, **({TRACEPARENT_TAG: trace} if trace else {})},
         )  # fmt: skip
         try:
             run = self.retrainer.launch(request)
@@ -565,8 +583,8 @@ class DriftMonitor:
             self.ledger.release(cooldown)
             self.ledger.finish(claim, "failed", exc.to_record())
             return {"status": "failed", "decision_id": decision_id, **exc.to_record()}
-        outcome = {"status": "launched", "decision_id": decision_id, "run_id": run.run_id,
-                   "launcher": run.launcher, "inputs": len(inputs), **dict(run.details)}  # fmt: skip
+        outcome = {"status": "launched", "decision_id": decision_id, "correlation_id": decision_id,
+                   "run_id": run.run_id, "launcher": run.launcher, "inputs": len(inputs), **dict(run.details)}  # fmt: skip
         self.ledger.finish(claim, "succeeded", outcome)
         log.info("retraining launched", extra=outcome)
         self._publish(
@@ -579,12 +597,13 @@ class DriftMonitor:
         """Record how a retraining ended (once per run). A failed one lifts the model's cooldown, so the
         next drifted window may try again; a successful one leaves the rest to the registry event."""
         outcome = {"decision_id": finished.decision_id, "model": finished.model, "run_id": finished.run_id,
-                   "status": finished.status, **dict(finished.details)}  # fmt: skip
+                   "status": finished.status, **dict(finished.details),
+                   "finished_at": datetime.fromtimestamp(self.clock(), UTC).isoformat()}  # fmt: skip
         claim = self.ledger.claim(f"retrain-run:{finished.run_id}", _OWNER, 900, outcome)
         if claim is None:
             return {**outcome, "duplicate": True}
         self.ledger.finish(claim, finished.status, outcome)
-        with bind(model=finished.model, decision_id=finished.decision_id):
+        with bind(model=finished.model, decision_id=finished.decision_id, correlation_id=finished.decision_id):
             if finished.status == "failed":
                 self.ledger.forget(f"retrain-cooldown:{finished.model}")
                 log.warning("retraining failed: cooldown lifted", extra=outcome)

@@ -79,11 +79,11 @@ def test_both_instances_score_with_a_new_champion_within_5_seconds(pair):
     assert _score_on_both(first) == (v2, v2)
     assert time.monotonic() - promoted < 30
 
-    rollback = _cli(first, "models", "rollback", first.name, "--to", v1, "--reason", "e2e: back to v1")
+    rollback = _cli(first, "models", "rollback", first.name, "--to", v1, "--reason", "e2e: back to v1", "--json")
     assert rollback.returncode == 0, rollback.stderr
     assert json.loads(rollback.stdout.strip().splitlines()[-1])["status"] == "promote"
     rolled_back = time.monotonic()
-    again = _cli(first, "models", "rollback", first.name, "--to", v1)
+    again = _cli(first, "models", "rollback", first.name, "--to", v1, "--json")
     assert again.returncode == 0 and json.loads(again.stdout.strip().splitlines()[-1])["status"] == "unchanged"
     assert _champion(first) == v1
     tags = first.client.get_model_version(first.name, v2).tags

@@ -209,12 +209,17 @@ def test_a_duplicate_delivery_gives_one_decision(env):
     body = {"entity": "model_version", "action": "created", "timestamp": "x",
             "data": {"name": env.name, "version": version, "source": "models:/x", "run_id": None, "tags": {}}}  # fmt: skip
     raw, headers = _signed(env, body)
-    assert env.request("POST", "/api/mlflow-webhook", raw, headers)[0] == 202
+    trace = uuid.uuid4().hex  # the delivery's W3C trace context travels on the queue message to the flow
+    traced = {**headers, "traceparent": f"00-{trace}-00f067aa0ba902b7-01"}
+    assert env.request("POST", "/api/mlflow-webhook", raw, traced)[0] == 202
     assert (
         env.request("POST", "/api/mlflow-webhook", raw, headers)[0] == 200
     )  # same delivery id: deduplicated
     time.sleep(2)  # the queued registration is decided already: the flow answers duplicate
     assert _decision(env, version) == before
+    done = env.wait_for(lambda: [line for line in log_lines(env) if line.get("trace_id") == trace
+                                 and line.get("message") == "deployment flow done"], what="the flow's line")  # fmt: skip
+    assert done[0]["function"] == "deploy_model_version" and done[0]["status"] == "duplicate"
 
 
 def test_azure_ml_model_registered_events_enter_the_same_flow(env):

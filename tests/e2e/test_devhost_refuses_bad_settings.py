@@ -36,7 +36,7 @@ def test_devhost_refuses_to_start_with_bad_settings_and_lists_them_all(tmp_path)
     assert done.returncode == 2, done.stderr
     err = done.stderr
     assert "devhost: not started: 5 settings are invalid:" in err
-    assert "SCOREHOOK_ALIAS_TTL_SECONDS='abc': expected a number of seconds > 0" in err
+    assert "SCOREHOOK_ALIAS_TTL_SECONDS='abc': expected a number of seconds >= 0" in err
     assert "SCOREHOOK_DRIFT_ENABLED='maybe': expected a flag: true or false" in err
     assert "SCOREHOOK_DRIFT_SCHEDULE='*/5 * * * *': expected a 6-field NCRONTAB schedule" in err
     assert "SCOREHOOK_ROUTES[churn].model='models:/churn@': expected models:/NAME@ALIAS" in err

@@ -96,6 +96,12 @@ def test_drifted_files_lead_to_exactly_one_retraining_and_a_deployment_decision(
     from shared.settings import Settings
 
     ledger = TableLedger.from_settings(Settings.from_env(env.env), create=False)
+    # one correlation_id from the drift report to the decision: report, retraining, version, decision record
+    correlation = report["correlation_id"]
+    assert report["action"]["correlation_id"] == correlation == tags["scorehook.correlation_id"]
+    assert ledger.get(f"retrain:{report['action']['decision_id']}").details["correlation_id"] == correlation
+    [decided] = [r for r in ledger.records() if r.key.startswith(f"registration:{env.name}/{version.version}@")]
+    assert decided.details["correlation_id"] == correlation
     run = env.wait_for(lambda: ledger.get(f"retrain-run:{report['action']['run_id']}"), timeout=30,
                        what="the retraining process's exit recorded")  # fmt: skip
     assert run.status == "succeeded" and run.details["exit_code"] == 0
@@ -137,9 +143,11 @@ def test_an_azure_ml_monitor_breach_enters_the_same_decision_and_respects_the_co
 
 def test_the_cli_shows_the_drift_reports(env):
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("SCOREHOOK_", "MLFLOW_", "DataStorage"))}
-    result = subprocess.run([sys.executable, "-m", "cli", "--settings", str(env.settings_path), "drift", env.name],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120, env=keep)  # fmt: skip
+    argv = [sys.executable, "-m", "cli", "--settings", str(env.settings_path), "drift", env.name]
+    result = subprocess.run([*argv, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120, env=keep)
     assert result.returncode == 0, result.stderr
-    reports = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    reports = json.loads(result.stdout)["reports"]
     assert {r["decision"] for r in reports} >= {"drift"}
-    assert "normalized_wasserstein" in result.stdout and "threshold 0.1 + noise bound" in result.stdout
+    table = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, env=keep)
+    assert table.returncode == 0, table.stderr
+    assert "normalized_wasserstein" in table.stdout and "threshold 0.1 + noise bound" in table.stdout

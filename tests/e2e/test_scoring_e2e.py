@@ -126,6 +126,38 @@ def test_a_cloudevents_delivery_is_scored_the_same_way(app):
     }
 
 
+def test_a_delivery_with_a_traceparent_is_handled_under_that_trace(app):
+    """The CloudEvents ``traceparent`` extension attribute becomes the parent of the invocation: the app's
+    log lines (devhost's console, JSON lines) carry its trace id. devhost's own delivery of the upload races
+    with this one: whichever scores, this invocation's line says what it did, under this trace."""
+    trace = uuid.uuid4().hex
+    name = f"e2e/{uuid.uuid4().hex}.csv"
+    client = app.blobs.get_blob_client("incoming", name)
+    etag = client.upload_blob(_sample(20))["etag"]
+    event = {
+        "specversion": "1.0", "id": str(uuid.uuid4()), "type": "Microsoft.Storage.BlobCreated",
+        "source": "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/devstoreaccount1",
+        "subject": f"/blobServices/default/containers/incoming/blobs/{name}", "time": "2026-11-23T10:00:00Z",
+        "traceparent": f"00-{trace}-00f067aa0ba902b7-01",
+        "data": {"api": "PutBlob", "eTag": etag, "contentLength": 1, "blobType": "BlockBlob", "url": client.url},
+    }  # fmt: skip
+
+    def delivered() -> bool:  # 500 while the other delivery holds the file: Event Grid would retry
+        status, _, _ = app.request(
+            "POST",
+            "/runtime/webhooks/eventgrid?functionName=score_blob",
+            [event],
+            {"aeg-event-type": "Notification"},
+        )
+        return status == 200
+
+    app.wait_for(delivered, what="the traced delivery acknowledged")
+    lines = [json.loads(line) for line in app.log.read_text().splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line.get("trace_id") == trace]
+    assert mine and all(line["event_id"] == event["id"] and line["function"] == "score_blob" for line in mine)
+    assert {line["message"] for line in mine} & {"file scored", "duplicate delivery acknowledged"}
+
+
 def test_health_is_anonymous_and_status_needs_the_function_key(app):
     status, _, body = app.request("GET", "/api/health")
     assert status == 200 and json.loads(body)["status"] == "ok"

@@ -50,19 +50,24 @@ def test_a_failed_file_is_traced_and_replayed_once_its_model_exists(
     pacsv.write_csv(table, sink)
     blob_service.get_blob_client("incoming", name).upload_blob(sink.getvalue())
 
-    code, lines, out = _cli(path, "replay", f"incoming/{name}")
+    code, lines, out = _cli(path, "replay", f"incoming/{name}", "--json")
     assert code == 1 and lines[0]["status"] == "failed" and lines[0]["reason"] == "model_not_found", out
-    code, lines, out = _cli(path, "trace", f"incoming/{name}")
-    assert code == 0, out
-    assert any(line.get("status") == "failed" for line in lines)
-    assert any(line.get("reason") == "model_not_found" and "failure_record" in line for line in lines)
-    code, lines, out = _cli(path, "status")
-    assert lines[0]["ledger"] == {"failed": 1}, out
+    code, lines, out = _cli(path, "trace", f"incoming/{name}", "--json")
+    assert code == 0 and lines[0]["state"] == "failed_open", out
+    failed = [e for e in lines[0]["events"] if e["kind"] == "failed"]
+    assert failed and failed[-1]["details"]["reason"] == "model_not_found", out
+    assert failed[-1]["details"]["location"].startswith("failed/"), out
+    code, lines, out = _cli(path, "status", "--json")
+    counts = lines[0]["files"]["counts"]
+    assert (counts["failed_open"], counts["scored"]) == (1, 0), out
 
     train_and_register(mlflow_tracking_uri, model_name=model, rows=2000, alias="champion")
-    code, lines, out = _cli(path, "replay", "--failed")
+    code, lines, out = _cli(path, "replay", "--failed", "--json")
     assert code == 0 and [line["status"] for line in lines] == ["succeeded"], out
-    code, lines, out = _cli(path, "trace", f"incoming/{name}")
-    lineage = next(line["lineage"] for line in lines if "lineage" in line)
-    assert lineage["rows_scored"] == "50" and lineage["model_name"] == model
-    assert _cli(path, "status")[1][0]["ledger"] == {"succeeded": 1}
+    code, lines, out = _cli(path, "trace", f"incoming/{name}", "--json")
+    scored = next(e for e in lines[0]["events"] if e["kind"] == "scored")
+    assert scored["details"]["rows_scored"] == 50 and lines[0]["state"] == "failed_resolved", out
+    resolved = next(e for e in lines[0]["events"] if e["kind"] == "model_resolved")
+    assert resolved["details"]["model"] == model
+    counts = _cli(path, "status", "--json")[1][0]["files"]["counts"]
+    assert (counts["failed_open"], counts["failed_resolved"]) == (0, 1)

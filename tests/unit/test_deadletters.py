@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 
@@ -309,27 +308,36 @@ def test_only_served_blob_created_events_are_replayed(scoring):
     assert {service.replay_status(d) for d in service.dead_letters()} == {"n/a"}
 
 
-def test_the_cli_lists_and_replays(scoring, capsys):
-    from cli.__main__ import cmd_deadletters
+def _cli(scoring, *args: str) -> int:
+    from cli.app import Services, main
 
+    class Injected(Services):
+        def scoring(self):
+            return scoring.service
+
+    return main(list(args), services=Injected(None))
+
+
+def test_the_cli_lists_and_replays(scoring, capsys):
     event = scoring.upload("a.csv", GOOD)
     _dead_letter(scoring, [{**event, **EG_FACTS}])
-    args = argparse.Namespace(replay=False, json=True, container="deadletter")
 
-    assert cmd_deadletters(scoring.service, args) == 0
+    assert _cli(scoring, "deadletters", "--json", "--container", "deadletter") == 0
     (listed,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert listed["subscription"] == "SCORE-INCOMING-BLOBS" and listed["reason"] == "MaxDeliveryAttemptsExceeded"
     assert listed["event_type"] == "Microsoft.Storage.BlobCreated" and listed["replayed"] == "no"
     assert listed["subject"] == event["subject"] and listed["time"] == EG_FACTS["lastDeliveryAttemptTime"]
+    assert listed["blob"] == "incoming/a.csv"
 
-    assert cmd_deadletters(scoring.service, argparse.Namespace(replay=True, json=True, container="deadletter")) == 0
+    assert _cli(scoring, "deadletters", "--replay", "--json") == 0
     (replayed,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert replayed["status"] == "succeeded" and replayed["output"] == f"scored/{output_name('incoming', 'a.csv')}"
 
-    assert cmd_deadletters(scoring.service, argparse.Namespace(replay=False, json=False, container="deadletter")) == 0
+    assert _cli(scoring, "deadletters") == 0
     text = capsys.readouterr().out
-    assert "SCORE-INCOMING-BLOBS  MaxDeliveryAttemptsExceeded  Microsoft.Storage.BlobCreated" in text
-    assert "replayed=yes" in text
+    assert "SCORE-INCOMING-BLOBS" in text and "MaxDeliveryAttemptsExceeded" in text
+    row = next(line for line in text.splitlines() if "MaxDeliveryAttemptsExceeded" in line)
+    assert "incoming/a.csv" in row and " yes " in f"{row} "
 
 
 def test_an_unexpected_error_of_one_file_does_not_stop_the_replay_of_the_others(scoring):
@@ -395,12 +403,10 @@ def test_an_event_for_the_dead_letter_function_that_does_not_parse_is_recorded_b
 
 
 def test_the_cli_text_listing_escapes_control_characters_of_untrusted_names(scoring, capsys):
-    from cli.__main__ import cmd_deadletters
-
-    _dead_letter(scoring, [{"id": "x", "eventType": "Demo.Thing", "subject": "a\x1b[2Jb\nc", **EG_FACTS}])
-    assert cmd_deadletters(scoring.service, argparse.Namespace(replay=False, json=False, container=None)) == 0
+    _dead_letter(scoring, [{"id": "x", "eventType": "Demo.Thing", "subject": "a\x1b[2Jb\nc[bold]", **EG_FACTS}])
+    assert _cli(scoring, "deadletters") == 0
     out = capsys.readouterr().out
-    assert "a\\x1b[2Jb\\nc" in out and "\x1b" not in out and out.count("\n") == 1 and "replayed=n/a" in out
+    assert "a\\x1b[2Jb\\nc[bold]" in out and "\x1b" not in out and "n/a" in out
 
 
 def test_an_event_rejected_at_delivery_keeps_its_record_and_gets_the_dead_letter_facts(scoring):

@@ -259,21 +259,28 @@ def test_an_unreadable_marker_keeps_the_cached_alias(tiny_onnx):
 
 
 def test_the_cli_prints_one_line_and_exits_2_on_a_refusal(models, capsys):
-    import argparse
     import json
 
-    from cli.__main__ import cmd_approve, cmd_rollback
+    from cli.app import Services, main
 
     flow = Flow(models)
     flow.decide(0), flow.decide(0)
-    args = argparse.Namespace(model="churn", to=None, reason="smoke test failed in prod")
-    assert cmd_rollback(flow.service, args) == 0
-    assert cmd_rollback(flow.service, args) == 0  # unchanged
+
+    class Injected(Services):
+        def deployment(self):
+            return flow.service
+
+    def run(*args: str) -> int:
+        return main(list(args), services=Injected(None))
+
+    assert run("rollback", "churn", "--reason", "smoke test failed in prod", "--json") == 0
+    assert run("models", "rollback", "churn", "--json") == 0  # unchanged
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(line["status"], line["champion"]) for line in lines] == [("promote", "1"), ("unchanged", "1")]
-    assert cmd_rollback(flow.service, argparse.Namespace(model="ghost", to=None, reason=None)) == 2
-    assert "unknown or has no champion" in capsys.readouterr().err
-    assert cmd_approve(flow.service, argparse.Namespace(model="churn", version="2", reason=None)) == 2
+    assert run("rollback", "ghost") == 2
+    captured = capsys.readouterr()
+    assert "unknown or has no champion" in captured.err and "refused" in captured.out  # the table
+    assert run("models", "approve", "churn", "2") == 2
     assert "not held for approval (promote)" in capsys.readouterr().err
     record = next(r for r in flow.ledger.records("champion") if r.details["how"] == "rollback").details
     assert record["by"].startswith("cli") and record["reason"] == "smoke test failed in prod"

@@ -95,6 +95,28 @@ EXPECTED = {
         },
         {"direction": "OUT", "type": "http", "name": "$return"},
     ],
+    "ops_page": [
+        {
+            "direction": "IN",
+            "type": "httpTrigger",
+            "name": "req",
+            "methods": ["GET"],
+            "authLevel": "FUNCTION",
+            "route": "ops",
+        },
+        {"direction": "OUT", "type": "http", "name": "$return"},
+    ],
+    "ops_replay": [
+        {
+            "direction": "IN",
+            "type": "httpTrigger",
+            "name": "req",
+            "methods": ["POST"],
+            "authLevel": "FUNCTION",
+            "route": "ops/replay",
+        },
+        {"direction": "OUT", "type": "http", "name": "$return"},
+    ],
 }
 
 

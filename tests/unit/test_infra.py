@@ -14,7 +14,7 @@ from shared.settings import SETTING_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
-LOCAL_ONLY = {"DataStorage", "SCOREHOOK_LOG_FILE", "SCOREHOOK_LOG_CONSOLE"}  # local-only: never set in Azure
+LOCAL_ONLY = {"DataStorage", "SCOREHOOK_LOG_FILE", "SCOREHOOK_LOG_CONSOLE", "SCOREHOOK_LOG_FORMAT"}  # local-only: never set in Azure
 HOST_SETTINGS = {"AzureWebJobsStorage__accountName", "APPLICATIONINSIGHTS_CONNECTION_STRING"}
 FLEX_REFUSED = {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_CONTENTSHARE"}
 APP_PREFIXES = ("SCOREHOOK_", "MLFLOW_")

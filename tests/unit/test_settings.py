@@ -97,7 +97,7 @@ def test_several_bad_settings_make_one_error_that_lists_each_with_its_value_and_
                              "SCOREHOOK_DRIFT_SHARE", "SCOREHOOK_INPUT_CONTAINER"}  # fmt: skip
     message = str(error)
     assert message.startswith("5 app settings are invalid:")
-    assert "SCOREHOOK_ALIAS_TTL_SECONDS='abc': expected a number of seconds > 0" in message
+    assert "SCOREHOOK_ALIAS_TTL_SECONDS='abc': expected a number of seconds >= 0" in message
     assert "SCOREHOOK_DRIFT_ENABLED='maybe': expected a flag: true or false" in message
     assert "SCOREHOOK_MODEL_CACHE_SIZE='0': expected a whole number >= 1" in message
     assert "SCOREHOOK_DRIFT_SHARE='1.5': expected a number > 0 and <= 1" in message

@@ -84,7 +84,7 @@ def test_importing_the_app_with_a_bad_setting_fails_with_the_whole_list():
                           env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode != 0
     assert "ConfigurationError: 2 settings are invalid:" in done.stderr
-    assert "SCOREHOOK_ALIAS_TTL_SECONDS='abc': expected a number of seconds > 0" in done.stderr
+    assert "SCOREHOOK_ALIAS_TTL_SECONDS='abc': expected a number of seconds >= 0" in done.stderr
     assert "SCOREHOOK_MODEL_URI='models:/x@': expected models:/NAME@ALIAS" in done.stderr
 
 
