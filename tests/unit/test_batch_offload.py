@@ -515,3 +515,15 @@ def test_outputs_are_read_from_the_finished_job() -> None:
     jobs = SimpleNamespace(get=lambda name: SimpleNamespace(name=name, outputs=outputs))
     scorer = AzureMLBatchScorer(SimpleNamespace(jobs=jobs))
     assert scorer.outputs("j") == {"score": "azureml://datastores/workspaceblobstore/paths/azureml/j/score/"}
+
+
+def test_the_ops_view_shows_a_submitted_file_in_progress_then_scored(offload: Offload) -> None:
+    from shared.opsview import OpsView
+
+    offload.submit()
+    job = offload.scorer.requests[0].job_name
+    view = OpsView.for_scoring(offload.service, registry=offload.registry)
+    assert [(f.blob, f.state) for f in view.files()] == [("incoming/big/2026/a.csv", "in_progress")]
+    offload.service.batch.complete(run_event("azureml_run_completed.json", job))
+    (scored,) = OpsView.for_scoring(offload.service, registry=offload.registry).files()  # no file for the pointer
+    assert (scored.state, scored.output) == ("scored", offload.scorer.outputs(job)["score"])
