@@ -361,7 +361,8 @@ class ScoringService:
             "data": {"api": "Replay", "eTag": info.etag, "contentLength": info.size, "url": url},
         })  # fmt: skip
         record = self.ledger.get(idempotency_key(event))
-        if record is not None and record.status in ("failed", "superseded"):
+        # a batch job that never reported (``submitted``) is submitted again: its late events are then stale
+        if record is not None and record.status in ("failed", "superseded", "submitted"):
             self.ledger.forget(record.key)
         return self.score(event)
 

@@ -307,6 +307,11 @@ def test_a_job_that_never_reports_stays_visible_as_submitted(offload: Offload) -
     assert stuck["batch_endpoint"] == "churn-batch" and stuck["age_s"] >= 3 * 3600 - 5
     assert pending_jobs(offload.ledger, older_than_seconds=7200) == []  # not old yet
 
+    again = offload.service.replay("incoming", "big/2026/a.csv")  # the operator gives up on the job
+    assert again.status == "submitted" and len(offload.scorer.requests) == 2
+    old = offload.scorer.requests[0].job_name
+    assert offload.service.batch.complete(run_event("azureml_run_completed.json", old)).status == "stale"
+
 
 @pytest.mark.parametrize(
     ("fixture", "status", "outcome"),
