@@ -25,6 +25,7 @@ __all__ = [
     "FAILURE_REASONS",
     "AlreadyClaimedError",
     "BadNameError",
+    "BatchFailedError",
     "BlobChangedError",
     "BlobNotFoundError",
     "ConfigurationError",
@@ -76,6 +77,7 @@ FAILURE_REASONS: dict[str, str] = {
     "blob_changed": "the blob changed while it was read: the newer event scores the new content",
     "model_not_found": "the route's model reference resolves to no registered version or blob",
     "bad_model": "the model cannot be used (does not load, has no usable signature)",
+    "batch_failed": "an Azure ML batch endpoint refused the file's job, or the job ended Failed or Canceled",
     "dead_lettered": "Event Grid gave up delivering the event (its dead-letter reason is in the record)",
 }
 
@@ -254,6 +256,13 @@ class ModelNotFoundError(ModelError):
     """The model reference does not resolve to any registered version or blob."""
 
     reason = "model_not_found"
+
+
+class BatchFailedError(InputError):
+    """A file offloaded to an Azure ML batch endpoint that will not be scored as it is: the endpoint refused
+    the job (4xx, SDK validation) or the job ended Failed or Canceled."""
+
+    reason = "batch_failed"
 
 
 class TransientError(ScorehookError):

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "BatchJobRequest",
+    "BatchScorer",
+    "BatchSubmission",
     "BlobInfo",
     "BlobStore",
     "EventPublisher",
@@ -281,4 +284,40 @@ class Retrainer(Protocol):
 
     def launch(self, request: RetrainRequest) -> RetrainRun:
         """Submit one retraining for ``request`` (raises ``TransientError`` when the backend is unavailable)."""
+        ...
+
+
+@dataclass(frozen=True)
+class BatchJobRequest:
+    """One file for an Azure ML batch endpoint: the input blob's URL, the endpoint (and deployment, or the
+    endpoint's default), the job's name (chosen by us, so the completion event finds the ledger record) and
+    its experiment; ``output_path`` (an ``azureml://datastores/...`` URI) or ``None`` for the default output."""
+
+    endpoint: str
+    input_url: str
+    job_name: str
+    deployment: str | None = None
+    experiment_name: str = "scorehook-batch"
+    output_path: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchSubmission:
+    """A submitted batch job: its name and status as the endpoint answered."""
+
+    job_name: str
+    status: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class BatchScorer(Protocol):
+    """An Azure ML batch endpoint: submit a job and return at once; completion is learned from its events."""
+
+    def submit(self, request: BatchJobRequest) -> BatchSubmission:
+        """Invoke the endpoint for one file (``InputError`` when refused, ``TransientError`` when unavailable)."""
+        ...
+
+    def outputs(self, job_name: str) -> Mapping[str, str]:
+        """The finished job's outputs: output name -> location (``azureml://`` or ``https://`` URI)."""
         ...

@@ -3,7 +3,11 @@
 A route maps (storage account, container, blob name prefix/suffix) to a model reference, an input format,
 an output container and output options. Routes come from the ``SCOREHOOK_ROUTES`` setting (JSON, inline
 or ``@path/to/routes.json``); without it there is one route: the input container, scored with
-``SCOREHOOK_MODEL_URI`` into the output container. The first matching route wins.
+``SCOREHOOK_MODEL_URI`` into the output container. The first matching route wins. A route with
+``"engine": "azureml-batch"`` and ``"batch_endpoint"`` (optional ``"batch_deployment"``, and
+``"batch_datastore"``: the Azure ML datastore of the route's container, to pass the file as an
+``azureml://datastores/...`` path instead of its blob URL) hands its files to an Azure ML batch endpoint
+instead of scoring them in the function (``shared/batch_offload.py``).
 
 Example:
     >>> routes = parse_routes('[{"name": "churn", "container": "incoming", "prefix": "churn/",'
@@ -25,11 +29,17 @@ from shared.errors import EventSourceError
 from shared.modelrefs import model_reference_problem
 from shared.settings import Settings, configuration_error
 
-__all__ = ["ON_MISSING", "Route", "load_routes", "match_route", "parse_routes", "serves_container"]
+__all__ = ["ENGINES", "ON_MISSING", "Route", "load_routes", "match_route", "parse_routes", "serves_container"]
 
 # What a route does with an empty model input (empty cell, NaN, null, an absent JSON key): ``pass`` it to
 # the model as NaN (it shows in the drift profile), ``reject_rows`` (drop and count them), or ``fail`` the file.
 ON_MISSING = ("pass", "reject_rows", "fail")
+# Who scores a route's files: ``local`` (this app's engine, in the function) or ``azureml-batch`` (an Azure ML
+# batch endpoint, ``batch_endpoint`` and optional ``batch_deployment``; see ``shared/batch_offload.py``).
+ENGINES = ("local", "azureml-batch")
+# Azure ML endpoint and deployment names: a letter, then letters, digits and hyphens, 3-32 characters.
+_AZUREML_NAME = re.compile(r"[A-Za-z][-A-Za-z0-9]{2,31}")
+_DATASTORE = re.compile(r"[A-Za-z0-9_]{1,255}")  # an Azure ML datastore name
 _CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 
 
@@ -51,6 +61,10 @@ class Route:
     batch_rows: int = 65536
     label_column: str | None = "label"
     max_file_bytes: int | None = None
+    engine: str = "local"
+    batch_endpoint: str | None = None
+    batch_deployment: str | None = None
+    batch_datastore: str | None = None
     options: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def matches(self, account: str, container: str, blob_name: str) -> bool:
@@ -84,10 +98,10 @@ def _route(raw: dict[str, Any], settings: Settings | None, problems: list[dict[s
         return None
     typed = len(problems)
     for key in ("name", "container", "model", "prefix", "suffix", "input_format", "output_container",
-                "output_format", "on_missing"):  # fmt: skip
+                "output_format", "on_missing", "engine"):  # fmt: skip
         if key in values and not isinstance(values[key], str):
             problem(key, values[key], "expected text")
-    for key in ("account", "label_column"):
+    for key in ("account", "label_column", "batch_endpoint", "batch_deployment", "batch_datastore"):
         if values.get(key) is not None and not isinstance(values[key], str):
             problem(key, values[key], "expected text or null")
     if len(problems) > typed:
@@ -119,11 +133,32 @@ def _route(raw: dict[str, Any], settings: Settings | None, problems: list[dict[s
             isinstance(value, bool) or not isinstance(value, int) or value < 1
         ):
             problem(key, value, "expected a positive whole number")
+    _engine_problems(values, problem)
     if "options" in values and not isinstance(values["options"], dict):
         problem("options", values["options"], "expected an object")
     if len(problems) > found:
         return None
     return Route(**values)
+
+
+def _engine_problems(values: dict[str, Any], problem: Any) -> None:
+    """``engine`` is one of ``ENGINES``; ``azureml-batch`` needs ``batch_endpoint``, and only it takes the batch keys."""
+    engine = values.get("engine", "local")
+    if engine not in ENGINES:
+        problem("engine", engine, f"expected one of {', '.join(ENGINES)}")
+        return
+    for key in ("batch_endpoint", "batch_deployment", "batch_datastore"):
+        name = values.get(key)
+        if name is None:
+            continue
+        if engine != "azureml-batch":
+            problem(key, name, "expected only with engine azureml-batch")
+        elif key == "batch_datastore" and not _DATASTORE.fullmatch(name):
+            problem(key, name, "expected an Azure ML datastore name: letters, digits and underscores")
+        elif key != "batch_datastore" and not _AZUREML_NAME.fullmatch(name):
+            problem(key, name, "expected an Azure ML name: a letter, then letters, digits or hyphens (3-32)")
+    if engine == "azureml-batch" and values.get("batch_endpoint") is None:
+        problem("batch_endpoint", None, "expected the batch endpoint's name with engine azureml-batch")
 
 
 def parse_routes(text: str, settings: Settings | None = None) -> tuple[Route, ...]:

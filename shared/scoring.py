@@ -35,11 +35,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from shared.batch_offload import BatchOffload
 from shared.engine import EngineStats, Limits, detect_format, read_ahead, score_file
 from shared.errors import (
     AlreadyClaimedError,
     BlobChangedError,
     BlobNotFoundError,
+    ConfigurationError,
     EventSourceError,
     InputError,
     ScorehookError,
@@ -51,7 +53,7 @@ from shared.events import BlobCreated, parse_blob_created
 from shared.logs import bind, get_logger
 from shared.models import ModelProvider
 from shared.names import ascii_metadata, check_blob_event
-from shared.ports import BlobInfo, BlobStore, EventPublisher, Ledger, LedgerRecord, ModelVersion
+from shared.ports import BatchScorer, BlobInfo, BlobStore, EventPublisher, Ledger, LedgerRecord, ModelVersion
 from shared.rejections import write_rejected_event
 from shared.routes import Route, load_routes, match_route, serves_container
 from shared.settings import Settings
@@ -136,7 +138,7 @@ def lineage_url(url: str) -> str:
 class ScoringOutcome:
     """What happened to one delivery of one file."""
 
-    status: str  # "succeeded" | "failed" | "duplicate" | "superseded" | "ignored"
+    status: str  # succeeded | failed | duplicate | superseded | ignored | submitted (azureml-batch)
     key: str
     output: str | None = None
     failure: str | None = None
@@ -247,11 +249,14 @@ class ScoringService:
         clock: Callable[[], float] = time.perf_counter,
         drift: DriftMonitor | None = None,
         timeout_seconds: float | None = None,
+        batch: BatchScorer | None = None,
     ) -> None:
         self.blobs, self.ledger, self.models = blobs, ledger, models
         self.publisher, self.settings, self._clock = publisher, settings, clock
         self.drift = drift
         self.routes = load_routes(settings)
+        # the files of engine azureml-batch routes go to an Azure ML batch endpoint (shared/batch_offload.py)
+        self.batch = BatchOffload(batch, ledger, blobs, publisher, settings, owner=_OWNER) if batch else None
         self.timeout_seconds = timeout_seconds  # the host's functionTimeout: no lease is renewed past it
 
     # -- the use case -------------------------------------------------------------------------
@@ -289,6 +294,8 @@ class ScoringService:
             lease = _Lease(self.ledger, claim, self.settings.claim_ttl_seconds, deadline).start()
             started = self._clock()
             try:
+                if route.engine == "azureml-batch":
+                    return self._offload(event, route, key, lease)
                 return self._score_claimed(event, route, key, lease, started)
             except _Superseded as why:
                 self.ledger.finish(lease.stop(), "superseded", {"why": str(why)})
@@ -305,6 +312,13 @@ class ScoringService:
                 raise
             finally:
                 lease.stop()
+
+    def _offload(self, event: BlobCreated, route: Route, key: str, lease: _Lease) -> ScoringOutcome:
+        if self.batch is None:
+            raise ConfigurationError(f"route {route.name} has engine azureml-batch but no batch scorer is set up",
+                                     route=route.name)  # fmt: skip
+        lease.check()
+        return self.batch.submit(event, route, key, lease.stop)
 
     def _retrying(self, lease: _Lease, exc: Exception) -> None:
         """Leave a trace of a failed attempt (``retrying``: reason, attempt) and free the key for the retry.
@@ -347,7 +361,8 @@ class ScoringService:
             "data": {"api": "Replay", "eTag": info.etag, "contentLength": info.size, "url": url},
         })  # fmt: skip
         record = self.ledger.get(idempotency_key(event))
-        if record is not None and record.status in ("failed", "superseded"):
+        # a batch job that never reported (``submitted``) is submitted again: its late events are then stale
+        if record is not None and record.status in ("failed", "superseded", "submitted"):
             self.ledger.forget(record.key)
         return self.score(event)
 

@@ -81,12 +81,24 @@ def build_scoring_service(settings: Settings) -> object:
         settings=settings,
         drift=drift,  # type: ignore[arg-type]
         timeout_seconds=host_function_timeout(),
+        batch=_batch_scorer(settings),
     )
     containers = {route.output_container for route in service.routes} | (
         {settings.drift_container} if drift else set()
     )
     blobs.ensure_containers(settings.failed_container, *containers)
     return service
+
+
+def _batch_scorer(settings: Settings) -> Any:
+    """The Azure ML batch endpoint client, when a route has ``engine: azureml-batch`` (else None)."""
+    from shared.routes import load_routes
+
+    if not any(route.engine == "azureml-batch" for route in load_routes(settings)):
+        return None
+    from shared.adapters.azureml_batch import AzureMLBatchScorer
+
+    return AzureMLBatchScorer(_workspace_client(settings))
 
 
 def build_drift_monitor(

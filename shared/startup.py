@@ -53,6 +53,7 @@ def check_configuration(env: Mapping[str, str] | None = None) -> tuple[Settings,
     problems.extend(_unresolved_references(env))
     if settings_for_routes is not None:
         problems.extend(_registry_problems(settings_for_routes, routes))
+        problems.extend(_batch_problems(settings_for_routes, routes))
     if problems:
         raise configuration_error(problems, "settings")
     return settings, routes
@@ -77,7 +78,7 @@ def _registry_problems(settings: Settings, routes: tuple[Route, ...]) -> list[di
     """``models:/`` URIs need a tracking server the app can reach: required in Azure (identity-based
     storage), and an ``azureml://`` tracking URI only with its plugin installed."""
     uri = settings.mlflow_tracking_uri or ""
-    uses_registry = any(r.model.startswith("models:/") for r in routes) or (
+    uses_registry = any(r.model.startswith("models:/") and r.engine == "local" for r in routes) or (
         settings.model_uri or "").startswith("models:/")  # fmt: skip
     if uri.startswith("azureml:"):
         import importlib.util
@@ -95,3 +96,20 @@ def _registry_problems(settings: Settings, routes: tuple[Route, ...]) -> list[di
                  "expected": "expected the http(s) URL of the MLflow server that holds the models:/ URIs "
                              "the routes name"}]  # fmt: skip
     return []
+
+
+def _batch_problems(settings: Settings, routes: tuple[Route, ...]) -> list[dict[str, Any]]:
+    """Routes with ``engine: azureml-batch`` need the workspace of their endpoints, and its name among the
+    allowed workspaces (its run events say how the jobs ended)."""
+    if not any(r.engine == "azureml-batch" for r in routes):
+        return []
+    problems = []
+    if not settings.azureml_workspace:
+        problems.append({"setting": "SCOREHOOK_AZUREML_WORKSPACE", "value": None,
+                         "expected": "expected the ARM id of the Azure ML workspace of the batch endpoints that "
+                                     "routes with engine azureml-batch name"})  # fmt: skip
+    if not settings.allowed_workspaces:
+        problems.append({"setting": "SCOREHOOK_ALLOWED_WORKSPACES", "value": None,
+                         "expected": "expected the batch endpoints' workspace: only its run events tell how "
+                                     "the batch jobs ended"})  # fmt: skip
+    return problems

@@ -26,9 +26,26 @@ from shared.errors import (
     WriteConflictError,
 )
 from shared.names import ascii_metadata
-from shared.ports import BlobInfo, LedgerRecord, ModelVersion, RetrainRequest, RetrainRun, takeable
+from shared.ports import (
+    BatchJobRequest,
+    BatchSubmission,
+    BlobInfo,
+    LedgerRecord,
+    ModelVersion,
+    RetrainRequest,
+    RetrainRun,
+    takeable,
+)
 
-__all__ = ["FakeBlobStore", "FakeLedger", "FakePublisher", "FakeQueue", "FakeRegistry", "FakeRetrainer"]
+__all__ = [
+    "FakeBatchScorer",
+    "FakeBlobStore",
+    "FakeLedger",
+    "FakePublisher",
+    "FakeQueue",
+    "FakeRegistry",
+    "FakeRetrainer",
+]
 
 
 class FakeBlobStore:
@@ -355,3 +372,35 @@ class FakeRetrainer:
             raise exc
         self.requests.append(request)
         return RetrainRun(f"fake-{len(self.requests)}", "fake", {"inputs": len(request.inputs)})
+
+
+class FakeBatchScorer:
+    """A :class:`~shared.ports.BatchScorer` that records every submission; ``fail_next`` makes the next
+    ``submit`` raise that error; ``job_outputs`` are what ``outputs`` answers per job (default: the job's
+    default output folder on the workspace's blob store).
+
+    Example:
+        >>> scorer = FakeBatchScorer()
+        >>> scorer.submit(BatchJobRequest("ep", "https://a.blob.core.windows.net/in/x.csv", "job-1")).job_name
+        'job-1'
+        >>> scorer.requests[0].endpoint, scorer.outputs("job-1")
+        ('ep', {'score': 'azureml://datastores/workspaceblobstore/paths/azureml/job-1/score/'})
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[BatchJobRequest] = []
+        self.job_outputs: dict[str, dict[str, str]] = {}
+        self.fail_next: Exception | None = None
+        self.outputs_read: list[str] = []
+
+    def submit(self, request: BatchJobRequest) -> BatchSubmission:
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
+        self.requests.append(request)
+        return BatchSubmission(request.job_name, "Queued", {"job_id": f"fake/{request.job_name}"})
+
+    def outputs(self, job_name: str) -> Mapping[str, str]:
+        self.outputs_read.append(job_name)
+        default = {"score": f"azureml://datastores/workspaceblobstore/paths/azureml/{job_name}/score/"}
+        return self.job_outputs.get(job_name, default)

@@ -1,6 +1,7 @@
 // Azure ML wiring, deployed into the workspace's resource group when `azuremlWorkspace` is given: the app's
 // role on the workspace, the retraining compute (its identity runs the job), and the workspace's system
-// topic with the subscriptions of on_model_registered and on_drift_signal (see devhost/subscriptions.json).
+// topic with the subscriptions of on_model_registered, on_drift_signal and on_batch_job_event
+// (see devhost/subscriptions.json).
 param workspaceName string
 param tags object
 param functionAppId string
@@ -12,6 +13,8 @@ param computeVmSize string = 'Standard_DS3_v2'
 param computeMaxNodes int = 2
 @description('experiment_name of infra/ml/retrain-pipeline.yml: only these runs tell how a retraining ended.')
 param retrainExperiment string = 'scorehook-retrain'
+@description('Experiment of the batch jobs of engine azureml-batch routes (shared/batch_offload.py EXPERIMENT).')
+param batchExperiment string = 'scorehook-batch'
 
 var roles = {
   azureMLDataScientist: 'f6c7c914-8db3-469d-8ca1-694a8f32e121'
@@ -115,6 +118,34 @@ resource retrainingRuns 'Microsoft.EventGrid/systemTopics/eventSubscriptions@202
       advancedFilters: [
         { operatorType: 'StringIn', key: 'data.ExperimentName', values: [retrainExperiment] }
         { operatorType: 'StringIn', key: 'data.RunStatus', values: ['Completed', 'Failed', 'Canceled'] }
+      ]
+    }
+    eventDeliverySchema: 'EventGridSchema'
+    retryPolicy: { maxDeliveryAttempts: 10, eventTimeToLiveInMinutes: 1440 }
+  }
+}
+
+// How the batch jobs of engine azureml-batch routes end (parse_batch_run in shared/batch_offload.py). No
+// RunStatus filter: RunCompleted carries none (the handler ignores statuses that are not terminal).
+resource batchJobRuns 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (subscribeFunctions) {
+  parent: workspaceEvents
+  name: 'azureml-batch-jobs'
+  properties: {
+    destination: {
+      endpointType: 'AzureFunction'
+      properties: {
+        resourceId: '${functionAppId}/functions/on_batch_job_event'
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
+      }
+    }
+    filter: {
+      includedEventTypes: [
+        'Microsoft.MachineLearningServices.RunCompleted'
+        'Microsoft.MachineLearningServices.RunStatusChanged'
+      ]
+      advancedFilters: [
+        { operatorType: 'StringIn', key: 'data.ExperimentName', values: [batchExperiment] }
       ]
     }
     eventDeliverySchema: 'EventGridSchema'

@@ -72,6 +72,7 @@ EXPECTED = {
     ],
     "on_drift_signal": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
     "on_deadletter": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
+    "on_batch_job_event": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
     "health": [
         {
             "direction": "IN",

@@ -327,6 +327,12 @@ def test_azure_ml_events_reach_the_functions_filtered_as_they_need():
     )
     assert experiment and experiment.group(1) == pipeline["experiment_name"]
     assert "data.ExperimentName" in advanced and "values: [retrainExperiment]" in advanced
+    from shared.batch_offload import EXPERIMENT
+
+    types, advanced = subscription_filter("azureml-batch-jobs")
+    assert set(types) == {RUN_COMPLETED, RUN_STATUS_CHANGED}
+    batch = re.search(r"^param batchExperiment string = '([^']+)'", read(INFRA / "modules" / "azureml.bicep"), re.M)
+    assert batch and batch.group(1) == EXPERIMENT and "values: [batchExperiment]" in advanced
     types, advanced = subscription_filter("azureml-monitor-breaches")
     assert types == [RUN_STATUS_CHANGED] and f"data.RunTags.{BREACH_TAG}" in advanced
 
