@@ -97,7 +97,8 @@ resource modelRegistered 'Microsoft.EventGrid/systemTopics/eventSubscriptions@20
 }
 
 // How our retraining jobs end: RunCompleted, or RunStatusChanged to Failed/Canceled, of the retraining
-// experiment only (parse_retraining_run in shared/drift/signals.py).
+// experiment only (parse_retraining_run in shared/drift/signals.py). No RunStatus filter: advanced filters
+// are ANDed and RunCompleted carries no RunStatus, so one would drop every completion.
 resource retrainingRuns 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (subscribeFunctions) {
   parent: workspaceEvents
   name: 'azureml-retraining-runs'
@@ -117,7 +118,6 @@ resource retrainingRuns 'Microsoft.EventGrid/systemTopics/eventSubscriptions@202
       ]
       advancedFilters: [
         { operatorType: 'StringIn', key: 'data.ExperimentName', values: [retrainExperiment] }
-        { operatorType: 'StringIn', key: 'data.RunStatus', values: ['Completed', 'Failed', 'Canceled'] }
       ]
     }
     eventDeliverySchema: 'EventGridSchema'

@@ -63,3 +63,15 @@ def test_online_endpoint_and_its_blue_deployment():
     assert blue["endpoint_name"] == endpoint["name"] and blue["name"] == "blue"
     assert endpoint["auth_mode"] == "aad_token"
     assert re.fullmatch(r"azureml:[\w-]+:\d+", blue["model"])
+
+
+def test_no_subscription_that_takes_run_completed_filters_on_run_status():
+    """Advanced filters are ANDed, and RunCompleted carries no RunStatus (the reference payload): a RunStatus
+    filter on such a subscription would drop every completion."""
+    bicep = "\n".join(p.read_text() for p in (ROOT / "infra").rglob("*.bicep"))
+    blocks = re.split(r"\nresource ", bicep)
+    taking = [b for b in blocks if "MachineLearningServices.RunCompleted'" in b.split("\n}\n")[0]]
+    assert taking, "a subscription must take RunCompleted (retraining and batch jobs end with it)"
+    for block in taking:
+        body = block.split("\n}\n")[0]
+        assert "data.RunStatus" not in body, body.splitlines()[0]
