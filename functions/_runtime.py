@@ -19,6 +19,7 @@ __all__ = [
     "ledger",
     "queue",
     "scoring_service",
+    "streaming_service",
 ]
 
 
@@ -60,6 +61,17 @@ def _service(name: str, build: Any) -> Any:
                 _services[name] = build(get_settings())
             service = _services[name]
     return service
+
+
+def streaming_service() -> Any:
+    """The Event Hubs streaming use case, on the scoring service's blob store, model cache and drift monitor."""
+    from shared.streaming import StreamingService
+
+    def build(settings: Any) -> Any:
+        scoring = scoring_service()
+        return StreamingService.from_settings(settings, scoring.blobs, scoring.models, scoring.drift)
+
+    return _service("streaming", build)
 
 
 def deployment_service() -> Any:
