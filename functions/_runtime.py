@@ -67,11 +67,10 @@ def streaming_service() -> Any:
     """The Event Hubs streaming use case, on the scoring service's blob store, model cache and drift monitor."""
     from shared.streaming import StreamingService
 
-    def build(settings: Any) -> Any:
-        scoring = scoring_service()
-        return StreamingService.from_settings(settings, scoring.blobs, scoring.models, scoring.drift)
-
-    return _service("streaming", build)
+    scoring = scoring_service()  # built first: _service holds the lock while it builds
+    return _service(
+        "streaming", lambda settings: StreamingService.from_settings(settings, scoring.blobs, scoring.models, scoring.drift)
+    )
 
 
 def deployment_service() -> Any:
