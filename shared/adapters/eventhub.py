@@ -30,10 +30,10 @@ def pack(events: Sequence[OutEvent], new_batch: Callable[[str | None], Any]) -> 
 
     Example:
         >>> from azure.eventhub import EventDataBatch
-        >>> batches = list(pack([OutEvent("a" * 60), OutEvent("b" * 60)],
-        ...                     lambda key: EventDataBatch(max_size_in_bytes=150, partition_key=key)))
+        >>> batches = list(pack([OutEvent("a" * 60), OutEvent("b" * 60), OutEvent("c" * 60)],
+        ...                     lambda key: EventDataBatch(max_size_in_bytes=200, partition_key=key)))
         >>> [len(b) for b in batches]
-        [1, 1]
+        [2, 1]
     """
     from azure.eventhub import EventData
 
