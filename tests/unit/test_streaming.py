@@ -147,3 +147,18 @@ def test_drift_parts_by_enqueued_time_window_named_by_partition_and_sequence_ran
     assert sorted(p.split("/")[3] for p in parts) == ["20261201T100000Z", "20261201T110000Z"]
     again = service.score_batch(StreamBatch("records", "$Default", "2", records), FakeEventSink())
     assert {d["drift_profile"] for d in again.drift} == {"already_recorded"}  # a redelivery adds nothing
+
+
+def test_an_output_hub_that_is_down_fails_the_batch_and_the_redelivery_rewrites_the_same_dead_letter(stream):
+    from shared.errors import TransientError
+
+    batch = StreamBatch("records", "$Default", "0", [record(1, good("a")), record(2, b"bad")])
+    sink = FakeEventSink()
+    sink.unavailable = TransientError("hub down")
+    with pytest.raises(TransientError):
+        stream.score_batch(batch, sink)
+    sink.unavailable = None
+    outcome = stream.score_batch(batch, sink)
+    blobs, _ = stream.fakes
+    assert [b["id"] for b in sink.bodies()] == ["a"]
+    assert blobs.names("failed") == ["_stream/records/0/1-2.json"] and outcome.dead_lettered == 1
