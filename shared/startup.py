@@ -53,6 +53,7 @@ def check_configuration(env: Mapping[str, str] | None = None) -> tuple[Settings,
     problems.extend(_unresolved_references(env))
     if settings_for_routes is not None:
         problems.extend(_registry_problems(settings_for_routes, routes))
+        problems.extend(_stream_problems(settings_for_routes, env))
     if problems:
         raise configuration_error(problems, "settings")
     return settings, routes
@@ -77,8 +78,8 @@ def _registry_problems(settings: Settings, routes: tuple[Route, ...]) -> list[di
     """``models:/`` URIs need a tracking server the app can reach: required in Azure (identity-based
     storage), and an ``azureml://`` tracking URI only with its plugin installed."""
     uri = settings.mlflow_tracking_uri or ""
-    uses_registry = any(r.model.startswith("models:/") for r in routes) or (
-        settings.model_uri or "").startswith("models:/")  # fmt: skip
+    uses_registry = any(r.model.startswith("models:/") for r in routes) or any(
+        (uri or "").startswith("models:/") for uri in (settings.model_uri, settings.stream_model_uri))  # fmt: skip
     if uri.startswith("azureml:"):
         import importlib.util
 
@@ -94,4 +95,16 @@ def _registry_problems(settings: Settings, routes: tuple[Route, ...]) -> list[di
         return [{"setting": "MLFLOW_TRACKING_URI", "value": None,
                  "expected": "expected the http(s) URL of the MLflow server that holds the models:/ URIs "
                              "the routes name"}]  # fmt: skip
+    return []
+
+
+def _stream_problems(settings: Settings, env: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Streaming in Azure (identity-based storage) needs the Event Hubs namespace its bindings connect to
+    (devhost plays the hubs over Azurite and needs none)."""
+    if settings.stream_enabled and settings.data_blob_service_uri and not (
+        settings.event_hubs_namespace or env.get("EventHubs")
+    ):
+        return [{"setting": "EventHubs__fullyQualifiedNamespace", "value": None,
+                 "expected": "expected the Event Hubs namespace (NAME.servicebus.windows.net) when "
+                             "SCOREHOOK_STREAM_ENABLED is true"}]  # fmt: skip
     return []
