@@ -104,10 +104,13 @@ class LocalEventHubs:
 
         container = self.service.get_container_client(CONTAINER)
         placed = []
+        following: dict[str, int] = {}  # partition -> the next sequence number to try (one listing each)
         for body in bodies:
             data = body.encode() if isinstance(body, str) else bytes(body)
             target = partition if partition is not None else self._partition(partition_key)
-            sequence = self.last_sequence(hub, target) + 1
+            sequence = following.get(target)
+            if sequence is None:
+                sequence = self.last_sequence(hub, target) + 1
             while True:
                 envelope = {"body": base64.b64encode(data).decode(), "partition_key": partition_key,
                             "enqueued_time": datetime.now(UTC).isoformat(), "offset": sequence}  # fmt: skip
@@ -117,6 +120,7 @@ class LocalEventHubs:
                 except ResourceExistsError:  # another sender took it
                     sequence += 1
             placed.append((target, sequence))
+            following[target] = sequence + 1
         return placed
 
     # -- reading ---------------------------------------------------------------------------------
