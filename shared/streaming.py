@@ -44,12 +44,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from shared.engine import EngineStats, Limits, score_file
 from shared.errors import InputError, TransientError
 from shared.logs import bind, get_logger
-from shared.ports import BlobStore
+from shared.ports import BlobStore, EventSink, OutEvent
 
 __all__ = [
     "CollectingSink",
@@ -97,23 +97,6 @@ class StreamBatch:
         if not numbers:
             return f"p0-{len(self.records) - 1}"
         return f"{min(numbers)}-{max(numbers)}"
-
-
-@dataclass(frozen=True)
-class OutEvent:
-    """One event for an output hub: its body (JSON text) and partition key (events with one key keep their
-    order)."""
-
-    body: str
-    partition_key: str | None = None
-
-
-class EventSink(Protocol):
-    """Where output events go: an Event Hubs output binding, or the producer client."""
-
-    def send(self, events: Sequence[OutEvent]) -> None:
-        """Send every event (raises ``TransientError`` when the hub cannot be reached)."""
-        ...
 
 
 class CollectingSink:

@@ -235,11 +235,11 @@ class FakeQueue:
 
 
 class FakeEventSink:
-    """An :class:`~shared.streaming.EventSink` in memory: ``events`` as sent (``(body, partition_key)``);
+    """An :class:`~shared.ports.EventSink` in memory: ``events`` as sent (``(body, partition_key)``);
     ``unavailable`` makes ``send`` raise it (a hub that is down).
 
     Example:
-        >>> from shared.streaming import OutEvent
+        >>> from shared.ports import OutEvent
         >>> sink = FakeEventSink(); sink.send([OutEvent('{"id": 1}', "1")]); sink.bodies()
         [{'id': 1}]
     """

@@ -1,4 +1,4 @@
-"""The :class:`~shared.streaming.EventSink` port on Event Hubs: ``EventHubProducerClient`` and ``EventDataBatch``.
+"""The :class:`~shared.ports.EventSink` port on Event Hubs: ``EventHubProducerClient`` and ``EventDataBatch``.
 
 Events are packed into as few batches as the hub's size limit allows, one batch per partition key (events
 with one key stay in order on one partition): a batch that is full is sent and a new one started; an event
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from shared.errors import ConfigurationError, TooLargeError, TransientError
-from shared.streaming import OutEvent
+from shared.ports import OutEvent
 
 __all__ = ["EventHubSink", "pack"]
 
