@@ -320,11 +320,16 @@ class StreamingService:
         """Score a group; a record the engine refuses is dead-lettered and the rest scored again."""
         dead: list[DeadLetter] = []
         pending = list(group)
+        observer = None
         while pending:
+            observer = self._observer(version, model, batch)  # a fresh one per attempt: only the clean set counts
             try:
-                table = self._score(pending, version, model, observe=None)
+                table = self._score(pending, version, model, observe=observer)
                 break
             except InputError as exc:
+                if observer is not None:
+                    observer.stop()
+                    observer = None
                 row = exc.details.get("row") if isinstance(exc.details, dict) else None
                 if isinstance(row, int) and 1 <= row <= len(pending):
                     position, _ = pending.pop(row - 1)
@@ -344,9 +349,7 @@ class StreamingService:
         if not pending:
             return [], dead, None
         recorded = None
-        observer = self._observer(version, model, batch)
-        if observer is not None:  # profiled on the final, clean set only (the retries above do not count)
-            table = self._score(pending, version, model, observe=observer)
+        if observer is not None:
             recorded = self._record(batch, [batch.records[p] for p, _ in pending], version, observer)
         return self._events(batch, pending, table, version), dead, recorded
 

@@ -136,7 +136,8 @@ def test_drift_parts_by_enqueued_time_window_named_by_partition_and_sequence_ran
     service = StreamingService(blobs, ModelProvider(registry, blobs, ModelCache()), model_uri="models:/tiny@champion",
                                drift=drift, drift_window_seconds=3600)  # fmt: skip
     later = T0 + timedelta(hours=1)
-    records = [record(10, good("a")), record(11, good("b")), record(12, b"bad"), record(13, good("c"), later)]
+    records = [record(10, good("a")), record(11, good("b")), record(12, b"bad"), record(13, good("c"), later),
+               record(14, good("z", x1="high"))]  # refused by the engine: never profiled
     outcome = service.score_batch(StreamBatch("records", "$Default", "2", records), FakeEventSink())
 
     assert [(p[1], p[3]) for p in drift.parts] == [("eventhub:records/$Default/2/10-11", 2),
