@@ -8,10 +8,9 @@ a bad one stops the app at start with one error listing every problem, which the
 import azure.functions as func
 
 from functions import deadletters, deployment, drift, ops, scoring
-from shared.settings import get_settings
 from shared.startup import check_configuration
 
-check_configuration()
+settings, _ = check_configuration()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(scoring.bp)
@@ -19,7 +18,7 @@ app.register_functions(deployment.bp)
 app.register_functions(drift.bp)
 app.register_functions(ops.bp)
 app.register_functions(deadletters.bp)
-if get_settings().stream_enabled:  # an Event Hubs namespace is configured (EventHubs__fullyQualifiedNamespace)
+if settings.stream_enabled:  # an Event Hubs namespace is configured (EventHubs__fullyQualifiedNamespace)
     from functions import streaming
 
     app.register_functions(streaming.bp)
