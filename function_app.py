@@ -14,7 +14,7 @@ configure_telemetry()  # Application Insights when APPLICATIONINSIGHTS_CONNECTIO
 from functions import batch, deadletters, deployment, drift, ops, scoring  # noqa: E402 - after the exporters
 from shared.startup import check_configuration  # noqa: E402
 
-check_configuration()
+settings, _ = check_configuration()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(scoring.bp)
@@ -23,3 +23,7 @@ app.register_functions(drift.bp)
 app.register_functions(ops.bp)
 app.register_functions(deadletters.bp)
 app.register_functions(batch.bp)
+if settings.stream_enabled:  # an Event Hubs namespace is configured (EventHubs__fullyQualifiedNamespace)
+    from functions import streaming
+
+    app.register_functions(streaming.bp)

@@ -107,6 +107,10 @@ class _OutputSink:
             container, _, name = binding["path"].partition("/")
             service = BlobServiceClient.from_connection_string(self._connection(binding))
             service.get_blob_client(container, name).upload_blob(value, overwrite=True)
+        elif binding["type"] == "eventHub":
+            from devhost.eventhubs import send_output
+
+            send_output(self.env, binding, values)
         else:
             log.warning("output binding type %s is not supported by devhost; value dropped", binding["type"])
 
@@ -180,6 +184,9 @@ class DevHost:
         from devhost.triggers import QueuePoller
 
         self.queues = QueuePoller(self.host, self.env) if self._storage() else None
+        from devhost.eventhubs import EventHubRunner
+
+        self.eventhubs = EventHubRunner(self.host, self.env) if self._storage() else None
 
     def _rejection_writer(self) -> Any:
         """(raw, error, function) -> where the failure record went: ``shared.rejections`` on the app's
@@ -258,6 +265,8 @@ class DevHost:
         self.timers.start()
         if self.queues:
             self.queues.start()
+        if self.eventhubs:
+            self.eventhubs.start()
         log.info(
             "devhost listening on %s with functions %s", self.base_url, ", ".join(sorted(self.host.functions))
         )
@@ -267,6 +276,8 @@ class DevHost:
         self.timers.stop()
         if self.queues:
             self.queues.stop()
+        if self.eventhubs:
+            self.eventhubs.stop()
         if self.eventgrid:
             self.eventgrid.stop()
         self.server.stop()

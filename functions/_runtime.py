@@ -19,6 +19,7 @@ __all__ = [
     "ledger",
     "queue",
     "scoring_service",
+    "streaming_service",
 ]
 
 
@@ -61,6 +62,16 @@ def _service(name: str, build: Any) -> Any:
                 _services[name] = build(get_settings())
             service = _services[name]
     return service
+
+
+def streaming_service() -> Any:
+    """The Event Hubs streaming use case, on the scoring service's blob store, model cache and drift monitor."""
+    from shared.streaming import StreamingService
+
+    scoring = scoring_service()  # built first: _service holds the lock while it builds
+    return _service(
+        "streaming", lambda settings: StreamingService.from_settings(settings, scoring.blobs, scoring.models, scoring.drift)
+    )
 
 
 def deployment_service() -> Any:

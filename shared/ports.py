@@ -6,7 +6,7 @@ MLflow); in-memory fakes for tests live in ``shared/testing.py``. The core only 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -17,11 +17,13 @@ __all__ = [
     "BlobInfo",
     "BlobStore",
     "EventPublisher",
+    "EventSink",
     "Ledger",
     "LedgerRecord",
     "MessageQueue",
     "ModelRegistry",
     "ModelVersion",
+    "OutEvent",
     "RetrainFinished",
     "RetrainRequest",
     "RetrainRun",
@@ -171,6 +173,24 @@ class MessageQueue(Protocol):
 
     def send(self, text: str) -> None:
         """Send one message; returns once it is durably queued (``StorageUnavailableError`` otherwise)."""
+        ...
+
+
+@dataclass(frozen=True)
+class OutEvent:
+    """One event for an Event Hub: its body (JSON text) and partition key (events with one key keep their
+    order on one partition)."""
+
+    body: str
+    partition_key: str | None = None
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """Where output events go: an Event Hubs output binding, or the producer client."""
+
+    def send(self, events: Sequence[OutEvent]) -> None:
+        """Send every event (raises ``TransientError`` when the hub cannot be reached)."""
         ...
 
 

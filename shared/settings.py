@@ -198,6 +198,11 @@ MODEL_REFERENCE = Kind(EXPECTED_MODEL_REFERENCE, _checked(model_reference_proble
 SCHEDULE = Kind(f"expected {EXPECTED_SCHEDULE}", _checked(schedule_problem))
 BLOB_DATA = _pattern(r"blob://[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}/\S+",
                      "expected blob://CONTAINER/PATH.csv (or .parquet)")  # fmt: skip
+EVENT_HUB = _pattern(r"[A-Za-z0-9][A-Za-z0-9._-]{0,255}",
+                     "expected an event hub name: letters, digits, periods, hyphens and underscores, a letter or digit first")  # fmt: skip
+CONSUMER_GROUP = _pattern(r"\$Default|[A-Za-z0-9][A-Za-z0-9._-]{0,49}", "expected $Default or a consumer group name")
+EVENT_HUBS_NAMESPACE = _pattern(r"[A-Za-z][A-Za-z0-9-]{4,48}[A-Za-z0-9]\.servicebus\.windows\.net",
+                                "expected a namespace host such as NAME.servicebus.windows.net")  # fmt: skip
 WORKSPACE_ID = _pattern(
     r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.MachineLearningServices/workspaces/[^/]+/?",
     "expected the workspace's ARM id: /subscriptions/SUB/resourceGroups/RG/providers/"
@@ -312,6 +317,13 @@ class Settings(BaseSettings):
     drift_reference_data: str | None = _setting("SCOREHOOK_DRIFT_REFERENCE_DATA", None, BLOB_DATA)
     drift_monitor_models: str | None = _setting("SCOREHOOK_DRIFT_MONITOR_MODELS", None, MODEL_PAIRS)
     retrain_launcher: str = _setting("SCOREHOOK_RETRAIN_LAUNCHER", "none", LAUNCHER)
+    # Event Hubs streaming (functions/streaming.py): the trigger is registered only when enabled
+    stream_enabled: bool = _setting("SCOREHOOK_STREAM_ENABLED", False, FLAG)
+    stream_hub: str = _setting("SCOREHOOK_STREAM_HUB", "scorehook-records", EVENT_HUB)
+    stream_output_hub: str = _setting("SCOREHOOK_STREAM_OUTPUT_HUB", "scorehook-predictions", EVENT_HUB)
+    stream_consumer_group: str = _setting("SCOREHOOK_STREAM_CONSUMER_GROUP", "$Default", CONSUMER_GROUP)
+    stream_model_uri: str | None = _setting("SCOREHOOK_STREAM_MODEL_URI", None, MODEL_REFERENCE)
+    event_hubs_namespace: str | None = _setting("EventHubs__fullyQualifiedNamespace", None, EVENT_HUBS_NAMESPACE)
     retrain_pipeline: str = _setting("SCOREHOOK_RETRAIN_PIPELINE", "infra/ml/retrain-pipeline.yml")
     log_level: str = _setting("SCOREHOOK_LOG_LEVEL", "INFO", LOG_LEVEL)
     log_file: str | None = _setting("SCOREHOOK_LOG_FILE")

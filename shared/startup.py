@@ -54,6 +54,7 @@ def check_configuration(env: Mapping[str, str] | None = None) -> tuple[Settings,
     if settings_for_routes is not None:
         problems.extend(_registry_problems(settings_for_routes, routes))
         problems.extend(_batch_problems(settings_for_routes, routes))
+        problems.extend(_stream_problems(settings_for_routes, env))
     if problems:
         raise configuration_error(problems, "settings")
     return settings, routes
@@ -78,8 +79,8 @@ def _registry_problems(settings: Settings, routes: tuple[Route, ...]) -> list[di
     """``models:/`` URIs need a tracking server the app can reach: required in Azure (identity-based
     storage), and an ``azureml://`` tracking URI only with its plugin installed."""
     uri = settings.mlflow_tracking_uri or ""
-    uses_registry = any(r.model.startswith("models:/") and r.engine == "local" for r in routes) or (
-        settings.model_uri or "").startswith("models:/")  # fmt: skip
+    uses_registry = any(r.model.startswith("models:/") and r.engine == "local" for r in routes) or any(
+        (uri or "").startswith("models:/") for uri in (settings.model_uri, settings.stream_model_uri))  # fmt: skip
     if uri.startswith("azureml:"):
         import importlib.util
 
@@ -113,3 +114,15 @@ def _batch_problems(settings: Settings, routes: tuple[Route, ...]) -> list[dict[
                          "expected": "expected the batch endpoints' workspace: only its run events tell how "
                                      "the batch jobs ended"})  # fmt: skip
     return problems
+
+
+def _stream_problems(settings: Settings, env: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Streaming in Azure (identity-based storage) needs the Event Hubs namespace its bindings connect to
+    (devhost plays the hubs over Azurite and needs none)."""
+    if settings.stream_enabled and settings.data_blob_service_uri and not (
+        settings.event_hubs_namespace or env.get("EventHubs")
+    ):
+        return [{"setting": "EventHubs__fullyQualifiedNamespace", "value": None,
+                 "expected": "expected the Event Hubs namespace (NAME.servicebus.windows.net) when "
+                             "SCOREHOOK_STREAM_ENABLED is true"}]  # fmt: skip
+    return []

@@ -40,6 +40,7 @@ from shared.ports import (
 __all__ = [
     "FakeBatchScorer",
     "FakeBlobStore",
+    "FakeEventSink",
     "FakeLedger",
     "FakePublisher",
     "FakeQueue",
@@ -247,6 +248,31 @@ class FakeQueue:
         if self.unavailable is not None:
             raise self.unavailable
         self.messages.append(text)
+
+
+class FakeEventSink:
+    """An :class:`~shared.ports.EventSink` in memory: ``events`` as sent (``(body, partition_key)``);
+    ``unavailable`` makes ``send`` raise it (a hub that is down).
+
+    Example:
+        >>> from shared.ports import OutEvent
+        >>> sink = FakeEventSink(); sink.send([OutEvent('{"id": 1}', "1")]); sink.bodies()
+        [{'id': 1}]
+    """
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str | None]] = []
+        self.unavailable: Exception | None = None
+
+    def send(self, events: Iterable[Any]) -> None:
+        if self.unavailable is not None:
+            raise self.unavailable
+        self.events.extend((e.body, e.partition_key) for e in events)
+
+    def bodies(self) -> list[Any]:
+        import json
+
+        return [json.loads(body) for body, _ in self.events]
 
 
 class FakePublisher:

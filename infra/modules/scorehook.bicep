@@ -306,6 +306,13 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SCOREHOOK_DRIFT_MONITOR_MODELS: ''
     SCOREHOOK_RETRAIN_LAUNCHER: empty(azuremlWorkspace) ? 'none' : 'azureml'
     SCOREHOOK_RETRAIN_PIPELINE: 'infra/ml/retrain-pipeline.yml'
+    // Event Hubs streaming is off until a namespace is provisioned and named here (not created by this template yet)
+    SCOREHOOK_STREAM_ENABLED: 'false'
+    SCOREHOOK_STREAM_HUB: 'scorehook-records'
+    SCOREHOOK_STREAM_OUTPUT_HUB: 'scorehook-predictions'
+    SCOREHOOK_STREAM_CONSUMER_GROUP: '$Default'
+    SCOREHOOK_STREAM_MODEL_URI: ''
+    EventHubs__fullyQualifiedNamespace: ''
     SCOREHOOK_LOG_LEVEL: 'INFO'
   }
   dependsOn: [hostRoles, dataRoles, secretsRole, topicSenderRole, telemetryRole, packageContainer, containers, queues, ledgerTable]

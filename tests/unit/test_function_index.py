@@ -120,18 +120,33 @@ EXPECTED = {
 }
 
 
-def _index() -> dict[str, list[dict]]:
+def _index(env: dict[str, str] | None = None) -> dict[str, list[dict]]:
     code = (
         "import json, function_app\n"
         "print(json.dumps({f.get_function_name(): [json.loads(b) for b in f.get_raw_bindings()]"
         " for f in function_app.app.get_functions()}))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    import os
+
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**os.environ, **(env or {})})  # fmt: skip
     return json.loads(out.stdout)
 
 
 def test_function_index_is_pinned():
-    assert _index() == EXPECTED
+    assert _index({"SCOREHOOK_STREAM_ENABLED": "false"}) == EXPECTED
+
+
+def test_streaming_is_indexed_only_when_enabled_with_setting_named_hubs_and_a_retry_policy():
+    index = _index({"SCOREHOOK_STREAM_ENABLED": "true"})
+    assert set(index) - set(EXPECTED) == {"score_stream"}
+    assert index["score_stream"] == [
+        {"direction": "OUT", "type": "eventHub", "name": "predictions", "connection": "EventHubs",
+         "eventHubName": "%SCOREHOOK_STREAM_OUTPUT_HUB%"},
+        {"direction": "IN", "type": "eventHubTrigger", "name": "events", "connection": "EventHubs",
+         "eventHubName": "%SCOREHOOK_STREAM_HUB%", "cardinality": "MANY",
+         "consumerGroup": "%SCOREHOOK_STREAM_CONSUMER_GROUP%"},
+    ]  # fmt: skip
 
 
 def test_shared_never_imports_the_functions_runtime_or_devhost():

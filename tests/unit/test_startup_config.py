@@ -103,3 +103,15 @@ def test_in_azure_models_uris_need_a_tracking_server_and_azureml_needs_its_plugi
     check_configuration({**azure, "SCOREHOOK_MODEL_URI": "blob://models/churn.onnx"})  # no registry needed
     _, problems = _problems({"MLFLOW_TRACKING_URI": "azureml://westeurope.api.azureml.ms/mlflow/v1.0/subscriptions/x"})
     assert "azureml-mlflow" in problems["MLFLOW_TRACKING_URI"]["expected"]
+
+
+def test_in_azure_streaming_needs_its_event_hubs_namespace_and_a_registry_for_a_models_stream_model():
+    azure = {"DataStorage__blobServiceUri": "https://acct1.blob.core.windows.net",
+             "SCOREHOOK_MODEL_URI": "blob://models/churn.onnx", "SCOREHOOK_STREAM_ENABLED": "true"}  # fmt: skip
+    _, problems = _problems(azure)
+    assert set(problems) == {"EventHubs__fullyQualifiedNamespace"}
+    namespace = {"EventHubs__fullyQualifiedNamespace": "scorehook-ns.servicebus.windows.net"}
+    check_configuration({**azure, **namespace})
+    check_configuration({k: v for k, v in azure.items() if k != "DataStorage__blobServiceUri"})  # devhost: none needed
+    _, problems = _problems({**azure, **namespace, "SCOREHOOK_STREAM_MODEL_URI": "models:/churn@champion"})
+    assert set(problems) == {"MLFLOW_TRACKING_URI"}

@@ -1,0 +1,106 @@
+"""Event Hubs streaming end to end through devhost: records sent to the local hub (Azurite) are scored by
+``score_stream`` into the local output hub, bad ones dead-lettered, the checkpoint advanced; a host that
+crashes after the outputs and before the checkpoint redelivers the batch: the same ids come again."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from devhost.eventhubs import LocalEventHubs
+from tests.conftest import start_devhost, stop_devhost
+
+NO_MLFLOW = "http://127.0.0.1:9"  # the model is an ONNX blob: the registry is never asked
+
+
+@pytest.fixture(scope="module")
+def model_blob(azurite) -> str:
+    import uuid
+
+    from azure.storage.blob import BlobServiceClient
+
+    from training.data import generate
+    from training.train import to_onnx, train
+
+    table = generate(2000, seed=4, include_label=True)
+    container = f"models{uuid.uuid4().hex[:8]}"
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    service.create_container(container)
+    service.get_blob_client(container, "model.onnx").upload_blob(to_onnx(train(table, kind="linear"), table.slice(0, 300)))
+    return f"blob://{container}/model.onnx"
+
+
+def records(n: int, seed: int) -> list[dict]:
+    """``n`` records with the model's inputs and ids of their own (``s<seed>-<i>``)."""
+    from training.data import generate
+
+    return [{**r, "id": f"s{seed}-{i}"} for i, r in enumerate(generate(n, seed=seed, include_label=False).to_pylist())]
+
+
+def test_records_scored_bad_ones_dead_lettered_checkpointed_and_redelivered_after_a_crash(
+    azurite, model_blob, tmp_path, unique
+):
+    hub, out = f"records-{unique}", f"predictions-{unique}"
+    crash = tmp_path / "crash-before-checkpoint"
+    settings = {"SCOREHOOK_STREAM_ENABLED": "true", "SCOREHOOK_STREAM_HUB": hub, "SCOREHOOK_STREAM_OUTPUT_HUB": out,
+                "SCOREHOOK_STREAM_CONSUMER_GROUP": "$Default", "SCOREHOOK_MODEL_URI": model_blob,
+                "SCOREHOOK_DRIFT_ENABLED": "false", "SCOREHOOK_LEDGER_TABLE": f"stream{unique}",
+                "DEVHOST_EVENTHUB_PARTITIONS": "2", "DEVHOST_EVENTHUB_CRASH_FILE": str(crash)}  # fmt: skip
+    hubs = LocalEventHubs.from_connection_string(azurite.connection_string, partitions=2)
+    good = records(6, seed=1)
+    bodies = [json.dumps(r) for r in good[:3]] + ["{not json", json.dumps({**good[3], "x05": "high"})]
+    bodies += [json.dumps({k: v for k, v in r.items() if k != "id"}) for r in good[4:5]] + [json.dumps(good[5])]
+    hubs.send(hub, bodies, partition="0")
+    hubs.send(hub, [json.dumps(r) for r in records(2, seed=2)], partition="1")
+
+    (tmp_path / "first").mkdir(), (tmp_path / "second").mkdir()
+    dev = start_devhost(tmp_path / "first", azurite, NO_MLFLOW, extra=settings)
+    try:
+        dev.wait_for(lambda: len(hubs.read_all(out)) >= 6, timeout=30, what="predictions in the output hub")
+        dev.wait_for(lambda: hubs.checkpoint(hub, "$Default", "0") == 6 and hubs.checkpoint(hub, "$Default", "1") == 1,
+                     timeout=10, what="checkpoints")  # fmt: skip
+        predicted = [json.loads(e.body) for e in hubs.read_all(out)]
+        ids = sorted(p["id"] for p in predicted)
+        assert ids == sorted([good[0]["id"], good[1]["id"], good[2]["id"], good[5]["id"],
+                              *(r["id"] for r in records(2, seed=2))])  # fmt: skip
+        assert all(p["model_version"] and 0 <= p["probability"] <= 1 for p in predicted)
+        letter = json.loads(azurite_blob(azurite, "failed", f"_stream/{hub}/0/0-6.json"))
+        assert [(r["position"], r["reason"]) for r in letter["records"]] == [
+            (3, "malformed_event"), (4, "wrong_type"), (5, "missing_field")]  # fmt: skip
+
+        # the host crashes after the outputs are written, before the checkpoint
+        crash.write_text("once")
+        again = records(3, seed=3)
+        hubs.send(hub, [json.dumps(r) for r in again], partition="0")
+        deadline = time.monotonic() + 30
+        while dev.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert dev.process.poll() == 70, "devhost did not crash before the checkpoint"
+    finally:
+        stop_devhost(dev)
+    assert not crash.exists()
+    assert hubs.checkpoint(hub, "$Default", "0") == 6  # not moved: the batch is delivered again
+    first_time = {r["id"] for r in again}
+    assert sorted(json.loads(e.body)["id"] for e in hubs.read_all(out)) == sorted([*ids, *first_time])
+
+    dev = start_devhost(tmp_path / "second", azurite, NO_MLFLOW, extra=settings)
+    try:
+        dev.wait_for(lambda: hubs.checkpoint(hub, "$Default", "0") == 9, timeout=30, what="the redelivery checkpointed")
+    finally:
+        stop_devhost(dev)
+    predicted = [json.loads(e.body) for e in hubs.read_all(out)]
+    redelivered = [p for p in predicted if p["id"] in first_time]
+    assert len(predicted) == 6 + 3 + 3 and len(redelivered) == 6  # at-least-once: each id twice, never lost
+    by_id: dict[str, list] = {}
+    for p in redelivered:
+        by_id.setdefault(p["id"], []).append(p["probability"])
+    assert all(a == b for a, b in by_id.values())  # a consumer deduplicating by id keeps one prediction each
+
+
+def azurite_blob(azurite, container: str, name: str) -> bytes:
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    return service.get_blob_client(container, name).download_blob().readall()
