@@ -9,13 +9,18 @@ STAMP := $(VENV)/.installed
 bootstrap: $(STAMP) node_modules/.installed
 
 $(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
+	@echo "bootstrap [1/4] Python venv in $(VENV)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "bootstrap [2/4] pip itself"
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@echo "bootstrap [3/4] the pinned packages of requirements-dev.txt (the first time: a few minutes)"
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@echo "bootstrap [4/4] this project (the scorehook command: $(VENV)/bin/scorehook)"
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
+	@echo "bootstrap: Azurite from npm (package-lock.json)"
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
