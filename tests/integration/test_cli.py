@@ -31,8 +31,10 @@ def test_a_failed_file_is_traced_and_replayed_once_its_model_exists(
 
     model = f"cli-{uuid.uuid4().hex[:6]}"
     settings = local_settings(azurite, mlflow_tracking_uri, 1)
+    failed_container = f"failed-{uuid.uuid4().hex[:8]}"  # its own failure records: status counts them all
     settings["Values"].update({"SCOREHOOK_MODEL_URI": f"models:/{model}@champion",
                                "SCOREHOOK_LEDGER_TABLE": f"cli{uuid.uuid4().hex[:8]}",
+                               "SCOREHOOK_FAILED_CONTAINER": failed_container,
                                "SCOREHOOK_EVENTS_TOPIC_ENDPOINT": ""})  # fmt: skip
     path = tmp_path / "local.settings.json"
     path.write_text(json.dumps(settings))
@@ -56,7 +58,7 @@ def test_a_failed_file_is_traced_and_replayed_once_its_model_exists(
     assert code == 0 and lines[0]["state"] == "failed_open", out
     failed = [e for e in lines[0]["events"] if e["kind"] == "failed"]
     assert failed and failed[-1]["details"]["reason"] == "model_not_found", out
-    assert failed[-1]["details"]["location"].startswith("failed/"), out
+    assert failed[-1]["details"]["location"].startswith(f"{failed_container}/"), out
     code, lines, out = _cli(path, "status", "--json")
     counts = lines[0]["files"]["counts"]
     assert (counts["failed_open"], counts["scored"]) == (1, 0), out
