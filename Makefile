@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.t
 	@echo "bootstrap [3/4] the pinned packages of requirements-dev.txt (the first time: a few minutes)"
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@echo "bootstrap [4/4] this project (the scorehook command: $(VENV)/bin/scorehook)"
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
