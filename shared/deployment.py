@@ -799,8 +799,9 @@ class DeploymentService:
         champion = self._promote(name, version, before)
         promoted = champion == version
         at = datetime.now(UTC).isoformat()
+        correlation = held.details.get("correlation_id")  # the drift report the held version came from
         record = {"model": name, "version": version, "approved_by": by, "reason": reason, "at": at,
-                  "champion_before": before, "champion_after": champion}  # fmt: skip
+                  "champion_before": before, "champion_after": champion, "correlation_id": correlation}  # fmt: skip
         self.ledger.finish(claim, "promote" if promoted else "reject", record)
         self.registry.set_tags(name, version, {
             "scorehook.approved": "true", "scorehook.approved_at": at, "scorehook.approved_by": by,
@@ -811,7 +812,8 @@ class DeploymentService:
             if before != version:
                 self._champion_changed(name, version, "approve", before, by=by, reason=reason)
             self.publisher.publish("Scorehook.Model.Promoted", f"models/{name}:{version}",
-                                   {"model_name": name, "version": version, "approved": True, "approved_by": by})  # fmt: skip
+                                   {"model_name": name, "version": version, "approved": True, "approved_by": by,
+                                    "correlation_id": correlation})  # fmt: skip
             return DeploymentOutcome("promote", key, None, champion, f"version {version} of {name} is the champion")
         return DeploymentOutcome("reject", key, None, champion,
                                  f"approved, but version {champion} is newer and stays the champion")  # fmt: skip

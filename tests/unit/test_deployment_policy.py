@@ -213,6 +213,20 @@ def test_approval_is_recorded_with_who_when_and_why_once(models):
     assert rejected.status == "ignored" and "not held" in rejected.message
 
 
+def test_an_approval_carries_the_correlation_id_of_the_drift_report_behind_the_held_version(models):
+    from shared.ports import CORRELATION_TAG
+    from shared.registrations import ApprovalGranted
+
+    flow = Flow(models, policy=DeploymentPolicy(margin=0.006, guard_metrics=(), require_approval=True))
+    held = flow.decide(0, tags={CORRELATION_TAG: "churn/3/20261201T160000Z"})
+    assert held.status == "hold"
+    approved = flow.service.approve(ApprovalGranted("churn", "1", "cli"), by="alice")
+    assert approved.status == "promote"
+    assert flow.ledger.get("approval:churn/1").details["correlation_id"] == "churn/3/20261201T160000Z"
+    [promoted] = [e for e in flow.publisher.events if e[0] == "Scorehook.Model.Promoted"]
+    assert promoted[2]["correlation_id"] == "churn/3/20261201T160000Z"
+
+
 # -- the generation marker --------------------------------------------------------------------------------
 
 
