@@ -357,12 +357,13 @@ def _bottom_k(
 
 
 def _pack(counts: np.ndarray) -> dict[str, str]:
-    """Counts as zlib-compressed little-endian integers of the smallest width that holds them, base64."""
+    """Counts as zlib-compressed little-endian integers of the smallest width that holds them, base64.
+    Level 1: every scored file packs its part's cells, and level 6 cost ~6x the CPU for ~25 % less."""
     top = int(counts.max(initial=0))
     dtype = next(d for d, limit in (("<u1", 1 << 8), ("<u2", 1 << 16), ("<u4", 1 << 32), ("<u8", None))
                  if limit is None or top < limit)  # fmt: skip
     raw = np.ascontiguousarray(counts, dtype).tobytes()
-    return {"dtype": dtype, "z": base64.b64encode(zlib.compress(raw, 6)).decode("ascii")}
+    return {"dtype": dtype, "z": base64.b64encode(zlib.compress(raw, 1)).decode("ascii")}
 
 
 def _unpack(d: dict[str, str]) -> np.ndarray:
