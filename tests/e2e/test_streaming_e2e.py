@@ -104,3 +104,44 @@ def azurite_blob(azurite, container: str, name: str) -> bytes:
 
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     return service.get_blob_client(container, name).download_blob().readall()
+
+
+def test_a_scored_file_sends_its_predictions_and_telemetry_to_the_local_hub_after_the_commit(
+    azurite, model_blob, tmp_path, unique
+):
+    import io
+
+    import pyarrow.csv as pacsv
+    from azure.storage.blob import BlobServiceClient
+
+    from training.data import generate
+
+    hub, name = f"monitoring-{unique}", f"collect/{unique}.csv"
+    routes = [{"name": "collected", "container": "incoming", "prefix": "collect/", "model": model_blob,
+               "eventhub_output": hub}]  # fmt: skip
+    settings = {"SCOREHOOK_ROUTES": json.dumps(routes), "SCOREHOOK_MODEL_URI": model_blob,
+                "SCOREHOOK_DRIFT_ENABLED": "false", "SCOREHOOK_LEDGER_TABLE": f"collect{unique}"}  # fmt: skip
+    blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+    for container in ("incoming", "scored", "failed"):
+        if not blobs.get_container_client(container).exists():
+            blobs.create_container(container)
+    data = io.BytesIO()
+    pacsv.write_csv(generate(25, seed=7, include_label=False), data)
+    hubs = LocalEventHubs.from_connection_string(azurite.connection_string, partitions=2)
+    dev = start_devhost(tmp_path, azurite, NO_MLFLOW, extra=settings)
+    try:
+        etag = blobs.get_blob_client("incoming", name).upload_blob(data.getvalue())["etag"]
+        dev.wait_for(lambda: len(hubs.read_all(hub)) >= 26, timeout=60, what="the file's events in the local hub")
+        events = hubs.read_all(hub)
+        output = blobs.get_blob_client("scored", f"incoming/{name}.predictions.csv").get_blob_properties()
+    finally:
+        stop_devhost(dev)
+    bodies = [json.loads(e.body) for e in events]
+    key = f"blob:devstoreaccount1/incoming/{name}@{etag.strip(chr(34))}"
+    assert sorted(b["id"] for b in bodies) == sorted([f"{key}#{i}" for i in range(1, 26)] + [f"{key}#telemetry"])
+    assert len({e.partition for e in events}) == 1  # one file's events on one partition, in order
+    assert [b["row"] for b in bodies if b["kind"] == "prediction"] == list(range(1, 26))
+    # every event came after the commit: none is older than the output blob
+    assert min(e.enqueued_time for e in events) >= output.last_modified.replace(microsecond=0)
+    telemetry = next(b for b in bodies if b["kind"] == "telemetry")
+    assert telemetry["rows_scored"] == 25 and telemetry["model_version"] == output.metadata["model_version"]
