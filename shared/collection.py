@@ -21,8 +21,8 @@ is final: the file is ``succeeded`` with ``eventhub: failed`` and ``eventhub_rea
 
 Example:
     >>> collector = OutputCollector(blobs, {"scorehook-monitoring": sink})            # doctest: +SKIP
-    >>> collector.send(route, key, "incoming/a.csv", '"0x8D1"', "scored/incoming/a.csv.predictions.csv", version)
-    {'eventhub': 'sent', 'eventhub_hub': 'scorehook-monitoring', 'eventhub_events': 4, ...}   # doctest: +SKIP
+    >>> collector.send(route, key, "incoming/a.csv", etag, output, version)           # doctest: +SKIP
+    {'eventhub': 'sent', 'eventhub_hub': 'scorehook-monitoring', 'eventhub_events': 4, ...}
 """
 
 from __future__ import annotations

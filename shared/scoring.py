@@ -343,7 +343,8 @@ class ScoringService:
             return  # the key is someone else's now
         attempt = {"reason": reason, "message": str(exc)[:2000], "attempt": claim.attempts,
                    "failed_at": datetime.now(UTC).isoformat()}  # fmt: skip
-        state = {"eventhub": exc.details["eventhub"]} if "eventhub" in getattr(exc, "details", {}) else {}
+        details = exc.details if isinstance(exc, ScorehookError) else {}
+        state = {"eventhub": details["eventhub"]} if "eventhub" in details else {}  # a send after the commit failed
         try:
             self.ledger.finish(claim, "retrying", {**attempt, **state,
                                                    "retries": [*claim.details.get("retries", []), attempt][-10:]})

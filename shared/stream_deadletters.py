@@ -122,7 +122,8 @@ def parse_stream_dead_letters(container: str, blob: str, data: bytes) -> list[St
     for index, record in enumerate(doc["records"]):
         if not isinstance(record, dict):
             continue
-        position = record.get("position") if isinstance(record.get("position"), int) else index
+        position = _int(record.get("position"))
+        position = index if position is None else position
         body = record.get("body") if isinstance(record.get("body"), str) else None
         problem = None
         if hub is None:
@@ -213,9 +214,10 @@ class StreamDeadLetterService:
                 claimed.append((letter, claim))
         if not claimed:
             return []
-        hub = str(claimed[0][0].hub)
+        hub, sink_for = str(claimed[0][0].hub), self.sink_for
+        assert sink_for is not None
         try:
-            self.sink_for(hub).send([OutEvent(str(letter.body), letter.partition_key) for letter, _ in claimed])
+            sink_for(hub).send([OutEvent(str(letter.body), letter.partition_key) for letter, _ in claimed])
         except Exception as exc:  # one blob's trouble never stops the others; nothing is marked
             for _, claim in claimed:
                 self.ledger.release(claim)
