@@ -29,9 +29,9 @@ from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
-from shared.adapters.eventhub_local import NAMESPACE, LocalEventHubs, StoredEvent
+from shared.adapters.eventhub_local import CHECKPOINTS, CONTAINER, NAMESPACE, LocalEventHubs, StoredEvent
 
-__all__ = ["EventHubRunner", "LocalEventHubs", "StoredEvent", "send_output"]
+__all__ = ["CHECKPOINTS", "CONTAINER", "NAMESPACE", "EventHubRunner", "LocalEventHubs", "StoredEvent", "send_output"]
 
 log = logging.getLogger("devhost.eventhubs")
 DEFAULT_PARTITIONS = 2
