@@ -152,3 +152,24 @@ def test_a_route_that_sends_needs_a_sender_and_valid_options(tiny_onnx):
     with pytest.raises(ConfigurationError, match="only with eventhub_output"):
         parse_routes(json.dumps([{"name": "a", "container": "incoming", "model": "models:/m/1",
                                   "eventhub_send": ["telemetry"]}]))  # fmt: skip
+
+
+def test_through_the_sdk_adapter_a_files_events_fill_several_batches_of_one_partition_key(tiny_onnx):
+    class OfflineProducer:  # create_batch / send_batch of EventHubProducerClient, the hub's limit 1 KiB
+        def __init__(self) -> None:
+            self.sent: list[EventDataBatch] = []
+
+        def create_batch(self, *, partition_key=None, max_size_in_bytes=None):
+            return EventDataBatch(max_size_in_bytes=1024, partition_key=partition_key)
+
+        def send_batch(self, batch):
+            self.sent.append(batch)
+
+    producer = OfflineProducer()
+    scoring = Collected(tiny_onnx, EventHubSink(producer))
+    rows = b"".join(f"{i:03d},0.5,1.0,red\n".encode() for i in range(40))
+    outcome = scoring.service.score(parse_blob_created(scoring.upload("a.csv", b"id,x1,x2,color\n" + rows)))
+    bodies = [json.loads(b"".join(e.body)) for batch in producer.sent for e in batch._internal_events]
+    assert len(producer.sent) > 1 and all(len(b) > 0 for b in producer.sent)
+    assert [b["id"] for b in bodies] == [f"{outcome.key}#{i}" for i in range(1, 41)] + [f"{outcome.key}#telemetry"]
+    assert {b._partition_key for b in producer.sent} == {outcome.key}  # one file, one partition, in order
