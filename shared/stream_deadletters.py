@@ -10,7 +10,8 @@ Each record is replayed once: it is marked in the ledger under ``stream-deadlett
 claimed before the send (two replays at once send a record once), ``replayed`` after it. A send that fails
 frees the marks (the next replay sends again); a replay that dies between the send and the mark is taken
 over when its mark expires and sends again (at-least-once, the record's ``id`` unchanged). A record whose
-body was cut (over 4 KiB) or is not UTF-8 text cannot be sent as it was: it is ``n/a``.
+body was cut (over 4 KiB) or is not UTF-8 text cannot be sent as it was, and one that is not a JSON object with
+an ``id`` (``malformed_event``, ``missing_field``) would fail again whatever the fix: they are ``n/a``.
 
 Example:
     >>> service = StreamDeadLetterService(blobs, ledger, "failed", sink_for=lambda hub: sink)   # doctest: +SKIP
@@ -41,6 +42,8 @@ REPLAY_TTL_SECONDS = 900
 _MAX_BLOB_BYTES = 64 << 20
 _HUB = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,255}")
 _OWNER = f"{socket.gethostname()}:{os.getpid()}"
+# Reasons the body alone decides (not JSON, not an object, no usable id): sent again, it fails again.
+_UNFIXABLE = ("malformed_event", "missing_field")
 _log = get_logger("stream_deadletters")
 
 
@@ -133,6 +136,8 @@ def parse_stream_dead_letters(container: str, blob: str, data: bytes) -> list[St
             body = None
         elif body is None:
             problem = "the body is not UTF-8 text"
+        elif record.get("reason") in _UNFIXABLE:
+            problem = f"the record itself is bad ({record['reason']}): no fix of the model or settings scores it"
         found.append(StreamDeadLetter(
             container, blob, hub, partition, position, _int(record.get("sequence_number")), _str(record.get("reason")),
             _str(record.get("error")), _str(record.get("enqueued_time")), _str(record.get("partition_key")), body,

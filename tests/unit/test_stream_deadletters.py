@@ -77,6 +77,19 @@ def test_a_failed_send_marks_nothing_and_the_next_replay_sends_them(fakes):
     assert [r.status for r in service.replay()] == ["sent", "sent"] and len(sink.events) == 2
 
 
+def test_records_bad_in_themselves_are_not_replayed(tiny_onnx):
+    blobs, registry, ledger = FakeBlobStore(), FakeRegistry(), FakeLedger()
+    registry.register("tiny", tiny_onnx, alias="champion")
+    stream = StreamingService(blobs, ModelProvider(registry, blobs, ModelCache()), model_uri="models:/tiny@champion")
+    bodies = [b"{not json", json.dumps({"x1": 1.0, "x2": 0.0, "color": "red"}).encode(),
+              json.dumps({"id": "w-1", "x1": "high", "x2": 0.0, "color": "red"}).encode()]  # fmt: skip
+    stream.score_batch(batch(bodies), FakeEventSink())
+    service = StreamDeadLetterService(blobs, ledger, sink_for=lambda hub: FakeEventSink())
+    assert [(d.reason, service.replay_status(d)) for d in service.dead_letters()] == [
+        ("malformed_event", "n/a"), ("missing_field", "n/a"), ("wrong_type", "no")]  # a new model may take text
+    assert [r.dead_letter.record_id for r in service.replay()] == ["w-1"]
+
+
 def test_status_counts_stream_dead_letters(fakes):
     blobs, _, ledger, _, _ = fakes
     view = OpsView(ledger, blobs)
