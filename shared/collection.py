@@ -87,19 +87,24 @@ class OutputCollector:
         source = {"key": key, "blob": input_blob, "output": output, "route": route.name}
         common = {"model": version.name, "model_version": version.version}
         sent = 0
+
+        def send(events: list[OutEvent]) -> None:
+            nonlocal sent
+            try:
+                sink.send(events)
+            except TransientError as exc:  # the hub, not the output: a storage error reading it stays what it is
+                _log.error("event hub send failed: the file is retried, its events sent again with the same ids",
+                           extra={"event_hub": hub, "output": output, "events_sent": sent, "error": str(exc)[:500]})  # fmt: skip
+                raise PublishError(f"sending {input_blob}'s output to Event Hub {hub} failed after {sent} events: "
+                                   f"{exc}", eventhub="failed", hub=hub, events_sent=sent) from exc  # fmt: skip
+            sent += len(events)
+
         try:
             if "predictions" in route.eventhub_send:
                 for events in self._predictions(container, name, info, route, key, source, common):
-                    sink.send(events)
-                    sent += len(events)
+                    send(events)
             if "telemetry" in route.eventhub_send:
-                sink.send([OutEvent(json.dumps(_telemetry(key, info.metadata, source, common, sent)), key)])
-                sent += 1
-        except TransientError as exc:
-            _log.error("event hub send failed: the file is retried, its events sent again with the same ids",
-                       extra={"event_hub": hub, "output": output, "events_sent": sent, "error": str(exc)[:500]})  # fmt: skip
-            raise PublishError(f"sending {input_blob}'s output to Event Hub {hub} failed after {sent} events: {exc}",
-                               eventhub="failed", hub=hub, events_sent=sent) from exc  # fmt: skip
+                send([OutEvent(json.dumps(_telemetry(key, info.metadata, source, common, sent)), key)])
         except InputError as exc:  # an event too large for any batch: sending again cannot help
             _log.error("event hub send refused: the scored file stands without its events",
                        extra={**exc.log_fields(), "event_hub": hub, "output": output, "events_sent": sent})  # fmt: skip

@@ -173,3 +173,26 @@ def test_through_the_sdk_adapter_a_files_events_fill_several_batches_of_one_part
     assert len(producer.sent) > 1 and all(len(b) > 0 for b in producer.sent)
     assert [b["id"] for b in bodies] == [f"{outcome.key}#{i}" for i in range(1, 41)] + [f"{outcome.key}#telemetry"]
     assert {b._partition_key for b in producer.sent} == {outcome.key}  # one file, one partition, in order
+
+
+def test_an_output_that_cannot_be_read_back_is_a_storage_error_and_the_retry_sends(tiny_onnx):
+    sink = FakeEventSink()
+    scoring = Collected(tiny_onnx, sink)
+    reads = {"failing": 1}
+    real = scoring.blobs.read_chunks
+
+    def read_chunks(container, name, chunk_size=4 << 20, etag=None):
+        if container == "scored" and reads["failing"]:
+            reads["failing"] -= 1
+            raise StorageUnavailableError("storage is down")
+        return real(container, name, chunk_size, etag)
+
+    scoring.blobs.read_chunks = read_chunks  # type: ignore[method-assign]
+    raw = scoring.upload("a.csv", GOOD)
+    with pytest.raises(StorageUnavailableError):
+        scoring.service.score(parse_blob_created(raw))
+    key = f"blob:devstoreaccount1/incoming/a.csv@{raw['data']['eTag'].strip(chr(34))}"
+    assert (scoring.ledger.get(key).status, scoring.ledger.get(key).details["reason"]) == ("retrying",
+                                                                                          "storage_unavailable")  # fmt: skip
+    assert sink.events == []
+    assert scoring.service.score(parse_blob_created(raw)).status == "succeeded" and len(sink.events) == 4
