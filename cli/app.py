@@ -424,7 +424,8 @@ def status(
                        [[f.blob, cell(f.state, _STATE_STYLE.get(f.state)), f.reason, _short_time(f.updated_at),
                          f.failure] for f in result.files.problems]))  # fmt: skip
     sections = [("Deliveries (MLflow webhook)", result.deliveries), ("Decisions", result.decisions),
-                ("Retrains", result.retrains), ("Dead letters", {k: v for k, v in result.dead_letters.items() if v})]  # fmt: skip
+                ("Retrains", result.retrains), ("Dead letters", {k: v for k, v in result.dead_letters.items() if v}),
+                ("Stream dead letters (records)", {k: v for k, v in result.stream_dead_letters.items() if v})]  # fmt: skip
     for title, counts_ in sections:
         if counts_:
             out.show(table(title, ["what", "count"], [[k, v] for k, v in sorted(counts_.items())]))
@@ -757,12 +758,16 @@ def deadletters(
     ctx: typer.Context,
     replay_them: Annotated[bool, typer.Option("--replay", help="score every dead-lettered file not replayed yet")] = False,
     container: Annotated[str | None, typer.Option("--container", help="the dead-letter container")] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="the stream records score_stream dead-lettered "
+                                         "(failed/_stream/...); --replay sends them again to their input hub")] = False,
     as_json: JsonOption = False,
 ) -> int:  # fmt: skip
-    """Events Event Grid gave up on; --replay scores their files. JSON lines with --json."""
+    """Events Event Grid gave up on; --replay scores their files. --stream: bad stream records. JSON lines with --json."""
     from shared.deadletters import DeadLetterService
 
     out = _out(ctx, as_json)
+    if stream:
+        return _stream_deadletters(ctx, out, replay_them)
     with _timed(ctx, "reading the dead letters"):
         dead = DeadLetterService.for_scoring(_services(ctx).scoring(), container=container)
     if replay_them:
@@ -806,6 +811,47 @@ def deadletters(
                          cell(d.replayed, "green" if d.replayed == "yes" else None), d.problem] for d in letters]))  # fmt: skip
     if not letters:
         out.note(f"no dead letters in {dead.container}")
+    return EXIT_OK
+
+
+def _stream_deadletters(ctx: typer.Context, out: Any, replay_them: bool) -> int:
+    """``deadletters --stream``: list the dead-lettered stream records, or send them again (each once)."""
+    from shared.adapters.eventhub import eventhub_sink
+    from shared.stream_deadletters import StreamDeadLetterService
+
+    with _timed(ctx, "reading the stream dead letters"):
+        scoring = _services(ctx).scoring()
+        settings = scoring.settings
+        service = StreamDeadLetterService(scoring.blobs, scoring.ledger, settings.failed_container,
+                                          sink_for=lambda hub: eventhub_sink(settings, hub))  # fmt: skip
+    if replay_them:
+        with _timed(ctx, "replaying the stream dead letters"):
+            results = service.replay()
+        for result in results if out.json else ():
+            out.document(result.as_dict())
+        if not out.json and results:
+            out.show(table("Replayed stream records", ["dead letter", "record id", "hub", "status", "reason"],
+                           [[r.dead_letter.location, r.dead_letter.record_id, r.hub, r.status, r.reason]
+                            for r in results]))  # fmt: skip
+        if not results:
+            out.note("no stream record to replay")
+        return int(any(r.status == "error" for r in results))
+    with _timed(ctx, "reading the stream dead letters"):
+        letters = [(d, service.replay_status(d)) for d in service.dead_letters()]
+    if out.json:
+        for d, replayed in letters:
+            out.document({"dead_letter": d.location, "event_hub": d.hub, "partition": d.partition,
+                          "position": d.position, "sequence_number": d.sequence_number, "record_id": d.record_id,
+                          "reason": d.reason, "error": d.error, "enqueued_time": d.enqueued_time,
+                          "replayed": replayed, "problem": d.problem})  # fmt: skip
+    elif letters:
+        out.show(table(f"Stream dead letters in {settings.failed_container}/_stream",
+                       ["enqueued", "hub/partition", "seq", "record id", "reason", "replayed", "problem"],
+                       [[_short_time(d.enqueued_time), f"{d.hub}/{d.partition}", d.sequence_number, d.record_id,
+                         d.reason, cell(replayed, "green" if replayed == "yes" else None), d.problem]
+                        for d, replayed in letters]))  # fmt: skip
+    if not letters:
+        out.note("no stream dead letters")
     return EXIT_OK
 
 

@@ -44,6 +44,7 @@ def local_settings(
         "SCOREHOOK_EVALUATION_DATA": "blob://evaluation/holdout.csv",
         "SCOREHOOK_DRIFT_SCHEDULE": "*/10 * * * * *",
         "SCOREHOOK_RETRAIN_LAUNCHER": "local",
+        "SCOREHOOK_EVENTHUBS_LOCAL": "true",
     }
     if log_file:
         values["SCOREHOOK_LOG_FILE"] = log_file

@@ -58,6 +58,9 @@ param secretLifetimeDays int = 365
 @description('Deployment time (never set it): the secret expiry counts from here.')
 param now string = utcNow()
 
+@description('Event Hubs streaming: a namespace (Entra ID only) with the input, predictions and monitoring hubs, the score_stream trigger on.')
+param streaming bool = false
+
 @description('E-mail address that receives the alerts (dead letters, dropped events, failed deliveries); empty: none.')
 param alertEmail string = ''
 
@@ -93,6 +96,7 @@ module scorehook 'modules/scorehook.bicep' = {
     principalId: principalId
     principalType: principalType
     alertEmail: alertEmail
+    streaming: streaming
     webhookSecret: webhookSecret
     secretsExpireAt: dateTimeToEpoch(dateTimeAdd(now, 'P${secretLifetimeDays}D'))
   }

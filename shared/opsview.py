@@ -149,6 +149,7 @@ class Status(_Serialisable):
     models: list[ModelState]
     times: dict[str, str | None]
     routes: list[str]
+    stream_dead_letters: dict[str, int] = field(default_factory=dict)  # records of failed/_stream/...
 
 
 @dataclass
@@ -277,6 +278,9 @@ class OpsView:
         self.drift_store, self.dead_letter_service = drift_store, dead_letters_service
         self.failed_container = failed_container
         self.routes = tuple(routes)
+        from shared.stream_deadletters import StreamDeadLetterService
+
+        self.stream_dead_letters = StreamDeadLetterService(blobs, ledger, failed_container)
         self._clock = clock or (lambda: datetime.now(UTC))
 
     @classmethod
@@ -531,6 +535,7 @@ class OpsView:
             generated_at=self._clock().isoformat(), files=FilesSection(counts, trouble[:problems]),
             deliveries=deliveries, decisions=decisions, retrains=retrains, cooldowns=cooldowns,
             dead_letters=dead, models=models, times=times, routes=[r.name for r in self.routes],
+            stream_dead_letters=self.stream_dead_letters.counts(),
         )  # fmt: skip
 
     # -- models ----------------------------------------------------------------------------------------

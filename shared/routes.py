@@ -7,7 +7,10 @@ or ``@path/to/routes.json``); without it there is one route: the input container
 ``"engine": "azureml-batch"`` and ``"batch_endpoint"`` (optional ``"batch_deployment"``, and
 ``"batch_datastore"``: the Azure ML datastore of the route's container, to pass the file as an
 ``azureml://datastores/...`` path instead of its blob URL) hands its files to an Azure ML batch endpoint
-instead of scoring them in the function (``shared/batch_offload.py``).
+instead of scoring them in the function (``shared/batch_offload.py``). A route with ``"eventhub_output": HUB``
+sends, once the output is committed, what ``"eventhub_send"`` lists (``predictions``: one event per output
+row; ``telemetry``: one summary per file; both by default) to that Event Hub, for monitoring
+(``shared/collection.py``).
 
 Example:
     >>> routes = parse_routes('[{"name": "churn", "container": "incoming", "prefix": "churn/",'
@@ -29,7 +32,7 @@ from shared.errors import EventSourceError
 from shared.modelrefs import model_reference_problem
 from shared.settings import Settings, configuration_error
 
-__all__ = ["ENGINES", "ON_MISSING", "Route", "load_routes", "match_route", "parse_routes", "serves_container"]
+__all__ = ["ENGINES", "EVENTHUB_SEND", "ON_MISSING", "Route", "load_routes", "match_route", "parse_routes", "serves_container"]
 
 # What a route does with an empty model input (empty cell, NaN, null, an absent JSON key): ``pass`` it to
 # the model as NaN (it shows in the drift profile), ``reject_rows`` (drop and count them), or ``fail`` the file.
@@ -40,6 +43,9 @@ ENGINES = ("local", "azureml-batch")
 # Azure ML endpoint and deployment names: a letter, then letters, digits and hyphens, 3-32 characters.
 _AZUREML_NAME = re.compile(r"[A-Za-z][-A-Za-z0-9]{2,31}")
 _DATASTORE = re.compile(r"[A-Za-z0-9_]{1,255}")  # an Azure ML datastore name
+# What a route with ``eventhub_output`` sends there: the output's rows, and a telemetry summary of the file.
+EVENTHUB_SEND = ("predictions", "telemetry")
+_HUB = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,255}")  # an Event Hub name
 _CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 
 
@@ -65,6 +71,8 @@ class Route:
     batch_endpoint: str | None = None
     batch_deployment: str | None = None
     batch_datastore: str | None = None
+    eventhub_output: str | None = None
+    eventhub_send: tuple[str, ...] = EVENTHUB_SEND
     options: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def matches(self, account: str, container: str, blob_name: str) -> bool:
@@ -101,7 +109,7 @@ def _route(raw: dict[str, Any], settings: Settings | None, problems: list[dict[s
                 "output_format", "on_missing", "engine"):  # fmt: skip
         if key in values and not isinstance(values[key], str):
             problem(key, values[key], "expected text")
-    for key in ("account", "label_column", "batch_endpoint", "batch_deployment", "batch_datastore"):
+    for key in ("account", "label_column", "batch_endpoint", "batch_deployment", "batch_datastore", "eventhub_output"):
         if values.get(key) is not None and not isinstance(values[key], str):
             problem(key, values[key], "expected text or null")
     if len(problems) > typed:
@@ -134,6 +142,7 @@ def _route(raw: dict[str, Any], settings: Settings | None, problems: list[dict[s
         ):
             problem(key, value, "expected a positive whole number")
     _engine_problems(values, problem)
+    _eventhub_problems(values, problem)
     if "options" in values and not isinstance(values["options"], dict):
         problem("options", values["options"], "expected an object")
     if len(problems) > found:
@@ -159,6 +168,26 @@ def _engine_problems(values: dict[str, Any], problem: Any) -> None:
             problem(key, name, "expected an Azure ML name: a letter, then letters, digits or hyphens (3-32)")
     if engine == "azureml-batch" and values.get("batch_endpoint") is None:
         problem("batch_endpoint", None, "expected the batch endpoint's name with engine azureml-batch")
+
+
+def _eventhub_problems(values: dict[str, Any], problem: Any) -> None:
+    """``eventhub_output`` is an Event Hub name; ``eventhub_send`` a non-empty list of ``EVENTHUB_SEND`` items."""
+    hub = values.get("eventhub_output")
+    if hub is not None and (not _HUB.fullmatch(hub) or ".." in hub):
+        problem("eventhub_output", hub, "expected an Event Hub name: letters, digits, '.', '_' or '-' (1-256)")
+    if hub is not None and values.get("engine", "local") != "local":
+        problem("eventhub_output", hub, "expected only with engine local (the function writes the output)")
+    if "eventhub_send" not in values:
+        return
+    send = values["eventhub_send"]
+    if isinstance(send, str):
+        send = [send]
+    if not isinstance(send, list | tuple) or not send or any(s not in EVENTHUB_SEND for s in send):
+        problem("eventhub_send", values["eventhub_send"], f"expected a non-empty list of {', '.join(EVENTHUB_SEND)}")
+    elif hub is None:
+        problem("eventhub_send", values["eventhub_send"], "expected only with eventhub_output")
+    else:
+        values["eventhub_send"] = tuple(dict.fromkeys(send))
 
 
 def parse_routes(text: str, settings: Settings | None = None) -> tuple[Route, ...]:

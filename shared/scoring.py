@@ -59,6 +59,7 @@ from shared.routes import Route, load_routes, match_route, serves_container
 from shared.settings import Settings
 
 if TYPE_CHECKING:
+    from shared.collection import OutputCollector
     from shared.drift.monitor import DriftMonitor, ProfileObserver
 
 __all__ = ["ScoringOutcome", "ScoringService", "blob_key", "failure_name", "idempotency_key", "output_name"]
@@ -250,6 +251,7 @@ class ScoringService:
         drift: DriftMonitor | None = None,
         timeout_seconds: float | None = None,
         batch: BatchScorer | None = None,
+        collector: OutputCollector | None = None,
     ) -> None:
         self.blobs, self.ledger, self.models = blobs, ledger, models
         self.publisher, self.settings, self._clock = publisher, settings, clock
@@ -258,6 +260,12 @@ class ScoringService:
         # the files of engine azureml-batch routes go to an Azure ML batch endpoint (shared/batch_offload.py)
         self.batch = BatchOffload(batch, ledger, blobs, publisher, settings, owner=_OWNER) if batch else None
         self.timeout_seconds = timeout_seconds  # the host's functionTimeout: no lease is renewed past it
+        # committed outputs of routes with eventhub_output go to their hub (shared/collection.py)
+        self.collector = collector
+        unsent = [r.name for r in self.routes if r.eventhub_output] if collector is None else []
+        if unsent:
+            raise ConfigurationError(f"routes {', '.join(unsent)} send to an Event Hub, but no sender is set up",
+                                     routes=unsent)  # fmt: skip
 
     # -- the use case -------------------------------------------------------------------------
     def score(self, event: BlobCreated) -> ScoringOutcome:
@@ -287,6 +295,7 @@ class ScoringService:
                 "etag": event.etag.strip('"'),
                 "event_time": event.time.isoformat() if event.time else None,
                 "claimed_at": datetime.now(UTC).isoformat(),
+                **({"eventhub": "pending"} if route.eventhub_output else {}),
             }
             claim = self.ledger.claim(key, _OWNER, self.settings.claim_ttl_seconds, details)
             if claim is None:
@@ -334,8 +343,11 @@ class ScoringService:
             return  # the key is someone else's now
         attempt = {"reason": reason, "message": str(exc)[:2000], "attempt": claim.attempts,
                    "failed_at": datetime.now(UTC).isoformat()}  # fmt: skip
+        details = exc.details if isinstance(exc, ScorehookError) else {}
+        state = {"eventhub": details["eventhub"]} if "eventhub" in details else {}  # a send after the commit failed
         try:
-            self.ledger.finish(claim, "retrying", {**attempt, "retries": [*claim.details.get("retries", []), attempt][-10:]})
+            self.ledger.finish(claim, "retrying", {**attempt, **state,
+                                                   "retries": [*claim.details.get("retries", []), attempt][-10:]})
         except Exception as write_error:
             _log.warning("could not record the failed attempt; the lease will expire",
                          extra={"error": str(write_error), "error_type": type(write_error).__name__})  # fmt: skip
@@ -442,6 +454,8 @@ class ScoringService:
                                        **resolved, "committed_at": datetime.now(UTC).isoformat()}  # fmt: skip
             if observer is not None:
                 details |= self._record_drift(version, event, observer, key)
+            if route.eventhub_output and self.collector is not None:  # after the commit, never before
+                details |= self.collector.send(route, key, event.blob_path, event.etag, location, version)
             elapsed_ms = round((self._clock() - started) * 1000, 1)
             details |= {"finished_at": datetime.now(UTC).isoformat(), "elapsed_ms": elapsed_ms}
             self.ledger.finish(lease.stop(), "succeeded", details)

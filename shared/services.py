@@ -82,12 +82,26 @@ def build_scoring_service(settings: Settings) -> object:
         drift=drift,  # type: ignore[arg-type]
         timeout_seconds=host_function_timeout(),
         batch=_batch_scorer(settings),
+        collector=_collector(settings, blobs),
     )
     containers = {route.output_container for route in service.routes} | (
         {settings.drift_container} if drift else set()
     )
     blobs.ensure_containers(settings.failed_container, *containers)
     return service
+
+
+def _collector(settings: Settings, blobs: Any) -> Any:
+    """The sender of committed outputs to the hubs routes name (``eventhub_output``), else None."""
+    from shared.routes import load_routes
+
+    hubs = sorted({route.eventhub_output for route in load_routes(settings) if route.eventhub_output})
+    if not hubs:
+        return None
+    from shared.adapters.eventhub import eventhub_sink
+    from shared.collection import OutputCollector
+
+    return OutputCollector(blobs, {hub: eventhub_sink(settings, hub) for hub in hubs})
 
 
 def _batch_scorer(settings: Settings) -> Any:

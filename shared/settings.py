@@ -324,6 +324,8 @@ class Settings(BaseSettings):
     stream_consumer_group: str = _setting("SCOREHOOK_STREAM_CONSUMER_GROUP", "$Default", CONSUMER_GROUP)
     stream_model_uri: str | None = _setting("SCOREHOOK_STREAM_MODEL_URI", None, MODEL_REFERENCE)
     event_hubs_namespace: str | None = _setting("EventHubs__fullyQualifiedNamespace", None, EVENT_HUBS_NAMESPACE)
+    # devhost: the hubs are the local ones in DataStorage (Azurite), not a namespace (shared/adapters/eventhub_local.py)
+    eventhubs_local: bool = _setting("SCOREHOOK_EVENTHUBS_LOCAL", False, FLAG)
     retrain_pipeline: str = _setting("SCOREHOOK_RETRAIN_PIPELINE", "infra/ml/retrain-pipeline.yml")
     log_level: str = _setting("SCOREHOOK_LOG_LEVEL", "INFO", LOG_LEVEL)
     log_file: str | None = _setting("SCOREHOOK_LOG_FILE")

@@ -22,6 +22,8 @@ param secretsExpireAt int
 param alertEmail string = ''
 param maximumInstanceCount int = 100
 param instanceMemoryMB int = 2048
+@description('Event Hubs streaming: a namespace with the input, predictions and monitoring hubs, the trigger on.')
+param streaming bool = false
 
 // Built-in role definition ids.
 var roles = {
@@ -33,12 +35,20 @@ var roles = {
   keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
   eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7'
+  eventHubsDataReceiver: 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'
+  eventHubsDataSender: '2b629674-e913-4c01-ae53-ef4638d8f975'
 }
 // Every container a setting names (defaults of shared/settings.py) plus 'evaluation' (the holdout, see
 // evaluationData); every queue a function binds (functions/*.py).
 var dataContainers = ['incoming', 'scored', 'failed', 'deadletter', 'drift', 'scorehook-models', 'evaluation']
 var dataQueues = ['model-registrations', 'drift-evaluations']
 var deploymentContainer = 'app-package-${resourceToken}'
+// Event Hubs (streaming): the input records (SCOREHOOK_STREAM_HUB), the stream's predictions
+// (SCOREHOOK_STREAM_OUTPUT_HUB) and the blob path's predictions and telemetry (a route's eventhub_output:
+// "scorehook-monitoring"). Bad records are dead-lettered as blobs (failed/_stream/...), not to a hub.
+var eventHubsNamespace = 'evhns-${resourceToken}'
+var streamHubs = ['scorehook-records', 'scorehook-predictions', 'scorehook-monitoring']
+var streamConsumerGroup = 'scorehook'
 // Extra names are trimmed by the app (SCOREHOOK_ALLOWED_STORAGE_ACCOUNTS is a comma-separated list).
 var allowedAccounts = empty(trim(allowedStorageAccounts)) ? dataStorage.name : '${dataStorage.name},${allowedStorageAccounts}'
 
@@ -87,6 +97,13 @@ resource hostBlobs 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' =
 resource packageContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: hostBlobs
   name: deploymentContainer
+  properties: { publicAccess: 'None' }
+}
+
+// The Event Hubs extension keeps its checkpoints in this container of the host storage (AzureWebJobsStorage).
+resource eventHubCheckpoints 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = if (streaming) {
+  parent: hostBlobs
+  name: 'azure-webjobs-eventhub'
   properties: { publicAccess: 'None' }
 }
 
@@ -154,6 +171,37 @@ resource eventsTopic 'Microsoft.EventGrid/topics@2022-06-15' = {
   tags: tags
   identity: { type: 'SystemAssigned' }
   properties: { inputSchema: 'EventGridSchema', publicNetworkAccess: 'Enabled', disableLocalAuth: true }
+}
+
+// ---------------------------------------------------------------- Event Hubs (streaming, off by default)
+// Entra ID only (local auth off: no SAS keys exist); the app connects with `EventHubs__fullyQualifiedNamespace`.
+resource eventHubs 'Microsoft.EventHub/namespaces@2024-01-01' = if (streaming) {
+  name: eventHubsNamespace
+  location: location
+  tags: tags
+  sku: { name: 'Standard', tier: 'Standard', capacity: 1 }
+  properties: {
+    disableLocalAuth: true
+    minimumTlsVersion: '1.2'
+    publicNetworkAccess: 'Enabled'
+    isAutoInflateEnabled: true
+    maximumThroughputUnits: 4
+    zoneRedundant: true
+  }
+}
+
+resource hubs 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' = [
+  for name in streamHubs: if (streaming) {
+    parent: eventHubs
+    name: name
+    properties: { partitionCount: 4, messageRetentionInDays: 1 }
+  }
+]
+
+// The trigger's own consumer group on the input hub (others may read the same records with theirs).
+resource recordsConsumerGroup 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2024-01-01' = if (streaming) {
+  parent: hubs[0]
+  name: streamConsumerGroup
 }
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
@@ -306,16 +354,18 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SCOREHOOK_DRIFT_MONITOR_MODELS: ''
     SCOREHOOK_RETRAIN_LAUNCHER: empty(azuremlWorkspace) ? 'none' : 'azureml'
     SCOREHOOK_RETRAIN_PIPELINE: 'infra/ml/retrain-pipeline.yml'
-    // Event Hubs streaming is off until a namespace is provisioned and named here (not created by this template yet)
-    SCOREHOOK_STREAM_ENABLED: 'false'
-    SCOREHOOK_STREAM_HUB: 'scorehook-records'
-    SCOREHOOK_STREAM_OUTPUT_HUB: 'scorehook-predictions'
-    SCOREHOOK_STREAM_CONSUMER_GROUP: '$Default'
+    // Event Hubs streaming (param streaming): the trigger, its hubs and consumer group; the namespace is also what a
+    // route's eventhub_output sends to. Identity-based: the connection "EventHubs" is its fullyQualifiedNamespace.
+    SCOREHOOK_STREAM_ENABLED: streaming ? 'true' : 'false'
+    SCOREHOOK_STREAM_HUB: streamHubs[0]
+    SCOREHOOK_STREAM_OUTPUT_HUB: streamHubs[1]
+    SCOREHOOK_STREAM_CONSUMER_GROUP: streaming ? streamConsumerGroup : '$Default'
     SCOREHOOK_STREAM_MODEL_URI: ''
-    EventHubs__fullyQualifiedNamespace: ''
+    EventHubs__fullyQualifiedNamespace: streaming ? '${eventHubsNamespace}.servicebus.windows.net' : ''
     SCOREHOOK_LOG_LEVEL: 'INFO'
   }
-  dependsOn: [hostRoles, dataRoles, secretsRole, topicSenderRole, telemetryRole, packageContainer, containers, queues, ledgerTable]
+  dependsOn: [hostRoles, dataRoles, secretsRole, topicSenderRole, telemetryRole, packageContainer, containers, queues, ledgerTable,
+    recordsReceiverRole, hubSenderRoles, recordsConsumerGroup, eventHubCheckpoints]
 }
 
 // ---------------------------------------------------------------- role assignments
@@ -370,6 +420,40 @@ resource telemetryRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
     principalId: functionApp.identity.principalId
     principalType: 'ServicePrincipal'
+  }
+}
+
+// The trigger reads the input hub; the app sends to the predictions and monitoring hubs.
+resource recordsReceiverRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (streaming) {
+  name: guid(eventHubsNamespace, streamHubs[0], functionApp.id, roles.eventHubsDataReceiver)
+  scope: hubs[0]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventHubsDataReceiver)
+    principalId: functionApp.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource hubSenderRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for i in [1, 2]: if (streaming) {
+    name: guid(eventHubsNamespace, streamHubs[i], functionApp.id, roles.eventHubsDataSender)
+    scope: hubs[i]
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventHubsDataSender)
+      principalId: functionApp.identity.principalId
+      principalType: 'ServicePrincipal'
+    }
+  }
+]
+
+// The deploying principal sends stream dead letters back to the input hub (`scorehook deadletters --stream --replay`).
+resource userRecordsSenderRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (streaming && !empty(principalId)) {
+  name: guid(eventHubsNamespace, streamHubs[0], principalId, roles.eventHubsDataSender)
+  scope: hubs[0]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventHubsDataSender)
+    principalId: principalId
+    principalType: principalType
   }
 }
 

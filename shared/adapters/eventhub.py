@@ -19,7 +19,7 @@ from typing import Any
 from shared.errors import ConfigurationError, TooLargeError, TransientError
 from shared.ports import OutEvent
 
-__all__ = ["EventHubSink", "pack"]
+__all__ = ["EventHubSink", "eventhub_sink", "pack"]
 
 
 def pack(events: Sequence[OutEvent], new_batch: Callable[[str | None], Any]) -> Iterator[Any]:
@@ -109,3 +109,22 @@ class EventHubSink:
 
     def close(self) -> None:
         self.producer.close()
+
+
+def eventhub_sink(settings: Any, hub: str) -> Any:
+    """The sender to ``hub``: on the Event Hubs namespace (``EventHubs__fullyQualifiedNamespace``, managed
+    identity), else on devhost's local hubs (``SCOREHOOK_EVENTHUBS_LOCAL``); ``ConfigurationError`` with neither.
+
+    Example:
+        >>> eventhub_sink(settings, "scorehook-monitoring").send([OutEvent('{"id": "k#1"}', "k")])   # doctest: +SKIP
+    """
+    if settings.event_hubs_namespace:
+        return EventHubSink.from_settings(settings, hub)
+    if settings.eventhubs_local:
+        from shared.adapters.eventhub_local import LocalEventHubSink
+
+        return LocalEventHubSink.from_settings(settings, hub)
+    raise ConfigurationError(
+        f"nothing to send to Event Hub {hub}: set EventHubs__fullyQualifiedNamespace (or SCOREHOOK_EVENTHUBS_LOCAL "
+        "on devhost)", setting="EventHubs__fullyQualifiedNamespace", hub=hub,
+    )  # fmt: skip

@@ -104,3 +104,100 @@ def azurite_blob(azurite, container: str, name: str) -> bytes:
 
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     return service.get_blob_client(container, name).download_blob().readall()
+
+
+def test_a_scored_file_sends_its_predictions_and_telemetry_to_the_local_hub_after_the_commit(
+    azurite, model_blob, tmp_path, unique
+):
+    import io
+
+    import pyarrow.csv as pacsv
+    from azure.storage.blob import BlobServiceClient
+
+    from training.data import generate
+
+    hub, name = f"monitoring-{unique}", f"collect/{unique}.csv"
+    routes = [{"name": "collected", "container": "incoming", "prefix": "collect/", "model": model_blob,
+               "eventhub_output": hub}]  # fmt: skip
+    settings = {"SCOREHOOK_ROUTES": json.dumps(routes), "SCOREHOOK_MODEL_URI": model_blob,
+                "SCOREHOOK_DRIFT_ENABLED": "false", "SCOREHOOK_LEDGER_TABLE": f"collect{unique}"}  # fmt: skip
+    blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+    for container in ("incoming", "scored", "failed"):
+        if not blobs.get_container_client(container).exists():
+            blobs.create_container(container)
+    data = io.BytesIO()
+    pacsv.write_csv(generate(25, seed=7, include_label=False), data)
+    hubs = LocalEventHubs.from_connection_string(azurite.connection_string, partitions=2)
+    dev = start_devhost(tmp_path, azurite, NO_MLFLOW, extra=settings)
+    try:
+        etag = blobs.get_blob_client("incoming", name).upload_blob(data.getvalue())["etag"]
+        dev.wait_for(lambda: len(hubs.read_all(hub)) >= 26, timeout=60, what="the file's events in the local hub")
+        events = hubs.read_all(hub)
+        output = blobs.get_blob_client("scored", f"incoming/{name}.predictions.csv").get_blob_properties()
+    finally:
+        stop_devhost(dev)
+    bodies = [json.loads(e.body) for e in events]
+    key = f"blob:devstoreaccount1/incoming/{name}@{etag.strip(chr(34))}"
+    assert sorted(b["id"] for b in bodies) == sorted([f"{key}#{i}" for i in range(1, 26)] + [f"{key}#telemetry"])
+    assert len({e.partition for e in events}) == 1  # one file's events on one partition, in order
+    assert [b["row"] for b in bodies if b["kind"] == "prediction"] == list(range(1, 26))
+    # every event came after the commit: none is older than the output blob
+    assert min(e.enqueued_time for e in events) >= output.last_modified.replace(microsecond=0)
+    telemetry = next(b for b in bodies if b["kind"] == "telemetry")
+    assert telemetry["rows_scored"] == 25 and telemetry["model_version"] == output.metadata["model_version"]
+
+
+def test_stream_dead_letters_replayed_by_the_cli_after_the_model_exists_are_scored_once(azurite, tmp_path, unique):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from azure.storage.blob import BlobServiceClient
+
+    from training.data import generate
+    from training.train import to_onnx, train
+
+    hub, out, container = f"records-{unique}", f"predictions-{unique}", f"models{unique}"
+    blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+    blobs.create_container(container)
+    failed = f"failed-{unique}"
+    settings = {"SCOREHOOK_STREAM_ENABLED": "true", "SCOREHOOK_STREAM_HUB": hub, "SCOREHOOK_STREAM_OUTPUT_HUB": out,
+                "SCOREHOOK_STREAM_CONSUMER_GROUP": "$Default", "SCOREHOOK_MODEL_URI": f"blob://{container}/model.onnx",
+                "SCOREHOOK_DRIFT_ENABLED": "false",
+                "SCOREHOOK_LEDGER_TABLE": f"replay{unique}", "SCOREHOOK_FAILED_CONTAINER": failed,
+                "SCOREHOOK_EVENTS_TOPIC_ENDPOINT": ""}  # fmt: skip
+    hubs = LocalEventHubs.from_connection_string(azurite.connection_string, partitions=2)
+    sent = records(4, seed=9)
+    hubs.send(hub, [json.dumps(r) for r in sent], partition="0")
+
+    def cli(*args: str) -> tuple[int, list[dict], str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SCOREHOOK_", "MLFLOW_", "DataStorage"))}
+        result = subprocess.run([sys.executable, "-m", "cli", "--settings", str(dev.settings_path), *args],
+                                cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, env=env,
+                                timeout=120)  # fmt: skip
+        return result.returncode, [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")], \
+            result.stdout + result.stderr  # fmt: skip
+
+    dev = start_devhost(tmp_path, azurite, NO_MLFLOW, extra=settings)
+    try:
+        dev.wait_for(lambda: hubs.checkpoint(hub, "$Default", "0") == 3, timeout=30, what="the batch checkpointed")
+        code, listed, text = cli("deadletters", "--stream", "--json")
+        assert code == 0 and [(d["record_id"], d["reason"], d["replayed"]) for d in listed] == [
+            (r["id"], "model_not_found", "no") for r in sent], text  # fmt: skip
+        assert hubs.read_all(out) == []
+
+        table = generate(2000, seed=4, include_label=True)  # the fix: the model exists now
+        model = to_onnx(train(table, kind="linear"), table.slice(0, 300))
+        blobs.get_blob_client(container, "model.onnx").upload_blob(model)
+        code, replayed, text = cli("deadletters", "--stream", "--replay", "--json")
+        assert code == 0 and [r["status"] for r in replayed] == ["sent"] * 4, text
+        dev.wait_for(lambda: len(hubs.read_all(out)) >= 4, timeout=30, what="the replayed records scored")
+        code, again, text = cli("deadletters", "--stream", "--replay", "--json")
+        assert code == 0 and again == [], text  # each record once
+        code, status, text = cli("status", "--json")
+        assert status[0]["stream_dead_letters"] == {"total": 4, "open": 0, "replayed": 4, "not_replayable": 0}, text
+    finally:
+        stop_devhost(dev)
+    assert sorted(json.loads(e.body)["id"] for e in hubs.read_all(out)) == sorted(r["id"] for r in sent)
+    assert len(hubs.read_all(hub)) == 8  # the four records, and each sent again once

@@ -44,3 +44,18 @@ def test_a_partition_key_keeps_one_partition_and_checkpoints_are_per_consumer_gr
     assert hubs.checkpoint(hub, "$Default", partition) == 1 and hubs.checkpoint(hub, "audit", partition) == -1
     blob = hubs.service.get_blob_client(CHECKPOINTS, f"{NAMESPACE}/{hub}/$default/checkpoint/{partition}")
     assert blob.get_blob_properties().metadata == {"sequencenumber": "1", "offset": "1"}
+
+
+def test_the_app_side_sink_keeps_each_partition_key_on_one_partition_in_order(azurite, unique):
+    from shared.adapters.eventhub_local import LocalEventHubSink
+    from shared.ports import OutEvent
+
+    hubs = LocalEventHubs.from_connection_string(azurite.connection_string, partitions=4)
+    hub = f"sink-{unique}"
+    keys = ["file-a", "file-a", "file-b", "file-a", "file-b"]
+    LocalEventHubSink(hubs, hub).send([OutEvent(f"{key}#{i}", key) for i, key in enumerate(keys)])
+    events = hubs.read_all(hub)
+    for key in ("file-a", "file-b"):
+        mine = [e for e in events if e.partition_key == key]
+        assert len({e.partition for e in mine}) == 1
+        assert [e.body.decode() for e in mine] == [f"{key}#{i}" for i, k in enumerate(keys) if k == key]

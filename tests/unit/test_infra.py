@@ -14,7 +14,8 @@ from shared.settings import SETTING_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
-LOCAL_ONLY = {"DataStorage", "SCOREHOOK_LOG_FILE", "SCOREHOOK_LOG_CONSOLE", "SCOREHOOK_LOG_FORMAT"}  # local-only: never set in Azure
+LOCAL_ONLY = {"DataStorage", "SCOREHOOK_LOG_FILE", "SCOREHOOK_LOG_CONSOLE", "SCOREHOOK_LOG_FORMAT",
+              "SCOREHOOK_EVENTHUBS_LOCAL"}  # local-only: never set in Azure
 HOST_SETTINGS = {"AzureWebJobsStorage__accountName", "APPLICATIONINSIGHTS_CONNECTION_STRING"}
 FLEX_REFUSED = {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_CONTENTSHARE"}
 APP_PREFIXES = ("SCOREHOOK_", "MLFLOW_")
@@ -381,3 +382,32 @@ def test_every_checkov_skip_names_one_check_and_gives_a_reason():
         assert re.fullmatch(r"\s*// checkov:skip=CKV2?_AZURE_\d+:\S.{15,}", line), (
             f"skip without a reason: {line}"
         )
+
+
+def test_event_hubs_are_behind_a_parameter_entra_only_with_the_hubs_and_roles_the_app_uses():
+    from shared.settings import Settings
+
+    module = read(INFRA / "modules" / "scorehook.bicep")
+    assert re.search(r"^param streaming bool = false$", module, re.M)
+    assert main_params()["streaming"] == "bool = false" and parameters_json()["streaming"] == "${STREAMING=false}"
+    (namespace,) = resource_blocks("Microsoft.EventHub/namespaces")
+    assert re.search(r"disableLocalAuth:\s*true\b", namespace) and re.search(r"minimumTlsVersion:\s*'1\.2'", namespace)
+    declared = re.findall(r"^resource\s+\w+\s+'Microsoft\.(?:EventHub/[\w/]+|Authorization/roleAssignments|Storage/[\w/]+)"
+                          r"@[\w-]+'\s*=\s*(\[\s*for [^:]+:\s*)?if \((streaming[^)]*)\)", module, re.M)  # fmt: skip
+    assert len(declared) == 7, "namespace, hubs, consumer group, checkpoint container, three role assignments"
+    hubs = re.search(r"^var streamHubs = (\[[^\]]*\])", module, re.M)
+    names = re.findall(r"'([^']+)'", hubs.group(1))  # type: ignore[union-attr]
+    defaults = Settings.from_env({})
+    assert names[:2] == [defaults.stream_hub, defaults.stream_output_hub] and "scorehook-monitoring" in names
+    settings = app_settings()
+    assert settings["SCOREHOOK_STREAM_HUB"] == "streamHubs[0]" and settings["SCOREHOOK_STREAM_OUTPUT_HUB"] == "streamHubs[1]"
+    assert settings["SCOREHOOK_STREAM_ENABLED"] == "streaming ? 'true' : 'false'"
+    assert settings["SCOREHOOK_STREAM_CONSUMER_GROUP"] == "streaming ? streamConsumerGroup : '$Default'"
+    assert settings["EventHubs__fullyQualifiedNamespace"].startswith("streaming ? '${eventHubsNamespace}.servicebus")
+    (group,) = resource_blocks("Microsoft.EventHub/namespaces/eventhubs/consumergroups")
+    assert "parent: hubs[0]" in group and "name: streamConsumerGroup" in group
+    roles = "\n".join(resource_blocks("Microsoft.Authorization/roleAssignments"))
+    assert "roles.eventHubsDataReceiver" in roles and "roles.eventHubsDataSender" in roles
+    checkpoints = [b for b in resource_blocks("Microsoft.Storage/storageAccounts/blobServices/containers")
+                   if "azure-webjobs-eventhub" in b]  # fmt: skip
+    assert checkpoints and "parent: hostBlobs" in checkpoints[0]
