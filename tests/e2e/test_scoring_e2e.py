@@ -162,12 +162,18 @@ def test_health_is_anonymous_and_status_needs_the_function_key(app):
     status, _, body = app.request("GET", "/api/health")
     assert status == 200 and json.loads(body)["status"] == "ok"
     assert app.request("GET", "/api/status")[0] == 401
-    status, _, body = app.request("GET", "/api/status", headers={"x-functions-key": app.function_key})
-    assert status == 200
-    before = json.loads(body)["ledger"].get("succeeded", 0)
+    def ledger() -> dict:
+        status, _, body = app.request("GET", "/api/status", headers={"x-functions-key": app.function_key})
+        assert status == 200
+        return json.loads(body)["ledger"]
+
+    # an earlier test's file may still be between its output commit and its ledger finish: start when none is
+    app.wait_for(lambda: not ledger().get("claimed"), what="no file in progress")
+    before = ledger().get("succeeded", 0)
     name = f"e2e/{uuid.uuid4().hex}.csv"
     app.blobs.get_blob_client("incoming", name).upload_blob(_sample(10))
     app.wait_for(lambda: _blob(app, "scored", "incoming/" + name + ".predictions.csv"), what="output")
+    app.wait_for(lambda: ledger().get("succeeded", 0) >= before + 1, what="the ledger's finish")
     status, _, body = app.request("GET", "/api/status", headers={"x-functions-key": app.function_key})
     payload = json.loads(body)
     assert payload["settings"]["data_connection_string"] == "***"
