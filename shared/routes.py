@@ -10,7 +10,9 @@ or ``@path/to/routes.json``); without it there is one route: the input container
 instead of scoring them in the function (``shared/batch_offload.py``). A route with ``"eventhub_output": HUB``
 sends, once the output is committed, what ``"eventhub_send"`` lists (``predictions``: one event per output
 row; ``telemetry``: one summary per file; both by default) to that Event Hub, for monitoring
-(``shared/collection.py``).
+(``shared/collection.py``). A route with ``"fanout_bytes"`` (off
+by default) splits a CSV or Parquet file larger than that into parts of about ``"part_bytes"`` (32 MiB by
+default), each scored by whichever instance takes its queue message, into one output (``shared/fanout.py``).
 
 Example:
     >>> routes = parse_routes('[{"name": "churn", "container": "incoming", "prefix": "churn/",'
@@ -73,6 +75,8 @@ class Route:
     batch_datastore: str | None = None
     eventhub_output: str | None = None
     eventhub_send: tuple[str, ...] = EVENTHUB_SEND
+    fanout_bytes: int | None = None
+    part_bytes: int = 32 << 20
     options: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def matches(self, account: str, container: str, blob_name: str) -> bool:
@@ -135,7 +139,8 @@ def _route(raw: dict[str, Any], settings: Settings | None, problems: list[dict[s
         values["on_missing"] = "reject_rows"
     if values.get("on_missing", "pass") not in ON_MISSING:
         problem("on_missing", values["on_missing"], f"expected one of {', '.join(ON_MISSING)}")
-    for key, required in (("max_file_bytes", False), ("batch_rows", True)):
+    for key, required in (("max_file_bytes", False), ("batch_rows", True), ("fanout_bytes", False),
+                          ("part_bytes", True)):  # fmt: skip
         value = values.get(key)
         if (value is not None or required) and key in values and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1

@@ -1,0 +1,806 @@
+"""Fan-out of large files: one file split into parts, each scored by whichever instance takes its queue message,
+committed once into the same output the single-instance path writes, byte for byte.
+
+Flow: ``ScoringService.score`` claims the file as usual; above the route's ``fanout_bytes`` (CSV or Parquet in,
+CSV out) it calls :meth:`FanOut.plan` instead of scoring: the file is cut into parts of about ``part_bytes``
+(CSV: byte ranges at record boundaries found by the engine's own scanner, the quote state carried from the
+start of the file; Parquet: whole row groups), the plan is written to the ledger (``fanout:<file key>``, a
+counter of finished parts), one message per part goes to the ``scorehook-parts`` queue, and the file's entry
+says ``fanned_out``. :meth:`FanOut.score_part` (the ``score_part`` queue trigger) scores one part under a lease
+(``part:<file key>#<index>``), stages its output blocks on the one output blob under ids unique to the attempt,
+records the ids in its own entry and advances the counter with eTag-conditional updates. The part that completes
+the set commits every part's blocks in part order, once, under the single path's output conditions and lineage
+metadata, and finishes the file's entry ``succeeded`` with the summed counts. A part with bad rows (an
+``InputError``) becomes the file's one failure record naming the part and its rows (1-based rows and lines of the
+file); a part whose message was poisoned (``scorehook-parts-poison``) too. Nothing is committed then.
+
+Files that are not split (scored whole): gzip, JSON lines, Parquet output (parts cannot be concatenated), a
+file of one part, a CSV file whose records the scanner cannot cut (a record over ``max_record_bytes``, an
+unbalanced quote: the single path reports it with its row).
+
+Example:
+    >>> plan = plan_csv(blobs, "incoming", "big.csv", etag, part_bytes=32 << 20, limits=Limits())  # doctest: +SKIP
+    >>> [(p.start, p.end, p.first_row, p.rows) for p in plan.parts][:2]                          # doctest: +SKIP
+    [(0, 33554810, 1, 402113), (33554810, 67109452, 402114, 402087)]
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import copy
+import io
+import itertools
+import json
+import random
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from shared.engine import EngineStats, Limits, detect_format, score_file
+from shared.errors import (
+    AlreadyClaimedError,
+    BlobChangedError,
+    EmptyFileError,
+    InputError,
+    MissingValueError,
+    TransientError,
+    WriteConflictError,
+)
+from shared.events import BlobCreated, parse_blob_created
+from shared.logs import bind, get_logger
+from shared.ports import BlobStore, BlockStore, LedgerRecord, MessageQueue
+from shared.routes import Route, match_route
+
+if TYPE_CHECKING:
+    from shared.scoring import ScoringOutcome, ScoringService
+
+__all__ = [
+    "PARTS_QUEUE",
+    "POISON_QUEUE",
+    "FanOut",
+    "FilePlan",
+    "Part",
+    "PartOutcome",
+    "fans_out",
+    "part_key",
+    "plan_csv",
+    "plan_key",
+    "plan_parquet",
+]
+
+PARTS_QUEUE = "scorehook-parts"
+POISON_QUEUE = f"{PARTS_QUEUE}-poison"  # where the host moves a message after maxDequeueCount attempts
+_BOM = b"\xef\xbb\xbf"
+_RANGE = 4 << 20  # bytes per ranged download of a part
+_AHEAD = 3  # ranged downloads in flight ahead of the parser
+_log = get_logger("fanout")
+
+
+def plan_key(key: str) -> str:
+    """The ledger key of a file's plan and part counter.
+
+    Example:
+        >>> plan_key("blob:acc/incoming/a.csv@0x1")
+        'fanout:blob:acc/incoming/a.csv@0x1'
+    """
+    return f"fanout:{key}"
+
+
+def part_key(key: str, index: int) -> str:
+    """The ledger key of one part (its lease, then its staged block ids).
+
+    Example:
+        >>> part_key("blob:acc/incoming/a.csv@0x1", 2)
+        'part:blob:acc/incoming/a.csv@0x1#00002'
+    """
+    return f"part:{key}#{index:05d}"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a file: bytes ``[start, end)`` (CSV; part 0 starts at 0 with the header, the others hold data
+    records only) or ``row_groups`` (Parquet); its first data row and physical line in the file (1-based)."""
+
+    index: int
+    start: int
+    end: int
+    first_row: int
+    rows: int
+    first_line: int = 1
+    row_groups: tuple[int, ...] = ()
+
+    @property
+    def last_row(self) -> int:
+        return self.first_row + self.rows - 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "row_groups": list(self.row_groups)}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Part:
+        return cls(**{**raw, "row_groups": tuple(raw.get("row_groups") or ())})
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """How a file is split: its format, size, parts, and (CSV) the byte range and line count of its header."""
+
+    fmt: str
+    size: int
+    parts: tuple[Part, ...]
+    header: tuple[int, int] = (0, 0)
+    header_lines: int = 0
+
+
+@dataclass
+class PartOutcome:
+    """What happened to one delivery of one part: ``scored`` (counted, not last), ``committed`` (the last part:
+    the output is committed), ``failed`` (the file failed: this part, or another before it), ``superseded``,
+    ``duplicate`` (done before), ``stale`` (no plan: the file was replayed or forgotten), ``ignored``."""
+
+    status: str
+    key: str
+    part: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def fans_out(route: Route, fmt: str, size: int | None) -> bool:
+    """Whether a file is split: the route has ``fanout_bytes``, the file is larger, CSV or Parquet in, CSV out.
+
+    Example:
+        >>> from shared.routes import Route
+        >>> route = Route("r", "incoming", "models:/m/1", fanout_bytes=100)
+        >>> fans_out(route, "csv", 101), fans_out(route, "csv.gz", 101), fans_out(route, "csv", 100)
+        (True, False, False)
+    """
+    return bool(route.fanout_bytes and size and size > route.fanout_bytes and fmt in ("csv", "parquet")
+                and route.output_format == "csv")  # fmt: skip
+
+
+# -- planning ----------------------------------------------------------------------------------------------
+class _Tap:
+    """A byte stream that keeps its first three bytes (to see a UTF-8 byte order mark the scanner drops)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw, self.head = raw, b""
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        if len(self.head) < 3:
+            self.head += data[: 3 - len(self.head)]
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+def _data_rows(block: bytes) -> int:
+    """Data rows in a block of whole CSV records (as the parser counts them: empty lines are no rows)."""
+    import numpy as np
+
+    from shared.engine import _boundaries
+
+    ends = _boundaries(block, 0)
+    rows = len(ends)
+    if rows:
+        data = np.frombuffer(block, np.uint8)
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        lengths = ends - starts
+        ones = lengths == 1
+        blank = (lengths == 0).copy()
+        blank[ones] = data[starts[ones]] == 13  # a lone CR before the newline: a CRLF blank line
+        rows -= int(np.count_nonzero(blank))
+    tail = block[int(ends[-1]) + 1 :] if len(ends) else block
+    return rows + (1 if tail not in (b"", b"\r") else 0)
+
+
+def _scan_block(part_bytes: int) -> int:
+    return max(256, min(4 << 20, part_bytes // 4))  # parts of a few blocks: no part much over its size
+
+
+def plan_csv(
+    blobs: BlobStore, container: str, name: str, etag: str | None, *, part_bytes: int, limits: Limits,
+    size: int | None = None,
+) -> FilePlan | None:  # fmt: skip
+    """Cut a CSV file into parts of at least ``part_bytes`` at record boundaries, in one pass from the start with
+    the engine's scanner (a quoted field with a newline is never split); ``None`` when it is not split (one part,
+    or records the scanner cannot cut: the single path reports those).
+
+    Example:
+        >>> from shared.testing import FakeBlobStore
+        >>> blobs = FakeBlobStore(); _ = blobs.write_bytes("in", "a.csv", b'id,x\\n1,"a\\nb"\\n2,c\\n3,d\\n')
+        >>> [(p.start, p.end, p.first_row, p.first_line) for p in plan_csv(blobs, "in", "a.csv", None,
+        ...     part_bytes=8, limits=Limits()).parts]
+        [(0, 15, 1, 1), (15, 19, 2, 4), (19, 23, 3, 5)]
+    """
+    from shared.engine import _first_boundary, _RecordTooLong, _Scanner, _Unbalanced, read_ahead
+    from shared.scoring import _ChunkStream
+
+    chunks = read_ahead(blobs.read_chunks(container, name, _RANGE, etag))
+    tap = _Tap(io.BufferedReader(_ChunkStream(chunks), buffer_size=1 << 20))
+    scanner = _Scanner(tap, quoting=True, block_bytes=_scan_block(part_bytes), max_record_bytes=limits.max_record_bytes)
+    parts: list[Part] = []
+    try:
+        blocks = iter(scanner)
+        first = next(blocks, None)
+        if first is None:
+            return None
+        block = first[0]
+        end = _first_boundary(block, 0)
+        if end < 0:
+            return None
+        header = block[: end + 1]
+        bom = 3 if tap.head == _BOM else 0
+        header_lines = header.count(b"\n")
+        offset, line, row = bom + len(header), 1 + header_lines, 1  # where the next data record is
+        start, first_row, first_line, rows = 0, 1, 1, 0  # the part being built (part 0 holds the header)
+        for data in itertools.chain([block[end + 1 :]], (b for b, _ in blocks)):
+            if not data:
+                continue
+            if rows and offset - start >= part_bytes:
+                parts.append(Part(len(parts), start, offset, first_row, rows, first_line))
+                start, first_row, first_line, rows = offset, row, line, 0
+            count = _data_rows(data)
+            rows, row, line, offset = rows + count, row + count, line + data.count(b"\n"), offset + len(data)
+        total = size if size is not None and size >= offset else offset  # trailing blanks the scanner dropped
+        parts.append(Part(len(parts), start, total, first_row, rows, first_line))
+    except (_RecordTooLong, _Unbalanced, InputError):
+        return None
+    if len(parts) < 2:
+        return None
+    return FilePlan("csv", parts[-1].end, tuple(parts), (bom, bom + len(header)), header_lines)
+
+
+class RangedFile(io.RawIOBase):
+    """A seekable read-only file over a blob, one ranged download per read (Parquet footers and row groups).
+
+    Example:
+        >>> from shared.testing import FakeBlobStore
+        >>> blobs = FakeBlobStore(); _ = blobs.write_bytes("in", "a.bin", b"0123456789")
+        >>> f = RangedFile(blobs, "in", "a.bin", 10); _ = f.seek(-3, io.SEEK_END); f.read()
+        b'789'
+    """
+
+    def __init__(self, blobs: Any, container: str, name: str, size: int, etag: str | None = None) -> None:
+        self.blobs, self.container, self.name, self.size, self.etag = blobs, container, name, size, etag
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        length = min(len(buffer), self.size - self.position)
+        if length <= 0:
+            return 0
+        data = self.blobs.read_range(self.container, self.name, self.position, length, self.etag)
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+
+def plan_parquet(
+    blobs: Any, container: str, name: str, etag: str | None, *, part_bytes: int, size: int
+) -> FilePlan | None:
+    """Group a Parquet file's row groups into parts of at least ``part_bytes`` (compressed), reading only its
+    footer; ``None`` for one part or an unreadable footer (the single path reports it)."""
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.ParquetFile(RangedFile(blobs, container, name, size, etag)).metadata
+    except Exception:  # noqa: BLE001 - any unreadable footer: the single path says why, with the engine's words
+        return None
+    parts: list[Part] = []
+    groups: list[int] = []
+    nbytes = rows = start = 0
+    first_row = 1
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        if groups and nbytes >= part_bytes:
+            parts.append(Part(len(parts), start, start + nbytes, first_row, rows, 1, tuple(groups)))
+            first_row, start, groups, nbytes, rows = first_row + rows, start + nbytes, [], 0, 0
+        if not groups and group.num_columns:
+            column = group.column(0)
+            start = column.dictionary_page_offset or column.data_page_offset
+        groups.append(index)
+        nbytes += sum(group.column(c).total_compressed_size for c in range(group.num_columns))
+        rows += group.num_rows
+    if groups:
+        parts.append(Part(len(parts), start, start + nbytes, first_row, rows, 1, tuple(groups)))
+    if len(parts) < 2:
+        return None
+    return FilePlan("parquet", size, tuple(parts))
+
+
+# -- reading a part ---------------------------------------------------------------------------------------
+def _ranges(blobs: Any, container: str, name: str, start: int, end: int, etag: str | None) -> Iterator[bytes]:
+    """The bytes ``[start, end)`` of a blob in ranged downloads, ``_AHEAD`` of them in flight (bounded memory)."""
+    offsets = iter(range(start, end, _RANGE))
+    with ThreadPoolExecutor(max_workers=_AHEAD, thread_name_prefix="scorehook-range") as pool:
+        flight: collections.deque[Future[bytes]] = collections.deque()
+        try:
+            for offset in itertools.islice(offsets, _AHEAD):
+                flight.append(pool.submit(blobs.read_range, container, name, offset, min(_RANGE, end - offset), etag))
+            while flight:
+                data = flight.popleft().result()
+                offset = next(offsets, None)
+                if offset is not None:
+                    flight.append(pool.submit(blobs.read_range, container, name, offset, min(_RANGE, end - offset),
+                                              etag))  # fmt: skip
+                if data:
+                    yield data
+        finally:
+            for pending in flight:
+                pending.cancel()
+
+
+# -- errors of a part, located in the file -----------------------------------------------------------------
+_ROW = re.compile(r"\b(data rows? )(\d+)")
+_LINE = re.compile(r"\b(line )(\d+)")
+
+
+def _located(exc: InputError, part: Part, parts: int, header_lines: int, fmt: str) -> InputError:
+    """The error of a part with its rows and lines made the file's (1-based), naming the part and its rows."""
+    row_shift = part.first_row - 1
+    line_shift = part.first_line - 1 - header_lines if part.index and fmt == "csv" else 0
+
+    def line(value: int) -> int:
+        return value + line_shift if value > header_lines else value  # a header line is the file's own
+
+    located = copy.copy(exc)
+    details = dict(exc.details)
+    for name in ("row", "rows_before"):
+        if isinstance(details.get(name), int):
+            details[name] += row_shift
+    if isinstance(details.get("line"), int):
+        details["line"] = line(details["line"])
+    message = _ROW.sub(lambda m: f"{m[1]}{int(m[2]) + row_shift}", exc.message)
+    message = _LINE.sub(lambda m: f"{m[1]}{line(int(m[2]))}", message)
+    rows = f"data rows {part.first_row}-{part.last_row}" if part.rows else "no data rows"
+    located.message = f"part {part.index + 1} of {parts} ({rows}): {message}"
+    located.args = (located.message,)
+    located.details = {**details, "part": part.index + 1, "parts": parts, "part_first_row": part.first_row,
+                       "part_last_row": part.last_row, "part_bytes": [part.start, part.end]}  # fmt: skip
+    if part.row_groups:
+        located.details["part_row_groups"] = list(part.row_groups)
+    return located
+
+
+def _checked(blocks: Iterator[bytes], check: Callable[[], None]) -> Iterator[bytes]:
+    for block in blocks:
+        check()
+        yield block
+    check()
+
+
+def _mask(details: Mapping[str, Any]) -> int:
+    return int(details.get("done") or "0", 16)
+
+
+class FanOut:
+    """Plans, scores and commits the parts of large files, on the scoring service's ports and model cache.
+
+    Example:
+        >>> fanout = FanOut(scoring_service, StorageQueue.from_settings(settings, PARTS_QUEUE))  # doctest: +SKIP
+        >>> fanout.score_part(message_text).status                                            # doctest: +SKIP
+        'committed'
+    """
+
+    def __init__(self, scoring: ScoringService, queue: MessageQueue | None) -> None:
+        self.scoring, self.queue = scoring, queue
+        self.blobs: Any = scoring.blobs  # a BlobStore that is also a BlockStore
+        self.ledger = scoring.ledger
+        self.settings = scoring.settings
+
+    def enabled(self) -> bool:
+        """Whether files can be split here: a parts queue, and blob storage that stages blocks."""
+        return self.queue is not None and isinstance(self.blobs, BlockStore)
+
+    # -- the planner (inside score_blob) ------------------------------------------------------------
+    def plan(self, event: BlobCreated, route: Route, key: str, lease: Any, output: str) -> ScoringOutcome | None:
+        """Split the claimed file into parts and queue them; ``None`` when it is scored whole (see :func:`fans_out`,
+        and files that do not split)."""
+        from shared.scoring import ScoringOutcome, _OWNER
+
+        started = time.perf_counter()
+        try:
+            fmt = detect_format(event.blob_name, route.input_format)
+        except InputError:
+            return None  # the single path says why
+        size = event.content_length
+        if not fans_out(route, fmt, size):
+            return None
+        assert size is not None
+        limits = Limits.from_settings(self.settings, route)
+        if fmt == "parquet":
+            plan = plan_parquet(self.blobs, event.container, event.blob_name, event.etag,
+                                part_bytes=route.part_bytes, size=size)  # fmt: skip
+        else:
+            plan = plan_csv(self.blobs, event.container, event.blob_name, event.etag,
+                            part_bytes=route.part_bytes, limits=limits, size=size)  # fmt: skip
+        if plan is None:
+            _log.info("file scored whole: it does not split", extra={"format": fmt, "bytes": size})
+            return None
+        lease.check()
+        version = self.scoring.models.resolve(route.model)  # every part scores with this version
+        model = version.uri if route.model.startswith("models:/") else route.model
+        details = {
+            "event": event.as_eventgrid(), "route": route.name, "model": model, "model_name": version.name,
+            "model_version": version.version, "format": plan.fmt, "bytes": plan.size, "parts": len(plan.parts),
+            "header": list(plan.header), "header_lines": plan.header_lines,
+            "output": output, "output_container": route.output_container, "planned_at": datetime.now(UTC).isoformat(),
+        }  # fmt: skip
+        self._write_plan(key, details)
+        assert self.queue is not None
+        for part in plan.parts:
+            self.queue.send(json.dumps({"key": key, "parts": len(plan.parts), "part": part.as_dict()}))
+        plan_ms = round((time.perf_counter() - started) * 1000, 1)
+        location = f"{route.output_container}/{output}"
+        finished = {"parts": len(plan.parts), "plan_ms": plan_ms, "output": location, "model_name": version.name,
+                    "model_version": version.version, "fanned_out_at": datetime.now(UTC).isoformat()}  # fmt: skip
+        self.ledger.finish(lease.stop(), "fanned_out", finished)
+        _log.info("file fanned out", extra={"parts": len(plan.parts), "bytes": plan.size, "plan_ms": plan_ms,
+                                            "part_bytes": route.part_bytes, "owner": _OWNER})  # fmt: skip
+        return ScoringOutcome("fanned_out", key, output=location, model=version.uri, details=finished)
+
+    def _write_plan(self, key: str, details: dict[str, Any]) -> None:
+        """The plan entry with an empty counter; a running one (a planner that crashed after queueing) is kept,
+        a finished one (a replay) is forgotten with its parts' entries."""
+        from shared.scoring import _OWNER
+
+        existing = self.ledger.get(plan_key(key))
+        if existing is not None and existing.status == "running" and existing.details.get("parts") == details["parts"]:
+            return
+        if existing is not None:
+            for index in range(int(existing.details.get("parts") or 0)):
+                self.ledger.forget(part_key(key, index))
+            self.ledger.forget(plan_key(key))
+        claim = self.ledger.claim(plan_key(key), _OWNER, self.settings.claim_ttl_seconds, details)
+        if claim is None:
+            raise AlreadyClaimedError(f"{plan_key(key)} is being written by another planner", key=key)
+        self.ledger.finish(claim, "running", {"done": "0", "rows_read": 0, "rows_scored": 0, "rows_rejected": 0})
+
+    # -- one part (the score_part queue trigger) ---------------------------------------------------
+    def score_part(self, text: str, dequeue_count: int = 1) -> PartOutcome:
+        """Score one part a queue message names, at most once in effect; the last part commits the output.
+
+        A bad part records the file's failure and returns; a transient error raises (the message comes back).
+        """
+        from shared.scoring import _OWNER, _Lease
+
+        try:
+            message = json.loads(text)
+            key, part, parts = str(message["key"]), Part.from_dict(message["part"]), int(message["parts"])
+        except (ValueError, KeyError, TypeError) as exc:
+            _log.error("part message ignored: not a part of a plan", extra={"error": str(exc), "body": text[:200]})
+            return PartOutcome("ignored", "")
+        with bind(blob=key.split("/", 1)[-1].rsplit("@", 1)[0], part=part.index + 1, parts=parts,
+                  dequeue_count=dequeue_count):  # fmt: skip
+            plan = self.ledger.get(plan_key(key))
+            if plan is None or plan.status != "running":
+                status = plan.status if plan is not None else "stale"
+                _log.info("part delivery acknowledged: its file is done", extra={"status": status})
+                return PartOutcome("duplicate" if plan is not None else "stale", key, part.index, {"status": status})
+            pkey = part_key(key, part.index)
+            claim = self.ledger.claim(pkey, _OWNER, self.settings.claim_ttl_seconds, {"key": key, "part": part.index})
+            if claim is None:
+                existing = self.ledger.get(pkey)
+                if existing is not None and existing.status == "claimed":
+                    raise AlreadyClaimedError(f"{pkey} is being scored by {existing.owner}", key=pkey,
+                                              owner=existing.owner)  # fmt: skip
+                if existing is not None and existing.status == "succeeded":
+                    return self._advance(key, part, existing)  # the counter may not have moved, or the commit
+                if existing is not None and existing.status == "failed":
+                    return self._fail_file(key, part, existing.details, plan)
+                return PartOutcome("duplicate", key, part.index)
+            deadline = time.monotonic() + self.scoring.timeout_seconds if self.scoring.timeout_seconds else None
+            lease = _Lease(self.ledger, claim, self.settings.claim_ttl_seconds, deadline).start()
+            try:
+                done = self._score(key, part, parts, plan, lease)
+            except BlobChangedError as exc:
+                self.ledger.finish(lease.stop(), "superseded", {"why": exc.message})
+                return self._supersede(key, part, exc.message)
+            except InputError as exc:
+                return self._poison(key, part, parts, plan, lease, exc)
+            except Exception as exc:
+                claim = lease.stop()
+                _log.warning("part attempt failed, the message will come back",
+                             extra={"error": str(exc), "error_type": type(exc).__name__,
+                                    "reason": getattr(exc, "reason", "unexpected_error")})  # fmt: skip
+                if lease.lost is None:
+                    with contextlib.suppress(Exception):
+                        self.ledger.release(claim)
+                raise
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.ledger.release(lease.stop())
+                raise
+            finally:
+                lease.stop()
+            return self._advance(key, part, done)
+
+    def _event_route(self, plan: LedgerRecord) -> tuple[BlobCreated, Route]:
+        event = parse_blob_created(dict(plan.details["event"]))
+        return event, match_route(self.scoring.routes, event.account, event.container, event.blob_name)
+
+    def _source(self, event: BlobCreated, part: Part, plan: LedgerRecord) -> Callable[[], Any]:
+        from shared.scoring import _ChunkStream
+
+        def open_stream() -> Any:
+            if plan.details["format"] == "parquet":
+                size = int(plan.details["bytes"])
+                return RangedFile(self.blobs, event.container, event.blob_name, size, event.etag)
+            chunks: Iterator[bytes] = _ranges(self.blobs, event.container, event.blob_name, part.start, part.end,
+                                              event.etag)  # fmt: skip
+            if part.index:
+                start, end = plan.details["header"]
+                header = self.blobs.read_range(event.container, event.blob_name, start, end - start, event.etag)
+                chunks = itertools.chain([header], chunks)
+            return io.BufferedReader(_ChunkStream(chunks), buffer_size=1 << 20)
+
+        return open_stream
+
+    def _score(self, key: str, part: Part, parts: int, plan: LedgerRecord, lease: Any) -> LedgerRecord:
+        """Score one part and stage its output blocks; the part's entry records their ids and counts."""
+        scoring = self.scoring
+        event, route = self._event_route(plan)
+        started = time.perf_counter()
+        version, model = scoring.models.get(str(plan.details["model"]))
+        with bind(model=version.name, model_version=version.version, route=route.name):
+            part_id = f"{key}#part-{part.index:05d}"
+            observer = scoring._drift_observer(version, model, part_id)
+            stats = EngineStats()
+            blocks = score_file(
+                self._source(event, part, plan), fmt=str(plan.details["format"]), model=model,
+                model_version=version.version, key_columns=route.key_columns, output_format="csv",
+                batch_rows=route.batch_rows, on_missing=route.on_missing,
+                limits=Limits.from_settings(self.settings, route), label_column=route.label_column, stats=stats,
+                observe=observer, include_header=part.index == 0, row_groups=part.row_groups or None,
+            )  # fmt: skip
+            output = str(plan.details["output"])
+            try:
+                ids = self.blobs.stage_blocks(route.output_container, output, _checked(blocks, lease.check))
+            except EmptyFileError as exc:
+                if exc.details.get("line") or stats.rows_read:
+                    raise
+                ids = []  # a part of blank lines only: nothing to add (the file as a whole is checked at commit)
+            except MissingValueError:
+                if not (stats.rows_read and stats.rows_rejected == stats.rows_read):
+                    raise
+                ids = []  # every row of this part rejected: the file fails only if every row of it is
+            finally:
+                if observer is not None:
+                    observer.stop()
+            details: dict[str, Any] = {
+                "blocks": ids, "rows_read": stats.rows_read, "rows_scored": stats.rows_scored,
+                "rows_rejected": stats.rows_rejected, "bytes_out": stats.bytes_out,
+                "read_ms": round(stats.read_seconds * 1000, 1), "predict_ms": round(stats.predict_seconds * 1000, 1),
+                "write_ms": round(stats.write_seconds * 1000, 1), "model_name": version.name,
+                "model_version": version.version,
+            }  # fmt: skip
+            if observer is not None and stats.rows_read:
+                details |= scoring._record_drift(version, event, observer, part_id)
+            details["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
+            record = self.ledger.finish(lease.stop(), "succeeded", details)
+            _log.info("part scored", extra={"rows_read": stats.rows_read, "rows_scored": stats.rows_scored,
+                                            "blocks": len(ids), "elapsed_ms": details["elapsed_ms"]})  # fmt: skip
+            return record
+
+    # -- the counter and the commit ------------------------------------------------------------------
+    def _advance(self, key: str, part: Part, done: LedgerRecord) -> PartOutcome:
+        """Count a finished part on the plan with eTag-conditional updates; the one that completes the set
+        (or a redelivery of a counted part once all are counted) commits."""
+        for attempt in range(100):
+            plan = self.ledger.get(plan_key(key))
+            if plan is None or plan.status != "running":
+                return PartOutcome("duplicate", key, part.index, {"status": plan.status if plan else "stale"})
+            parts, mask = int(plan.details["parts"]), _mask(plan.details)
+            if mask >> part.index & 1:
+                break  # counted by an earlier delivery of this part
+            mask |= 1 << part.index
+            totals = {name: int(plan.details.get(name, 0)) + int(done.details.get(name, 0))
+                      for name in ("rows_read", "rows_scored", "rows_rejected")}  # fmt: skip
+            try:
+                plan = self.ledger.finish(plan, "running", {"done": f"{mask:x}", **totals})
+                break
+            except AlreadyClaimedError:  # another part counted first: read again
+                time.sleep(random.uniform(0, 0.02 * min(attempt + 1, 10)))
+        else:
+            raise TransientError(f"{plan_key(key)}: the part counter stayed contended", reason="write_conflict")
+        counted = bin(mask).count("1")
+        outcome = PartOutcome("scored", key, part.index, {"counted": counted, "parts": parts,
+                                                          **_drift_fields(done.details)})  # fmt: skip
+        if counted < parts:
+            return outcome
+        committed = self._commit(key, plan)
+        committed.details |= outcome.details
+        return committed
+
+    def _commit(self, key: str, plan: LedgerRecord) -> PartOutcome:
+        """Commit every part's blocks in part order, once, as the single path commits; finish the file."""
+        from shared.scoring import _CONTENT_TYPE, _Superseded, lineage_url
+
+        scoring = self.scoring
+        file = self.ledger.get(key)
+        if file is None:
+            return PartOutcome("stale", key)
+        if file.status == "claimed":
+            raise TransientError(f"{key}: the planner has not recorded the plan yet", reason="already_claimed")
+        if file.status != "fanned_out":
+            with contextlib.suppress(AlreadyClaimedError):
+                self.ledger.finish(plan, file.status, {})
+            return PartOutcome("duplicate", key, details={"status": file.status})
+        event, route = self._event_route(plan)
+        parts = int(plan.details["parts"])
+        counts = {name: int(plan.details.get(name, 0)) for name in ("rows_read", "rows_scored", "rows_rejected")}
+        with bind(blob=f"{event.container}/{event.blob_name}", etag=event.etag, model=plan.details["model_name"],
+                  model_version=plan.details["model_version"]):  # fmt: skip
+            if counts["rows_read"] == 0 or counts["rows_scored"] == 0:
+                error: InputError = (
+                    EmptyFileError("the file has no data rows (a header only, or blank lines)")
+                    if counts["rows_read"] == 0
+                    else MissingValueError(f"all {counts['rows_read']} rows were rejected for missing model inputs "
+                                           "(on_missing: reject_rows)")  # fmt: skip
+                )
+                return self._record_file_failure(key, plan, event, error, None)
+            ids: list[str] = []
+            timings = collections.Counter[str]()
+            for index in range(parts):
+                record = self.ledger.get(part_key(key, index))
+                if record is None or record.status != "succeeded":
+                    raise TransientError(f"{part_key(key, index)} is counted but not recorded", reason="write_conflict")
+                ids.extend(record.details.get("blocks") or [])
+                for name in ("read_ms", "predict_ms", "write_ms"):
+                    timings[name] += float(record.details.get(name, 0))
+            output = str(plan.details["output"])
+            try:
+                condition = scoring._output_condition(route, output, event)
+            except _Superseded as why:
+                return self._supersede(key, None, str(why))
+            planned = datetime.fromisoformat(str(plan.details["planned_at"]))
+            metadata = {
+                "input_url": lineage_url(event.url), "input_etag": event.etag.strip('"'),
+                "input_sequencer": event.sequencer or "", "event_id": event.id, "route": route.name,
+                "model_name": str(plan.details["model_name"]), "model_version": str(plan.details["model_version"]),
+                "model_flavor": self._flavor(str(plan.details["model"])),
+                **{name: str(value) for name, value in counts.items()},
+                **{name: str(round(value, 1)) for name, value in timings.items()},
+                "scoring_ms": str(round((datetime.now(UTC) - planned).total_seconds() * 1000, 1)),
+                "scored_at": datetime.now(UTC).isoformat(), "parts": str(parts),
+            }  # fmt: skip
+            if "committed" not in condition:
+                try:
+                    self.blobs.commit_blocks(route.output_container, output, ids, metadata=metadata,
+                                             content_type=_CONTENT_TYPE["csv"], **condition)  # fmt: skip
+                except WriteConflictError:
+                    if "committed" not in scoring._output_condition(route, output, event):
+                        raise
+                    _log.info("the output was committed by another delivery of the last part")
+            location = f"{route.output_container}/{output}"
+            details = {**metadata, "output": location, **counts, "parts": parts,
+                       "committed_at": datetime.now(UTC).isoformat()}  # fmt: skip
+            details["elapsed_ms"] = round((datetime.now(UTC) - planned).total_seconds() * 1000, 1)
+            try:
+                self.ledger.finish(file, "succeeded", details)
+            except AlreadyClaimedError:
+                return PartOutcome("duplicate", key, details={"status": "succeeded"})
+            with contextlib.suppress(AlreadyClaimedError):
+                self.ledger.finish(plan, "succeeded", {"committed_at": details["committed_at"]})
+            scoring._publish("Scorehook.Scoring.Completed", event, details)
+            _log.info("file scored", extra={"output": location, "parts": parts, **counts,
+                                            "elapsed_ms": details["elapsed_ms"]})  # fmt: skip
+            return PartOutcome("committed", key, details=details)
+
+    def _flavor(self, reference: str) -> str:
+        try:
+            return str(getattr(self.scoring.models.get(reference)[1], "flavor", "unknown"))
+        except Exception:  # noqa: BLE001 - lineage detail only
+            return "unknown"
+
+    # -- failures ------------------------------------------------------------------------------------
+    def _poison(self, key: str, part: Part, parts: int, plan: LedgerRecord, lease: Any, exc: InputError) -> PartOutcome:
+        """A part with bad rows: the file's one failure record names the part and its rows; nothing committed."""
+        located = _located(exc, part, parts, int(plan.details.get("header_lines") or 0), str(plan.details["format"]))
+        try:
+            outcome = self._fail_file(key, part, {}, plan, located)
+        except Exception:
+            with contextlib.suppress(Exception):
+                self.ledger.release(lease.stop())
+            raise
+        with contextlib.suppress(AlreadyClaimedError):
+            self.ledger.finish(lease.stop(), "failed", {"reason": located.reason, "message": located.message,
+                                                        "failure": outcome.details.get("failure")})  # fmt: skip
+        return outcome
+
+    def _fail_file(self, key: str, part: Part, recorded: Mapping[str, Any], plan: LedgerRecord,
+                   error: InputError | None = None) -> PartOutcome:  # fmt: skip
+        """Finish the file failed (once: the first failure recorded wins), from ``error`` or a part's entry."""
+        event, _ = self._event_route(plan)
+        if error is None:
+            error = InputError(str(recorded.get("message") or "a part failed"),
+                               reason=str(recorded.get("reason") or "bad_input"))  # fmt: skip
+        return self._record_file_failure(key, plan, event, error, part)
+
+    def _record_file_failure(self, key: str, plan: LedgerRecord, event: BlobCreated, error: InputError,
+                             part: Part | None) -> PartOutcome:  # fmt: skip
+        scoring = self.scoring
+        with bind(blob=f"{event.container}/{event.blob_name}", etag=event.etag):
+            file = self.ledger.get(key)
+            if file is not None and file.status == "claimed":
+                raise TransientError(f"{key}: the planner has not recorded the plan yet", reason="already_claimed")
+            current = self.ledger.get(plan_key(key))
+            if current is None or current.status != "running" or file is None or file.status != "fanned_out":
+                status = current.status if current is not None else "stale"
+                return PartOutcome("failed" if status == "failed" else "duplicate", key, part.index if part else None,
+                                   {"status": status})  # fmt: skip
+            planned = datetime.fromisoformat(str(plan.details["planned_at"]))
+            elapsed = round((datetime.now(UTC) - planned).total_seconds() * 1000, 1)
+            record = scoring._failure_record(event, error, elapsed)
+            location = scoring._write_failure(event, record)  # raises: the message comes back to write it
+            failed = {"reason": error.reason, "message": error.message, "failure": location,
+                      "failed_at": record["failed_at"], "elapsed_ms": elapsed}  # fmt: skip
+            if part is not None:
+                failed["part"] = part.index + 1
+            try:
+                self.ledger.finish(current, "failed", failed)
+            except AlreadyClaimedError:  # the counter moved meanwhile: the next delivery decides again
+                raise TransientError(f"{plan_key(key)} changed while the failure was recorded",
+                                     reason="write_conflict") from None  # fmt: skip
+            with contextlib.suppress(AlreadyClaimedError):
+                self.ledger.finish(file, "failed", failed)
+            scoring._publish("Scorehook.Scoring.Failed", event, failed)
+            _log.warning("file rejected", extra={**error.log_fields(), "failure": location})
+            return PartOutcome("failed", key, part.index if part else None, {**failed, "status": "failed"})
+
+    def _supersede(self, key: str, part: Part | None, why: str) -> PartOutcome:
+        """The blob changed (or a newer version's output exists): the file is superseded, nothing committed."""
+        for name in (plan_key(key), key):
+            record = self.ledger.get(name)
+            if record is not None and record.status in ("running", "fanned_out"):
+                with contextlib.suppress(AlreadyClaimedError):
+                    self.ledger.finish(record, "superseded", {"why": why})
+        _log.info("superseded by a newer version of the blob", extra={"why": why})
+        return PartOutcome("superseded", key, part.index if part else None, {"why": why})
+
+    def poisoned(self, text: str) -> PartOutcome:
+        """A part message the host gave up on (``maxDequeueCount`` attempts, each failing transiently or killed):
+        the file's failure record names the part and its rows (reason ``dead_lettered``)."""
+        try:
+            message = json.loads(text)
+            key, part, parts = str(message["key"]), Part.from_dict(message["part"]), int(message["parts"])
+        except (ValueError, KeyError, TypeError) as exc:
+            _log.error("poisoned part message ignored: not a part of a plan", extra={"error": str(exc)})
+            return PartOutcome("ignored", "")
+        plan = self.ledger.get(plan_key(key))
+        if plan is None or plan.status != "running":
+            return PartOutcome("duplicate", key, part.index, {"status": plan.status if plan else "stale"})
+        done = self.ledger.get(part_key(key, part.index))
+        if done is not None and done.status == "succeeded":
+            return self._advance(key, part, done)  # scored after all; only its acknowledgement was lost
+        rows = f"data rows {part.first_row}-{part.last_row}" if part.rows else "no data rows"
+        error = InputError(
+            f"part {part.index + 1} of {parts} ({rows}) was given up after repeated failed attempts: its queue "
+            f"message was moved to {POISON_QUEUE}", reason="dead_lettered", part=part.index + 1, parts=parts,
+            part_first_row=part.first_row, part_last_row=part.last_row, part_bytes=[part.start, part.end],
+            row=part.first_row,
+        )  # fmt: skip
+        return self._fail_file(key, part, {}, plan, error)
+
+
+def _drift_fields(details: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: details[k] for k in ("drift_window_closed", "model_name", "model_version") if k in details}
