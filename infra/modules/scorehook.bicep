@@ -41,7 +41,9 @@ var roles = {
 // Every container a setting names (defaults of shared/settings.py) plus 'evaluation' (the holdout, see
 // evaluationData); every queue a function binds (functions/*.py).
 var dataContainers = ['incoming', 'scored', 'failed', 'deadletter', 'drift', 'scorehook-models', 'evaluation']
-var dataQueues = ['model-registrations', 'drift-evaluations']
+// scorehook-parts: the parts of fanned-out files (shared/fanout.py), one message per part, scored by as many
+// instances as the queue's length scales the app to (maximumInstanceCount); -poison: parts the host gave up on.
+var dataQueues = ['model-registrations', 'drift-evaluations', 'scorehook-parts', 'scorehook-parts-poison']
 var deploymentContainer = 'app-package-${resourceToken}'
 // Event Hubs (streaming): the input records (SCOREHOOK_STREAM_HUB), the stream's predictions
 // (SCOREHOOK_STREAM_OUTPUT_HUB) and the blob path's predictions and telemetry (a route's eventhub_output:
