@@ -183,8 +183,12 @@ class DevHost:
             self.eventgrid = self._build_eventgrid(Path(subscriptions), retry_delays, poll_interval, state_table)
             self.server.eventgrid = self.eventgrid
         from devhost.triggers import QueuePoller
+        from devhost.workers import PartWorkers, worker_count
+        from shared.fanout import PARTS_QUEUE
 
-        self.queues = QueuePoller(self.host, self.env) if self._storage() else None
+        parts = worker_count(self.env) if self._storage() else 0  # the parts queue: worker processes
+        self.part_workers = PartWorkers(self.env, parts, app_spec=app_spec) if parts else None
+        self.queues = QueuePoller(self.host, self.env, exclude={PARTS_QUEUE} if parts else set()) if self._storage() else None
         from devhost.eventhubs import EventHubRunner
 
         self.eventhubs = EventHubRunner(self.host, self.env) if self._storage() else None
@@ -266,6 +270,8 @@ class DevHost:
         self.timers.start()
         if self.queues:
             self.queues.start()
+        if self.part_workers:
+            self.part_workers.start()
         if self.eventhubs:
             self.eventhubs.start()
         log.info(
@@ -277,6 +283,8 @@ class DevHost:
         self.timers.stop()
         if self.queues:
             self.queues.stop()
+        if self.part_workers:
+            self.part_workers.stop()
         if self.eventhubs:
             self.eventhubs.stop()
         if self.eventgrid:

@@ -213,10 +213,11 @@ def plan_csv(
 
     Example:
         >>> from shared.testing import FakeBlobStore
-        >>> blobs = FakeBlobStore(); _ = blobs.write_bytes("in", "a.csv", b'id,x\\n1,"a\\nb"\\n2,c\\n3,d\\n')
-        >>> [(p.start, p.end, p.first_row, p.first_line) for p in plan_csv(blobs, "in", "a.csv", None,
-        ...     part_bytes=8, limits=Limits()).parts]
-        [(0, 15, 1, 1), (15, 19, 2, 4), (19, 23, 3, 5)]
+        >>> data = b"id,x\\n" + b"".join(b'%03d,"a\\nb"\\n' % i for i in range(100))  # two lines per record
+        >>> blobs = FakeBlobStore(); _ = blobs.write_bytes("in", "a.csv", data)
+        >>> plan = plan_csv(blobs, "in", "a.csv", None, part_bytes=400, limits=Limits())
+        >>> [(p.start, p.end, p.first_row, p.first_line) for p in plan.parts]
+        [(0, 505, 1, 1), (505, 1005, 51, 102)]
     """
     from shared.engine import _first_boundary, _RecordTooLong, _Scanner, _Unbalanced, read_ahead
     from shared.scoring import _ChunkStream
@@ -303,7 +304,7 @@ def plan_parquet(
 
     try:
         metadata = pq.ParquetFile(RangedFile(blobs, container, name, size, etag)).metadata
-    except Exception:  # noqa: BLE001 - any unreadable footer: the single path says why, with the engine's words
+    except Exception:  # any unreadable footer: the single path says why, with the engine's words
         return None
     parts: list[Part] = []
     groups: list[int] = []
@@ -338,10 +339,10 @@ def _ranges(blobs: Any, container: str, name: str, start: int, end: int, etag: s
                 flight.append(pool.submit(blobs.read_range, container, name, offset, min(_RANGE, end - offset), etag))
             while flight:
                 data = flight.popleft().result()
-                offset = next(offsets, None)
-                if offset is not None:
-                    flight.append(pool.submit(blobs.read_range, container, name, offset, min(_RANGE, end - offset),
-                                              etag))  # fmt: skip
+                following = next(offsets, None)
+                if following is not None:
+                    flight.append(pool.submit(blobs.read_range, container, name, following,
+                                              min(_RANGE, end - following), etag))  # fmt: skip
                 if data:
                     yield data
         finally:
@@ -415,7 +416,7 @@ class FanOut:
     def plan(self, event: BlobCreated, route: Route, key: str, lease: Any, output: str) -> ScoringOutcome | None:
         """Split the claimed file into parts and queue them; ``None`` when it is scored whole (see :func:`fans_out`,
         and files that do not split)."""
-        from shared.scoring import ScoringOutcome, _OWNER
+        from shared.scoring import _OWNER, ScoringOutcome
 
         started = time.perf_counter()
         try:
@@ -655,11 +656,11 @@ class FanOut:
                     EmptyFileError("the file has no data rows (a header only, or blank lines)")
                     if counts["rows_read"] == 0
                     else MissingValueError(f"all {counts['rows_read']} rows were rejected for missing model inputs "
-                                           "(on_missing: reject_rows)")  # fmt: skip
+                                           "(on_missing: reject_rows)")
                 )
                 return self._record_file_failure(key, plan, event, error, None)
             ids: list[str] = []
-            timings = collections.Counter[str]()
+            timings: dict[str, float] = collections.defaultdict(float)
             for index in range(parts):
                 record = self.ledger.get(part_key(key, index))
                 if record is None or record.status != "succeeded":
@@ -709,7 +710,7 @@ class FanOut:
     def _flavor(self, reference: str) -> str:
         try:
             return str(getattr(self.scoring.models.get(reference)[1], "flavor", "unknown"))
-        except Exception:  # noqa: BLE001 - lineage detail only
+        except Exception:  # lineage detail only
             return "unknown"
 
     # -- failures ------------------------------------------------------------------------------------
