@@ -76,6 +76,13 @@ def register_mlflow_webhook(
     return str(webhook.webhook_id)
 
 
+def _fans_out(env: dict[str, str]) -> bool:
+    from shared.routes import load_routes
+    from shared.settings import Settings
+
+    return any(route.fanout_bytes for route in load_routes(Settings.from_env(env)))
+
+
 class _OutputSink:
     """Writes values of queue and blob output bindings to Azurite, as the host's extensions do."""
 
@@ -186,7 +193,8 @@ class DevHost:
         from devhost.workers import PartWorkers, worker_count
         from shared.fanout import PARTS_QUEUE
 
-        parts = worker_count(self.env) if self._storage() else 0  # the parts queue: worker processes
+        # the parts queue gets worker processes of its own when a route fans large files out
+        parts = worker_count(self.env) if self._storage() and _fans_out({**os.environ, **self.env}) else 0
         self.part_workers = PartWorkers(self.env, parts, app_spec=app_spec) if parts else None
         self.queues = QueuePoller(self.host, self.env, exclude={PARTS_QUEUE} if parts else set()) if self._storage() else None
         from devhost.eventhubs import EventHubRunner
