@@ -205,11 +205,12 @@ def _scan_block(part_bytes: int) -> int:
 
 def plan_csv(
     blobs: BlobStore, container: str, name: str, etag: str | None, *, part_bytes: int, limits: Limits,
-    size: int | None = None,
+    size: int | None = None, check: Callable[[], None] = lambda: None,
 ) -> FilePlan | None:  # fmt: skip
     """Cut a CSV file into parts of at least ``part_bytes`` at record boundaries, in one pass from the start with
     the engine's scanner (a quoted field with a newline is never split); ``None`` when it is not split (one part,
-    or records the scanner cannot cut: the single path reports those).
+    or records the scanner cannot cut: the single path reports those). ``check`` runs once per block (the
+    planner's lease: it raises when the lease is lost or the invocation's deadline passed).
 
     Example:
         >>> from shared.testing import FakeBlobStore
@@ -243,6 +244,7 @@ def plan_csv(
         for data in itertools.chain([block[end + 1 :]], (b for b, _ in blocks)):
             if not data:
                 continue
+            check()
             if rows and offset - start >= part_bytes:
                 parts.append(Part(len(parts), start, offset, first_row, rows, first_line))
                 start, first_row, first_line, rows = offset, row, line, 0
@@ -433,7 +435,7 @@ class FanOut:
                                 part_bytes=route.part_bytes, size=size)  # fmt: skip
         else:
             plan = plan_csv(self.blobs, event.container, event.blob_name, event.etag,
-                            part_bytes=route.part_bytes, limits=limits, size=size)  # fmt: skip
+                            part_bytes=route.part_bytes, limits=limits, size=size, check=lease.check)  # fmt: skip
         if plan is None:
             _log.info("file scored whole: it does not split", extra={"format": fmt, "bytes": size})
             return None

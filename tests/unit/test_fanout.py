@@ -260,5 +260,45 @@ def test_below_the_threshold_or_without_the_setting_nothing_changes(tiny_onnx):
     assert stack.queue.messages == []
     assert stack.output("small.csv") == b"".join(
         score_file(io.BytesIO(small), fmt="csv", model=stack.service.models.get("models:/tiny@champion")[1],
-                   model_version="1", batch_rows=500)  # fmt: skip
+                   model_version="1", batch_rows=500)
     )
+
+
+def test_each_part_profiles_its_rows_once_into_the_file_window(tiny_onnx):
+    import pyarrow.csv as pacsv
+
+    from shared.drift.evaluate import DriftPolicy
+    from shared.drift.monitor import BASELINE_ARTIFACT, DriftMonitor, baseline_from_reference
+    from shared.drift.store import ProfileStore
+    from shared.models import OnnxModel
+
+    stack = Stack(tiny_onnx)
+    reference = pacsv.read_csv(io.BytesIO(_csv(3000)))
+    artifact = baseline_from_reference(reference, OnnxModel.from_file(str(tiny_onnx)))
+    stack.registry.artifacts[("tiny", "1", BASELINE_ARTIFACT)] = json.dumps(artifact).encode()
+    now = 1_795_428_000.0  # 2026-11-23T10:00:00Z, the event's time
+    stack.service.drift = DriftMonitor(store=ProfileStore(stack.blobs, "drift"), registry=stack.registry,
+                                       ledger=stack.ledger, publisher=stack.publisher, policy=DriftPolicy(),
+                                       clock=lambda: now)  # fmt: skip
+    outcome = stack.service.score(stack.event("big.csv", _csv(2000)))
+    messages = _messages(stack)
+    statuses = [stack.service.fanout.score_part(m).status for m in messages + messages[:2]]  # two redelivered
+    assert statuses.count("committed") == 1
+    parts = {stack.ledger.get(f"part:{outcome.key}#{i:05d}").details["drift_profile"] for i in range(len(messages))}
+    assert parts == {"recorded"}
+    state = stack.service.drift.store.compact("tiny", "1", "20261123T100000Z", now=now)
+    assert state is not None and state.rows == 2000  # every row once, whatever the redeliveries
+
+
+def test_a_failed_fanned_out_file_replays_afresh_and_succeeds(tiny_onnx):
+    stack = Stack(tiny_onnx)
+    outcome = stack.service.score(stack.event("big.csv", _csv(2000)))
+    messages = _messages(stack)
+    assert stack.service.fanout.poisoned(messages[0]).status == "failed"
+    assert stack.service.replay("incoming", "big.csv").status == "fanned_out"
+    replayed = _messages(stack)
+    assert len(replayed) == len(messages)
+    statuses = [stack.service.fanout.score_part(m).status for m in replayed]
+    assert statuses.count("committed") == 1
+    assert stack.ledger.get(outcome.key).status == "succeeded"
+    assert stack.output("big.csv") == _single(tiny_onnx, "big.csv", _csv(2000))
