@@ -20,7 +20,12 @@ param webhookSecret string
 param secretsExpireAt int
 @description('E-mail address for the alerts of docs/operate.md (empty: no action group, no alerts).')
 param alertEmail string = ''
+@description('Most Flex Consumption instances: the parts of fanned-out files (queue scorehook-parts) scale out to it, one part per instance at a time (host.json queues batchSize 1).')
+@minValue(1)
+@maxValue(1000)
 param maximumInstanceCount int = 100
+@description('Memory of one instance: a part holds its parse blocks, batches and output blocks (a few hundred MB).')
+@allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
 @description('Event Hubs streaming: a namespace with the input, predictions and monitoring hubs, the trigger on.')
 param streaming bool = false
