@@ -430,6 +430,7 @@ class FanOut:
         if not fans_out(route, fmt, size):
             return None
         assert size is not None
+        version = self.scoring.models.resolve(route.model)  # every part scores with this version
         limits = Limits.from_settings(self.settings, route)
         if fmt == "parquet":
             plan = plan_parquet(self.blobs, event.container, event.blob_name, event.etag,
@@ -441,7 +442,6 @@ class FanOut:
             _log.info("file scored whole: it does not split", extra={"format": fmt, "bytes": size})
             return None
         lease.check()
-        version = self.scoring.models.resolve(route.model)  # every part scores with this version
         model = version.uri if route.model.startswith("models:/") else route.model
         details = {
             "event": event.as_eventgrid(), "route": route.name, "model": model, "model_name": version.name,
@@ -694,8 +694,11 @@ class FanOut:
                     self.blobs.commit_blocks(route.output_container, output, ids, metadata=metadata,
                                              content_type=_CONTENT_TYPE["csv"], **condition)  # fmt: skip
                 except WriteConflictError:
-                    if "committed" not in scoring._output_condition(route, output, event):
-                        raise
+                    try:
+                        if "committed" not in scoring._output_condition(route, output, event):
+                            raise
+                    except _Superseded as why:  # a newer version's output landed meanwhile
+                        return self._supersede(key, None, str(why))
                     _log.info("the output was committed by another delivery of the last part")
             location = f"{route.output_container}/{output}"
             details = {**metadata, "output": location, **counts, "parts": parts,

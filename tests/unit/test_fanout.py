@@ -302,3 +302,15 @@ def test_a_failed_fanned_out_file_replays_afresh_and_succeeds(tiny_onnx):
     assert statuses.count("committed") == 1
     assert stack.ledger.get(outcome.key).status == "succeeded"
     assert stack.output("big.csv") == _single(tiny_onnx, "big.csv", _csv(2000))
+
+
+def test_a_blob_overwritten_while_its_parts_run_is_superseded_and_nothing_is_committed(tiny_onnx):
+    stack = Stack(tiny_onnx)
+    outcome = stack.service.score(stack.event("big.csv", _csv(2000)))
+    messages = _messages(stack)
+    assert stack.service.fanout.score_part(messages[0]).status == "scored"
+    stack.blobs.write_bytes("incoming", "big.csv", _csv(2100))  # a new version: its own event scores it
+    assert stack.service.fanout.score_part(messages[1]).status == "superseded"
+    assert [stack.service.fanout.score_part(m).status for m in messages[2:]] == ["duplicate"] * len(messages[2:])
+    assert stack.ledger.get(outcome.key).status == "superseded"
+    assert stack.blobs.commits == [] and stack.blobs.names("scored") == []
