@@ -53,6 +53,7 @@ from shared.errors import (
 )
 from shared.events import BlobCreated, parse_blob_created
 from shared.logs import bind, get_logger
+from shared.names import normalize_etag
 from shared.ports import BlobStore, BlockStore, LedgerRecord, MessageQueue
 from shared.routes import Route, match_route
 
@@ -223,7 +224,10 @@ def plan_csv(
     from shared.engine import _first_boundary, _RecordTooLong, _Scanner, _Unbalanced, read_ahead
     from shared.scoring import _ChunkStream
 
-    chunks = read_ahead(blobs.read_chunks(container, name, _RANGE, etag))
+    if size is not None and isinstance(blobs, BlockStore):  # ranged downloads in parallel, ahead of the scan
+        chunks: Iterator[bytes] = _ranges(blobs, container, name, 0, size, etag)
+    else:
+        chunks = read_ahead(blobs.read_chunks(container, name, _RANGE, etag))
     tap = _Tap(io.BufferedReader(_ChunkStream(chunks), buffer_size=1 << 20))
     scanner = _Scanner(tap, quoting=True, block_bytes=_scan_block(part_bytes), max_record_bytes=limits.max_record_bytes)
     parts: list[Part] = []
@@ -426,10 +430,13 @@ class FanOut:
             fmt = detect_format(event.blob_name, route.input_format)
         except InputError:
             return None  # the single path says why
-        size = event.content_length
-        if not fans_out(route, fmt, size):
+        if not fans_out(route, fmt, event.content_length):
             return None
-        assert size is not None
+        info = self.blobs.properties(event.container, event.blob_name)  # its size, never the event's word
+        limit = min(route.max_file_bytes or self.settings.max_file_bytes, self.settings.max_file_bytes)
+        if normalize_etag(info.etag) != normalize_etag(event.etag) or info.size > limit:
+            return None  # changed since the event, or too large: the single path says so
+        size = info.size
         version = self.scoring.models.resolve(route.model)  # every part scores with this version
         limits = Limits.from_settings(self.settings, route)
         if fmt == "parquet":
