@@ -35,9 +35,10 @@ import json
 import random
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -204,14 +205,112 @@ def _scan_block(part_bytes: int) -> int:
     return max(256, min(4 << 20, part_bytes // 4))  # parts of a few blocks: no part much over its size
 
 
+@dataclass(frozen=True)
+class ScanState:
+    """Where a CSV scan stands: the part it builds starts at ``offset`` (a record boundary), on data row ``row``
+    and line ``line`` of the file, and will be part ``index``. A scan resumes from it (another invocation)."""
+
+    offset: int = 0
+    row: int = 1
+    line: int = 1
+    index: int = 0
+
+
+class _NoSplit(Exception):
+    """The file does not split (one part, or records the scanner cannot cut before a first part closed)."""
+
+
+class CsvScan:
+    """Cuts a CSV file into parts at record boundaries as it reads it, with the engine's scanner (a quoted field
+    with a newline is never split), from the start or from a :class:`ScanState` (with the file's header range).
+    Iterating yields each part once the next one begins, then the last (``finished`` is then true); it raises
+    ``_NoSplit`` when the file is not split. Records the scanner cannot cut (a record over ``max_record_bytes``,
+    an unbalanced quote) after the first part make the rest of the file the last part: its scoring reports them.
+    """
+
+    def __init__(
+        self, blobs: BlobStore, container: str, name: str, etag: str | None, *, part_bytes: int, limits: Limits,
+        size: int | None = None, state: ScanState | None = None, header: tuple[int, int] | None = None,
+        check: Callable[[], None] = lambda: None,
+    ) -> None:  # fmt: skip
+        self.blobs, self.container, self.name, self.etag = blobs, container, name, etag
+        self.part_bytes, self.limits, self.size, self.check = part_bytes, limits, size, check
+        self.start = state if state is not None and state.index else ScanState()
+        self.header: tuple[int, int] | None = header if self.start.index else None
+        self.header_lines = 0
+        self.finished = False
+
+    def _stream(self) -> tuple[_Tap, int]:
+        """The bytes to scan (a resumed scan: the header, then the file from its offset) and the file offset of
+        the first byte after the header."""
+        from shared.engine import read_ahead
+        from shared.scoring import _ChunkStream
+
+        blobs: Any = self.blobs
+        where = (self.container, self.name)
+        if self.size is not None and isinstance(blobs, BlockStore):  # ranged downloads in parallel, ahead
+            chunks: Iterator[bytes] = _ranges(blobs, *where, self.start.offset, self.size, self.etag)
+        else:
+            chunks = read_ahead(blobs.read_chunks(*where, _RANGE, self.etag))
+        if self.start.index:
+            assert self.header is not None and self.size is not None
+            head = blobs.read_range(*where, self.header[0], self.header[1] - self.header[0], self.etag)
+            chunks = itertools.chain([head], chunks)
+        return _Tap(io.BufferedReader(_ChunkStream(chunks), buffer_size=1 << 20)), self.start.offset
+
+    def state(self) -> ScanState:
+        """Where the scan stands now (after the last part it yielded)."""
+        return self._state
+
+    def __iter__(self) -> Iterator[Part]:
+        from shared.engine import _first_boundary, _RecordTooLong, _Scanner, _Unbalanced
+
+        tap, resumed_at = self._stream()
+        scanner = _Scanner(tap, quoting=True, block_bytes=_scan_block(self.part_bytes),
+                           max_record_bytes=self.limits.max_record_bytes)  # fmt: skip
+        s = self._state = self.start
+        offset, row, line, rows = s.offset, s.row, s.line, 0
+        try:
+            blocks = iter(scanner)
+            first = next(blocks, None)
+            block = first[0] if first is not None else b""
+            end = _first_boundary(block, 0)
+            if end < 0:
+                raise _NoSplit("no header line, or nothing after it")
+            header = block[: end + 1]
+            self.header_lines = header.count(b"\n")
+            if not s.index:
+                bom = 3 if tap.head == _BOM else 0
+                self.header = (bom, bom + len(header))
+                offset, line = bom + len(header), 1 + self.header_lines  # where the first data record is
+            else:
+                offset = resumed_at
+            for data in itertools.chain([block[end + 1 :]], (b for b, _ in blocks)):
+                if not data:
+                    continue
+                self.check()
+                if rows and offset - s.offset >= self.part_bytes:
+                    part = Part(s.index, s.offset, offset, s.row, rows, s.line)
+                    s = self._state = ScanState(offset, row, line, s.index + 1)
+                    rows = 0
+                    yield part
+                count = _data_rows(data)
+                rows, row, line, offset = rows + count, row + count, line + data.count(b"\n"), offset + len(data)
+        except (_RecordTooLong, _Unbalanced, InputError) as exc:
+            if not s.index:
+                raise _NoSplit(str(exc)) from exc
+        if not s.index:
+            raise _NoSplit("one part")
+        total = self.size if self.size is not None and self.size >= offset else offset  # trailing blanks
+        self.finished = True
+        yield Part(s.index, s.offset, total, s.row, rows, s.line)
+
+
 def plan_csv(
     blobs: BlobStore, container: str, name: str, etag: str | None, *, part_bytes: int, limits: Limits,
-    size: int | None = None, check: Callable[[], None] = lambda: None,
+    size: int | None = None,
 ) -> FilePlan | None:  # fmt: skip
-    """Cut a CSV file into parts of at least ``part_bytes`` at record boundaries, in one pass from the start with
-    the engine's scanner (a quoted field with a newline is never split); ``None`` when it is not split (one part,
-    or records the scanner cannot cut: the single path reports those). ``check`` runs once per block (the
-    planner's lease: it raises when the lease is lost or the invocation's deadline passed).
+    """All the parts of a CSV file (:class:`CsvScan` in one go); ``None`` when it is not split.
 
     Example:
         >>> from shared.testing import FakeBlobStore
@@ -221,46 +320,13 @@ def plan_csv(
         >>> [(p.start, p.end, p.first_row, p.first_line) for p in plan.parts]
         [(0, 505, 1, 1), (505, 1005, 51, 102)]
     """
-    from shared.engine import _first_boundary, _RecordTooLong, _Scanner, _Unbalanced, read_ahead
-    from shared.scoring import _ChunkStream
-
-    if size is not None and isinstance(blobs, BlockStore):  # ranged downloads in parallel, ahead of the scan
-        chunks: Iterator[bytes] = _ranges(blobs, container, name, 0, size, etag)
-    else:
-        chunks = read_ahead(blobs.read_chunks(container, name, _RANGE, etag))
-    tap = _Tap(io.BufferedReader(_ChunkStream(chunks), buffer_size=1 << 20))
-    scanner = _Scanner(tap, quoting=True, block_bytes=_scan_block(part_bytes), max_record_bytes=limits.max_record_bytes)
-    parts: list[Part] = []
+    scan = CsvScan(blobs, container, name, etag, part_bytes=part_bytes, limits=limits, size=size)
     try:
-        blocks = iter(scanner)
-        first = next(blocks, None)
-        if first is None:
-            return None
-        block = first[0]
-        end = _first_boundary(block, 0)
-        if end < 0:
-            return None
-        header = block[: end + 1]
-        bom = 3 if tap.head == _BOM else 0
-        header_lines = header.count(b"\n")
-        offset, line, row = bom + len(header), 1 + header_lines, 1  # where the next data record is
-        start, first_row, first_line, rows = 0, 1, 1, 0  # the part being built (part 0 holds the header)
-        for data in itertools.chain([block[end + 1 :]], (b for b, _ in blocks)):
-            if not data:
-                continue
-            check()
-            if rows and offset - start >= part_bytes:
-                parts.append(Part(len(parts), start, offset, first_row, rows, first_line))
-                start, first_row, first_line, rows = offset, row, line, 0
-            count = _data_rows(data)
-            rows, row, line, offset = rows + count, row + count, line + data.count(b"\n"), offset + len(data)
-        total = size if size is not None and size >= offset else offset  # trailing blanks the scanner dropped
-        parts.append(Part(len(parts), start, total, first_row, rows, first_line))
-    except (_RecordTooLong, _Unbalanced, InputError):
+        parts = tuple(scan)
+    except _NoSplit:
         return None
-    if len(parts) < 2:
-        return None
-    return FilePlan("csv", parts[-1].end, tuple(parts), (bom, bom + len(header)), header_lines)
+    assert scan.header is not None
+    return FilePlan("csv", parts[-1].end, parts, scan.header, scan.header_lines)
 
 
 class RangedFile(io.RawIOBase):
@@ -362,7 +428,13 @@ _ROW = re.compile(r"\b(data rows? )(\d+)")
 _LINE = re.compile(r"\b(line )(\d+)")
 
 
-def _located(exc: InputError, part: Part, parts: int, header_lines: int, fmt: str) -> InputError:
+def _named(part: Part, parts: int | None) -> str:
+    """``part 3 of 12 (data rows 2001-3000)`` (``of N`` once the scan has counted the parts)."""
+    rows = f"data rows {part.first_row}-{part.last_row}" if part.rows else "no data rows"
+    return f"part {part.index + 1}{f' of {parts}' if parts else ''} ({rows})"
+
+
+def _located(exc: InputError, part: Part, parts: int | None, header_lines: int, fmt: str) -> InputError:
     """The error of a part with its rows and lines made the file's (1-based), naming the part and its rows."""
     row_shift = part.first_row - 1
     line_shift = part.first_line - 1 - header_lines if part.index and fmt == "csv" else 0
@@ -379,8 +451,7 @@ def _located(exc: InputError, part: Part, parts: int, header_lines: int, fmt: st
         details["line"] = line(details["line"])
     message = _ROW.sub(lambda m: f"{m[1]}{int(m[2]) + row_shift}", exc.message)
     message = _LINE.sub(lambda m: f"{m[1]}{line(int(m[2]))}", message)
-    rows = f"data rows {part.first_row}-{part.last_row}" if part.rows else "no data rows"
-    located.message = f"part {part.index + 1} of {parts} ({rows}): {message}"
+    located.message = f"{_named(part, parts)}: {message}"
     located.args = (located.message,)
     located.details = {**details, "part": part.index + 1, "parts": parts, "part_first_row": part.first_row,
                        "part_last_row": part.last_row, "part_bytes": [part.start, part.end]}  # fmt: skip
@@ -414,6 +485,10 @@ class FanOut:
         self.blobs: Any = scoring.blobs  # a BlobStore that is also a BlockStore
         self.ledger = scoring.ledger
         self.settings = scoring.settings
+        # how long one invocation scans a CSV file before it queues the scan's continuation: half the host's
+        # functionTimeout (the parts it queued are scored meanwhile), at most 5 minutes
+        timeout = scoring.timeout_seconds
+        self.scan_seconds = min(timeout / 2, 300.0) if timeout else 300.0
 
     def enabled(self) -> bool:
         """Whether files can be split here: a parts queue, and blob storage that stages blocks."""
@@ -421,9 +496,10 @@ class FanOut:
 
     # -- the planner (inside score_blob) ------------------------------------------------------------
     def plan(self, event: BlobCreated, route: Route, key: str, lease: Any, output: str) -> ScoringOutcome | None:
-        """Split the claimed file into parts and queue them; ``None`` when it is scored whole (see :func:`fans_out`,
-        and files that do not split)."""
-        from shared.scoring import _OWNER, ScoringOutcome
+        """Split the claimed file into parts and queue them as they are found; ``None`` when it is scored whole
+        (see :func:`fans_out`, and files that do not split). A CSV scan that runs out of its time
+        (``scan_seconds``) queues its own continuation: the file's record says ``fanned_out`` meanwhile."""
+        from shared.scoring import ScoringOutcome
 
         started = time.perf_counter()
         try:
@@ -438,57 +514,176 @@ class FanOut:
             return None  # changed since the event, or too large: the single path says so
         size = info.size
         version = self.scoring.models.resolve(route.model)  # every part scores with this version
-        limits = Limits.from_settings(self.settings, route)
-        if fmt == "parquet":
-            plan = plan_parquet(self.blobs, event.container, event.blob_name, event.etag,
-                                part_bytes=route.part_bytes, size=size)  # fmt: skip
-        else:
-            plan = plan_csv(self.blobs, event.container, event.blob_name, event.etag,
-                            part_bytes=route.part_bytes, limits=limits, size=size, check=lease.check)  # fmt: skip
-        if plan is None:
-            _log.info("file scored whole: it does not split", extra={"format": fmt, "bytes": size})
-            return None
-        lease.check()
-        model = version.uri if route.model.startswith("models:/") else route.model
         details = {
-            "event": event.as_eventgrid(), "route": route.name, "model": model, "model_name": version.name,
-            "model_version": version.version, "format": plan.fmt, "bytes": plan.size, "parts": len(plan.parts),
-            "header": list(plan.header), "header_lines": plan.header_lines,
+            "event": event.as_eventgrid(), "route": route.name,
+            "model": version.uri if route.model.startswith("models:/") else route.model,
+            "model_name": version.name, "model_version": version.version, "format": fmt, "bytes": size,
             "output": output, "output_container": route.output_container, "planned_at": datetime.now(UTC).isoformat(),
         }  # fmt: skip
-        self._write_plan(key, details)
-        assert self.queue is not None
-        for part in plan.parts:
-            self.queue.send(json.dumps({"key": key, "parts": len(plan.parts), "part": part.as_dict()}))
+        if fmt == "parquet":
+            parquet = plan_parquet(self.blobs, event.container, event.blob_name, event.etag,
+                                   part_bytes=route.part_bytes, size=size)  # fmt: skip
+            if parquet is None:
+                _log.info("file scored whole: it does not split", extra={"format": fmt, "bytes": size})
+                return None
+            plan = self._write_plan(key, details)
+            for part in parquet.parts:
+                self._send_part(plan, part)
+            plan = self._update_plan(key, lambda d: {"parts": len(parquet.parts), "scanned": True})
+        else:
+            plan = self._write_plan(key, details)
+            scanned = self._scan(plan, route, lease.check)
+            if scanned is None:  # not split after all: nothing was queued
+                self.ledger.forget(plan_key(key))
+                _log.info("file scored whole: it does not split", extra={"format": fmt, "bytes": size})
+                return None
+            plan = scanned
+        lease.check()
         plan_ms = round((time.perf_counter() - started) * 1000, 1)
         location = f"{route.output_container}/{output}"
-        finished = {"parts": len(plan.parts), "plan_ms": plan_ms, "output": location, "model_name": version.name,
+        parts = plan.details.get("parts")
+        finished = {"parts": parts, "parts_queued": int(plan.details["scan"]["index"]) if parts is None else parts,
+                    "plan_ms": plan_ms, "output": location, "model_name": version.name,
                     "model_version": version.version, "fanned_out_at": datetime.now(UTC).isoformat()}  # fmt: skip
         self.ledger.finish(lease.stop(), "fanned_out", finished)
-        _log.info("file fanned out", extra={"parts": len(plan.parts), "bytes": plan.size, "plan_ms": plan_ms,
-                                            "part_bytes": route.part_bytes, "owner": _OWNER})  # fmt: skip
+        _log.info("file fanned out", extra={"parts": parts, "parts_queued": finished["parts_queued"], "bytes": size,
+                                            "plan_ms": plan_ms, "part_bytes": route.part_bytes})  # fmt: skip
+        if parts is not None and bin(_mask(plan.details)).count("1") == parts:  # every part done meanwhile
+            self._send_commit(plan)
         return ScoringOutcome("fanned_out", key, output=location, model=version.uri, details=finished)
 
-    def _write_plan(self, key: str, details: dict[str, Any]) -> None:
-        """The plan entry with an empty counter; a running one (a planner that crashed after queueing) is kept,
-        a finished one (a replay) is forgotten with its parts' entries."""
+    def _write_plan(self, key: str, details: dict[str, Any]) -> LedgerRecord:
+        """The plan entry with an empty counter and a scan at the start; a running one (a planner that crashed)
+        is kept and resumed, a finished one (a replay) is forgotten with its parts' entries."""
         from shared.scoring import _OWNER
 
         existing = self.ledger.get(plan_key(key))
-        if existing is not None and existing.status == "running" and existing.details.get("parts") == details["parts"]:
-            return
+        if existing is not None and existing.status == "running":
+            return existing
         if existing is not None:
-            for index in range(int(existing.details.get("parts") or 0)):
+            scan = existing.details.get("scan") or {}
+            for index in range(max(int(existing.details.get("parts") or 0), int(scan.get("index", 0)) + 1)):
                 self.ledger.forget(part_key(key, index))
             self.ledger.forget(plan_key(key))
         claim = self.ledger.claim(plan_key(key), _OWNER, self.settings.claim_ttl_seconds, details)
         if claim is None:
             raise AlreadyClaimedError(f"{plan_key(key)} is being written by another planner", key=key)
-        self.ledger.finish(claim, "running", {"done": "0", "rows_read": 0, "rows_scored": 0, "rows_rejected": 0})
+        return self.ledger.finish(claim, "running", {
+            "plan_id": uuid.uuid4().hex, "parts": None, "scanned": False, "scan": asdict(ScanState()),
+            "done": "0", "rows_read": 0, "rows_scored": 0, "rows_rejected": 0,
+        })  # fmt: skip
+
+    def _update_plan(self, key: str, change: Callable[[Mapping[str, Any]], Mapping[str, Any] | None]) -> LedgerRecord:
+        """Apply ``change(details)`` (``None``: nothing to change) to the running plan with eTag-conditional
+        updates, reading again when another writer (a part's count, a scan's checkpoint) came first."""
+        for attempt in range(100):
+            plan = self.ledger.get(plan_key(key))
+            if plan is None or plan.status != "running":
+                raise TransientError(f"{plan_key(key)} is not running any more", reason="write_conflict")
+            update = change(plan.details)
+            if update is None:
+                return plan
+            try:
+                return self.ledger.finish(plan, "running", update)
+            except AlreadyClaimedError:
+                time.sleep(random.uniform(0, 0.02 * min(attempt + 1, 10)))
+        raise TransientError(f"{plan_key(key)}: the plan stayed contended", reason="write_conflict")
+
+    def _send_part(self, plan: LedgerRecord, part: Part, header: tuple[int, int] | None = None,
+                   header_lines: int = 0) -> None:  # fmt: skip
+        assert self.queue is not None
+        body = {"key": plan.key.removeprefix("fanout:"), "plan_id": plan.details["plan_id"], "part": part.as_dict()}
+        if header is not None:
+            body |= {"header": list(header), "header_lines": header_lines}
+        self.queue.send(json.dumps(body))
+
+    def _send_commit(self, plan: LedgerRecord) -> None:
+        """Every part was counted before the scan knew how many there are: a message commits (and is retried
+        like a part's until it has)."""
+        assert self.queue is not None
+        key = plan.key.removeprefix("fanout:")
+        self.queue.send(json.dumps({"kind": "commit", "key": key, "plan_id": plan.details["plan_id"]}))
+
+    def _scan(self, plan: LedgerRecord, route: Route, check: Callable[[], None]) -> LedgerRecord | None:
+        """Scan a CSV file from the plan's checkpoint, queueing each part as it is found and moving the checkpoint
+        on; past ``scan_seconds``, queue the scan's continuation and stop. ``None``: the file does not split."""
+        key = plan.key.removeprefix("fanout:")
+        event, _ = self._event_route(plan)
+        state = ScanState(**plan.details["scan"])
+        header = plan.details.get("header")
+        scan = CsvScan(self.blobs, event.container, event.blob_name, event.etag, part_bytes=route.part_bytes,
+                       limits=Limits.from_settings(self.settings, route), size=int(plan.details["bytes"]), state=state,
+                       header=tuple(header) if header else None, check=check)  # fmt: skip
+        stop_at = time.monotonic() + self.scan_seconds
+        try:
+            for part in scan:
+                assert scan.header is not None
+                self._send_part(plan, part, scan.header, scan.header_lines)
+                after, last = scan.state(), scan.finished
+
+                def checkpoint(details: Mapping[str, Any], after: ScanState = after, last: bool = last,
+                               part: Part = part) -> Mapping[str, Any] | None:  # fmt: skip
+                    if int(details["scan"]["index"]) > part.index:
+                        return None  # a twin scan got further
+                    moved: dict[str, Any] = {"header": list(scan.header or ()), "header_lines": scan.header_lines,
+                                             "scan": asdict(after) if not last else {**asdict(after), "index": part.index + 1}}  # fmt: skip
+                    if last:
+                        moved |= {"parts": part.index + 1, "scanned": True}
+                    return moved
+
+                plan = self._update_plan(key, checkpoint)
+                if last:
+                    break
+                if time.monotonic() > stop_at:
+                    assert self.queue is not None
+                    self.queue.send(json.dumps({"kind": "scan", "key": key, "plan_id": plan.details["plan_id"],
+                                                "offset": after.offset}))  # fmt: skip
+                    _log.info("scan paused: its continuation is queued",
+                              extra={"offset": after.offset, "parts_queued": after.index})  # fmt: skip
+                    return plan
+        except _NoSplit:
+            return None
+        return plan
+
+    def _continue_scan(self, key: str, plan_id: str, offset: int) -> PartOutcome:
+        """Resume a paused scan from its checkpoint (a ``scan`` message), under a lease of its own."""
+        from shared.scoring import _OWNER, _Lease
+
+        plan = self.ledger.get(plan_key(key))
+        if (plan is None or plan.status != "running" or plan.details.get("plan_id") != plan_id
+                or plan.details.get("scanned") or int(plan.details["scan"]["offset"]) != offset):  # fmt: skip
+            return PartOutcome("duplicate", key, details={"status": plan.status if plan else "stale"})
+        lease_key = f"scan:{key}#{plan_id}@{offset}"
+        claim = self.ledger.claim(lease_key, _OWNER, self.settings.claim_ttl_seconds, {"key": key})
+        if claim is None:
+            existing = self.ledger.get(lease_key)
+            if existing is not None and existing.status == "claimed":
+                raise AlreadyClaimedError(f"{lease_key} is held by {existing.owner}", key=lease_key)
+            return PartOutcome("duplicate", key)
+        deadline = time.monotonic() + self.scoring.timeout_seconds if self.scoring.timeout_seconds else None
+        lease = _Lease(self.ledger, claim, self.settings.claim_ttl_seconds, deadline).start()
+        try:
+            _, route = self._event_route(plan)
+            scanned = self._scan(plan, route, lease.check)
+        except BlobChangedError as exc:
+            self.ledger.finish(lease.stop(), "superseded", {"why": exc.message})
+            return self._supersede(key, None, exc.message)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.ledger.release(lease.stop())
+            raise
+        self.ledger.finish(lease.stop(), "succeeded", {})
+        if scanned is None:  # cannot happen after a first part; kept safe: the parts already queued decide
+            return PartOutcome("scanned", key)
+        parts = scanned.details.get("parts")
+        if parts is not None and bin(_mask(scanned.details)).count("1") == parts:
+            self._send_commit(scanned)  # every part was done before the scan ended
+        return PartOutcome("scanned", key, details={"parts_queued": int(scanned.details["scan"]["index"])})
 
     # -- one part (the score_part queue trigger) ---------------------------------------------------
     def score_part(self, text: str, dequeue_count: int = 1) -> PartOutcome:
         """Score one part a queue message names, at most once in effect; the last part commits the output.
+        A ``scan`` message resumes a paused scan instead.
 
         A bad part records the file's failure and returns; a transient error raises (the message comes back).
         """
@@ -496,17 +691,31 @@ class FanOut:
 
         try:
             message = json.loads(text)
-            key, part, parts = str(message["key"]), Part.from_dict(message["part"]), int(message["parts"])
+            key, plan_id = str(message["key"]), str(message["plan_id"])
+            if message.get("kind") == "scan":
+                with bind(blob=_blob_of(key)):
+                    return self._continue_scan(key, plan_id, int(message["offset"]))
+            if message.get("kind") == "commit":
+                with bind(blob=_blob_of(key)):
+                    plan = self.ledger.get(plan_key(key))
+                    if plan is None or plan.status != "running" or plan.details.get("plan_id") != plan_id:
+                        return PartOutcome("duplicate", key)
+                    return self._commit(key, plan)
+            part = Part.from_dict(message["part"])
         except (ValueError, KeyError, TypeError) as exc:
             _log.error("part message ignored: not a part of a plan", extra={"error": str(exc), "body": text[:200]})
             return PartOutcome("ignored", "")
-        with bind(blob=key.split("/", 1)[-1].rsplit("@", 1)[0], part=part.index + 1, parts=parts,
-                  dequeue_count=dequeue_count):  # fmt: skip
+        with bind(blob=_blob_of(key), part=part.index + 1, dequeue_count=dequeue_count):
             plan = self.ledger.get(plan_key(key))
-            if plan is None or plan.status != "running":
-                status = plan.status if plan is not None else "stale"
+            if plan is None or plan.status != "running" or plan.details.get("plan_id") != plan_id:
+                status = plan.status if plan is not None and plan.details.get("plan_id") == plan_id else "stale"
                 _log.info("part delivery acknowledged: its file is done", extra={"status": status})
-                return PartOutcome("duplicate" if plan is not None else "stale", key, part.index, {"status": status})
+                return PartOutcome("stale" if status == "stale" else "duplicate", key, part.index, {"status": status})
+            header = message.get("header")
+            if header is not None:  # the plan may not hold it yet: the scan queues a part before its checkpoint
+                plan = replace(plan, details={**plan.details, "header": header,
+                                              "header_lines": int(message.get("header_lines") or 0)})  # fmt: skip
+            parts = plan.details.get("parts")
             pkey = part_key(key, part.index)
             claim = self.ledger.claim(pkey, _OWNER, self.settings.claim_ttl_seconds, {"key": key, "part": part.index})
             if claim is None:
@@ -568,7 +777,7 @@ class FanOut:
 
         return open_stream
 
-    def _score(self, key: str, part: Part, parts: int, plan: LedgerRecord, lease: Any) -> LedgerRecord:
+    def _score(self, key: str, part: Part, parts: int | None, plan: LedgerRecord, lease: Any) -> LedgerRecord:
         """Score one part and stage its output blocks; the part's entry records their ids and counts."""
         scoring = self.scoring
         event, route = self._event_route(plan)
@@ -622,7 +831,7 @@ class FanOut:
             plan = self.ledger.get(plan_key(key))
             if plan is None or plan.status != "running":
                 return PartOutcome("duplicate", key, part.index, {"status": plan.status if plan else "stale"})
-            parts, mask = int(plan.details["parts"]), _mask(plan.details)
+            parts, mask = plan.details.get("parts"), _mask(plan.details)
             if mask >> part.index & 1:
                 break  # counted by an earlier delivery of this part
             mask |= 1 << part.index
@@ -638,8 +847,8 @@ class FanOut:
         counted = bin(mask).count("1")
         outcome = PartOutcome("scored", key, part.index, {"counted": counted, "parts": parts,
                                                           **_drift_fields(done.details)})  # fmt: skip
-        if counted < parts:
-            return outcome
+        if parts is None or counted < int(parts):
+            return outcome  # not the last part, or the scan has not found them all yet
         committed = self._commit(key, plan)
         committed.details |= outcome.details
         return committed
@@ -729,7 +938,8 @@ class FanOut:
             return "unknown"
 
     # -- failures ------------------------------------------------------------------------------------
-    def _poison(self, key: str, part: Part, parts: int, plan: LedgerRecord, lease: Any, exc: InputError) -> PartOutcome:
+    def _poison(self, key: str, part: Part, parts: int | None, plan: LedgerRecord, lease: Any,
+                exc: InputError) -> PartOutcome:  # fmt: skip
         """A part with bad rows: the file's one failure record names the part and its rows; nothing committed."""
         located = _located(exc, part, parts, int(plan.details.get("header_lines") or 0), str(plan.details["format"]))
         try:
@@ -798,24 +1008,45 @@ class FanOut:
         the file's failure record names the part and its rows (reason ``dead_lettered``)."""
         try:
             message = json.loads(text)
-            key, part, parts = str(message["key"]), Part.from_dict(message["part"]), int(message["parts"])
+            key, plan_id = str(message["key"]), str(message["plan_id"])
+            if message.get("kind") == "commit":
+                plan = self.ledger.get(plan_key(key))
+                if plan is None or plan.status != "running" or plan.details.get("plan_id") != plan_id:
+                    return PartOutcome("duplicate", key)
+                return self._record_file_failure(key, plan, self._event_route(plan)[0], InputError(
+                    f"the commit of the output was given up after repeated failed attempts: its queue message was "
+                    f"moved to {POISON_QUEUE}", reason="dead_lettered"), None)  # fmt: skip
+            part = None if message.get("kind") == "scan" else Part.from_dict(message["part"])
         except (ValueError, KeyError, TypeError) as exc:
             _log.error("poisoned part message ignored: not a part of a plan", extra={"error": str(exc)})
             return PartOutcome("ignored", "")
         plan = self.ledger.get(plan_key(key))
-        if plan is None or plan.status != "running":
-            return PartOutcome("duplicate", key, part.index, {"status": plan.status if plan else "stale"})
+        if plan is None or plan.status != "running" or plan.details.get("plan_id") != plan_id:
+            return PartOutcome("duplicate", key, part.index if part else None,
+                               {"status": plan.status if plan else "stale"})  # fmt: skip
+        event, _ = self._event_route(plan)
+        if part is None:  # a scan continuation the host gave up on: the rest of the file has no parts
+            offset = int(message.get("offset") or 0)
+            error = InputError(f"the scan of the file for parts was given up at byte {offset} after repeated failed "
+                               f"attempts: its queue message was moved to {POISON_QUEUE}", reason="dead_lettered",
+                               scan_offset=offset)  # fmt: skip
+            return self._record_file_failure(key, plan, event, error, None)
         done = self.ledger.get(part_key(key, part.index))
         if done is not None and done.status == "succeeded":
             return self._advance(key, part, done)  # scored after all; only its acknowledgement was lost
-        rows = f"data rows {part.first_row}-{part.last_row}" if part.rows else "no data rows"
+        parts = plan.details.get("parts")
         error = InputError(
-            f"part {part.index + 1} of {parts} ({rows}) was given up after repeated failed attempts: its queue "
-            f"message was moved to {POISON_QUEUE}", reason="dead_lettered", part=part.index + 1, parts=parts,
+            f"{_named(part, parts)} was given up after repeated failed attempts: its queue message was moved to "
+            f"{POISON_QUEUE}", reason="dead_lettered", part=part.index + 1, parts=parts,
             part_first_row=part.first_row, part_last_row=part.last_row, part_bytes=[part.start, part.end],
             row=part.first_row,
         )  # fmt: skip
         return self._fail_file(key, part, {}, plan, error)
+
+
+def _blob_of(key: str) -> str:
+    """``container/name`` of a file key (``blob:account/container/name@etag``), for log lines."""
+    return key.split("/", 1)[-1].rsplit("@", 1)[0]
 
 
 def _drift_fields(details: Mapping[str, Any]) -> dict[str, Any]:

@@ -187,7 +187,7 @@ sys.path.insert(0, {str(ROOT)!r})
 from shared.adapters import AzureBlobStore
 slow = AzureBlobStore.read_range
 def read_range(self, *args, **kwargs):
-    time.sleep(1.0)  # long enough to be killed in the middle of the part
+    time.sleep(3.0)  # long enough to be killed in the middle of the part
     return slow(self, *args, **kwargs)
 AzureBlobStore.read_range = read_range
 from shared.settings import Settings

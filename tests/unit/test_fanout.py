@@ -314,3 +314,41 @@ def test_a_blob_overwritten_while_its_parts_run_is_superseded_and_nothing_is_com
     assert [stack.service.fanout.score_part(m).status for m in messages[2:]] == ["duplicate"] * len(messages[2:])
     assert stack.ledger.get(outcome.key).status == "superseded"
     assert stack.blobs.commits == [] and stack.blobs.names("scored") == []
+
+
+def test_a_scan_out_of_time_continues_in_another_invocation_while_the_parts_it_found_are_scored(tiny_onnx):
+    data = _csv(3000, crlf=True, bom=True)
+    stack = Stack(tiny_onnx)
+    stack.service.fanout.scan_seconds = 0  # pause after every part: the scan continues from its checkpoint
+    outcome = stack.service.score(stack.event("big.csv", data))
+    assert outcome.status == "fanned_out" and outcome.details["parts"] is None  # still scanning
+    assert outcome.details["parts_queued"] == 1
+    kinds, statuses, rng = [], [], random.Random(5)
+    while stack.queue.messages:  # workers take whatever is queued, in any order
+        message = stack.queue.messages.pop(rng.randrange(len(stack.queue.messages)))
+        kinds.append(json.loads(message).get("kind", "part"))
+        statuses.append(stack.service.fanout.score_part(message).status)
+    assert kinds.count("scan") > 3 and statuses.count("committed") == 1
+    assert stack.output("big.csv") == _single(tiny_onnx, "big.csv", data)
+    record = stack.ledger.get(outcome.key)
+    assert record.status == "succeeded" and record.details["rows_read"] == 3000
+
+
+def test_parts_all_done_before_the_scan_counted_them_are_committed_by_a_commit_message(tiny_onnx):
+    data = _csv(2000)
+    stack = Stack(tiny_onnx)
+    statuses: list[str] = []
+
+    class Immediate(FakeQueue):  # a worker takes each part the moment it is queued, before the checkpoint
+        def send(self, text: str) -> None:
+            if json.loads(text).get("kind") is None:
+                statuses.append(stack.service.fanout.score_part(text).status)
+            else:
+                super().send(text)
+
+    stack.queue = stack.service.fanout.queue = Immediate()
+    outcome = stack.service.score(stack.event("big.csv", data))
+    assert outcome.status == "fanned_out" and "committed" not in statuses
+    assert [json.loads(m)["kind"] for m in stack.queue.messages] == ["commit"]
+    assert stack.service.fanout.score_part(stack.queue.messages[0]).status == "committed"
+    assert stack.output("big.csv") == _single(tiny_onnx, "big.csv", data)
