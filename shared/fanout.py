@@ -2,21 +2,27 @@
 committed once into the same output the single-instance path writes, byte for byte.
 
 Flow: ``ScoringService.score`` claims the file as usual; above the route's ``fanout_bytes`` (CSV or Parquet in,
-CSV out) it calls :meth:`FanOut.plan` instead of scoring: the file is cut into parts of about ``part_bytes``
-(CSV: byte ranges at record boundaries found by the engine's own scanner, the quote state carried from the
-start of the file; Parquet: whole row groups), the plan is written to the ledger (``fanout:<file key>``, a
-counter of finished parts), one message per part goes to the ``scorehook-parts`` queue, and the file's entry
-says ``fanned_out``. :meth:`FanOut.score_part` (the ``score_part`` queue trigger) scores one part under a lease
+CSV out) it calls :meth:`FanOut.plan` instead of scoring. The plan goes to the ledger (``fanout:<file key>``: the
+pinned model version, a counter of finished parts, the scan's checkpoint) and the file is cut into parts of about
+``part_bytes``: Parquet by whole row groups, from its footer; CSV by byte ranges at record boundaries found by the
+engine's own scanner in one pass from the start of the file (the quote state carried from block to block). The
+scan queues each part on ``scorehook-parts`` as soon as the next one begins (parts are scored while it reads on),
+moves its checkpoint on, and past ``scan_seconds`` queues its own continuation (a ``scan`` message), so a file of
+any size is planned across invocations. The file's entry says ``fanned_out``.
+
+:meth:`FanOut.score_part` (the ``score_part`` queue trigger) scores one part under a lease
 (``part:<file key>#<index>``), stages its output blocks on the one output blob under ids unique to the attempt,
-records the ids in its own entry and advances the counter with eTag-conditional updates. The part that completes
-the set commits every part's blocks in part order, once, under the single path's output conditions and lineage
-metadata, and finishes the file's entry ``succeeded`` with the summed counts. A part with bad rows (an
-``InputError``) becomes the file's one failure record naming the part and its rows (1-based rows and lines of the
-file); a part whose message was poisoned (``scorehook-parts-poison``) too. Nothing is committed then.
+records the ids in its own entry and counts itself on the plan with eTag-conditional updates. The update that
+completes the set (every part counted, and the scan finished) commits every part's blocks in part order, once,
+under the single path's output conditions and lineage metadata, and finishes the file's entry ``succeeded`` with
+the summed counts. A part with bad rows (an ``InputError``) becomes the file's one failure record naming the part
+and its rows (1-based rows and lines of the file); a message the host poisoned (``scorehook-parts-poison``) too.
+Nothing is committed then.
 
 Files that are not split (scored whole): gzip, JSON lines, Parquet output (parts cannot be concatenated), a
-file of one part, a CSV file whose records the scanner cannot cut (a record over ``max_record_bytes``, an
-unbalanced quote: the single path reports it with its row).
+file of one part, a CSV file whose records the scanner cannot cut before its first part ends (a record over
+``max_record_bytes``, an unbalanced quote: the single path reports it with its row; later in the file, the rest
+of the file becomes the last part, whose scoring reports it).
 
 Example:
     >>> plan = plan_csv(blobs, "incoming", "big.csv", etag, part_bytes=32 << 20, limits=Limits())  # doctest: +SKIP
