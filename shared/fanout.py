@@ -207,6 +207,23 @@ def _data_rows(block: bytes) -> int:
     return rows + (1 if tail not in (b"", b"\r") else 0)
 
 
+def _first_end_from(block: bytes, at: int) -> int | None:
+    """The end (exclusive) of the first record of ``block`` (whole records from its start) that ends at or after
+    ``at``, or None when no record ends there (an unterminated last record).
+
+    Example:
+        >>> _first_end_from(b'a\\n"b\\nc"\\nd\\n', 3), _first_end_from(b"a\\nb", 3)
+        (8, None)
+    """
+    import numpy as np
+
+    from shared.engine import _boundaries
+
+    ends = _boundaries(block, 0) + 1
+    found = int(np.searchsorted(ends, max(at, 1)))  # the first end >= at (a part holds one record at least)
+    return int(ends[found]) if found < len(ends) else None
+
+
 def _scan_block(part_bytes: int) -> int:
     return max(256, min(4 << 20, part_bytes // 4))  # parts of a few blocks: no part much over its size
 
@@ -295,12 +312,20 @@ class CsvScan:
                 if not data:
                     continue
                 self.check()
-                if rows and offset - s.offset >= self.part_bytes:
+                # a part ends at the first record boundary at or after its start + part_bytes: its end depends on
+                # the file and its start only (never on where a scan began), so every scan cuts the same parts
+                while offset + len(data) >= s.offset + self.part_bytes:
+                    cut = _first_end_from(data, s.offset + self.part_bytes - offset)
+                    if cut is None:
+                        break  # the target is in the file's last, unterminated record
+                    piece, data = data[:cut], data[cut:]
+                    count = _data_rows(piece)
+                    rows, row, line, offset = rows + count, row + count, line + piece.count(b"\n"), offset + cut
                     part = Part(s.index, s.offset, offset, s.row, rows, s.line)
                     s = self._state = ScanState(offset, row, line, s.index + 1)
                     rows = 0
                     yield part
-                count = _data_rows(data)
+                count = _data_rows(data) if data else 0
                 rows, row, line, offset = rows + count, row + count, line + data.count(b"\n"), offset + len(data)
         except (_RecordTooLong, _Unbalanced, InputError) as exc:
             if not s.index:
@@ -324,7 +349,7 @@ def plan_csv(
         >>> blobs = FakeBlobStore(); _ = blobs.write_bytes("in", "a.csv", data)
         >>> plan = plan_csv(blobs, "in", "a.csv", None, part_bytes=400, limits=Limits())
         >>> [(p.start, p.end, p.first_row, p.first_line) for p in plan.parts]
-        [(0, 505, 1, 1), (505, 1005, 51, 102)]
+        [(0, 405, 1, 1), (405, 805, 41, 82), (805, 1005, 81, 162)]
     """
     scan = CsvScan(blobs, container, name, etag, part_bytes=part_bytes, limits=limits, size=size)
     try:
@@ -538,7 +563,8 @@ class FanOut:
             plan = self._update_plan(key, lambda d: {"parts": len(parquet.parts), "scanned": True})
         else:
             plan = self._write_plan(key, details)
-            scanned = self._scan(plan, route, lease.check)
+            # a plan found running: an earlier planner died; its scan resumes (same cuts), unless it had finished
+            scanned = plan if plan.details.get("scanned") else self._scan(plan, route, lease.check)
             if scanned is None:  # not split after all: nothing was queued
                 self.ledger.forget(plan_key(key))
                 _log.info("file scored whole: it does not split", extra={"format": fmt, "bytes": size})

@@ -352,3 +352,17 @@ def test_parts_all_done_before_the_scan_counted_them_are_committed_by_a_commit_m
     assert [json.loads(m)["kind"] for m in stack.queue.messages] == ["commit"]
     assert stack.service.fanout.score_part(stack.queue.messages[0]).status == "committed"
     assert stack.output("big.csv") == _single(tiny_onnx, "big.csv", data)
+
+
+def test_a_scan_resumed_at_any_part_cuts_the_same_parts_as_one_scan_from_the_start():
+    from shared.fanout import CsvScan, ScanState
+
+    data = _csv(1500, crlf=True, bom=True)
+    blobs = FakeBlobStore()
+    blobs.write_bytes("in", "a.csv", data)
+    whole = plan_csv(blobs, "in", "a.csv", None, part_bytes=3000, limits=Limits(), size=len(data))
+    assert whole is not None and len(whole.parts) > 8
+    for part in whole.parts[1:]:
+        resumed = CsvScan(blobs, "in", "a.csv", None, part_bytes=3000, limits=Limits(), size=len(data),
+                          state=ScanState(part.start, part.first_row, part.first_line, part.index), header=whole.header)
+        assert tuple(resumed) == whole.parts[part.index :]
