@@ -157,6 +157,7 @@ class EngineStats:
     read_seconds: float = 0.0
     predict_seconds: float = 0.0
     write_seconds: float = 0.0
+    output_header: bytes = b""  # the CSV header line not written with ``include_header=False`` (fan-out parts)
 
 
 @dataclass(frozen=True)
@@ -1428,6 +1429,7 @@ class _Encoder:
         self.format, self.batch_rows, self.header = output_format, batch_rows, header
         self.sink: io.BytesIO = io.BytesIO()
         self.writer: Any = None
+        self.header_line = b""
 
     def write(self, batch: Any) -> bytes | None:
         if self.writer is None:
@@ -1436,6 +1438,10 @@ class _Encoder:
 
                 options = pacsv.WriteOptions(include_header=self.header)
                 self.writer = pacsv.CSVWriter(self.sink, batch.schema, write_options=options)
+                if not self.header:  # the header line alone, for whoever writes it in front of these rows
+                    line = io.BytesIO()
+                    pacsv.CSVWriter(line, batch.schema).close()
+                    self.header_line = line.getvalue()
             else:
                 import pyarrow.parquet as pq
 
@@ -1516,7 +1522,8 @@ def score_file(
     the model. ``limits`` bound what the file may cost (``Limits()`` by default). ``observe(inputs,
     outputs)``, if given, sees every input batch (null tokens made nulls) and its output batch (``None``
     when all its rows were rejected), e.g. to profile for drift. A fan-out part (``shared/fanout.py``) scores
-    only ``row_groups`` of a Parquet file, and every part but the first writes CSV without ``include_header``.
+    only ``row_groups`` of a Parquet file and writes CSV without ``include_header`` (the header line is then
+    left in ``stats.output_header``).
 
     The file is only known to be good when the last block has been yielded: stage the blocks, commit
     after the iterator is exhausted.
@@ -1571,4 +1578,5 @@ def score_file(
         )
     tail = encoder.close()
     stats.bytes_out += len(tail)
+    stats.output_header = encoder.header_line
     yield tail

@@ -824,7 +824,7 @@ class FanOut:
                 model_version=version.version, key_columns=route.key_columns, output_format="csv",
                 batch_rows=route.batch_rows, on_missing=route.on_missing,
                 limits=Limits.from_settings(self.settings, route), label_column=route.label_column, stats=stats,
-                observe=observer, include_header=part.index == 0, row_groups=part.row_groups or None,
+                observe=observer, include_header=False, row_groups=part.row_groups or None,
             )  # fmt: skip
             output = str(plan.details["output"])
             try:
@@ -840,8 +840,10 @@ class FanOut:
             finally:
                 if observer is not None:
                     observer.stop()
+            # the header goes in front of the first part that has rows (part 0's may all be rejected)
+            header = self.blobs.stage_blocks(route.output_container, output, [stats.output_header])
             details: dict[str, Any] = {
-                "blocks": ids, "rows_read": stats.rows_read, "rows_scored": stats.rows_scored,
+                "blocks": ids, "header_block": header[0] if header and stats.rows_scored else None, "rows_read": stats.rows_read, "rows_scored": stats.rows_scored,
                 "rows_rejected": stats.rows_rejected, "bytes_out": stats.bytes_out,
                 "read_ms": round(stats.read_seconds * 1000, 1), "predict_ms": round(stats.predict_seconds * 1000, 1),
                 "write_ms": round(stats.write_seconds * 1000, 1), "model_name": version.name,
@@ -918,6 +920,8 @@ class FanOut:
                 record = self.ledger.get(part_key(key, index))
                 if record is None or record.status != "succeeded":
                     raise TransientError(f"{part_key(key, index)} is counted but not recorded", reason="write_conflict")
+                if not ids and record.details.get("header_block"):
+                    ids.append(str(record.details["header_block"]))  # the header, once, before the first rows
                 ids.extend(record.details.get("blocks") or [])
                 for name in ("read_ms", "predict_ms", "write_ms"):
                     timings[name] += float(record.details.get(name, 0))

@@ -13,14 +13,14 @@ import pytest
 
 from shared.engine import Limits, score_file
 from shared.errors import AlreadyClaimedError
-from shared.fanout import Part, plan_csv, plan_key, plan_parquet
+from shared.fanout import Part, part_key, plan_csv, plan_key, plan_parquet
 from shared.models import ModelCache, ModelProvider
 from shared.scoring import ScoringService, output_name
 from shared.settings import Settings
 from shared.testing import FakeBlobStore, FakeLedger, FakePublisher, FakeQueue, FakeRegistry
 
 
-def _csv(rows: int, *, crlf: bool = False, bom: bool = False, bad_row: int | None = None) -> bytes:
+def _csv(rows: int, *, crlf: bool = False, bom: bool = False, bad_row: int | None = None, missing_until: int = 0) -> bytes:
     """A CSV whose ``note`` column holds quoted newlines and escaped quotes every few rows."""
     rng = random.Random(7)
     end = "\r\n" if crlf else "\n"
@@ -28,6 +28,7 @@ def _csv(rows: int, *, crlf: bool = False, bom: bool = False, bad_row: int | Non
     for i in range(1, rows + 1):
         note = f'"line one{end}line ""two"" {i}"' if i % 7 == 0 else f"n{i}"
         x1 = "abc" if i == bad_row else f"{rng.uniform(-2, 2):.4f}"
+        x1 = "" if i <= missing_until else x1
         lines.append(f"{i:06d},{x1},{rng.uniform(-2, 2):.4f},{rng.choice(['red', 'green', 'blue'])},{note},{i % 2}")
     data = (end.join(lines) + end).encode()
     return (b"\xef\xbb\xbf" + data) if bom else data
@@ -366,3 +367,17 @@ def test_a_scan_resumed_at_any_part_cuts_the_same_parts_as_one_scan_from_the_sta
         resumed = CsvScan(blobs, "in", "a.csv", None, part_bytes=3000, limits=Limits(), size=len(data),
                           state=ScanState(part.start, part.first_row, part.first_line, part.index), header=whole.header)
         assert tuple(resumed) == whole.parts[part.index :]
+
+
+def test_when_every_row_of_the_first_part_is_rejected_the_header_still_comes_first_once(tiny_onnx):
+    data = _csv(2500, missing_until=600)  # rows 1-600 are rejected: the first parts have no output at all
+    stack = Stack(tiny_onnx, reject=True)
+    outcome = stack.service.score(stack.event("big.csv", data))
+    statuses = [stack.service.fanout.score_part(m).status for m in _messages(stack)]
+    assert statuses.count("committed") == 1
+    first = stack.ledger.get(part_key(outcome.key, 0))
+    assert first.details["rows_scored"] == 0 and first.details["header_block"] is None
+    single = Stack(tiny_onnx, fanout=False, reject=True)
+    assert single.service.score(single.event("big.csv", data)).status == "succeeded"
+    assert stack.output("big.csv") == single.output("big.csv")
+    assert stack.output("big.csv").count(b'"id"') == 1
