@@ -763,7 +763,7 @@ class FanOut:
             deadline = time.monotonic() + self.scoring.timeout_seconds if self.scoring.timeout_seconds else None
             lease = _Lease(self.ledger, claim, self.settings.claim_ttl_seconds, deadline).start()
             try:
-                done = self._score(key, part, parts, plan, lease)
+                done = self._score(key, part, plan, lease)
             except BlobChangedError as exc:
                 self.ledger.finish(lease.stop(), "superseded", {"why": exc.message})
                 return self._supersede(key, part, exc.message)
@@ -809,7 +809,7 @@ class FanOut:
 
         return open_stream
 
-    def _score(self, key: str, part: Part, parts: int | None, plan: LedgerRecord, lease: Any) -> LedgerRecord:
+    def _score(self, key: str, part: Part, plan: LedgerRecord, lease: Any) -> LedgerRecord:
         """Score one part and stage its output blocks; the part's entry records their ids and counts."""
         scoring = self.scoring
         event, route = self._event_route(plan)
@@ -843,8 +843,8 @@ class FanOut:
             # the header goes in front of the first part that has rows (part 0's may all be rejected)
             header = self.blobs.stage_blocks(route.output_container, output, [stats.output_header])
             details: dict[str, Any] = {
-                "blocks": ids, "header_block": header[0] if header and stats.rows_scored else None, "rows_read": stats.rows_read, "rows_scored": stats.rows_scored,
-                "rows_rejected": stats.rows_rejected, "bytes_out": stats.bytes_out,
+                "blocks": ids, "header_block": header[0] if header and stats.rows_scored else None,
+                "rows_read": stats.rows_read, "rows_scored": stats.rows_scored, "rows_rejected": stats.rows_rejected, "bytes_out": stats.bytes_out,
                 "read_ms": round(stats.read_seconds * 1000, 1), "predict_ms": round(stats.predict_seconds * 1000, 1),
                 "write_ms": round(stats.write_seconds * 1000, 1), "model_name": version.name,
                 "model_version": version.version,
