@@ -191,7 +191,7 @@ class DevHost:
             self.server.eventgrid = self.eventgrid
         from devhost.triggers import QueuePoller
         from devhost.workers import PartWorkers, worker_count
-        from shared.fanout import PARTS_QUEUE
+        from shared.routes import PARTS_QUEUE
 
         # the parts queue gets worker processes of its own when a route fans large files out
         parts = worker_count(self.env) if self._storage() and _fans_out({**os.environ, **self.env}) else 0

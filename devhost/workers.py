@@ -29,7 +29,7 @@ import sys
 import threading
 from typing import Any
 
-from shared.fanout import PARTS_QUEUE
+from shared.routes import PARTS_QUEUE
 
 __all__ = ["DEFAULT_WORKERS", "PartWorkers", "QueueWorker", "worker_count"]
 

@@ -8,8 +8,8 @@ import azure.functions as func
 
 from functions._runtime import scoring_service
 from functions.scoring import DRIFT_QUEUE
-from shared.fanout import PARTS_QUEUE, POISON_QUEUE
 from shared.logs import bind
+from shared.routes import PARTS_QUEUE, POISON_QUEUE
 from shared.telemetry import incoming_traceparent, span, with_traceparent
 
 bp = func.Blueprint()

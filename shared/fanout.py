@@ -62,7 +62,7 @@ from shared.events import BlobCreated, parse_blob_created
 from shared.logs import bind, get_logger
 from shared.names import normalize_etag
 from shared.ports import BlobStore, BlockStore, LedgerRecord, MessageQueue
-from shared.routes import Route, match_route
+from shared.routes import PARTS_QUEUE, POISON_QUEUE, Route, match_route
 
 if TYPE_CHECKING:
     from shared.scoring import ScoringOutcome, ScoringService
@@ -81,8 +81,6 @@ __all__ = [
     "plan_parquet",
 ]
 
-PARTS_QUEUE = "scorehook-parts"
-POISON_QUEUE = f"{PARTS_QUEUE}-poison"  # where the host moves a message after maxDequeueCount attempts
 _BOM = b"\xef\xbb\xbf"
 _RANGE = 4 << 20  # bytes per ranged download of a part
 _AHEAD = 3  # ranged downloads in flight ahead of the parser
@@ -955,6 +953,9 @@ class FanOut:
             location = f"{route.output_container}/{output}"
             details = {**metadata, "output": location, **counts, "parts": parts,
                        "committed_at": datetime.now(UTC).isoformat()}  # fmt: skip
+            if route.eventhub_output and scoring.collector is not None:  # after the commit, as the single path
+                version = scoring.models.get(str(plan.details["model"]))[0]
+                details |= scoring.collector.send(route, key, event.blob_path, event.etag, location, version)
             details["elapsed_ms"] = round((datetime.now(UTC) - planned).total_seconds() * 1000, 1)
             try:
                 self.ledger.finish(file, "succeeded", details)

@@ -34,11 +34,16 @@ from shared.errors import EventSourceError
 from shared.modelrefs import model_reference_problem
 from shared.settings import Settings, configuration_error
 
-__all__ = ["ENGINES", "EVENTHUB_SEND", "ON_MISSING", "Route", "load_routes", "match_route", "parse_routes", "serves_container"]
+__all__ = ["ENGINES", "EVENTHUB_SEND", "ON_MISSING", "PARTS_QUEUE", "POISON_QUEUE", "Route", "load_routes", "match_route", "parse_routes", "serves_container"]
 
 # What a route does with an empty model input (empty cell, NaN, null, an absent JSON key): ``pass`` it to
 # the model as NaN (it shows in the drift profile), ``reject_rows`` (drop and count them), or ``fail`` the file.
 ON_MISSING = ("pass", "reject_rows", "fail")
+# The Storage queue of the parts of fanned-out files (one message per part, ``shared/fanout.py``), and where the
+# Functions host moves a message after maxDequeueCount attempts. Here, not in shared/fanout.py: the function
+# index names them, and importing the app must stay cheap.
+PARTS_QUEUE = "scorehook-parts"
+POISON_QUEUE = f"{PARTS_QUEUE}-poison"
 # Who scores a route's files: ``local`` (this app's engine, in the function) or ``azureml-batch`` (an Azure ML
 # batch endpoint, ``batch_endpoint`` and optional ``batch_deployment``; see ``shared/batch_offload.py``).
 ENGINES = ("local", "azureml-batch")

@@ -112,7 +112,7 @@ def _parts_queue(settings: Settings) -> Any:
     if not any(route.fanout_bytes for route in load_routes(settings)):
         return None
     from shared.adapters.queue import StorageQueue
-    from shared.fanout import PARTS_QUEUE
+    from shared.routes import PARTS_QUEUE
 
     return StorageQueue.from_settings(settings, PARTS_QUEUE)
 

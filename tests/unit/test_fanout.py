@@ -17,7 +17,7 @@ from shared.fanout import Part, part_key, plan_csv, plan_key, plan_parquet
 from shared.models import ModelCache, ModelProvider
 from shared.scoring import ScoringService, output_name
 from shared.settings import Settings
-from shared.testing import FakeBlobStore, FakeLedger, FakePublisher, FakeQueue, FakeRegistry
+from shared.testing import FakeBlobStore, FakeEventSink, FakeLedger, FakePublisher, FakeQueue, FakeRegistry
 
 
 def _csv(rows: int, *, crlf: bool = False, bom: bool = False, bad_row: int | None = None, missing_until: int = 0) -> bytes:
@@ -37,7 +37,8 @@ def _csv(rows: int, *, crlf: bool = False, bom: bool = False, bad_row: int | Non
 class Stack:
     """The scoring service on fakes with one route that fans files out above ``fanout_bytes``."""
 
-    def __init__(self, model: Path, fanout: bool = True, part_bytes: int = 4096, reject: bool = False) -> None:
+    def __init__(self, model: Path, fanout: bool = True, part_bytes: int = 4096, reject: bool = False,
+                 sink: FakeEventSink | None = None) -> None:  # fmt: skip
         self.blobs, self.ledger, self.publisher, self.registry = FakeBlobStore(), FakeLedger(), FakePublisher(), FakeRegistry()
         self.registry.register("tiny", model, alias="champion")
         self.queue = FakeQueue()
@@ -45,10 +46,15 @@ class Stack:
                  "on_missing": "reject_rows" if reject else "pass", "batch_rows": 500}  # fmt: skip
         if fanout:
             route |= {"fanout_bytes": 1000, "part_bytes": part_bytes}
+        if sink is not None:
+            route |= {"eventhub_output": "monitoring"}
         self.settings = Settings.from_env({"SCOREHOOK_ROUTES": json.dumps([route])})
         provider = ModelProvider(self.registry, self.blobs, ModelCache(), ttl_seconds=60)
+        from shared.collection import OutputCollector
+
+        collector = OutputCollector(self.blobs, {"monitoring": sink}) if sink is not None else None
         self.service = ScoringService(self.blobs, self.ledger, provider, self.publisher, self.settings,
-                                      parts=self.queue)  # fmt: skip
+                                      collector=collector, parts=self.queue)  # fmt: skip
 
     def event(self, name: str, data: bytes) -> dict:
         from shared.events import parse_blob_created
@@ -381,3 +387,15 @@ def test_when_every_row_of_the_first_part_is_rejected_the_header_still_comes_fir
     assert single.service.score(single.event("big.csv", data)).status == "succeeded"
     assert stack.output("big.csv") == single.output("big.csv")
     assert stack.output("big.csv").count(b'"id"') == 1
+
+
+def test_a_route_with_an_event_hub_output_sends_the_committed_output_of_a_fanned_out_file_once(tiny_onnx):
+    fanned, whole = FakeEventSink(), FakeEventSink()
+    stack = Stack(tiny_onnx, sink=fanned)
+    outcome = stack.service.score(stack.event("big.csv", _csv(2000)))
+    statuses = [stack.service.fanout.score_part(m).status for m in _messages(stack)]
+    assert statuses.count("committed") == 1 and stack.ledger.get(outcome.key).details["eventhub"] == "sent"
+    single = Stack(tiny_onnx, fanout=False, sink=whole)
+    single.service.score(single.event("big.csv", _csv(2000)))
+    assert len(fanned.events) == len(whole.events) > 2000  # a prediction per row, and the file's telemetry
+    assert [b for b in fanned.bodies() if "row" in b] == [b for b in whole.bodies() if "row" in b]
