@@ -518,6 +518,9 @@ class FanOut:
         # functionTimeout (the parts it queued are scored meanwhile), at most 5 minutes
         timeout = scoring.timeout_seconds
         self.scan_seconds = min(timeout / 2, 300.0) if timeout else 300.0
+        # score_blob answers an Event Grid delivery, which is retried when it takes over 30 s: its own scan
+        # stops sooner and a queued continuation goes on
+        self.plan_scan_seconds = 20.0
 
     def enabled(self) -> bool:
         """Whether files can be split here: a parts queue, and blob storage that stages blocks."""
@@ -562,7 +565,8 @@ class FanOut:
         else:
             plan = self._write_plan(key, details)
             # a plan found running: an earlier planner died; its scan resumes (same cuts), unless it had finished
-            scanned = plan if plan.details.get("scanned") else self._scan(plan, route, lease.check)
+            budget = min(self.plan_scan_seconds, self.scan_seconds)
+            scanned = plan if plan.details.get("scanned") else self._scan(plan, route, lease.check, budget)
             if scanned is None:  # not split after all: nothing was queued
                 self.ledger.forget(plan_key(key))
                 _log.info("file scored whole: it does not split", extra={"format": fmt, "bytes": size})
@@ -634,7 +638,8 @@ class FanOut:
         key = plan.key.removeprefix("fanout:")
         self.queue.send(json.dumps({"kind": "commit", "key": key, "plan_id": plan.details["plan_id"]}))
 
-    def _scan(self, plan: LedgerRecord, route: Route, check: Callable[[], None]) -> LedgerRecord | None:
+    def _scan(self, plan: LedgerRecord, route: Route, check: Callable[[], None],
+              budget: float | None = None) -> LedgerRecord | None:  # fmt: skip
         """Scan a CSV file from the plan's checkpoint, queueing each part as it is found and moving the checkpoint
         on; past ``scan_seconds``, queue the scan's continuation and stop. ``None``: the file does not split."""
         key = plan.key.removeprefix("fanout:")
@@ -644,7 +649,7 @@ class FanOut:
         scan = CsvScan(self.blobs, event.container, event.blob_name, event.etag, part_bytes=route.part_bytes,
                        limits=Limits.from_settings(self.settings, route), size=int(plan.details["bytes"]), state=state,
                        header=tuple(header) if header else None, check=check)  # fmt: skip
-        stop_at = time.monotonic() + self.scan_seconds
+        stop_at = time.monotonic() + (self.scan_seconds if budget is None else budget)
         try:
             for part in scan:
                 assert scan.header is not None
