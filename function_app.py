@@ -11,7 +11,7 @@ from shared.telemetry import configure_telemetry
 
 configure_telemetry()  # Application Insights when APPLICATIONINSIGHTS_CONNECTION_STRING is set, else nothing
 
-from functions import batch, deadletters, deployment, drift, ops, scoring  # noqa: E402 - after the exporters
+from functions import batch, deadletters, deployment, drift, fanout, ops, scoring  # noqa: E402 - after the exporters
 from shared.startup import check_configuration  # noqa: E402
 
 settings, _ = check_configuration()
@@ -23,6 +23,7 @@ app.register_functions(drift.bp)
 app.register_functions(ops.bp)
 app.register_functions(deadletters.bp)
 app.register_functions(batch.bp)
+app.register_functions(fanout.bp)
 if settings.stream_enabled:  # an Event Hubs namespace is configured (EventHubs__fullyQualifiedNamespace)
     from functions import streaming
 

@@ -76,6 +76,13 @@ def register_mlflow_webhook(
     return str(webhook.webhook_id)
 
 
+def _fans_out(env: dict[str, str]) -> bool:
+    from shared.routes import load_routes
+    from shared.settings import Settings
+
+    return any(route.fanout_bytes for route in load_routes(Settings.from_env(env)))
+
+
 class _OutputSink:
     """Writes values of queue and blob output bindings to Azurite, as the host's extensions do."""
 
@@ -183,8 +190,13 @@ class DevHost:
             self.eventgrid = self._build_eventgrid(Path(subscriptions), retry_delays, poll_interval, state_table)
             self.server.eventgrid = self.eventgrid
         from devhost.triggers import QueuePoller
+        from devhost.workers import PartWorkers, worker_count
+        from shared.routes import PARTS_QUEUE
 
-        self.queues = QueuePoller(self.host, self.env) if self._storage() else None
+        # the parts queue gets worker processes of its own when a route fans large files out
+        parts = worker_count(self.env) if self._storage() and _fans_out({**os.environ, **self.env}) else 0
+        self.part_workers = PartWorkers(self.env, parts, app_spec=app_spec) if parts else None
+        self.queues = QueuePoller(self.host, self.env, exclude={PARTS_QUEUE} if parts else set()) if self._storage() else None
         from devhost.eventhubs import EventHubRunner
 
         self.eventhubs = EventHubRunner(self.host, self.env) if self._storage() else None
@@ -266,6 +278,8 @@ class DevHost:
         self.timers.start()
         if self.queues:
             self.queues.start()
+        if self.part_workers:
+            self.part_workers.start()
         if self.eventhubs:
             self.eventhubs.start()
         log.info(
@@ -277,6 +291,8 @@ class DevHost:
         self.timers.stop()
         if self.queues:
             self.queues.stop()
+        if self.part_workers:
+            self.part_workers.stop()
         if self.eventhubs:
             self.eventhubs.stop()
         if self.eventgrid:

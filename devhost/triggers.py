@@ -170,6 +170,7 @@ class QueuePoller:
         interval: float = 0.25,
         max_dequeue_count: int = 5,
         visibility_timeout: int = 2,
+        exclude: set[str] | frozenset[str] = frozenset(),
     ) -> None:
         self.host, self.env = host, env if env is not None else dict(os.environ)
         self.interval, self.max_dequeue_count, self.visibility_timeout = (
@@ -177,6 +178,7 @@ class QueuePoller:
             max_dequeue_count,
             visibility_timeout,
         )
+        self.exclude = exclude  # queues run elsewhere (the parts queue: devhost.workers processes)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -193,6 +195,8 @@ class QueuePoller:
 
     def start(self) -> QueuePoller:
         for info in self.host.by_trigger("queueTrigger"):
+            if info.trigger["queueName"] in self.exclude:
+                continue
             thread = threading.Thread(target=self._run, args=(info,), name=f"queue-{info.name}", daemon=True)
             thread.start()
             self._threads.append(thread)

@@ -157,6 +157,7 @@ class EngineStats:
     read_seconds: float = 0.0
     predict_seconds: float = 0.0
     write_seconds: float = 0.0
+    output_header: bytes = b""  # the CSV header line not written with ``include_header=False`` (fan-out parts)
 
 
 @dataclass(frozen=True)
@@ -1170,7 +1171,8 @@ def _parquet_column(array: Any, name: str, target: Any, role: str, first_row: in
 
 
 def _parquet_pieces(source: Any, types: dict[str, Any], roles: dict[str, str], model: ScoringModel,
-                    limits: Limits, batch_rows: int) -> Iterator[_Piece]:  # fmt: skip
+                    limits: Limits, batch_rows: int,
+                    row_groups: Sequence[int] | None = None) -> Iterator[_Piece]:  # fmt: skip
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -1217,7 +1219,8 @@ def _parquet_pieces(source: Any, types: dict[str, Any], roles: dict[str, str], m
         raise EmptyFileError("the Parquet file has no data rows")
     rows = 0
     try:
-        for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted):
+        groups = list(row_groups) if row_groups is not None else None  # a fan-out part: its row groups only
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted, row_groups=groups):
             arrays = [
                 _parquet_column(batch.column(n), n, types[n], roles.get(n, "input"), rows + 1) for n in wanted
             ]
@@ -1418,21 +1421,27 @@ def read_ahead(items: Iterator[Any], depth: int = 2, stats: EngineStats | None =
 class _Encoder:
     """Encodes output batches as CSV or Parquet and hands out the bytes in blocks of a few MiB."""
 
-    def __init__(self, output_format: str, batch_rows: int) -> None:
+    def __init__(self, output_format: str, batch_rows: int, header: bool = True) -> None:
         if output_format not in OUTPUT_FORMATS:
             raise UnsupportedFormatError(
                 f"output format {output_format!r} is not one of {', '.join(OUTPUT_FORMATS)}"
             )
-        self.format, self.batch_rows = output_format, batch_rows
+        self.format, self.batch_rows, self.header = output_format, batch_rows, header
         self.sink: io.BytesIO = io.BytesIO()
         self.writer: Any = None
+        self.header_line = b""
 
     def write(self, batch: Any) -> bytes | None:
         if self.writer is None:
             if self.format == "csv":
                 import pyarrow.csv as pacsv
 
-                self.writer = pacsv.CSVWriter(self.sink, batch.schema)
+                options = pacsv.WriteOptions(include_header=self.header)
+                self.writer = pacsv.CSVWriter(self.sink, batch.schema, write_options=options)
+                if not self.header:  # the header line alone, for whoever writes it in front of these rows
+                    line = io.BytesIO()
+                    pacsv.CSVWriter(line, batch.schema).close()
+                    self.header_line = line.getvalue()
             else:
                 import pyarrow.parquet as pq
 
@@ -1457,7 +1466,7 @@ class _Encoder:
 
 def _parsed(
     source: Any, fmt: str, model: ScoringModel, key_columns: Sequence[str], label_column: str | None,
-    label_dtype: str, on_missing: str, limits: Limits, batch_rows: int,
+    label_dtype: str, on_missing: str, limits: Limits, batch_rows: int, row_groups: Sequence[int] | None = None,
 ) -> tuple[Iterator[_Piece], _Plan]:  # fmt: skip
     """The parsed pieces of the file and the plan of their checks: column types come from the model."""
     import pyarrow as pa
@@ -1477,7 +1486,7 @@ def _parsed(
         dictionary = pa.dictionary(pa.int32(), pa.string()) if text else pa.string()
         types[name], roles[name] = (dictionary if dtype == "object" else _arrow_type(dtype)), "input"
     if fmt == "parquet":
-        pieces = _parquet_pieces(source, types, roles, model, limits, batch_rows)
+        pieces = _parquet_pieces(source, types, roles, model, limits, batch_rows, row_groups)
     elif fmt == "jsonl":
         pieces = _jsonl_pieces(source, types, roles, limits)
     else:
@@ -1500,6 +1509,8 @@ def score_file(
     label_dtype: str = "int64",
     stats: EngineStats | None = None,
     observe: Callable[[Any, Any], None] | None = None,
+    include_header: bool = True,
+    row_groups: Sequence[int] | None = None,
 ) -> Iterator[bytes]:
     """Score a whole file, yielding the output in blocks; raises an ``InputError`` for a bad file.
 
@@ -1510,7 +1521,9 @@ def score_file(
     ``"fail"``. ``label_column``, when the file has it, must parse as ``label_dtype``; it is not given to
     the model. ``limits`` bound what the file may cost (``Limits()`` by default). ``observe(inputs,
     outputs)``, if given, sees every input batch (null tokens made nulls) and its output batch (``None``
-    when all its rows were rejected), e.g. to profile for drift.
+    when all its rows were rejected), e.g. to profile for drift. A fan-out part (``shared/fanout.py``) scores
+    only ``row_groups`` of a Parquet file and writes CSV without ``include_header`` (the header line is then
+    left in ``stats.output_header``).
 
     The file is only known to be good when the last block has been yielded: stage the blocks, commit
     after the iterator is exhausted.
@@ -1523,9 +1536,9 @@ def score_file(
     stats = stats if stats is not None else EngineStats()
     limits = limits or Limits()
     fmt = detect_format("", fmt)
-    encoder = _Encoder(output_format, batch_rows)
+    encoder = _Encoder(output_format, batch_rows, header=include_header)
     pieces, plan = _parsed(
-        source, fmt, model, key_columns, label_column, label_dtype, on_missing, limits, batch_rows
+        source, fmt, model, key_columns, label_column, label_dtype, on_missing, limits, batch_rows, row_groups
     )
     checked = (_check_piece(piece, plan) for piece in pieces)
     version_value = None
@@ -1565,4 +1578,5 @@ def score_file(
         )
     tail = encoder.close()
     stats.bytes_out += len(tail)
+    stats.output_header = encoder.header_line
     yield tail

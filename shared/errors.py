@@ -78,7 +78,8 @@ FAILURE_REASONS: dict[str, str] = {
     "model_not_found": "the route's model reference resolves to no registered version or blob",
     "bad_model": "the model cannot be used (does not load, has no usable signature)",
     "batch_failed": "an Azure ML batch endpoint refused the file's job, or the job ended Failed or Canceled",
-    "dead_lettered": "Event Grid gave up delivering the event (its dead-letter reason is in the record)",
+    "dead_lettered": "Event Grid gave up delivering the event (its dead-letter reason is in the record), or the "
+    "Functions host gave up on a part of a fanned-out file (its queue message went to scorehook-parts-poison)",
 }
 
 

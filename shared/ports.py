@@ -16,6 +16,7 @@ __all__ = [
     "BatchSubmission",
     "BlobInfo",
     "BlobStore",
+    "BlockStore",
     "EventPublisher",
     "EventSink",
     "Ledger",
@@ -100,6 +101,35 @@ class BlobStore(Protocol):
 
     def delete(self, container: str, name: str) -> None:
         """Delete a blob if it exists."""
+        ...
+
+
+@runtime_checkable
+class BlockStore(Protocol):
+    """What fan-out needs of blob storage beyond :class:`BlobStore`: ranged reads, and the staging and commit
+    of one blob's blocks by several writers (``shared/fanout.py``)."""
+
+    def read_range(self, container: str, name: str, offset: int, length: int, etag: str | None = None) -> bytes:
+        """``length`` bytes from ``offset`` (fewer at the end); with ``etag``, ``BlobChangedError`` if it changed."""
+        ...
+
+    def stage_blocks(self, container: str, name: str, blocks: Iterable[bytes]) -> list[str]:
+        """Stage every non-empty block under ids unique to this call (all of one length); returns the ids."""
+        ...
+
+    def commit_blocks(
+        self,
+        container: str,
+        name: str,
+        block_ids: Sequence[str],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        """Commit staged blocks in this order (``WriteConflictError`` when a condition fails or a block is
+        gone, e.g. another commit discarded it). Returns the eTag."""
         ...
 
 

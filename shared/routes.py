@@ -10,7 +10,9 @@ or ``@path/to/routes.json``); without it there is one route: the input container
 instead of scoring them in the function (``shared/batch_offload.py``). A route with ``"eventhub_output": HUB``
 sends, once the output is committed, what ``"eventhub_send"`` lists (``predictions``: one event per output
 row; ``telemetry``: one summary per file; both by default) to that Event Hub, for monitoring
-(``shared/collection.py``).
+(``shared/collection.py``). A route with ``"fanout_bytes"`` (off
+by default) splits a CSV or Parquet file larger than that into parts of about ``"part_bytes"`` (32 MiB by
+default), each scored by whichever instance takes its queue message, into one output (``shared/fanout.py``).
 
 Example:
     >>> routes = parse_routes('[{"name": "churn", "container": "incoming", "prefix": "churn/",'
@@ -32,11 +34,16 @@ from shared.errors import EventSourceError
 from shared.modelrefs import model_reference_problem
 from shared.settings import Settings, configuration_error
 
-__all__ = ["ENGINES", "EVENTHUB_SEND", "ON_MISSING", "Route", "load_routes", "match_route", "parse_routes", "serves_container"]
+__all__ = ["ENGINES", "EVENTHUB_SEND", "ON_MISSING", "PARTS_QUEUE", "POISON_QUEUE", "Route", "load_routes", "match_route", "parse_routes", "serves_container"]
 
 # What a route does with an empty model input (empty cell, NaN, null, an absent JSON key): ``pass`` it to
 # the model as NaN (it shows in the drift profile), ``reject_rows`` (drop and count them), or ``fail`` the file.
 ON_MISSING = ("pass", "reject_rows", "fail")
+# The Storage queue of the parts of fanned-out files (one message per part, ``shared/fanout.py``), and where the
+# Functions host moves a message after maxDequeueCount attempts. Here, not in shared/fanout.py: the function
+# index names them, and importing the app must stay cheap.
+PARTS_QUEUE = "scorehook-parts"
+POISON_QUEUE = f"{PARTS_QUEUE}-poison"
 # Who scores a route's files: ``local`` (this app's engine, in the function) or ``azureml-batch`` (an Azure ML
 # batch endpoint, ``batch_endpoint`` and optional ``batch_deployment``; see ``shared/batch_offload.py``).
 ENGINES = ("local", "azureml-batch")
@@ -73,6 +80,8 @@ class Route:
     batch_datastore: str | None = None
     eventhub_output: str | None = None
     eventhub_send: tuple[str, ...] = EVENTHUB_SEND
+    fanout_bytes: int | None = None
+    part_bytes: int = 32 << 20
     options: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def matches(self, account: str, container: str, blob_name: str) -> bool:
@@ -135,7 +144,8 @@ def _route(raw: dict[str, Any], settings: Settings | None, problems: list[dict[s
         values["on_missing"] = "reject_rows"
     if values.get("on_missing", "pass") not in ON_MISSING:
         problem("on_missing", values["on_missing"], f"expected one of {', '.join(ON_MISSING)}")
-    for key, required in (("max_file_bytes", False), ("batch_rows", True)):
+    for key, required in (("max_file_bytes", False), ("batch_rows", True), ("fanout_bytes", False),
+                          ("part_bytes", True)):  # fmt: skip
         value = values.get(key)
         if (value is not None or required) and key in values and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1

@@ -50,10 +50,20 @@ from shared.errors import (
     WriteConflictError,
 )
 from shared.events import BlobCreated, parse_blob_created
+from shared.fanout import FanOut
 from shared.logs import bind, get_logger
 from shared.models import ModelProvider
 from shared.names import ascii_metadata, check_blob_event
-from shared.ports import BatchScorer, BlobInfo, BlobStore, EventPublisher, Ledger, LedgerRecord, ModelVersion
+from shared.ports import (
+    BatchScorer,
+    BlobInfo,
+    BlobStore,
+    EventPublisher,
+    Ledger,
+    LedgerRecord,
+    MessageQueue,
+    ModelVersion,
+)
 from shared.rejections import write_rejected_event
 from shared.routes import Route, load_routes, match_route, serves_container
 from shared.settings import Settings
@@ -252,6 +262,7 @@ class ScoringService:
         timeout_seconds: float | None = None,
         batch: BatchScorer | None = None,
         collector: OutputCollector | None = None,
+        parts: MessageQueue | None = None,
     ) -> None:
         self.blobs, self.ledger, self.models = blobs, ledger, models
         self.publisher, self.settings, self._clock = publisher, settings, clock
@@ -266,6 +277,8 @@ class ScoringService:
         if unsent:
             raise ConfigurationError(f"routes {', '.join(unsent)} send to an Event Hub, but no sender is set up",
                                      routes=unsent)  # fmt: skip
+        # files above a route's fanout_bytes are split into parts on the ``parts`` queue (shared/fanout.py)
+        self.fanout = FanOut(self, parts)
 
     # -- the use case -------------------------------------------------------------------------
     def score(self, event: BlobCreated) -> ScoringOutcome:
@@ -407,6 +420,10 @@ class ScoringService:
         output = output_name(event.container, event.blob_name, route.output_format)
         condition = self._output_condition(route, output, event)
         committed: BlobInfo | None = condition.pop("committed", None)
+        if committed is None and route.fanout_bytes and self.fanout.enabled():
+            planned = self.fanout.plan(event, route, key, lease, output)
+            if planned is not None:  # else it is scored whole, here
+                return planned
         resolving = self._clock()
         version, model = self.models.get(route.model)
         resolved = {"model_resolved_at": datetime.now(UTC).isoformat(),

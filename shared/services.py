@@ -83,6 +83,7 @@ def build_scoring_service(settings: Settings) -> object:
         timeout_seconds=host_function_timeout(),
         batch=_batch_scorer(settings),
         collector=_collector(settings, blobs),
+        parts=_parts_queue(settings),
     )
     containers = {route.output_container for route in service.routes} | (
         {settings.drift_container} if drift else set()
@@ -102,6 +103,18 @@ def _collector(settings: Settings, blobs: Any) -> Any:
     from shared.collection import OutputCollector
 
     return OutputCollector(blobs, {hub: eventhub_sink(settings, hub) for hub in hubs})
+
+
+def _parts_queue(settings: Settings) -> Any:
+    """The queue of fan-out parts (``shared/fanout.py``), when a route splits large files (else None)."""
+    from shared.routes import load_routes
+
+    if not any(route.fanout_bytes for route in load_routes(settings)):
+        return None
+    from shared.adapters.queue import StorageQueue
+    from shared.routes import PARTS_QUEUE
+
+    return StorageQueue.from_settings(settings, PARTS_QUEUE)
 
 
 def _batch_scorer(settings: Settings) -> Any:

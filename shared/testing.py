@@ -13,7 +13,7 @@ import itertools
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -56,8 +56,10 @@ class FakeBlobStore:
         self.account_name = account
         self._blobs: dict[tuple[str, str], tuple[bytes, BlobInfo]] = {}
         self._etags = itertools.count(1)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # commit_blocks checks and writes under one hold
         self.fail_next: Exception | None = None
+        self._staged: dict[tuple[str, str], dict[str, bytes]] = {}
+        self.commits: list[tuple[str, str]] = []  # every successful commit_blocks, in order
 
     def _maybe_fail(self) -> None:
         if self.fail_next is not None:
@@ -129,6 +131,48 @@ class FakeBlobStore:
         return self.write_bytes(
             container, name, b"".join(staged), metadata=metadata, content_type=content_type
         )
+
+    def read_range(self, container: str, name: str, offset: int, length: int, etag: str | None = None) -> bytes:
+        info = self.properties(container, name)
+        if etag and info.etag != etag:
+            raise BlobChangedError(f"blob {container}/{name} changed (eTag {etag} is stale)")
+        return self._blobs[(container, name)][0][offset : offset + length]
+
+    def stage_blocks(self, container: str, name: str, blocks: Iterable[bytes]) -> list[str]:
+        from shared.names import block_ids
+
+        ids, staged = block_ids(), []
+        for block in blocks:
+            if block:
+                block_id = next(ids)
+                with self._lock:
+                    self._staged.setdefault((container, name), {})[block_id] = bytes(block)
+                staged.append(block_id)
+        return staged
+
+    def commit_blocks(
+        self,
+        container: str,
+        name: str,
+        block_ids: Sequence[str],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        self.before_commit(container, name)
+        with self._lock:
+            current = self._blobs.get((container, name))
+            if (if_match and (current is None or current[1].etag != if_match)) or (if_none_match and current):
+                raise WriteConflictError(f"{container}/{name} changed before the commit")
+            staged = self._staged.get((container, name), {})
+            if any(b not in staged for b in block_ids):
+                raise WriteConflictError(f"{container}/{name}: a staged block is gone")
+            data = b"".join(staged[b] for b in block_ids)
+            self._staged.pop((container, name), None)  # a commit discards every other uncommitted block
+            self.commits.append((container, name))
+            return self.write_bytes(container, name, data, metadata=metadata, content_type=content_type)
 
     def before_commit(self, container: str, name: str) -> None:
         """A hook for tests: runs after staging, right before the commit (simulate a crash or a race)."""

@@ -20,7 +20,12 @@ param webhookSecret string
 param secretsExpireAt int
 @description('E-mail address for the alerts of docs/operate.md (empty: no action group, no alerts).')
 param alertEmail string = ''
+@description('Most Flex Consumption instances: the parts of fanned-out files (queue scorehook-parts) scale out to it, one part per instance at a time (host.json queues batchSize 1).')
+@minValue(1)
+@maxValue(1000)
 param maximumInstanceCount int = 100
+@description('Memory of one instance: a part holds its parse blocks, batches and output blocks (a few hundred MB).')
+@allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
 @description('Event Hubs streaming: a namespace with the input, predictions and monitoring hubs, the trigger on.')
 param streaming bool = false
@@ -41,7 +46,9 @@ var roles = {
 // Every container a setting names (defaults of shared/settings.py) plus 'evaluation' (the holdout, see
 // evaluationData); every queue a function binds (functions/*.py).
 var dataContainers = ['incoming', 'scored', 'failed', 'deadletter', 'drift', 'scorehook-models', 'evaluation']
-var dataQueues = ['model-registrations', 'drift-evaluations']
+// scorehook-parts: the parts of fanned-out files (shared/fanout.py), one message per part, scored by as many
+// instances as the queue's length scales the app to (maximumInstanceCount); -poison: parts the host gave up on.
+var dataQueues = ['model-registrations', 'drift-evaluations', 'scorehook-parts', 'scorehook-parts-poison']
 var deploymentContainer = 'app-package-${resourceToken}'
 // Event Hubs (streaming): the input records (SCOREHOOK_STREAM_HUB), the stream's predictions
 // (SCOREHOOK_STREAM_OUTPUT_HUB) and the blob path's predictions and telemetry (a route's eventhub_output:

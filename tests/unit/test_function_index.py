@@ -73,6 +73,31 @@ EXPECTED = {
     "on_drift_signal": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
     "on_deadletter": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
     "on_batch_job_event": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
+    "score_part": [
+        {
+            "direction": "OUT",
+            "type": "queue",
+            "name": "closed",
+            "queueName": "drift-evaluations",
+            "connection": "DataStorage",
+        },
+        {
+            "direction": "IN",
+            "type": "queueTrigger",
+            "name": "msg",
+            "queueName": "scorehook-parts",
+            "connection": "DataStorage",
+        },
+    ],
+    "part_poisoned": [
+        {
+            "direction": "IN",
+            "type": "queueTrigger",
+            "name": "msg",
+            "queueName": "scorehook-parts-poison",
+            "connection": "DataStorage",
+        },
+    ],
     "health": [
         {
             "direction": "IN",
