@@ -37,7 +37,8 @@ def prefetched_ranges(
     where: str = "the blob",
 ) -> Iterator[bytes]:
     """The bytes ``[start, size)`` in order, as ranges of ``range_bytes`` fetched by ``fetch(offset, length)``
-    on up to ``in_flight`` threads, at most ``in_flight`` ranges ahead of the consumer.
+    on up to ``in_flight`` threads: while the consumer works on one range, the next ``in_flight - 1`` are
+    fetched, so at most ``in_flight`` ranges are in memory at once (the consumer's included).
 
     An error of any range (``fetch`` raising, e.g. a stale eTag) surfaces when the consumer reaches that
     range, after the ranges before it; the ranges after it are cancelled, nothing more is fetched. A range

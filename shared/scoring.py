@@ -66,7 +66,7 @@ __all__ = ["ScoringOutcome", "ScoringService", "blob_key", "failure_name", "idem
 
 _log = get_logger("scoring")
 _READ_CHUNK = 8 << 20  # per ranged download: fewer, larger requests (each costs a round trip)
-_READS_IN_FLIGHT = 3  # ranges downloaded at once, ahead of the parser: at most 24 MiB buffered
+_READS_IN_FLIGHT = 3  # ranges in memory at once (the parser's + 2 downloading ahead): 24 MiB at most
 _OWNER = f"{socket.gethostname()}:{os.getpid()}"
 _OUTPUT_SUFFIX = {"csv": ".predictions.csv", "parquet": ".predictions.parquet"}
 _CONTENT_TYPE = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
