@@ -9,6 +9,10 @@ returns to the moment the output blob exists in ``scored``:
 3. ``small_files`` files of ``small_rows`` rows, one after another (a random 0-300 ms pause before each,
    so arrivals do not fall into step with devhost's blob watcher), polling every 10 ms → p50/p95 ms.
 
+Then, with the host idle, the big blob is downloaded alone through the app's own read path (same SDK
+calls, range size, ranges in flight and eTag condition), twice: ``download_s`` is the faster run, the I/O
+floor of the in-function time (``big_function_s``, from the app's "file scored" log line).
+
 For the small files the time is also split, from the app's "file scored" log lines: ``wait_p50_ms`` runs
 from upload finished to scoring started (blob watcher polling, event delivery, claim), ``function_p50_ms``
 is the app's own ``elapsed_ms`` (resolve model, read, score, commit the output, ledger).
@@ -108,6 +112,24 @@ def _scored(log_file: Path) -> dict[str, tuple[float, float]]:
     return found
 
 
+def _download_only(service: Any, container: str, name: str, runs: int = 2) -> list[float]:
+    """Seconds to read the blob through the app's own read path (``AzureBlobStore.read_chunks`` with the
+    range size, the ranges in flight and the If-Match eTag ``score_blob`` uses), bytes discarded; once the
+    host is idle, ``runs`` times."""
+    from shared.adapters.blob import AzureBlobStore
+    from shared.scoring import _READ_CHUNK, _READS_IN_FLIGHT
+
+    store = AzureBlobStore(service)
+    etag = store.properties(container, name).etag
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        for _chunk in store.read_chunks(container, name, _READ_CHUNK, etag, in_flight=_READS_IN_FLIGHT):
+            pass
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def run(path: str, rows: int, small_files: int = 30, small_rows: int = 1000) -> dict[str, Any]:
     """Run the e2e measurement; ``seconds`` is the big file's upload-to-output time."""
     import numpy as np
@@ -188,6 +210,7 @@ def run(path: str, rows: int, small_files: int = 30, small_rows: int = 1000) -> 
         for n, d, pause in zip(names, small, pauses, strict=True):
             time.sleep(pause)
             times.append(latency(n, d, 60, 0.01)[1] * 1000)
+        download = _download_only(service, incoming.container_name, big)
         scored_log = _scored(work / "scorehook.jsonl")
         function_ms = [scored_log[n][1] for n in names if n in scored_log]
         wait_ms = [(scored_log[n][0] - uploaded[n]) * 1000 for n in names if n in scored_log]
@@ -200,6 +223,8 @@ def run(path: str, rows: int, small_files: int = 30, small_rows: int = 1000) -> 
             "p50_ms": float(np.percentile(times, 50)),
             "p95_ms": float(np.percentile(times, 95)),
             "big_function_s": scored_log[big][1] / 1000 if big in scored_log else None,
+            "download_s": min(download),
+            "download_runs": [round(t, 3) for t in download],
             "function_p50_ms": float(np.percentile(function_ms, 50)) if function_ms else None,
             "wait_p50_ms": float(np.percentile(wait_ms, 50)) if wait_ms else None,
         }
