@@ -177,6 +177,9 @@ def annotate(results: Results, s: str) -> tuple[dict[str, str], dict[str, str]]:
             in_function = f" ({d['big_function_s']:.2f} s in the function)" if d.get("big_function_s") else ""
             if d.get("download_s"):
                 in_function += f"; download alone {d['download_s']:.2f} s"
+            if d.get("big_devhost_cpu_s") is not None:
+                in_function += (f"; CPU-s meanwhile devhost {d['big_devhost_cpu_s']:.2f} + "
+                                f"azurite {d['big_azurite_cpu_s']:.2f}")  # fmt: skip
             notes[name] = (
                 f"upload {d['upload']:.1f} s; {label(r['rows'])} file{in_function}; cold first file {d['cold_ms']:.0f} ms; "
                 f"{len(d['small_ms'])} x 1k: p50 {d['p50_ms']:.0f} / p95 {d['p95_ms']:.0f} ms; RSS = devhost"

@@ -77,6 +77,13 @@ def figures(results: Results, s: str) -> list[Figure]:
     e2e_limit = None if None in floors else max(floors)  # type: ignore[type-var]
     add(f"e2e_{s}_over_limit", ["e2e", f"engine_csv_{s}_linear", f"limit_cpu_csv_{s}_linear"],
         _div(e2e("big_function_s"), e2e_limit), "<= 1.3", lambda v: v <= 1.3)  # fmt: skip
+    # what bounds it on one machine: storage (Azurite) runs on the same cores; its CPU and the host's, while
+    # the big file was scored, over the cores, is the floor no overlap can beat
+    spent = [e2e("big_devhost_cpu_s"), e2e("big_azurite_cpu_s"), e2e("cores")]
+    shared_floor = None if None in spent else (spent[0] + spent[1]) / spent[2]  # type: ignore[operator]
+    add(f"e2e_{s}_over_cpu_with_storage", ["e2e"], _div(e2e("big_function_s"), shared_floor))
+    add(f"e2e_{s}_cpu_s_devhost", ["e2e"], e2e("big_devhost_cpu_s"))
+    add(f"e2e_{s}_cpu_s_azurite", ["e2e"], e2e("big_azurite_cpu_s"))
     speedup(f"csv_{s}_linear_speedup_vs_naive_warm", f"naive_warm_csv_{s}_linear", f"engine_csv_{s}_linear", None)
     speedup(f"csv_{s}_gbm_speedup_vs_naive_warm", f"naive_warm_csv_{s}_gbm", f"engine_csv_{s}_gbm", None)
     speedup(f"parquet_{s}_linear_speedup_vs_naive_warm", f"naive_warm_parquet_{s}_linear",

@@ -155,7 +155,7 @@ class _ChunkStream(io.RawIOBase):
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._pending = b""
+        self._pending = memoryview(b"")  # the rest of the current chunk, never copied but once, into the reader
 
     def readable(self) -> bool:
         return True
@@ -163,7 +163,7 @@ class _ChunkStream(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         while not self._pending:
             try:
-                self._pending = next(self._chunks)
+                self._pending = memoryview(next(self._chunks))
             except StopIteration:
                 return 0
         n = min(len(buffer), len(self._pending))
