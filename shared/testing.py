@@ -26,7 +26,6 @@ from shared.errors import (
     WriteConflictError,
 )
 from shared.names import ascii_metadata
-from shared.prefetch import prefetched_ranges
 from shared.ports import (
     BatchJobRequest,
     BatchSubmission,
@@ -37,6 +36,7 @@ from shared.ports import (
     RetrainRun,
     takeable,
 )
+from shared.prefetch import prefetched_ranges
 
 __all__ = [
     "FakeBatchScorer",
