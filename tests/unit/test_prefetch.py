@@ -165,3 +165,27 @@ def test_a_producer_error_waits_for_the_running_stages_and_propagates():
     with pytest.raises(ValueError, match="bad row"):
         calls_behind(items(), stage, workers=2, pending=2)
     assert sorted(finished) == [1, 2] and not _threads("scorehook-stage")  # nothing runs on after the error
+
+
+def test_a_file_overwritten_while_its_ranges_are_prefetched_is_superseded_and_nothing_is_committed(
+    scoring, monkeypatch
+):
+    import shared.scoring
+    from shared.events import parse_blob_created
+
+    monkeypatch.setattr(shared.scoring, "_READ_CHUNK", 64)  # many small ranges, three in flight
+    rows = b"".join(b"%03d,0.5,1.0,red\n" % i for i in range(200))
+    raw = scoring.upload("big.csv", b"id,x1,x2,color\n" + rows)
+    original = scoring.blobs.read_chunks
+
+    def overwritten_after_the_first_range(*args, **kwargs):
+        reader = original(*args, **kwargs)
+        yield next(reader)
+        scoring.blobs.write_bytes("incoming", "big.csv", b"id,x1,x2,color\n" + rows[::-1])
+        yield from reader
+
+    scoring.blobs.read_chunks = overwritten_after_the_first_range
+    outcome = scoring.service.score(parse_blob_created(raw))
+    assert outcome.status == "superseded"
+    assert scoring.blobs.names("scored") == []  # no partial output
+    assert scoring.ledger.get(outcome.key).status == "superseded"
