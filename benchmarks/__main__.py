@@ -142,6 +142,8 @@ def annotate(results: Results, s: str) -> tuple[dict[str, str], dict[str, str]]:
             notes[name] = (
                 "load {load:.2f} + read {read:.2f} + predict {predict:.2f} + write {write:.2f} s".format(**d)
             )
+            if "warm" in name:  # the model was loaded before the clock
+                notes[name] = "(load {load:.2f} before) read {read:.2f} + predict {predict:.2f} + write {write:.2f} s".format(**d)
             notes[name] += "; writes " + (
                 "whole frame + prediction" if "full" in name
                 else "the engine's columns, model loaded before the clock" if "warm" in name
