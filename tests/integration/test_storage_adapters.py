@@ -95,6 +95,36 @@ def test_blocks_staged_in_the_background_commit_once_in_order(store):
     assert store.properties(store.container, "staged.bin").etag == etag
 
 
+def test_a_block_that_fails_to_stage_fails_the_write_and_the_previous_output_stays(store):
+    from azure.core.exceptions import ServiceRequestError
+
+    from shared.errors import StorageUnavailableError
+
+    etag = store.write_bytes(store.container, "kept.csv", b"the previous output\n")
+    real = store._blob
+
+    class FailingThirdStage:  # the real client; its third stage_block meets a dropped connection
+        def __init__(self, client):
+            self.client, self.stages = client, 0
+
+        def __getattr__(self, name):
+            return getattr(self.client, name)
+
+        def stage_block(self, *args, **kwargs):
+            self.stages += 1
+            if self.stages == 3:
+                raise ServiceRequestError("connection reset while staging")
+            return self.client.stage_block(*args, **kwargs)
+
+    store._blob = lambda container, name: FailingThirdStage(real(container, name))
+    blocks = (bytes([i]) * (300 << 10) for i in range(8))
+    with pytest.raises(StorageUnavailableError):
+        store.write_blocks(store.container, "kept.csv", blocks, if_match=etag)
+    store._blob = real
+    assert store.read_bytes(store.container, "kept.csv") == b"the previous output\n"  # nothing committed
+    assert store.properties(store.container, "kept.csv").etag == etag
+
+
 def test_missing_blobs_raise_blob_not_found(store):
     with pytest.raises(BlobNotFoundError):
         list(store.read_chunks(store.container, "nope.csv"))
