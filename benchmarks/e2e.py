@@ -9,6 +9,10 @@ returns to the moment the output blob exists in ``scored``:
 3. ``small_files`` files of ``small_rows`` rows, one after another (a random 0-300 ms pause before each,
    so arrivals do not fall into step with devhost's blob watcher), polling every 10 ms → p50/p95 ms.
 
+Then, with the host idle, the big blob is downloaded alone through the app's own read path (same SDK
+calls, range size, ranges in flight and eTag condition), twice: ``download_s`` is the faster run, the I/O
+floor of the in-function time (``big_function_s``, from the app's "file scored" log line).
+
 For the small files the time is also split, from the app's "file scored" log lines: ``wait_p50_ms`` runs
 from upload finished to scoring started (blob watcher polling, event delivery, claim), ``function_p50_ms``
 is the app's own ``elapsed_ms`` (resolve model, read, score, commit the output, ledger).
@@ -108,6 +112,31 @@ def _scored(log_file: Path) -> dict[str, tuple[float, float]]:
     return found
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU-seconds of a process so far (``/proc/PID/stat``, its threads included)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _download_only(service: Any, container: str, name: str, runs: int = 2) -> list[float]:
+    """Seconds to read the blob through the app's own read path (``AzureBlobStore.read_chunks`` with the
+    range size, the ranges in flight and the If-Match eTag ``score_blob`` uses), bytes discarded; once the
+    host is idle, ``runs`` times."""
+    from shared.adapters.blob import AzureBlobStore
+    from shared.scoring import _READ_CHUNK, _READS_IN_FLIGHT
+
+    store = AzureBlobStore(service)
+    etag = store.properties(container, name).etag
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        for _chunk in store.read_chunks(container, name, _READ_CHUNK, etag, in_flight=_READS_IN_FLIGHT):
+            pass
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def run(path: str, rows: int, small_files: int = 30, small_rows: int = 1000) -> dict[str, Any]:
     """Run the e2e measurement; ``seconds`` is the big file's upload-to-output time."""
     import numpy as np
@@ -158,11 +187,15 @@ def run(path: str, rows: int, small_files: int = 30, small_rows: int = 1000) -> 
 
         uploaded: dict[str, float] = {}  # blob name → epoch seconds when its upload returned
 
+        pids = {"devhost": dev.process.pid, "azurite": azurite.process.pid}  # type: ignore[union-attr]
+        cpu: dict[str, float] = {}  # CPU-seconds each process spent from upload finished to output exists
+
         def latency(name: str, data: Any, timeout: float, interval: float) -> tuple[float, float]:
             """(upload seconds, seconds from upload finished to output blob exists)."""
             t0 = time.perf_counter()
             incoming.upload_blob(name, data, overwrite=True, max_concurrency=2)
             t1, uploaded[name] = time.perf_counter(), time.time()
+            before = {k: _cpu_seconds(pid) for k, pid in pids.items()}
             output = scored.get_blob_client(output_name(incoming.container_name, name))
             checked = [t1]
 
@@ -172,13 +205,16 @@ def run(path: str, rows: int, small_files: int = 30, small_rows: int = 1000) -> 
                     failure(name)
 
             _wait(output.exists, timeout, f"the output of {name}", interval, check)
-            return t1 - t0, time.perf_counter() - t1
+            done = time.perf_counter()
+            cpu.update({k: _cpu_seconds(pid) - before[k] for k, pid in pids.items()})
+            return t1 - t0, done - t1
 
         tag = uuid.uuid4().hex[:6]
         _, cold = latency(f"bench/{tag}-cold.csv", small_csv(small_rows, seed=999), 180, 0.01)
         big = f"bench/{tag}-big-{rows}.csv"
         with open(path, "rb") as data:
             upload, big_seconds = latency(big, data, max(300, rows / 2000), 0.05)
+        big_cpu = dict(cpu)
         small = [small_csv(small_rows, seed=1000 + i) for i in range(small_files)]
         names = [f"bench/{tag}-small-{i:03d}.csv" for i in range(small_files)]
         pauses = np.random.default_rng(0).uniform(
@@ -188,6 +224,7 @@ def run(path: str, rows: int, small_files: int = 30, small_rows: int = 1000) -> 
         for n, d, pause in zip(names, small, pauses, strict=True):
             time.sleep(pause)
             times.append(latency(n, d, 60, 0.01)[1] * 1000)
+        download = _download_only(service, incoming.container_name, big)
         scored_log = _scored(work / "scorehook.jsonl")
         function_ms = [scored_log[n][1] for n in names if n in scored_log]
         wait_ms = [(scored_log[n][0] - uploaded[n]) * 1000 for n in names if n in scored_log]
@@ -200,6 +237,11 @@ def run(path: str, rows: int, small_files: int = 30, small_rows: int = 1000) -> 
             "p50_ms": float(np.percentile(times, 50)),
             "p95_ms": float(np.percentile(times, 95)),
             "big_function_s": scored_log[big][1] / 1000 if big in scored_log else None,
+            "big_devhost_cpu_s": big_cpu["devhost"],
+            "big_azurite_cpu_s": big_cpu["azurite"],
+            "cores": len(os.sched_getaffinity(0)),
+            "download_s": min(download),
+            "download_runs": [round(t, 3) for t in download],
             "function_p50_ms": float(np.percentile(function_ms, 50)) if function_ms else None,
             "wait_p50_ms": float(np.percentile(wait_ms, 50)) if wait_ms else None,
         }

@@ -68,6 +68,26 @@ def figures(results: Results, s: str) -> list[Figure]:
         20,
     )
     over_limit(f"csv_{s}_engine_over_limit", "linear", f"limit_parse_csv_{s}")
+    # Issue 15: the engine against its CPU floor, the in-function time against its slowest floor, and NAIVE on
+    # a warm worker writing the engine's columns (the like-for-like headline).
+    engine_main, floor = sec(f"engine_csv_{s}_linear"), sec(f"limit_cpu_csv_{s}_linear")
+    add(f"csv_{s}_engine_over_cpu_floor", [f"engine_csv_{s}_linear", f"limit_cpu_csv_{s}_linear"],
+        _div(engine_main, floor), "<= 1.15", lambda v: v <= 1.15)  # fmt: skip
+    floors = [e2e("download_s"), engine_main, floor]
+    e2e_limit = None if None in floors else max(floors)  # type: ignore[type-var]
+    add(f"e2e_{s}_over_limit", ["e2e", f"engine_csv_{s}_linear", f"limit_cpu_csv_{s}_linear"],
+        _div(e2e("big_function_s"), e2e_limit), "<= 1.3", lambda v: v <= 1.3)  # fmt: skip
+    # what bounds it on one machine: storage (Azurite) runs on the same cores; its CPU and the host's, while
+    # the big file was scored, over the cores, is the floor no overlap can beat
+    spent = [e2e("big_devhost_cpu_s"), e2e("big_azurite_cpu_s"), e2e("cores")]
+    shared_floor = None if None in spent else (spent[0] + spent[1]) / spent[2]  # type: ignore[operator]
+    add(f"e2e_{s}_over_cpu_with_storage", ["e2e"], _div(e2e("big_function_s"), shared_floor))
+    add(f"e2e_{s}_cpu_s_devhost", ["e2e"], e2e("big_devhost_cpu_s"))
+    add(f"e2e_{s}_cpu_s_azurite", ["e2e"], e2e("big_azurite_cpu_s"))
+    speedup(f"csv_{s}_linear_speedup_vs_naive_warm", f"naive_warm_csv_{s}_linear", f"engine_csv_{s}_linear", None)
+    speedup(f"csv_{s}_gbm_speedup_vs_naive_warm", f"naive_warm_csv_{s}_gbm", f"engine_csv_{s}_gbm", None)
+    speedup(f"parquet_{s}_linear_speedup_vs_naive_warm", f"naive_warm_parquet_{s}_linear",
+            f"engine_parquet_{s}_linear", None)  # fmt: skip
     rss_main = rss(f"engine_csv_{s}_linear")
     add(f"peak_rss_mb_{s}", [f"engine_csv_{s}_linear"], rss_main, "<= 600 MB", lambda v: v <= 600, 0)
     within = f"<= 1.10 x {s} = {1.1 * rss_main:.0f} MB" if rss_main else f"<= 1.10 x {s}"

@@ -56,9 +56,12 @@ class BlobStore(Protocol):
         ...
 
     def read_chunks(
-        self, container: str, name: str, chunk_size: int = 4 << 20, etag: str | None = None
-    ) -> Iterator[bytes]:
-        """The blob's bytes in ranged chunks; with ``etag``, fails if the blob changed meanwhile."""
+        self, container: str, name: str, chunk_size: int = 4 << 20, etag: str | None = None, *,
+        in_flight: int = 1,
+    ) -> Iterator[bytes]:  # fmt: skip
+        """The blob's bytes in ranged chunks, each pinned to ``etag`` (or to the first read's): fails with
+        ``BlobChangedError`` if the blob changed meanwhile; ``in_flight`` ranges are fetched in parallel ahead
+        of the consumer, in order."""
         ...
 
     def read_bytes(self, container: str, name: str) -> bytes:

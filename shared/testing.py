@@ -36,6 +36,7 @@ from shared.ports import (
     RetrainRun,
     takeable,
 )
+from shared.prefetch import prefetched_ranges
 
 __all__ = [
     "FakeBatchScorer",
@@ -79,14 +80,25 @@ class FakeBlobStore:
             ) from None
 
     def read_chunks(
-        self, container: str, name: str, chunk_size: int = 4 << 20, etag: str | None = None
-    ) -> Iterator[bytes]:
+        self, container: str, name: str, chunk_size: int = 4 << 20, etag: str | None = None, *,
+        in_flight: int = 1,
+    ) -> Iterator[bytes]:  # fmt: skip
+        """As the Azure adapter reads: every range conditional on the eTag (of the first read, if none is
+        given), ``in_flight`` ranges ahead through :func:`shared.prefetch.prefetched_ranges`."""
         info = self.properties(container, name)
         if etag and info.etag != etag:
             raise BlobChangedError(f"blob {container}/{name} changed (eTag {etag} is stale)")
-        data = self._blobs[(container, name)][0]
-        for start in range(0, len(data), chunk_size):
-            yield data[start : start + chunk_size]
+        pinned = etag or info.etag
+
+        def fetch(offset: int, length: int) -> bytes:
+            data, current = self._blobs.get((container, name), (b"", None))
+            if current is None or current.etag != pinned:
+                raise BlobChangedError(f"blob {container}/{name} changed while it was read (eTag {pinned} is stale)",
+                                       blob=f"{container}/{name}")  # fmt: skip
+            return data[offset : offset + length]
+
+        yield from prefetched_ranges(fetch, info.size, range_bytes=chunk_size, in_flight=in_flight,
+                                     where=f"{container}/{name}")  # fmt: skip
 
     def read_bytes(self, container: str, name: str) -> bytes:
         return b"".join(self.read_chunks(container, name))

@@ -11,6 +11,7 @@ from shared.adapters._azure import default_credential, storage_errors
 from shared.errors import BlobChangedError, BlobNotFoundError, ConfigurationError, WriteConflictError
 from shared.names import ascii_metadata, block_ids
 from shared.ports import BlobInfo
+from shared.prefetch import calls_behind, prefetched_ranges
 from shared.settings import Settings
 
 __all__ = ["AzureBlobStore"]
@@ -34,6 +35,8 @@ class AzureBlobStore:
         >>> store = AzureBlobStore.from_settings(settings)   # doctest: +SKIP
         >>> store.write_blocks("scored", "a.csv", [b"id,p\\n", b"1,0.3\\n"])  # doctest: +SKIP
     """
+
+    stage_workers = 2  # blocks staged at once, behind the producer (and at most that many held)
 
     def __init__(self, service: Any) -> None:
         self._service = service
@@ -87,39 +90,48 @@ class AzureBlobStore:
         )
 
     def read_chunks(
-        self, container: str, name: str, chunk_size: int = 4 << 20, etag: str | None = None
-    ) -> Iterator[bytes]:
-        """Ranged downloads of ``chunk_size`` bytes, each conditional on the eTag of the first read."""
+        self, container: str, name: str, chunk_size: int = 4 << 20, etag: str | None = None, *,
+        in_flight: int = 1,
+    ) -> Iterator[bytes]:  # fmt: skip
+        """Ranged downloads of ``chunk_size`` bytes, each conditional on the eTag of the first read (If-Match
+        on every range); with ``in_flight`` > 1, that many ranges are downloaded in parallel ahead of the
+        consumer (:func:`shared.prefetch.prefetched_ranges`), in order, in bounded memory."""
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
         client = self._blob(container, name)
         where = f"{container}/{name}"
-        offset, size = 0, None
+
+        def fetch(offset: int, length: int) -> tuple[bytes, Any]:
+            conditions: dict[str, Any] = (
+                {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+            )
+            downloader = client.download_blob(offset=offset, length=length, **conditions)
+            return downloader.readall(), downloader.properties
+
         with storage_errors(f"read {where}"):
             try:
-                while size is None or offset < size:
-                    conditions: dict[str, Any] = (
-                        {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
-                    )
-                    downloader = client.download_blob(offset=offset, length=chunk_size, **conditions)
-                    size = _total_size(downloader.properties)
-                    etag = etag or downloader.properties.etag
-                    data = downloader.readall()
-                    if not data:
-                        break
-                    offset += len(data)
-                    yield data
+                try:
+                    first, properties = fetch(0, chunk_size)
+                except Exception as exc:
+                    if getattr(exc, "status_code", None) == 416:
+                        return  # an empty blob: no range to read
+                    raise
+                size = _total_size(properties)
+                etag = etag or properties.etag  # every later range is pinned to what the first one read
+                if not first:
+                    return
+                yield first
+                yield from prefetched_ranges(
+                    lambda offset, length: fetch(offset, length)[0], size, len(first),
+                    range_bytes=chunk_size, in_flight=in_flight, where=where,
+                )  # fmt: skip
             except ResourceNotFoundError as exc:
                 raise BlobNotFoundError(f"blob {where} does not exist", blob=where) from exc
             except ResourceModifiedError as exc:
                 raise BlobChangedError(
                     f"blob {where} changed while it was read (eTag {etag} is stale)", blob=where
                 ) from exc
-            except Exception as exc:
-                if getattr(exc, "status_code", None) == 416 and offset == 0:
-                    return  # an empty blob: no range to read
-                raise
 
     def read_bytes(self, container: str, name: str) -> bytes:
         return b"".join(self.read_chunks(container, name))
@@ -167,7 +179,6 @@ class AzureBlobStore:
             conditions = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
         elif if_none_match:
             conditions = {"match_condition": MatchConditions.IfMissing}
-        staged: list[BlobBlock] = []
         ids = block_ids()  # unique per commit: another writer of this blob never replaces our blocks
         pending = iter(block for block in blocks if block)
         with storage_errors(f"stage blocks of {container}/{name}"):
@@ -183,10 +194,17 @@ class AzureBlobStore:
                         )  # fmt: skip
                         return str(result["etag"])
                     held.append(second)
-                for block in itertools.chain(held, pending):
-                    block_id = next(ids)
-                    client.stage_block(block_id, block)
-                    staged.append(BlobBlock(block_id=block_id))
+
+                def stage(numbered: tuple[str, bytes]) -> BlobBlock:
+                    client.stage_block(*numbered)
+                    return BlobBlock(block_id=numbered[0])
+
+                # staged from a background pool while the engine produces the next blocks; the commit
+                # waits for every stage, and a failed stage fails the write before anything is committed
+                staged = calls_behind(
+                    ((next(ids), block) for block in itertools.chain(held, pending)), stage,
+                    workers=self.stage_workers, pending=self.stage_workers,
+                )  # fmt: skip
                 result = client.commit_block_list(
                     staged, metadata=ascii_metadata(metadata), content_settings=settings, **conditions
                 )

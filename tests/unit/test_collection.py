@@ -181,11 +181,11 @@ def test_an_output_that_cannot_be_read_back_is_a_storage_error_and_the_retry_sen
     reads = {"failing": 1}
     real = scoring.blobs.read_chunks
 
-    def read_chunks(container, name, chunk_size=4 << 20, etag=None):
+    def read_chunks(container, name, chunk_size=4 << 20, etag=None, *, in_flight=1):
         if container == "scored" and reads["failing"]:
             reads["failing"] -= 1
             raise StorageUnavailableError("storage is down")
-        return real(container, name, chunk_size, etag)
+        return real(container, name, chunk_size, etag, in_flight=in_flight)
 
     scoring.blobs.read_chunks = read_chunks  # type: ignore[method-assign]
     raw = scoring.upload("a.csv", GOOD)

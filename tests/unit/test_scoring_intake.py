@@ -112,8 +112,8 @@ def _slow_reads(scoring, seconds_per_chunk: float, chunks: int):
 
     original = scoring.blobs.read_chunks
 
-    def slow(container, name, chunk_size=4 << 20, etag=None):
-        data = b"".join(original(container, name, chunk_size, etag))
+    def slow(container, name, chunk_size=4 << 20, etag=None, *, in_flight=1):
+        data = b"".join(original(container, name, chunk_size, etag, in_flight=in_flight))
         step = max(1, len(data) // chunks)
         for start in range(0, len(data), step):
             time.sleep(seconds_per_chunk)
