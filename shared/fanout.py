@@ -43,7 +43,6 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -62,6 +61,7 @@ from shared.events import BlobCreated, parse_blob_created
 from shared.logs import bind, get_logger
 from shared.names import normalize_etag
 from shared.ports import BlobStore, BlockStore, LedgerRecord, MessageQueue
+from shared.prefetch import prefetched_ranges
 from shared.routes import PARTS_QUEUE, POISON_QUEUE, Route, match_route
 
 if TYPE_CHECKING:
@@ -433,23 +433,8 @@ def plan_parquet(
 # -- reading a part ---------------------------------------------------------------------------------------
 def _ranges(blobs: Any, container: str, name: str, start: int, end: int, etag: str | None) -> Iterator[bytes]:
     """The bytes ``[start, end)`` of a blob in ranged downloads, ``_AHEAD`` of them in flight (bounded memory)."""
-    offsets = iter(range(start, end, _RANGE))
-    with ThreadPoolExecutor(max_workers=_AHEAD, thread_name_prefix="scorehook-range") as pool:
-        flight: collections.deque[Future[bytes]] = collections.deque()
-        try:
-            for offset in itertools.islice(offsets, _AHEAD):
-                flight.append(pool.submit(blobs.read_range, container, name, offset, min(_RANGE, end - offset), etag))
-            while flight:
-                data = flight.popleft().result()
-                following = next(offsets, None)
-                if following is not None:
-                    flight.append(pool.submit(blobs.read_range, container, name, following,
-                                              min(_RANGE, end - following), etag))  # fmt: skip
-                if data:
-                    yield data
-        finally:
-            for pending in flight:
-                pending.cancel()
+    return prefetched_ranges(lambda offset, length: blobs.read_range(container, name, offset, length, etag), end,
+                             start, range_bytes=_RANGE, in_flight=_AHEAD, where=f"{container}/{name}")  # fmt: skip
 
 
 # -- errors of a part, located in the file -----------------------------------------------------------------
