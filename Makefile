@@ -6,17 +6,31 @@ STAMP := $(VENV)/.installed
 
 .PHONY: bootstrap browser demo run test test-unit test-integration test-e2e test-security reliability lint bench clean
 
-bootstrap: $(STAMP) node_modules/.installed
+# The MLflow server of tests, devhost and the demo has a venv of its own (devhost/services.py finds it): the full
+# mlflow would force its mlflow-skinny into .venv, where azureml-mlflow (requirements.txt) caps it lower.
+MLFLOW_SERVER_VENV := .local/mlflow-server
+
+bootstrap: $(STAMP) $(MLFLOW_SERVER_VENV)/.installed node_modules/.installed
 
 $(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
 	@echo "bootstrap [1/4] Python venv in $(VENV)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "bootstrap [2/4] pip itself"
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@# a venv from before the server's own venv has the full mlflow, whose files overlap mlflow-skinny's
+	if $(PY) -m pip show --quiet mlflow >/dev/null 2>&1; then \
+		$(PY) -m pip uninstall --quiet --disable-pip-version-check -y mlflow mlflow-tracing mlflow-skinny; fi
 	@echo "bootstrap [3/4] the pinned packages of requirements-dev.txt (the first time: a few minutes)"
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@echo "bootstrap [4/4] this project (the scorehook command: $(VENV)/bin/scorehook)"
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(MLFLOW_SERVER_VENV)/.installed: requirements-mlflow-server.txt
+	@echo "bootstrap: the MLflow server's venv in $(MLFLOW_SERVER_VENV) (requirements-mlflow-server.txt)"
+	test -x $(MLFLOW_SERVER_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_SERVER_VENV)
+	$(MLFLOW_SERVER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(MLFLOW_SERVER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-mlflow-server.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -22,12 +22,17 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-__all__ = ["AZURITE_ACCOUNT", "PROJECT_ROOT", "Azurite", "MlflowServer", "ServiceError", "free_port"]
+__all__ = ["AZURITE_ACCOUNT", "MLFLOW_SERVER_VENV", "PROJECT_ROOT", "Azurite", "MlflowServer", "ServiceError",
+           "free_port", "mlflow_server_binary"]  # fmt: skip
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The full mlflow (the server) lives in a venv of its own, built by `make bootstrap` from
+# requirements-mlflow-server.txt: the app's venv has only mlflow-skinny (azureml-mlflow caps it).
+MLFLOW_SERVER_VENV = PROJECT_ROOT / ".local" / "mlflow-server"
 AZURITE_ACCOUNT = "devstoreaccount1"
 # The emulator's well-known, documented development key (not a secret: every Azurite has it).
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -37,6 +42,25 @@ _RUNNING: set[_Service] = set()
 
 class ServiceError(RuntimeError):
     """A local service did not start or stopped unexpectedly."""
+
+
+def mlflow_server_binary(env: Mapping[str, str] | None = None, venv: Path = MLFLOW_SERVER_VENV) -> str:
+    """The ``mlflow`` executable that runs ``mlflow server``: ``SCOREHOOK_MLFLOW_SERVER_BIN`` when set, else
+    the server's venv (``.local/mlflow-server/bin/mlflow``), else the ``mlflow`` beside this interpreter or on
+    ``PATH`` (only an environment with the full mlflow, not mlflow-skinny alone, can serve).
+
+    Example:
+        >>> mlflow_server_binary({"SCOREHOOK_MLFLOW_SERVER_BIN": "/opt/mlflow/bin/mlflow"})
+        '/opt/mlflow/bin/mlflow'
+    """
+    explicit = (os.environ if env is None else env).get("SCOREHOOK_MLFLOW_SERVER_BIN")
+    if explicit:
+        return explicit
+    own = venv / "bin" / "mlflow"
+    if own.exists():
+        return str(own)
+    beside = Path(sys.executable).parent / "mlflow"
+    return str(beside) if beside.exists() else (shutil.which("mlflow") or "mlflow")
 
 
 def free_port() -> int:
@@ -203,8 +227,7 @@ class MlflowServer(_Service):
         key_file = self.data_dir / "webhook-encryption.key"
         if not key_file.exists():
             key_file.write_bytes(Fernet.generate_key())
-        mlflow = Path(sys.executable).parent / "mlflow"
-        binary = str(mlflow) if mlflow.exists() else (shutil.which("mlflow") or "mlflow")
+        binary = mlflow_server_binary()
         for _attempt in range(3):
             port = self.port or free_port()
             argv = [
@@ -231,7 +254,8 @@ class MlflowServer(_Service):
             if self._wait_healthy(timeout):
                 return self
             self.stop()
-        raise self._fail("did not become healthy")
+        raise self._fail(f"did not become healthy ({binary} server; `make bootstrap` builds its venv, "
+                         f"{MLFLOW_SERVER_VENV.relative_to(PROJECT_ROOT)}, from requirements-mlflow-server.txt)")
 
     def restart(self, timeout: float = 90.0) -> MlflowServer:
         """Stop and start again on the same port, with the same database and artifacts."""

@@ -16,7 +16,7 @@ param location string
 param modelUri string = 'models:/scorehook-sample@champion'
 
 @minLength(8)
-@description('MLflow tracking/registry URI (MLFLOW_TRACKING_URI): an http(s) MLflow server. Required: the app scores nothing without a registry. The preprovision hook refuses an empty one and azureml:// (azureml-mlflow does not fit the pins).')
+@description('MLflow tracking/registry URI (MLFLOW_TRACKING_URI): an http(s) MLflow server, or the azureml:// tracking URI of the workspace azuremlWorkspace names. Required: the app scores nothing without a registry. The preprovision hook refuses an empty one and any other form.')
 param mlflowTrackingUri string
 
 @description('Comma-separated storage accounts whose events are accepted, in addition to the data account.')

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,7 +29,7 @@ from shared.errors import ConfigurationError
 from shared.routes import Route, load_routes
 from shared.settings import SETTING_NAMES, Settings, configuration_error
 
-__all__ = ["check_configuration"]
+__all__ = ["azureml_plugin_installed", "check_configuration"]
 
 
 def check_configuration(env: Mapping[str, str] | None = None) -> tuple[Settings, tuple[Route, ...]]:
@@ -75,27 +76,53 @@ def _unresolved_references(env: Mapping[str, str]) -> list[dict[str, Any]]:
     ]
 
 
+# what the azureml-mlflow plugin parses (a workspace's MLflow tracking URI, as the Azure ML studio shows it)
+_AZUREML_TRACKING_URI = re.compile(
+    r"azureml://[A-Za-z0-9.-]+/mlflow/v[12]\.0/subscriptions/[^/?#]+/resourceGroups/[^/?#]+"
+    r"/providers/Microsoft\.MachineLearningServices/workspaces/[^/?#]+/?(\?.*)?"
+)
+_AZUREML_URI_FORM = ("azureml://REGION.api.azureml.ms/mlflow/v1.0/subscriptions/SUB/resourceGroups/RG/providers/"
+                     "Microsoft.MachineLearningServices/workspaces/WS")  # fmt: skip
+
+
+def azureml_plugin_installed() -> bool:
+    """Whether MLflow can open ``azureml://`` URIs: the azureml-mlflow plugin registers its tracking and
+    registry stores as entry points (requirements.txt pins it).
+
+    Example:
+        >>> azureml_plugin_installed()  # doctest: +SKIP
+        True
+    """
+    from importlib.metadata import entry_points
+
+    groups = ("mlflow.tracking_store", "mlflow.model_registry_store")
+    return all(any(ep.name == "azureml" for ep in entry_points(group=group)) for group in groups)
+
+
 def _registry_problems(settings: Settings, routes: tuple[Route, ...]) -> list[dict[str, Any]]:
     """``models:/`` URIs need a tracking server the app can reach: required in Azure (identity-based
-    storage), and an ``azureml://`` tracking URI only with its plugin installed."""
+    storage), there an http(s) URL or a workspace's ``azureml://`` URI; ``azureml://`` only in its
+    workspace form and with its plugin installed."""
     uri = settings.mlflow_tracking_uri or ""
     uses_registry = any(r.model.startswith("models:/") and r.engine == "local" for r in routes) or any(
         (uri or "").startswith("models:/") for uri in (settings.model_uri, settings.stream_model_uri))  # fmt: skip
     if uri.startswith("azureml:"):
-        import importlib.util
-
-        try:
-            plugin = importlib.util.find_spec("azureml.mlflow")
-        except ModuleNotFoundError:
-            plugin = None
-        if plugin is None:
+        if not _AZUREML_TRACKING_URI.fullmatch(uri):
             return [{"setting": "MLFLOW_TRACKING_URI", "value": uri,
-                     "expected": "expected an http(s) URL of an MLflow server (azureml:// needs the "
-                                 "azureml-mlflow plugin, which is not installed)"}]  # fmt: skip
+                     "expected": f"expected a workspace's tracking URI, {_AZUREML_URI_FORM}"}]  # fmt: skip
+        if not azureml_plugin_installed():
+            return [{"setting": "MLFLOW_TRACKING_URI", "value": uri,
+                     "expected": "expected an http(s) URL of an MLflow server, or install the azureml-mlflow "
+                                 "plugin (requirements.txt) that azureml:// URIs need"}]  # fmt: skip
+        return []
     if uses_registry and not uri and settings.data_blob_service_uri:
         return [{"setting": "MLFLOW_TRACKING_URI", "value": None,
                  "expected": "expected the http(s) URL of the MLflow server that holds the models:/ URIs "
-                             "the routes name"}]  # fmt: skip
+                             "the routes name, or an Azure ML workspace's azureml:// tracking URI"}]  # fmt: skip
+    if uri and settings.data_blob_service_uri and not uri.startswith(("http://", "https://")):
+        return [{"setting": "MLFLOW_TRACKING_URI", "value": uri,
+                 "expected": "expected the http(s) URL of an MLflow server or an Azure ML workspace's "
+                             "azureml:// tracking URI (a local store is not shared by the instances)"}]  # fmt: skip
     return []
 
 

@@ -419,6 +419,7 @@ def _labelled(data: pa.Table) -> pa.Table:
 
 
 def _requirements(*packages: str) -> list[str]:
+    """Exact pins of the installed ``packages`` (the app runs mlflow-skinny, not the full mlflow)."""
     from importlib.metadata import version
 
     return [f"{p}=={version(p)}" for p in packages]
@@ -552,7 +553,7 @@ def train_and_register(
                 input_example=feeds,
                 onnx_execution_providers=["CPUExecutionProvider"],
                 save_as_external_data=False,
-                pip_requirements=_requirements("mlflow", "onnx", "onnxruntime"),
+                pip_requirements=_requirements("mlflow-skinny", "onnx", "onnxruntime"),
             )
             sk_types = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
             sk_info = mlflow.sklearn.log_model(
@@ -562,7 +563,7 @@ def train_and_register(
                 skops_trusted_types=sk_types,
                 signature=sk_signature,
                 input_example=hold.slice(0, 5).select(list(FEATURES)).to_pandas(),
-                pip_requirements=_requirements("mlflow", "scikit-learn", "skops"),
+                pip_requirements=_requirements("mlflow-skinny", "scikit-learn", "skops"),
             )
         # registered with its tags at creation: model_version.created reaches the deployment flow at once, and
         # the flow must see e.g. scorehook.retrain.decision (tags set afterwards would race it)

@@ -8,10 +8,20 @@ if ($uri -eq '') {
     exit 1
 }
 if ($uri -like 'azureml://*') {
-    Write-Error "MLFLOW_TRACKING_URI=azureml://... needs the azureml-mlflow plugin, which no release fits the app's pins (mlflow-skinny 3.17.2, azure-storage-blob 12.31.1). Use an http(s) MLflow server (docs/deploy.md)."
-    exit 1
+    # a workspace's tracking URI (the azureml-mlflow plugin of requirements.txt opens it); the app's identity
+    # gets its role on that workspace through AZUREML_WORKSPACE (infra/modules/azureml.bicep)
+    $form = '^azureml://[A-Za-z0-9.-]+/mlflow/v[12]\.0(/subscriptions/[^/?]+/resourceGroups/[^/?]+/providers/Microsoft\.MachineLearningServices/workspaces/[^/?]+)/?(\?.*)?$'
+    if ($uri -cnotmatch $form) {
+        Write-Error "MLFLOW_TRACKING_URI='$uri' is not a workspace's tracking URI: expected azureml://REGION.api.azureml.ms/mlflow/v1.0/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.MachineLearningServices/workspaces/WS"
+        exit 1
+    }
+    $workspace = $Matches[1]
+    if ("$env:AZUREML_WORKSPACE" -ne $workspace) {
+        Write-Error "MLFLOW_TRACKING_URI is the tracking URI of workspace $workspace, but AZUREML_WORKSPACE is '$env:AZUREML_WORKSPACE': the app's identity would have no role on the registry's workspace. azd env set AZUREML_WORKSPACE $workspace"
+        exit 1
+    }
 }
-if (-not ($uri -like 'http://*' -or $uri -like 'https://*')) {
+elseif (-not ($uri -like 'http://*' -or $uri -like 'https://*')) {
     Write-Error "MLFLOW_TRACKING_URI must be an http(s) URL of an MLflow server, not '$uri'."
     exit 1
 }

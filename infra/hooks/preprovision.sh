@@ -11,9 +11,22 @@ case "$uri" in
     echo "  azd env set MLFLOW_TRACKING_URI https://your-mlflow-server   (see docs/deploy.md)" >&2
     exit 1 ;;
   azureml://*)
-    echo "MLFLOW_TRACKING_URI=azureml://... needs the azureml-mlflow plugin, which no release fits the app's" >&2
-    echo "pins (mlflow-skinny 3.17.2, azure-storage-blob 12.31.1). Use an http(s) MLflow server (docs/deploy.md)." >&2
-    exit 1 ;;
+    # a workspace's tracking URI (the azureml-mlflow plugin of requirements.txt opens it); the app's identity
+    # gets its role on that workspace through AZUREML_WORKSPACE (infra/modules/azureml.bicep)
+    workspace="$(printf '%s' "$uri" | sed -n \
+      's#^azureml://[A-Za-z0-9.-]*/mlflow/v[12]\.0\(/subscriptions/[^/?]*/resourceGroups/[^/?]*/providers/Microsoft\.MachineLearningServices/workspaces/[^/?]*\)/\{0,1\}\(?.*\)\{0,1\}$#\1#p')"
+    if [ -z "$workspace" ]; then
+      echo "MLFLOW_TRACKING_URI='$uri' is not a workspace's tracking URI: expected" >&2
+      echo "  azureml://REGION.api.azureml.ms/mlflow/v1.0/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.MachineLearningServices/workspaces/WS" >&2
+      exit 1
+    fi
+    given="$(printf '%s' "${AZUREML_WORKSPACE:-}" | tr 'A-Z' 'a-z')"
+    if [ "$given" != "$(printf '%s' "$workspace" | tr 'A-Z' 'a-z')" ]; then
+      echo "MLFLOW_TRACKING_URI is the tracking URI of workspace $workspace, but AZUREML_WORKSPACE is" >&2
+      echo "'${AZUREML_WORKSPACE:-}': the app's identity would have no role on the registry's workspace." >&2
+      echo "  azd env set AZUREML_WORKSPACE $workspace" >&2
+      exit 1
+    fi ;;
   *)
     echo "MLFLOW_TRACKING_URI must be an http(s) URL of an MLflow server, not '$uri'." >&2
     exit 1 ;;

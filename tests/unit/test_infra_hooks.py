@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS = ROOT / "infra" / "hooks"
 HOOK = HOOKS / "preprovision.sh"
+WORKSPACE = "/subscriptions/s1/resourceGroups/rg-ml/providers/Microsoft.MachineLearningServices/workspaces/ws1"
 
 
 def run_hook(
@@ -39,13 +40,24 @@ def run_hook(
 @pytest.mark.parametrize(
     ("uri", "message"),
     [("", "MLFLOW_TRACKING_URI is not set"),
-     ("azureml://westeurope.api.azureml.ms/mlflow/v1.0/subscriptions/s", "azureml-mlflow"),
+     ("azureml://westeurope.api.azureml.ms/mlflow/v1.0/subscriptions/s", "is not a workspace's tracking URI"),
+     (f"azureml://westeurope.api.azureml.ms/mlflow/v1.0{WORKSPACE}", f"azd env set AZUREML_WORKSPACE {WORKSPACE}"),
      ("file:///tmp/mlruns", "must be an http(s) URL")],
 )  # fmt: skip
 def test_a_tracking_uri_the_app_cannot_use_stops_the_provision(tmp_path: Path, uri: str, message: str):
     code, stderr, calls = run_hook(tmp_path, {"MLFLOW_TRACKING_URI": uri})
     assert code == 1 and message in stderr
     assert calls == []  # nothing was set in the azd environment
+
+
+def test_a_workspace_tracking_uri_passes_with_that_workspace_given(tmp_path: Path):
+    uri = f"azureml://westeurope.api.azureml.ms/mlflow/v1.0{WORKSPACE}"
+    code, stderr, _ = run_hook(tmp_path, {"MLFLOW_TRACKING_URI": uri, "AZUREML_WORKSPACE": WORKSPACE.upper()})
+    assert code == 0, stderr  # ARM ids compare without case
+    other = WORKSPACE.replace("/ws1", "/ws2")
+    (tmp_path / "other").mkdir()
+    code, stderr, calls = run_hook(tmp_path / "other", {"MLFLOW_TRACKING_URI": uri, "AZUREML_WORKSPACE": other})
+    assert code == 1 and f"AZUREML_WORKSPACE is\n'{other}'" in stderr and calls == []
 
 
 def test_a_first_provision_gets_a_fresh_secret_and_the_principal_type(tmp_path: Path):

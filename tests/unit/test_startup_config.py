@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from shared import startup
 from shared.errors import ConfigurationError
 from shared.routes import parse_routes
 from shared.startup import check_configuration
@@ -95,14 +96,44 @@ def test_an_unresolved_key_vault_reference_is_refused_never_used_as_the_secret()
     assert "not resolved" in problems["SCOREHOOK_MLFLOW_WEBHOOK_SECRET"]["expected"] and "2 settings" in message
 
 
-def test_in_azure_models_uris_need_a_tracking_server_and_azureml_needs_its_plugin():
-    azure = {"DataStorage__blobServiceUri": "https://acct1.blob.core.windows.net"}
-    _, problems = _problems(azure)
+WORKSPACE_URI = ("azureml://westeurope.api.azureml.ms/mlflow/v1.0/subscriptions/0000-11/resourceGroups/rg-ml"
+                 "/providers/Microsoft.MachineLearningServices/workspaces/scorehook-ws")  # fmt: skip
+AZURE = {"DataStorage__blobServiceUri": "https://acct1.blob.core.windows.net"}
+
+
+def test_in_azure_models_uris_need_a_tracking_server():
+    _, problems = _problems(AZURE)
     assert "MLFLOW_TRACKING_URI" in problems and "models:/" in problems["MLFLOW_TRACKING_URI"]["expected"]
-    check_configuration({**azure, "MLFLOW_TRACKING_URI": "https://mlflow.example.com"})
-    check_configuration({**azure, "SCOREHOOK_MODEL_URI": "blob://models/churn.onnx"})  # no registry needed
-    _, problems = _problems({"MLFLOW_TRACKING_URI": "azureml://westeurope.api.azureml.ms/mlflow/v1.0/subscriptions/x"})
-    assert "azureml-mlflow" in problems["MLFLOW_TRACKING_URI"]["expected"]
+    check_configuration({**AZURE, "MLFLOW_TRACKING_URI": "https://mlflow.example.com"})
+    check_configuration({**AZURE, "SCOREHOOK_MODEL_URI": "blob://models/churn.onnx"})  # no registry needed
+    _, problems = _problems({**AZURE, "MLFLOW_TRACKING_URI": "file:///home/site/mlruns"})
+    assert "not shared by the instances" in problems["MLFLOW_TRACKING_URI"]["expected"]
+
+
+def test_a_workspace_azureml_tracking_uri_is_accepted_with_the_plugin_installed():
+    assert startup.azureml_plugin_installed()  # requirements.txt pins azureml-mlflow
+    settings, _ = check_configuration({**AZURE, "MLFLOW_TRACKING_URI": WORKSPACE_URI})
+    assert settings.mlflow_tracking_uri == WORKSPACE_URI
+    check_configuration({"MLFLOW_TRACKING_URI": WORKSPACE_URI})
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["azureml://westeurope.api.azureml.ms/mlflow/v1.0/subscriptions/x",
+     "azureml://westeurope.api.azureml.ms/mlflow/v1.0/subscriptions/s/resourceGroups/rg/workspaces/ws",
+     "azureml:/scorehook-ws"],
+)  # fmt: skip
+def test_an_azureml_uri_not_of_a_workspace_is_refused_with_its_form(uri):
+    _, problems = _problems({**AZURE, "MLFLOW_TRACKING_URI": uri})
+    assert problems["MLFLOW_TRACKING_URI"]["value"] == uri
+    assert "Microsoft.MachineLearningServices/workspaces/WS" in problems["MLFLOW_TRACKING_URI"]["expected"]
+
+
+def test_without_the_plugin_an_azureml_uri_is_a_configuration_error_naming_it(monkeypatch):
+    monkeypatch.setattr(startup, "azureml_plugin_installed", lambda: False)
+    message, problems = _problems({**AZURE, "MLFLOW_TRACKING_URI": WORKSPACE_URI})
+    assert "install the azureml-mlflow plugin" in problems["MLFLOW_TRACKING_URI"]["expected"]
+    assert "MLFLOW_TRACKING_URI=" in message
 
 
 def test_in_azure_streaming_needs_its_event_hubs_namespace_and_a_registry_for_a_models_stream_model():
