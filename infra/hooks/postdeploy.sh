@@ -26,9 +26,18 @@ if [ "$status" != "Resolved" ]; then
   echo "every delivery until it resolves (az functionapp restart -g $AZURE_RESOURCE_GROUP -n $AZURE_FUNCTION_APP_NAME)." >&2
 fi
 
-cat <<TEXT
-
-Scorehook is deployed: ${AZURE_FUNCTION_APP_URL:-}/api/health
+echo
+echo "Scorehook is deployed: ${AZURE_FUNCTION_APP_URL:-}/api/health"
+case "${MLFLOW_TRACKING_URI:-}" in
+  azureml://*)
+    cat <<TEXT
+The registry is the Azure ML workspace of MLFLOW_TRACKING_URI (azureml://, through azureml-mlflow): new model
+versions reach on_model_registered through the workspace's ModelRegistered events; no MLflow webhook to
+register (the webhook URL, ${WEBHOOK_URL:-}, serves MLflow servers only).
+TEXT
+    ;;
+  *)
+    cat <<TEXT
 MLflow registry webhook URL: ${WEBHOOK_URL:-}
 Register it on the MLflow server (the secret is WEBHOOK_SECRET of this azd environment):
 
@@ -36,6 +45,8 @@ Register it on the MLflow server (the secret is WEBHOOK_SECRET of this azd envir
 c.create_webhook(name='scorehook', url=sys.argv[2], secret=sys.argv[3], \\
 events=['model_version.created', 'model_version_tag.set'])" \\
     "\$(azd env get-value MLFLOW_TRACKING_URI)" "\$(azd env get-value WEBHOOK_URL)" "\$(azd env get-value WEBHOOK_SECRET)"
-
-Upload a file to score:  az storage blob upload --auth-mode login --account-name ${AZURE_DATA_STORAGE_ACCOUNT_NAME:-} -c incoming -n demo/a.csv -f a.csv
 TEXT
+    ;;
+esac
+echo
+echo "Upload a file to score:  az storage blob upload --auth-mode login --account-name ${AZURE_DATA_STORAGE_ACCOUNT_NAME:-} -c incoming -n demo/a.csv -f a.csv"

@@ -155,3 +155,15 @@ def test_postdeploy_subscribes_once_then_prints_the_webhook_url(tmp_path: Path):
     (tmp_path / "again").mkdir()
     _, _, again = run_script(tmp_path / "again", "postdeploy.sh", {**env, "SUBSCRIBE_FUNCTIONS": "true"}, az)
     assert not [c for c in again if c.startswith("azd")]  # already subscribed: no second provision
+
+
+def test_postdeploy_with_a_workspace_registry_prints_no_webhook_command(tmp_path: Path):
+    env = {"AZURE_RESOURCE_GROUP": "rg-x", "AZURE_FUNCTION_APP_NAME": "func-x", "SUBSCRIBE_FUNCTIONS": "true",
+           "WEBHOOK_URL": "https://func-x.azurewebsites.net/api/mlflow-webhook",
+           "MLFLOW_TRACKING_URI": f"azureml://westeurope.api.azureml.ms/mlflow/v1.0{WORKSPACE}"}  # fmt: skip
+    az = """  "functionapp show"*) echo /subscriptions/s/resourceGroups/rg-x/providers/Microsoft.Web/sites/func-x ;;
+  "rest"*) echo Resolved ;;"""
+    code, output, _ = run_script(tmp_path, "postdeploy.sh", env, az)
+    assert code == 0, output
+    assert "ModelRegistered events" in output and "create_webhook(" not in output
+    assert "Upload a file to score:" in output and "Scorehook is deployed:" in output
