@@ -190,12 +190,12 @@ def test_shared_never_imports_the_functions_runtime_or_devhost():
 def test_importing_function_app_is_fast_and_loads_no_heavy_library():
     code = (
         "import sys, time\n"
-        "t = time.perf_counter(); import function_app; elapsed = time.perf_counter() - t\n"
+        "t = time.process_time(); import function_app; elapsed = time.process_time() - t\n"
         "heavy = [m for m in ('mlflow', 'onnxruntime', 'pyarrow', 'pandas', 'sklearn', 'azure.storage.blob',"
         " 'azure.data.tables', 'azure.eventgrid') if m in sys.modules]\n"
         "print(elapsed, ','.join(heavy))"
     )
-    best = None
+    best = None  # CPU time, not wall time: other processes competing for the cores do not count against it
     for _ in range(3):  # best of three: the first run may pay for a cold disk cache
         out = subprocess.run(
             [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
@@ -203,4 +203,4 @@ def test_importing_function_app_is_fast_and_loads_no_heavy_library():
         elapsed, heavy = float(out[0]), (out[1] if len(out) > 1 else "")
         assert heavy == "", f"importing function_app loaded {heavy}"
         best = elapsed if best is None else min(best, elapsed)
-    assert best < 0.5, f"import function_app took {best:.3f}s"
+    assert best < 0.5, f"import function_app took {best:.3f} CPU-seconds"
