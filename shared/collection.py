@@ -38,6 +38,7 @@ from typing import Any
 from shared.errors import ConfigurationError, InputError, PublishError, TransientError
 from shared.logs import get_logger
 from shared.ports import BlobStore, EventSink, ModelVersion, OutEvent
+from shared.prefetch import ChunkStream
 
 __all__ = ["OutputCollector", "prediction_id"]
 
@@ -149,7 +150,7 @@ class OutputCollector:
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
-        stream = io.BufferedReader(_Chunks(chunks), buffer_size=1 << 20)
+        stream = io.BufferedReader(ChunkStream(chunks), buffer_size=1 << 20)
         header = stream.readline().decode("utf-8-sig")
         if not header.strip():
             return
@@ -163,27 +164,6 @@ class OutputCollector:
         for batch in reader:
             columns = [batch.column(n) if n in text else _numbers(batch.column(n)) for n in names]
             yield pa.record_batch(columns, names=names).to_pylist()
-
-
-class _Chunks(io.RawIOBase):
-    """A read-only file over an iterator of byte chunks."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks, self._pending = chunks, b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            try:
-                self._pending = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
 
 
 def _numbers(column: Any) -> Any:

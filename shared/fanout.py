@@ -61,7 +61,7 @@ from shared.events import BlobCreated, parse_blob_created
 from shared.logs import bind, get_logger
 from shared.names import normalize_etag
 from shared.ports import BlobStore, BlockStore, LedgerRecord, MessageQueue
-from shared.prefetch import prefetched_ranges
+from shared.prefetch import ChunkStream, prefetched_ranges
 from shared.routes import PARTS_QUEUE, POISON_QUEUE, Route, match_route
 
 if TYPE_CHECKING:
@@ -265,7 +265,6 @@ class CsvScan:
         """The bytes to scan (a resumed scan: the header, then the file from its offset) and the file offset of
         the first byte after the header."""
         from shared.engine import read_ahead
-        from shared.scoring import _ChunkStream
 
         blobs: Any = self.blobs
         where = (self.container, self.name)
@@ -277,7 +276,7 @@ class CsvScan:
             assert self.header is not None and self.size is not None
             head = blobs.read_range(*where, self.header[0], self.header[1] - self.header[0], self.etag)
             chunks = itertools.chain([head], chunks)
-        return _Tap(io.BufferedReader(_ChunkStream(chunks), buffer_size=1 << 20)), self.start.offset
+        return _Tap(io.BufferedReader(ChunkStream(chunks), buffer_size=1 << 20)), self.start.offset
 
     def state(self) -> ScanState:
         """Where the scan stands now (after the last part it yielded)."""
@@ -779,7 +778,6 @@ class FanOut:
         return event, match_route(self.scoring.routes, event.account, event.container, event.blob_name)
 
     def _source(self, event: BlobCreated, part: Part, plan: LedgerRecord) -> Callable[[], Any]:
-        from shared.scoring import _ChunkStream
 
         def open_stream() -> Any:
             if plan.details["format"] == "parquet":
@@ -793,7 +791,7 @@ class FanOut:
                 start, end = plan.details["header"]
                 header = self.blobs.read_range(event.container, event.blob_name, start, end - start, event.etag)
                 chunks = itertools.chain([header], chunks)
-            return io.BufferedReader(_ChunkStream(chunks), buffer_size=1 << 20)
+            return io.BufferedReader(ChunkStream(chunks), buffer_size=1 << 20)
 
         return open_stream
 

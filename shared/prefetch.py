@@ -15,13 +15,14 @@ Example:
 from __future__ import annotations
 
 import collections
+import io
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from shared.errors import BlobChangedError
 
-__all__ = ["calls_behind", "prefetched_ranges"]
+__all__ = ["ChunkStream", "calls_behind", "prefetched_ranges"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -114,3 +115,30 @@ def calls_behind(
         for future in running:
             future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ChunkStream(io.RawIOBase):
+    """A read-only file over an iterator of byte chunks (ranged blob downloads).
+
+    Example:
+        >>> io.BufferedReader(ChunkStream(iter([b"ab", b"cd"]))).read()
+        b'abcd'
+    """
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = memoryview(b"")  # the rest of the current chunk, never copied but once, into the reader
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            try:
+                self._pending = memoryview(next(self._chunks))
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n

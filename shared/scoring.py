@@ -64,6 +64,7 @@ from shared.ports import (
     MessageQueue,
     ModelVersion,
 )
+from shared.prefetch import ChunkStream
 from shared.rejections import write_rejected_event
 from shared.routes import Route, load_routes, match_route, serves_container
 from shared.settings import Settings
@@ -158,28 +159,6 @@ class ScoringOutcome:
     rows: int = 0
     model: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
-
-
-class _ChunkStream(io.RawIOBase):
-    """A read-only file over an iterator of byte chunks (ranged blob downloads)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._pending = memoryview(b"")  # the rest of the current chunk, never copied but once, into the reader
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            try:
-                self._pending = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
 
 
 class _Superseded(Exception):
@@ -563,7 +542,7 @@ class ScoringService:
                                             in_flight=_READS_IN_FLIGHT)  # fmt: skip
             chunks = _bounded(ranges, limit)
             if fmt != "parquet":
-                return io.BufferedReader(_ChunkStream(chunks), buffer_size=1 << 20)
+                return io.BufferedReader(ChunkStream(chunks), buffer_size=1 << 20)
             spool = tempfile.SpooledTemporaryFile(max_size=64 << 20)  # noqa: SIM115 - handed to the engine
             for chunk in chunks:
                 spool.write(chunk)
