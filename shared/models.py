@@ -194,8 +194,21 @@ class OnnxModel:
         return feeds
 
     def predict(self, batch: Any) -> dict[str, Any]:
-        """Predicted label and, for classifiers, the probability of the positive class."""
-        outputs = self._session.run(None, self.feeds(batch))
+        """Predicted label and, for classifiers, the probability of the positive class.
+
+        A row's result does not depend on its batch: onnxruntime runs a 1-row batch through other kernels
+        (matrix-vector) than larger ones, whose float rounding differs, so a lone row is scored as a 2-row
+        batch of itself (a fanned-out file's parts end in batches of any size, and must write the same bytes
+        as the single path)."""
+        import numpy as np
+
+        feeds = self.feeds(batch)
+        lone = batch.num_rows == 1
+        if lone:
+            feeds = {name: np.concatenate([values, values]) for name, values in feeds.items()}
+        outputs = self._session.run(None, feeds)
+        if lone:
+            outputs = [output[:1] for output in outputs]
         result = {"prediction": outputs[0].reshape(-1)}
         if len(outputs) > 1 and getattr(outputs[1], "ndim", 0) == 2:
             result["probability"] = outputs[1][:, -1]
@@ -238,9 +251,10 @@ class PyfuncModel:
         columns = [batch.column(c.name) for c in self.inputs]
         plain = [c.cast(pa.string()) if pa.types.is_dictionary(c.type) else c for c in columns]
         frame = pa.record_batch(plain, names=[c.name for c in self.inputs]).to_pandas()
-        predicted = self._model.predict(frame)
+        lone = len(frame) == 1  # a lone row as a 2-row batch of itself, as OnnxModel.predict does (BLAS too)
+        predicted = self._model.predict(frame.iloc[[0, 0]].reset_index(drop=True) if lone else frame)
         values = predicted.to_numpy() if hasattr(predicted, "to_numpy") else np.asarray(predicted)
-        return {"prediction": values.reshape(len(frame), -1)[:, 0]}
+        return {"prediction": values.reshape(2 if lone else len(frame), -1)[:1 if lone else None, 0]}
 
 
 def _pickle_free(flavors: dict[str, Any]) -> bool:
