@@ -160,6 +160,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         f["efficiency"] = f["rows_per_s"] / (f["workers"] * base["rows_per_s"]) if base else None
         f["speedup_vs_single"] = f["rows_per_s"] / single["rows_per_s"] if single else None
         f["identical"] = f["sha256"] is not None and f["sha256"] == reference
+        f["same_as_first_fanout"] = f["sha256"] is not None and f["sha256"] == fanout[0]["sha256"]
     naive = {}
     for name, r in (result.get("naive") or {}).items():
         if r:
@@ -231,6 +232,7 @@ def figure_items(summary: dict[str, Any]) -> list[tuple[str, Any, int]]:
     if single:
         items += [("fanout_single_rows_per_s", single["rows_per_s"], 0), ("fanout_single_wall_s", single["wall_s"], 2),
                   ("fanout_single_usd_per_m_rows", single["usd_per_m_rows"], 6)]  # fmt: skip
+    fanout_first = summary["fanout"][0]["workers"] if summary.get("fanout") else 0
     for f in summary.get("fanout", []):
         n = f["workers"]
         items += [
@@ -244,6 +246,7 @@ def figure_items(summary: dict[str, Any]) -> list[tuple[str, Any, int]]:
             (f"fanout_{n}w_first_part_ms", f["first_part_ms"], 0), (f"fanout_{n}w_scan_s", f["scan_s"], 1),
             (f"fanout_{n}w_usd_per_m_rows", f["usd_per_m_rows"], 6),
             (f"fanout_{n}w_identical", 1.0 if f["identical"] else 0.0, 0),
+            (f"fanout_{n}w_same_output_as_{fanout_first}w", 1.0 if f["same_as_first_fanout"] else 0.0, 0),
         ]  # fmt: skip
     for name, r in summary.get("naive", {}).items():
         items += [
@@ -546,14 +549,13 @@ def run(path: str, rows: int, workers: list[int], part_bytes: int, naive: bool =
                 reference = result.get("single")
                 if reference and kind != "single" and record["sha256"] != reference["sha256"]:
                     record["difference"] = diff = _differences(scored, reference["output"], out_name)
-                    firsts, line = {}, 2  # output line of each part's first row (line 1: the header)
+                    where, line = {}, 2  # output line of each part's first and last row (line 1: the header)
                     for part in sorted(record["parts"], key=lambda p: p["part"]):
-                        firsts[line] = part["part"]
+                        where[line] = f"first row of part {part['part']}"
+                        where.setdefault(line + part["rows"] - 1, f"last row of part {part['part']}")
                         line += part["rows"]
                     for example in diff["examples"]:
-                        example.append(
-                            f"first row of part {firsts[example[0]]}" if example[0] in firsts else ""
-                        )
+                        example.append(where.get(example[0], ""))
                     print(f"[{count} workers] the output differs from the single path's: {record['difference']}",
                           flush=True)  # fmt: skip
                 record["output"] = out_name
