@@ -114,10 +114,11 @@ def summarize_run(run: dict[str, Any]) -> dict[str, Any]:
         per_part_mb = [p["bytes"] / 1e6 / (p["end"] - p["start"]) for p in parts if p["end"] > p["start"]]
         starts, ends = [p["start"] for p in parts], [p["end"] for p in parts]
         queued = [p["queued"] for p in parts]
-        active: dict[Any, float] = {}  # worker → seconds from its first part start to its last part end
+        # worker → seconds it was executing parts (Flex Consumption bills an instance while it executes)
+        active: dict[Any, float] = {}
         for pid in {p.get("pid") for p in parts}:
             mine = [p for p in parts if p.get("pid") == pid]
-            active[pid] = max(p["end"] for p in mine) - min(p["start"] for p in mine)
+            active[pid] = sum(p["end"] - p["start"] for p in mine)
         worker_rss = dict(zip(run.get("worker_pids") or [], rss.get("workers") or [], strict=False))
         default_rss = out["peak_rss_mb_worker_max"] or 0
         scan_s = max(queued) - float(run.get("plan_start", min(queued)))
@@ -173,13 +174,14 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def projection(summary: dict[str, Any], sizes_gb: tuple[float, ...] = (10, 100),
-               instances: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 100)) -> list[dict[str, Any]]:  # fmt: skip
+               instances: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 100),
+               scan_mb_per_s: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Time to score a file of ``S`` bytes at ``N`` instances, from the 1-worker run's per-part figures:
 
     ``T = t_first + max(S / R_scan + B / r, ceil(P / N) x (B / r + o)) + t_commit``, with ``P = ceil(S / B)``
     parts of ``B`` bytes, ``r`` the per-part rate (MB/s), ``o`` the pickup overhead (a free worker to its next
     part), ``R_scan`` the planner's scan rate (the best run's: the scan is serial, it caps every N), ``t_first``
-    event to first part start, ``t_commit`` last part end to the commit. GB-s: every part's ``B / r + o`` at the
+    event to first part start, ``t_commit`` last part end to the commit; ``scan_mb_per_s`` replaces R_scan. GB-s: every part's ``B / r + o`` at the
     instance size (``PRICES``); rows per GB from the measured file.
 
     Example:
@@ -200,7 +202,7 @@ def projection(summary: dict[str, Any], sizes_gb: tuple[float, ...] = (10, 100),
         one["first_part_ms"] / 1000,
         (one["commit_ms"] or 0) / 1000,
     )
-    scan = max(f["scan_mb_per_s"] or 0 for f in summary["fanout"]) * 1e6
+    scan = (scan_mb_per_s or max(f["scan_mb_per_s"] or 0 for f in summary["fanout"])) * 1e6
     rows_per_byte = float(summary["rows"]) / float(summary["bytes"])
     out = []
     for size_gb in sizes_gb:

@@ -75,8 +75,9 @@ def test_cost_per_million_rows_is_gb_seconds_times_the_list_price(recorded):
     single = summary["single"]
     assert single["gb_s"] == pytest.approx(0.6 * 8.0)  # devhost's RSS over the in-function time
     one = summary["fanout"][0]
-    # one worker active from its first part start (10.1) to its last end (14.2), the planner's scan 9.5 → 10.0
-    assert one["gb_s"] == pytest.approx(0.4 * 4.1 + 0.5 * 0.5)
+    # one worker executing two parts of 2 s each, the planner's scan 9.5 → 10.0 (devhost's RSS)
+    assert one["gb_s"] == pytest.approx(0.4 * 4.0 + 0.5 * 0.5)
+    assert one["billed_gb_s"] == pytest.approx(PRICES["instance_gb"] * (4.0 + 0.5))
     assert one["executions"] == 2 + 1
 
 
