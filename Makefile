@@ -96,6 +96,11 @@ $(CHECKOV_VENV)/.installed: infra/requirements-policy.txt
 bench: bootstrap
 	$(PY) -m benchmarks
 
+# Fan-out scaling of issue 15: the 10M-row file by 1, 2 and 4 part workers and the single path (about 10 min).
+.PHONY: bench-fanout
+bench-fanout: bootstrap
+	$(PY) -m benchmarks.fanout
+
 # Drift figures of issue 6; Evidently (pandas < 3) gets a venv of its own under .local.
 EVIDENTLY_VENV := .local/bench-evidently
 .PHONY: bench-drift

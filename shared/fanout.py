@@ -614,6 +614,8 @@ class FanOut:
         if header is not None:
             body |= {"header": list(header), "header_lines": header_lines}
         self.queue.send(json.dumps(body))
+        # the queue's own insertion time has whole seconds only: this line times message -> part start
+        _log.info("part queued", extra={"part": part.index + 1, "bytes": part.end - part.start, "rows": part.rows})
 
     def _send_commit(self, plan: LedgerRecord) -> None:
         """Every part was counted before the scan knew how many there are: a message commits (and is retried
