@@ -91,6 +91,25 @@ class _Devhost:
                 self.process.wait(5)
 
 
+def failed(dev: _Devhost | None, work: Path, what: str) -> None:
+    """Say where a failed run's logs are (they are kept), with devhost's last lines."""
+    if dev is not None:
+        print(f"devhost log tail:\n{dev.log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
+    print(f"{what} logs kept in {work}", file=sys.stderr)
+
+
+def teardown(work: Path, ok: bool, *services: Any) -> None:
+    """Stop every service started (None: not started), then remove the run's directory if the run passed."""
+    for service in services:
+        if service is not None:
+            try:
+                service.stop()
+            except Exception as exc:
+                print(f"could not stop {service}: {exc}", file=sys.stderr)
+    if ok:
+        shutil.rmtree(work, ignore_errors=True)  # kept, with the logs, when the run fails
+
+
 def _scored(log_file: Path) -> dict[str, tuple[float, float]]:
     """Input blob → (epoch seconds when scoring started, in-function ms), from the app's "file scored" lines.
 
@@ -249,16 +268,7 @@ def run(path: str, rows: int, small_files: int = 30, small_rows: int = 1000) -> 
         ok = True
         return {"seconds": big_seconds, "rows": rows, "peak_rss_mb": devhost_rss, "detail": detail}
     except BaseException:
-        if dev is not None:
-            print(f"devhost log tail:\n{dev.log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
-        print(f"e2e logs kept in {work}", file=sys.stderr)
+        failed(dev, work, "e2e")
         raise
     finally:
-        for stop in (dev, mlflow, azurite):
-            if stop is not None:
-                try:
-                    stop.stop()
-                except Exception as exc:
-                    print(f"could not stop {stop}: {exc}", file=sys.stderr)
-        if ok:
-            shutil.rmtree(work, ignore_errors=True)  # kept, with the logs, when the run fails
+        teardown(work, ok, dev, mlflow, azurite)

@@ -33,7 +33,6 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -427,7 +426,7 @@ def run(path: str, rows: int, workers: list[int], part_bytes: int, naive: bool =
     from azure.core.exceptions import ResourceExistsError
     from azure.storage.blob import BlobServiceClient
 
-    from benchmarks.e2e import _cpu_seconds, _Devhost, _wait
+    from benchmarks.e2e import _cpu_seconds, _Devhost, _wait, failed, teardown
     from benchmarks.fixtures import small_csv
     from benchmarks.run_one import peak_rss_mb
     from devhost.runtime import local_settings
@@ -571,19 +570,10 @@ def run(path: str, rows: int, workers: list[int], part_bytes: int, naive: bool =
         ok = True
         return result
     except BaseException:
-        if dev is not None:
-            print(f"devhost log tail:\n{dev.log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
-        print(f"fan-out bench logs kept in {work}", file=sys.stderr)
+        failed(dev, work, "fan-out bench")
         raise
     finally:
-        for stop in (dev, mlflow, azurite):
-            if stop is not None:
-                try:
-                    stop.stop()
-                except Exception as exc:
-                    print(f"could not stop {stop}: {exc}", file=sys.stderr)
-        if ok:
-            shutil.rmtree(work, ignore_errors=True)
+        teardown(work, ok, dev, mlflow, azurite)
 
 
 def main(argv: list[str] | None = None) -> int:
