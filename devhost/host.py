@@ -156,6 +156,10 @@ class FunctionHost:
     def load(cls, spec: str = "function_app:app", **kwargs: Any) -> FunctionHost:
         """Import ``module:attribute`` and index it."""
         module_name, _, attribute = spec.partition(":")
+        # numpy imported here, on one thread: the functions import it lazily, and two invocations importing it
+        # at once on devhost's worker threads can fail the import for the whole process ("cannot load module
+        # more than once per process", seen once in CI)
+        importlib.import_module("numpy")
         return cls(getattr(importlib.import_module(module_name), attribute or "app"), **kwargs)
 
     def by_trigger(self, trigger_type: str) -> list[FunctionInfo]:
