@@ -1,5 +1,6 @@
-"""``python -m benchmarks [--quick] [--only PATTERN,...] [--list]``: run the benchmarks, print the table,
-the figures against their targets, and one ``name: value`` line per figure (last)."""
+"""``python -m benchmarks [--quick] [--only PATTERN,...] [--list] [--fanout-rows N]``: run the benchmarks,
+print the table, the fan-out table, the figures against their targets, and one ``name: value`` line per
+figure (last)."""
 
 from __future__ import annotations
 
@@ -191,6 +192,31 @@ def annotate(results: Results, s: str) -> tuple[dict[str, str], dict[str, str]]:
     return notes, ratios
 
 
+FANOUT_WORKERS = "1,2,4"
+FANOUT_PART_MIB = 16
+
+
+def run_fanout(rows: int, timeout: float = 1500) -> tuple[str, bool]:
+    """The fan-out bench (``benchmarks.fanout``, its own services) on the cached ``rows``-row CSV with 1, 2
+    and 4 part workers and parts of ``FANOUT_PART_MIB`` MiB, NAIVE left to the main table: (its report, ok).
+    Not ok: it failed, timed out, or an output differed from the single path's."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    argv = [sys.executable, "-m", "benchmarks.fanout", "--rows", str(rows), "--workers", FANOUT_WORKERS,
+            "--part-mib", str(FANOUT_PART_MIB), "--no-naive"]  # fmt: skip
+    try:
+        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        return f"fan-out bench FAILED: timed out after {timeout:.0f} s\n{str(exc.stderr or '')[-2000:]}", False
+    out = done.stdout
+    start = out.find("Fan-out of ")
+    if start < 0:
+        return f"fan-out bench FAILED (exit {done.returncode})\n{(out + done.stderr)[-3000:]}", False
+    return out[start:].rstrip(), done.returncode == 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -198,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", default="", help="comma-separated measurement names or patterns (engine_*)")
     parser.add_argument("--list", action="store_true", help="list the measurements and exit")
+    parser.add_argument(
+        "--fanout-rows", type=int, default=1_000_000,
+        help="rows of the fan-out table's file (1, 2, 4 part workers; 0 or --quick/--only: none)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     s, specs = plan(args.quick)
     if args.only:
@@ -233,6 +263,13 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
+    fanout_text, fanout_ok = "", True
+    if args.fanout_rows > 0 and not (args.quick or args.only):
+        t0, load = time.monotonic(), os.getloadavg()[0]
+        fanout_text, fanout_ok = run_fanout(args.fanout_rows)
+        print(f"[fan-out] {args.fanout_rows:,} rows, workers {FANOUT_WORKERS}: "
+              f"{'done' if fanout_ok else 'FAILED'} ({time.monotonic() - t0:.0f} s, load before {load:.1f})",
+              flush=True)  # fmt: skip
     notes, ratios = annotate(results, s)
     figs = figures(results, s)
     elapsed = time.monotonic() - started
@@ -243,11 +280,17 @@ def main(argv: list[str] | None = None) -> int:
             " before a measurement): other processes competed for the cores, figures are pessimistic.\n"
         )
     print(measurement_table(results, notes, ratios))
+    fanout_lines = ""
+    if fanout_text:  # its table here, its name: value lines with the others at the end
+        table, _, fanout_lines = fanout_text.rpartition("\n\n") if fanout_ok else (fanout_text, "", "")
+        print(f"\nFan-out (issue 15; the full 10M-row run: make bench-fanout)\n\n{table}")
     print("\nFigures against the targets of issue 4 (speedups: NAIVE wall / ENGINE wall, same run)\n")
     print(figure_table(figs))
     print()
     print(figure_lines(figs), flush=True)
-    return 1 if any(r is None for r in results.values()) else 0
+    if fanout_lines:
+        print(fanout_lines, flush=True)
+    return 1 if any(r is None for r in results.values()) or not fanout_ok else 0
 
 
 if __name__ == "__main__":
