@@ -141,8 +141,8 @@ def build_drift_monitor(
     from shared.adapters import AzureBlobStore, TableLedger
     from shared.adapters.mlflow_registry import MlflowRegistry
     from shared.adapters.publisher import publisher_from_settings
-    from shared.drift.evaluate import DriftPolicy
     from shared.drift.monitor import DriftMonitor
+    from shared.drift.offline import policy_from_settings
     from shared.drift.store import ProfileStore
     from shared.models import ModelCache, ModelProvider
 
@@ -151,11 +151,7 @@ def build_drift_monitor(
         MlflowRegistry.from_settings(settings), blobs, ModelCache(1), ttl_seconds=0
     )
     registry = provider.registry
-    policy = DriftPolicy(
-        numeric_threshold=settings.drift_numeric_threshold, categorical_threshold=settings.drift_categorical_threshold,
-        quality_threshold=settings.drift_quality_threshold, drift_share=settings.drift_share,
-        alpha=settings.drift_alpha, min_rows=settings.drift_min_rows,
-    )  # fmt: skip
+    policy = policy_from_settings(settings)
     reference = settings.drift_reference_data or settings.evaluation_data
     retrainer = retrainer_from_settings(settings)
     monitor = DriftMonitor(

@@ -310,6 +310,7 @@ class Settings(BaseSettings):
     drift_share: float = _setting("SCOREHOOK_DRIFT_SHARE", 0.2, OPEN_FRACTION)
     drift_alpha: float = _setting("SCOREHOOK_DRIFT_ALPHA", 0.05, OPEN_FRACTION)
     drift_min_rows: int = _setting("SCOREHOOK_DRIFT_MIN_ROWS", 50, POSITIVE)
+    drift_full_alpha_rows: int = _setting("SCOREHOOK_DRIFT_FULL_ALPHA_ROWS", 1000, COUNT)
     drift_cooldown_seconds: int = _setting("SCOREHOOK_DRIFT_COOLDOWN_SECONDS", 86400, WHOLE_SECONDS_OR_ZERO)
     drift_lookback_windows: int = _setting("SCOREHOOK_DRIFT_LOOKBACK_WINDOWS", 2, COUNT)
     drift_schedule: str = _setting("SCOREHOOK_DRIFT_SCHEDULE", "0 */5 * * * *", SCHEDULE)

@@ -84,6 +84,7 @@ def policy_from_settings(settings: Any) -> DriftPolicy:
         numeric_threshold=settings.drift_numeric_threshold, categorical_threshold=settings.drift_categorical_threshold,
         quality_threshold=settings.drift_quality_threshold, drift_share=settings.drift_share,
         alpha=settings.drift_alpha, min_rows=settings.drift_min_rows,
+        full_alpha_rows=settings.drift_full_alpha_rows,
     )  # fmt: skip
 
 

@@ -204,6 +204,8 @@ def test_default_policy_is_the_default_settings_policy() -> None:
     assert policy_from_settings(Settings.from_env({})) == DriftPolicy()
     custom = Settings.from_env({"SCOREHOOK_DRIFT_NUMERIC_THRESHOLD": "0.2", "SCOREHOOK_DRIFT_MIN_ROWS": "10"})
     assert policy_from_settings(custom) == DriftPolicy(numeric_threshold=0.2, min_rows=10)
+    every_size = Settings.from_env({"SCOREHOOK_DRIFT_FULL_ALPHA_ROWS": "0"})
+    assert policy_from_settings(every_size).alpha_at(50) == 0.05
 
 
 def mixed(rows: int, seed: int) -> pa.Table:
