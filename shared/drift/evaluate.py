@@ -14,16 +14,20 @@ and per evaluation: ``resamples`` draws of both sides (sizes as observed) from t
 categorical: on the pooled category shares) give the distance's null distribution; a fit to it gives the
 bound at ``alpha / features`` (Bonferroni over the features evaluated) and a p-value: a (zero-inflated)
 log-normal of the numeric distances, a gamma of the squared categorical ones (see ``_gamma_bound``), each
-the one that matches the far tail of 100,000 resamples at 50 to 1,000 rows. **Small windows are tested at a stricter level**: ``alpha x rows / full_alpha_rows`` below
+the one that matches the far tail of 100,000 resamples at 50 to 1,000 rows. The bound shrinks as both
+sides grow (numeric: about 0.08 at 1,000 rows, 0.03 at 10k and 0.02 at 1M against a 16k-row baseline), so a
+0.03-sd shift at 1M rows stays quiet and a 0.15 effect is caught from 10k rows.
+
+**Small windows are tested at a stricter level**: ``alpha x rows / full_alpha_rows`` below
 ``full_alpha_rows`` (1,000) rows, so 0.0025 family-wise at 50 rows. Below that size sampling noise alone
 exceeds the practical threshold (the distance of 50 undrifted rows is often above 0.1), so the threshold no
 longer protects and the level is the only guard against a false page, while the monitor looks at a growing
-window again at every tick; the price is power at tiny n only (a 1-sd shift is still caught at 50 rows, a
-0.5-sd one mostly waits for the window to grow). ``full_alpha_rows=0`` tests every size at ``alpha``. The bound shrinks as both sides grow (about 0.08 at 1,000 rows, 0.03 at 10k and 0.02 at
-1M against a 16k-row baseline), so 50 undrifted rows (whose distance is often above 0.1) stay quiet, a
-0.03-sd shift at 1M rows stays quiet, and a 0.15 effect is caught from 10k rows. A version-1 baseline has
-no grid: its numeric features fall back to the bounded samples (``basis`` = ``sample``, 2048 values a
-side, the bound no longer shrinking with n) and the report's ``reasons`` say so.
+window again at every tick. The price is power at tiny n only: at 50 rows a 1-sd mean shift and a moved
+category mix are still caught, a 0.5-sd shift mostly waits for the window to grow. ``full_alpha_rows=0``
+tests every size at ``alpha``.
+
+A version-1 baseline has no grid: its numeric features fall back to the bounded samples (``basis`` =
+``sample``, 2048 values a side, the bound no longer shrinking with n) and the report's ``reasons`` say so.
 
 Categoricals compare the vocabulary (the baseline's top 256 levels), every value either side's sketch of
 unseen values names (each its own category, so a new level is never lumped with the rarest ones) and the
