@@ -225,6 +225,7 @@ def engine(path: str, fmt: str, onnx: str, output_format: str = "csv") -> dict[s
         size = score(source, stats)
     seconds = time.perf_counter() - t0
     counts = dataclasses.asdict(stats) if dataclasses.is_dataclass(stats) else dict(vars(stats))
+    counts = {k: v for k, v in counts.items() if not isinstance(v, bytes)}  # output_header (fan-out parts)
     detail = {"load": load, "bytes_out": size} | counts
     return {"seconds": seconds, "rows": stats.rows_scored, "detail": detail}
 

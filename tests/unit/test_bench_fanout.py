@@ -122,3 +122,16 @@ def test_parts_are_read_back_from_the_apps_log_lines():
 
 def test_the_modules_examples_hold():
     assert doctest.testmod(fanout).failed == 0
+
+
+def test_the_engine_measurement_reports_plain_json(tiny_onnx, tmp_path) -> None:
+    """What ``benchmarks.run_one`` prints must be JSON: the engine's stats carry the fan-out's header bytes,
+    which broke every ``engine_*`` figure of ``make bench``."""
+    import json
+
+    from benchmarks.measures import engine
+
+    path = tmp_path / "data.csv"
+    path.write_bytes(b"id,x1,x2,color\n" + b"".join(b"%d,0.5,%d,red\n" % (i, i % 7) for i in range(3000)))
+    result = engine(str(path), "csv", str(tiny_onnx))
+    assert json.loads(json.dumps(result))["rows"] == 3000 and result["detail"]["bytes_out"] > 0
