@@ -370,6 +370,7 @@ class ProfileStore:
         stamp = self.clock() if now is None else now
         bad: dict[str, _BadPart] = {}
         profile, inputs = state.profile, list(state.inputs)
+        owned = False  # whether ``profile`` is ours to add parts into (the state's may be a cached one's)
         absorbed, missing = dict(state.absorbed), dict(state.missing)
         arrived: list[tuple[float, str, str]] = []  # (written_at, tag, input): the inputs list in write order
 
@@ -388,13 +389,14 @@ class ProfileStore:
                     part, doc = found
                     try:
                         if profile is None:
-                            profile = part
+                            profile, owned = part, True  # freshly read: nobody else holds it
                             span = doc.get("span")
                             profile.window = (str(span[0]), str(span[1])) if span else profile.window
                             profile.model_version = state.version
                         else:
                             part.window, part.model_version = profile.window, profile.model_version
-                            profile = profile.merge(part)
+                            profile = profile.absorb(part) if owned else profile.merge(part)
+                            owned = True
                     except ValueError as exc:  # another layout than the window's: never blocks the window
                         bad[tag] = read_parts[tag] = _BadPart(f"does not merge: {exc}", doc)
                         continue

@@ -113,6 +113,26 @@ def test_profile_merged_from_random_chunks_equals_the_whole(drift: float) -> Non
             assert whole.features["region"].other == 0  # type: ignore[union-attr]
 
 
+def test_absorbing_chunks_in_place_equals_merging_them() -> None:
+    """``Profile.absorb`` (the compactor's in-place fold) gives exactly ``merge``'s profile, samples included,
+    and leaves the absorbed profile as it was."""
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        table = _table(int(rng.integers(1, 3000)), seed=seed, drift=0.5)
+        blank = _baseline().blank(seed=seed)
+        blank.sample_size = int(rng.choice([0, 16, 300]))
+        chunks = [blank.blank(seed=seed).update(table.slice(a, b - a)) for a, b in _split(table.num_rows, rng)]
+        merged = chunks[0]
+        for chunk in chunks[1:]:
+            merged = merged.merge(chunk)
+        before = [c.to_json() for c in chunks[1:]]
+        folded = Profile.from_json(chunks[0].to_json())
+        for chunk in chunks[1:]:
+            assert folded.absorb(chunk) is folded
+        assert folded == merged
+        assert [c.to_json() for c in chunks[1:]] == before
+
+
 def test_duplicate_ids_still_merge_exactly() -> None:
     """Rows sharing an id share a sampling key; (key, value) order keeps the sample chunking-independent."""
     for seed in range(12):
