@@ -4,8 +4,8 @@ monitoring costs a burst of files scored through devhost (issue 11, item 5).
 On the real local stack (Azurite, an MLflow server, the sample model trained and registered as
 ``champion`` with its drift baseline), the same burst runs twice in one run: devhost with
 ``SCOREHOOK_DRIFT_ENABLED=false`` and devhost with it ``true`` (everything else equal; a fresh devhost and
-ledger per arm, one warm-up file scored first so the model load is not timed, and the arm's inputs and
-outputs deleted after its checks so every arm starts from the same containers). Each burst uploads
+ledger per arm, one warm-up file scored first so the model load is not timed, and the arm's inputs, outputs
+and drift state deleted after its checks so every arm starts from the same containers). Each burst uploads
 ``--files`` CSV files of ``--rows`` rows as fast as eight uploaders go; devhost's blob watcher announces
 them and scores them. files/s = files scored / (last output's ``scored_at`` - first upload start).
 ``burst_drift_on_over_off`` = files/s with drift on / files/s with drift off (target >= 0.9).
@@ -87,12 +87,14 @@ def _tick(stack: Any) -> float:
 
 
 def _remove(stack: Any, prefix: str) -> None:
-    """Delete a burst's inputs and outputs, so the next arm starts from the same containers: devhost's blob
-    watcher lists the whole input container on every poll, and a container holding the previous arm's files
-    too would make the second arm pay for them."""
+    """Delete a burst's inputs and outputs, and every drift state, so the next arm starts from the same
+    containers: devhost's blob watcher lists the whole input container on every poll, and a container holding
+    the previous arm's files too would make the second arm pay for them; the drift timer compacts and
+    evaluates every recent window whether profiling is on or not, so an off arm after an on arm paid for the
+    on arm's windows (its mid-burst tick 6.8 s instead of 2)."""
     from tests.reliability.harness import INPUT, OUTPUT
 
-    for container, start in ((INPUT, prefix), (OUTPUT, f"{INPUT}/{prefix}")):
+    for container, start in ((INPUT, prefix), (OUTPUT, f"{INPUT}/{prefix}"), ("drift", "")):
         client = stack.blobs.get_container_client(container)
         names = [blob.name for blob in client.list_blobs(name_starts_with=start)]
         with ThreadPoolExecutor(UPLOADERS) as pool:
