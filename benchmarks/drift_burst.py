@@ -92,11 +92,16 @@ def _remove(stack: Any, prefix: str) -> None:
     the previous arm's files too would make the second arm pay for them; the drift timer compacts and
     evaluates every recent window whether profiling is on or not, so an off arm after an on arm paid for the
     on arm's windows (its mid-burst tick 6.8 s instead of 2)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
     from tests.reliability.harness import INPUT, OUTPUT
 
     for container, start in ((INPUT, prefix), (OUTPUT, f"{INPUT}/{prefix}"), ("drift", "")):
         client = stack.blobs.get_container_client(container)
-        names = [blob.name for blob in client.list_blobs(name_starts_with=start)]
+        try:
+            names = [blob.name for blob in client.list_blobs(name_starts_with=start)]
+        except ResourceNotFoundError:  # no drift container before the first drift-on arm
+            continue
         with ThreadPoolExecutor(UPLOADERS) as pool:
             list(pool.map(client.delete_blob, names))
 
