@@ -12,9 +12,12 @@ the full data, at any n, and KS within the largest cell share. The noise bound i
 and per evaluation: ``resamples`` draws of both sides (sizes as observed) from the pooled data
 (numeric: on the pooled grid's atoms, value by value for small sides, see ``_grid_null``;
 categorical: on the pooled category shares) give the distance's null distribution; a fit to it gives the
-bound at ``alpha / features`` (Bonferroni over the features evaluated) and a p-value: a (zero-inflated)
-log-normal of the numeric distances, a gamma of the squared categorical ones (see ``_gamma_bound``), each
-the one that matches the far tail of 100,000 resamples at 50 to 1,000 rows. The bound shrinks as both
+bound and a p-value: a (zero-inflated) log-normal of the numeric distances, a gamma of the squared
+categorical ones (see ``_gamma_tail``), each the one that matches the far tail of 100,000 resamples at 50 to
+1,000 rows. The bound's level is Holm's step-down over the window's features (``_holm``): ``alpha /
+features`` for the feature most clearly beyond its threshold (Bonferroni, the level of every feature when
+nothing drifted), then ``alpha / (features - 1)`` for the next, and so on while each is drifted; the
+family-wise level stays ``alpha``. The bound shrinks as both
 sides grow (numeric: about 0.08 at 1,000 rows, 0.03 at 10k and 0.02 at 1M against a 16k-row baseline), so a
 0.03-sd shift at 1M rows stays quiet and a 0.15 effect is caught from 10k rows.
 
@@ -242,6 +245,7 @@ def compare(
     features = max(len(names), 1)
     seed_text = f"{model}|{current.model_version}|{window}"
     results: list[FeatureDrift] = []
+    pending: list[tuple[FeatureDrift, Pending]] = []
     for name, cur in current.features.items():
         base = baseline.features[name]
         role = "prediction" if name in PREDICTION_FEATURES else "input"
@@ -252,14 +256,18 @@ def compare(
             int.from_bytes(hashlib.sha256(f"{seed_text}|{name}".encode()).digest()[:8])
         )
         corrected = policy.alpha_at(cur.rows) / features
+        to_decide: Pending | None = None
         if cur.rows < policy.min_rows:
             result.status = "insufficient_data"
             result.reasons.append(f"{name}: {cur.rows} rows < min_rows {policy.min_rows}")
         elif isinstance(cur, NumericStats) and isinstance(base, NumericStats):
-            _numeric(result, base, cur, policy, corrected, rng)
+            to_decide = _numeric(result, base, cur, policy, corrected, rng)
         elif isinstance(cur, CategoricalStats) and isinstance(base, CategoricalStats):
-            _categorical(result, base, cur, policy, corrected, rng)
+            to_decide = _categorical(result, base, cur, policy, corrected, rng)
         results.append(result)
+        if to_decide is not None:
+            pending.append((result, to_decide))
+    _holm(pending, policy, features)
 
     inputs = [f for f in results if f.role == "input" and f.status == "evaluated"]
     weights = [(f.importance if f.importance is not None else 1.0) for f in inputs]
@@ -304,43 +312,71 @@ def compare(
     )
 
 
-def _lognormal_bound(null: np.ndarray, value: float, corrected: float) -> tuple[float, float]:
-    """(bound at ``1 - corrected``, one-sided p-value of ``value``) of a zero-inflated log-normal fitted to
-    ``null``: discrete or tied data give exact zeros in the null, which a plain log-normal would turn into
-    an absurdly wide tail. Too few positive draws: the largest draw and an empirical p-value."""
+@dataclass(frozen=True)
+class _Tail:
+    """A feature's fitted null distribution of its distance: ``bound(level)`` is its ``1 - level`` point and
+    ``sf(x)`` the chance that noise alone gives a distance above ``x``. ``kind``: ``lognormal`` (zero-inflated:
+    ``zero`` share of exact zeros, then log-normal ``a``, ``b`` = mean, sd of the logs), ``gamma`` (of the
+    squared distance: shape ``a``, scale ``b``) or ``empirical`` (too few positive draws: the largest draw)."""
+
+    kind: str
+    a: float = 0.0
+    b: float = 0.0
+    zero: float = 0.0
+    draws: np.ndarray | None = None
+
+    def bound(self, level: float) -> float:
+        if self.kind == "lognormal":
+            return math.exp(self.a + self.b * float(stats.norm.isf(min(level / (1 - self.zero), 0.5))))
+        if self.kind == "gamma":
+            return math.sqrt(float(stats.gamma.isf(level, self.a, scale=self.b)))
+        assert self.draws is not None
+        return float(self.draws.max(initial=0.0))
+
+    def sf(self, x: float) -> float:
+        if self.kind == "lognormal":
+            return (1 - self.zero) * float(stats.norm.sf((math.log(x) - self.a) / self.b)) if x > 0 else 1.0
+        if self.kind == "gamma":
+            return float(stats.gamma.sf(x * x, self.a, scale=self.b)) if x > 0 else 1.0
+        assert self.draws is not None
+        return float((np.count_nonzero(self.draws >= x) + 1) / (self.draws.size + 1))
+
+
+Pending = tuple[_Tail, float, float]
+"""A feature's distance decision to be made: its fitted null, its distance and its threshold."""
+
+
+def _lognormal_tail(null: np.ndarray) -> _Tail:
+    """A zero-inflated log-normal fitted to the ``null`` distances: discrete or tied data give exact zeros in
+    the null, which a plain log-normal would turn into an absurdly wide tail."""
     positive = null[null > 0]
     if positive.size < 10:
-        return float(null.max(initial=0.0)), float((np.count_nonzero(null >= value) + 1) / (null.size + 1))
-    zero_share = 1 - positive.size / null.size
+        return _Tail("empirical", draws=null)
     logs = np.log(positive)
-    mu, sd = float(logs.mean()), max(float(logs.std(ddof=1)), 1e-9)
-    bound = math.exp(mu + sd * float(stats.norm.isf(min(corrected / (1 - zero_share), 0.5))))
-    p_value = (1 - zero_share) * float(stats.norm.sf((math.log(value) - mu) / sd)) if value > 0 else 1.0
-    return bound, p_value
+    return _Tail(
+        "lognormal", float(logs.mean()), max(float(logs.std(ddof=1)), 1e-9), 1 - positive.size / null.size
+    )
 
 
-def _gamma_bound(null: np.ndarray, value: float, corrected: float) -> tuple[float, float]:
-    """(bound at ``1 - corrected``, one-sided p-value of ``value``) of a gamma fitted by its moments to the
-    squared ``null`` distances (Satterthwaite): a Jensen-Shannon divergence under no change is close to a
-    weighted chi-squared, which the gamma matches where a log-normal of the distances does not (its left
-    tail in log space widened the upper one: 0.41 where the 99.2 % point is 0.19 for 50 rows of a 3-level
-    feature). Too few positive draws: the largest draw and an empirical p-value.
+def _gamma_tail(null: np.ndarray) -> _Tail:
+    """A gamma fitted by its moments to the squared ``null`` distances (Satterthwaite): a Jensen-Shannon
+    divergence under no change is close to a weighted chi-squared, which the gamma matches where a log-normal
+    of the distances does not (its left tail in log space widened the upper one: 0.41 where the 99.2 % point
+    is 0.19 for 50 rows of a 3-level feature).
 
     Example:
         >>> rng = np.random.default_rng(0)
-        >>> null = np.sqrt(rng.chisquare(2, 400)) / 10
-        >>> [round(v, 2) for v in _gamma_bound(null, 0.3, 0.01)]
-        [0.32, 0.02]
+        >>> tail = _gamma_tail(np.sqrt(rng.chisquare(2, 400)) / 10)
+        >>> round(tail.bound(0.01), 2), round(tail.sf(0.3), 2)
+        (0.32, 0.02)
     """
     squares = null * null
     if np.count_nonzero(squares) < 10:
-        return float(null.max(initial=0.0)), float((np.count_nonzero(null >= value) + 1) / (null.size + 1))
+        return _Tail("empirical", draws=null)
     mean, var = float(squares.mean()), float(squares.var(ddof=1))
     if not var > 0:
-        return float(null.max()), float((np.count_nonzero(null >= value) + 1) / (null.size + 1))
-    shape, scale = mean * mean / var, var / mean
-    bound = math.sqrt(float(stats.gamma.isf(corrected, shape, scale=scale)))
-    return bound, float(stats.gamma.sf(value * value, shape, scale=scale))
+        return _Tail("empirical", draws=null)
+    return _Tail("gamma", mean * mean / var, var / mean)
 
 
 def _w1_null(a: np.ndarray, b: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
@@ -402,7 +438,7 @@ def _numeric(
     policy: DriftPolicy,
     corrected: float,
     rng: np.random.Generator,
-) -> None:
+) -> Pending | None:
     _missing_breach(result, base, cur, policy, corrected)
     base_oor = base.out_of_range / base.count if base.count else 0.0
     _binomial_breach(
@@ -411,18 +447,17 @@ def _numeric(
     )  # fmt: skip
     result.metric, result.threshold = "normalized_wasserstein", policy.numeric_threshold
     if base.spec.grid and cur.count and base.count:
-        _numeric_grid(result, base, cur, policy, corrected, rng)
-        return
+        return _numeric_grid(result, base, cur, policy, corrected, rng)
     result.basis = "sample"
     a, b = base.sample_values, cur.sample_values
     if cur.count == 0 or a.size == 0:
         result.status = "no_values" if cur.count == 0 else "no_baseline_sample"
-        return
+        return None
     value = normalized_wasserstein(a, b, ddof=1)
     std = float(np.std(a, ddof=1)) if a.size > 1 else 0.0
     null = _w1_null(a, b, policy.resamples, rng) / max(std, WASSERSTEIN_STD_FLOOR)
-    bound, p_value = _lognormal_bound(null, value, corrected)
-    result.value, result.noise_bound, result.p_value = round(value, 6), round(bound, 6), p_value
+    tail = _lognormal_tail(null)
+    result.value, result.p_value = round(value, 6), tail.sf(value)
     ks = ks_test(a, b)
     result.other_metrics = {
         "psi": round(psi(base.counts, cur.counts), 6) if base.counts.sum() else None,
@@ -431,7 +466,7 @@ def _numeric(
         "ks_pvalue": ks.pvalue,
         **_moments(base, cur),
     }
-    _decide(result, value, bound, policy.numeric_threshold)
+    return tail, value, policy.numeric_threshold
 
 
 def _moments(base: NumericStats, cur: NumericStats) -> dict[str, float | None]:
@@ -561,7 +596,7 @@ def _numeric_grid(
     policy: DriftPolicy,
     corrected: float,
     rng: np.random.Generator,
-) -> None:
+) -> Pending | None:
     """Distance and bound from the fine grids: resolution and noise both shrink with n."""
     result.basis = "grid"
     std = base.std(1) or 0.0
@@ -570,8 +605,8 @@ def _numeric_grid(
     w1, ks = grid_distances(base, cur)
     value = w1 / scale
     null = _grid_null(pos, rb, rc, policy.resamples, rng) / scale
-    bound, p_value = _lognormal_bound(null, value, corrected)
-    result.value, result.noise_bound, result.p_value = round(value, 6), round(bound, 6), p_value
+    tail = _lognormal_tail(null)
+    result.value, result.p_value = round(value, 6), tail.sf(value)
     effective = max(round(base.count * cur.count / (base.count + cur.count)), 1)
     result.other_metrics = {
         "psi": round(psi(base.counts, cur.counts), 6),
@@ -581,7 +616,7 @@ def _numeric_grid(
         "w1_resolution": round(base.spec.grid[1] / scale, 6),  # type: ignore[misc]
         **_moments(base, cur),
     }
-    _decide(result, value, bound, policy.numeric_threshold)
+    return tail, value, policy.numeric_threshold
 
 
 LEVEL_SHARE = 0.02
@@ -595,7 +630,7 @@ def _categorical(
     policy: DriftPolicy,
     corrected: float,
     rng: np.random.Generator,
-) -> None:
+) -> Pending | None:
     _missing_breach(result, base, cur, policy, corrected)
     base_present, cur_present = base.rows - base.missing, cur.rows - cur.missing
     base_other = base.other / base_present if base_present else 0.0
@@ -627,27 +662,45 @@ def _categorical(
         }
     if c.sum() == 0 or r.sum() == 0:
         result.status = "no_values" if c.sum() == 0 else "no_baseline_counts"
-        return
+        return None
     value = js_distance(r, c)
     pooled = (r + c) / (r + c).sum()
     draws_r = rng.multinomial(int(r.sum()), pooled, size=policy.resamples)
     draws_c = rng.multinomial(int(c.sum()), pooled, size=policy.resamples)
     null = np.nan_to_num(jensenshannon(draws_r, draws_c, base=2, axis=1))
-    bound, p_value = _gamma_bound(null, value, corrected)
-    result.value, result.noise_bound, result.p_value = round(value, 6), round(bound, 6), p_value
+    tail = _gamma_tail(null)
+    result.value, result.p_value = round(value, 6), tail.sf(value)
     chi2 = chi2_test(r, c)
     result.other_metrics = {
         "psi": round(psi(r, c), 6),
         "chi2_pvalue": chi2.pvalue,
         "unseen_share": round(cur.other / cur_present, 6) if cur_present else 0.0,
     }
-    _decide(result, value, bound, policy.categorical_threshold)
+    return tail, value, policy.categorical_threshold
 
 
-def _decide(result: FeatureDrift, value: float, bound: float, threshold: float) -> None:
-    result.drifted = value > threshold + bound
-    if result.drifted:
-        result.reasons.append(
-            f"{result.name}: {result.metric} {value:.4f} > threshold {threshold} + noise bound {bound:.4f} "
-            f"at n={result.rows}"
-        )
+def _holm(pending: list[tuple[FeatureDrift, Pending]], policy: DriftPolicy, features: int) -> None:
+    """Decide the features' distances with Holm's step-down over the ``features`` of the window: ranked by
+    the chance that noise alone exceeds their distance minus their threshold, the i-th (from 0) is drifted when
+    ``distance > threshold + bound`` at level ``alpha_at(rows) / (features - i)`` and every one before it was;
+    the first that is not stops the rest, which report their bound at that step's level. Without drift
+    anywhere this is Bonferroni's ``alpha / features`` (the first step); with several features drifted, each
+    one found lets the next be tested less strictly, the family-wise level staying ``alpha``."""
+
+    def excess(item: tuple[FeatureDrift, Pending]) -> float:
+        tail, value, threshold = item[1]
+        return tail.sf(value - threshold) if value > threshold else 1.0
+
+    stopped: int | None = None
+    for i, (result, (tail, value, threshold)) in enumerate(sorted(pending, key=excess)):
+        step = i if stopped is None else stopped
+        bound = tail.bound(policy.alpha_at(result.rows) / max(features - step, 1))
+        result.noise_bound = round(bound, 6)
+        if stopped is None and value > threshold + bound:
+            result.drifted = True
+            result.reasons.append(
+                f"{result.name}: {result.metric} {value:.4f} > threshold {threshold} + noise bound {bound:.4f} "
+                f"at n={result.rows}"
+            )
+        elif stopped is None:
+            stopped = i

@@ -208,3 +208,21 @@ def test_a_categorical_noise_bound_is_the_far_tail_of_the_null(rows):
 def test_a_category_mix_moved_is_caught_at_50_rows(baseline):
     _, features = flagged(baseline, window(baseline, 50, _mix("channel", 0.8)))
     assert features == ["channel"]
+
+
+def test_each_drifted_feature_found_lets_the_next_be_tested_less_strictly(baseline):
+    """Holm's step-down: with ten features clearly moved, an unmoved one is tested at alpha / 13 instead of
+    alpha / 23 (the same draws: a narrower bound), and still not flagged; without drift every feature is
+    tested at alpha / 23 (Bonferroni)."""
+    moved = [f"x{i:02d}" for i in range(1, 11)]
+
+    def many(c: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        for column in moved:
+            _shift(column, 1.0)(c, rng)
+
+    quiet = compare(baseline, window(baseline, 1_000), DriftPolicy())
+    loud = compare(baseline, window(baseline, 1_000, many), DriftPolicy())
+    assert [f.name for f in quiet.features if f.flagged] == []
+    assert sorted(f.name for f in loud.features if f.flagged) == moved
+    for name in ("x15", "x20", "region"):
+        assert loud.feature(name).noise_bound < quiet.feature(name).noise_bound
