@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Scorehook benchmarks ({'quick' if args.quick else 'full'} run): {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, "
         + ", ".join(
-            f"{p} {version(p)}" for p in ("pyarrow", "onnxruntime", "mlflow", "pandas", "scikit-learn")
+            f"{p} {version(p)}" for p in ("pyarrow", "onnxruntime", "mlflow-skinny", "pandas", "scikit-learn")
         ),
         flush=True,
     )

@@ -138,6 +138,22 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+APP_CONTAINERS = ("incoming", "scored", "failed", "deadletter")
+
+
+def app_containers(service: Any) -> list[Any]:
+    """Create the app's containers on ``service`` (a ``BlobServiceClient``) where missing; their clients, in
+    ``APP_CONTAINERS`` order."""
+    from azure.core.exceptions import ResourceExistsError
+
+    for name in APP_CONTAINERS:
+        try:
+            service.create_container(name)
+        except ResourceExistsError:
+            pass
+    return [service.get_container_client(name) for name in APP_CONTAINERS]
+
+
 def _download_only(service: Any, container: str, name: str, runs: int = 2) -> list[float]:
     """Seconds to read the blob through the app's own read path (``AzureBlobStore.read_chunks`` with the
     range size, the ranges in flight and the If-Match eTag ``score_blob`` uses), bytes discarded; once the
@@ -159,7 +175,6 @@ def _download_only(service: Any, container: str, name: str, runs: int = 2) -> li
 def run(path: str, rows: int, small_files: int = 30, small_rows: int = 1000) -> dict[str, Any]:
     """Run the e2e measurement; ``seconds`` is the big file's upload-to-output time."""
     import numpy as np
-    from azure.core.exceptions import ResourceExistsError
     from azure.storage.blob import BlobServiceClient
 
     from benchmarks.fixtures import small_csv
@@ -186,20 +201,13 @@ def run(path: str, rows: int, small_files: int = 30, small_rows: int = 1000) -> 
         settings_path = work / "local.settings.json"
         settings_path.write_text(json.dumps(settings, indent=2))
         service = BlobServiceClient.from_connection_string(azurite.connection_string)
-        for name in ("incoming", "scored", "failed", "deadletter"):
-            try:
-                service.create_container(name)
-            except ResourceExistsError:
-                pass
         dev = _Devhost(settings_path, settings["Host"]["MasterKey"], port, work / "devhost.log")
-        incoming, scored, failed, deadletter = (
-            service.get_container_client(c) for c in ("incoming", "scored", "failed", "deadletter")
-        )
+        incoming, scored, failures, deadletter = app_containers(service)
 
         def failure(name: str) -> None:
             dev.check()
-            for blob in failed.list_blobs(name_starts_with=f"incoming/{name}"):
-                record = failed.download_blob(blob.name).readall().decode(errors="replace")
+            for blob in failures.list_blobs(name_starts_with=f"incoming/{name}"):
+                record = failures.download_blob(blob.name).readall().decode(errors="replace")
                 raise RuntimeError(f"{name} was not scored: {record[:1500]}")
             if any(True for _ in deadletter.list_blobs()):  # the function kept failing: give up now
                 raise RuntimeError(f"the delivery for {name} was dead-lettered (score_blob kept failing)")

@@ -423,10 +423,9 @@ def _naive_results(enabled: bool) -> dict[str, Any]:
 
 def run(path: str, rows: int, workers: list[int], part_bytes: int, naive: bool = True) -> dict[str, Any]:
     """Run every configuration on one local stack and return the raw record (see :func:`summarize`)."""
-    from azure.core.exceptions import ResourceExistsError
     from azure.storage.blob import BlobServiceClient
 
-    from benchmarks.e2e import _cpu_seconds, _Devhost, _wait, failed, teardown
+    from benchmarks.e2e import _cpu_seconds, _Devhost, _wait, app_containers, failed, teardown
     from benchmarks.fixtures import small_csv
     from benchmarks.run_one import peak_rss_mb
     from devhost.runtime import local_settings
@@ -457,12 +456,7 @@ def run(path: str, rows: int, workers: list[int], part_bytes: int, naive: bool =
         mlflow = MlflowServer(data_dir=work / "mlflow").start()
         train_and_register(mlflow.tracking_uri, model_name=MODEL_NAME, rows=20000, alias="champion")
         service = BlobServiceClient.from_connection_string(azurite.connection_string)
-        for name in ("incoming", "scored", "failed", "deadletter"):
-            try:
-                service.create_container(name)
-            except ResourceExistsError:
-                pass
-        incoming, scored, failed = (service.get_container_client(c) for c in ("incoming", "scored", "failed"))
+        incoming, scored, failures, _ = app_containers(service)
         tag = uuid.uuid4().hex[:6]
 
         for index, count in enumerate(workers):
@@ -479,8 +473,8 @@ def run(path: str, rows: int, workers: list[int], part_bytes: int, naive: bool =
 
             def failure(name: str, dev: Any = dev) -> None:
                 dev.check()
-                for blob in failed.list_blobs(name_starts_with=f"incoming/{name}"):
-                    record = failed.download_blob(blob.name).readall().decode(errors="replace")
+                for blob in failures.list_blobs(name_starts_with=f"incoming/{name}"):
+                    record = failures.download_blob(blob.name).readall().decode(errors="replace")
                     raise RuntimeError(f"{name} was not scored: {record[:1500]}")
 
             def score(name: str, data: Any, timeout: float, dev: Any = dev, ledger: Any = ledger,

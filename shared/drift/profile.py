@@ -580,25 +580,17 @@ class NumericStats:
         self.max = hi if self.max is None or hi > self.max else self.max  # type: ignore[operator]
 
     def merged(self, other: NumericStats, k: int) -> NumericStats:
-        """The state of both (``other`` must have the same spec)."""
+        """The state of both (``other`` must have the same spec): a copy of this one that absorbed ``other``."""
         out = NumericStats(
-            self.spec,
-            None if self.cells is not None else self._counts + other._counts,
-            missing=self.missing + other.missing,
-            out_of_range=self.out_of_range + other.out_of_range,
-            cells=None if self.cells is None else self.cells + other.cells,  # type: ignore[operator]
-            under_sum=self.under_sum + other.under_sum,
-            over_sum=self.over_sum + other.over_sum,
-        )
-        out.count, out.min, out.max, out.mean, out.m2 = self.count, self.min, self.max, self.mean, self.m2
-        out._absorb(other.count, other.min, other.max, other.mean, other.m2)
-        out.sample_keys, out.sample_values = _bottom_k(
-            self.sample_keys, self.sample_values, other.sample_keys, other.sample_values, k
-        )
+            self.spec, self._counts, self.count, self.missing, self.out_of_range, self.min, self.max, self.mean,
+            self.m2, self.sample_keys, self.sample_values, None if self.cells is None else self.cells.copy(),
+            self.under_sum, self.over_sum,
+        )  # fmt: skip
+        out.absorb(other, k)
         return out
 
     def absorb(self, other: NumericStats, k: int) -> None:
-        """Add ``other`` (same spec) into this state in place: what :meth:`merged` returns, without new arrays."""
+        """Add ``other`` (same spec) into this state in place (the cells in place; every other array anew)."""
         if self.cells is not None:
             assert other.cells is not None
             self.cells += other.cells
@@ -741,15 +733,13 @@ class CategoricalStats:
             )
 
     def merged(self, other: CategoricalStats, k: int = 0) -> CategoricalStats:
-        """The state of both (``other`` must have the same spec)."""
-        values, counts = _tail_merge(self.tail_values, self.tail_counts, other.tail_values, other.tail_counts)
-        return CategoricalStats(
-            self.spec, self.counts + other.counts, self.other + other.other, self.missing + other.missing,
-            values, counts,
-        )  # fmt: skip
+        """The state of both (``other`` must have the same spec): a copy of this one that absorbed ``other``."""
+        out = CategoricalStats(self.spec, self.counts, self.other, self.missing, self.tail_values, self.tail_counts)
+        out.absorb(other, k)
+        return out
 
     def absorb(self, other: CategoricalStats, k: int = 0) -> None:
-        """Add ``other`` (same spec) into this state in place: what :meth:`merged` returns."""
+        """Add ``other`` (same spec) into this state in place (its arrays and lists replaced, never changed)."""
         self.tail_values, self.tail_counts = _tail_merge(
             self.tail_values, self.tail_counts, other.tail_values, other.tail_counts
         )
