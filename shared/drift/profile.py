@@ -750,7 +750,9 @@ class CategoricalStats:
 
     def merged(self, other: CategoricalStats, k: int = 0) -> CategoricalStats:
         """The state of both (``other`` must have the same spec): a copy of this one that absorbed ``other``."""
-        out = CategoricalStats(self.spec, self.counts, self.other, self.missing, self.tail_values, self.tail_counts)
+        out = CategoricalStats(
+            self.spec, self.counts, self.other, self.missing, self.tail_values, self.tail_counts
+        )
         out.absorb(other, k)
         return out
 

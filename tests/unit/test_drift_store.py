@@ -4,6 +4,7 @@ eTag, pruning, missing profiles counted, and one ``Drift.Detected`` per drift wa
 from __future__ import annotations
 
 import json
+import math
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -157,6 +158,132 @@ def test_record_twice_with_the_same_key_writes_one_part(drift):
     # the first file of a window closes the one before
     assert first.closed is not None and second.closed is None
     assert monitor.store.compact("tiny", "1", WINDOW, now=NOW).rows == 50
+
+
+class CountingReads(AzureLikeBlobs):
+    """Counts the reads of profile parts (what a compactor reads back from storage)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.part_reads: list[str] = []
+
+    def read_bytes(self, container, name):
+        if name.startswith("parts/"):
+            self.part_reads.append(name)
+        return super().read_bytes(container, name)
+
+
+def same(a: Profile, b: Profile) -> bool:
+    """Equal profiles, but for the last bits of the moments (Chan's combination rounds by merge order)."""
+
+    def close(x: object, y: object) -> bool:
+        if isinstance(x, dict) and isinstance(y, dict):
+            return x.keys() == y.keys() and all(close(x[k], y[k]) for k in x)
+        if isinstance(x, float) and isinstance(y, float):
+            return math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-300)
+        return x == y
+
+    return close(a.to_json(), b.to_json())
+
+
+def whole(*parts: Profile) -> Profile:
+    """The profile of all the parts' rows together, as the window holds them."""
+    out = parts[0].blank(seed=parts[0].seed, model_version="1", window=W.iso())
+    for p in parts:
+        out.absorb(p)
+    return out
+
+
+def test_the_compactor_absorbs_the_parts_its_process_wrote_without_reading_them_back():
+    here, elsewhere = CountingReads(), CountingReads()
+    writer, other_writer, other_compactor = (
+        ProfileStore(here),
+        ProfileStore(elsewhere),
+        ProfileStore(elsewhere),
+    )
+    parts = [part(5 + i, i) for i in range(12)]
+    for store in (writer, other_writer):
+        for i, p in enumerate(parts + parts[:4]):  # four redeliveries: written once, summed once
+            store.write_part("m", "1", W, p, f"k{i % 12}", f"http://h/a/c/{i % 12}.csv")
+
+    state = writer.compact("m", "1", W.key, now=NOW)
+    reference = other_compactor.compact("m", "1", W.key, now=NOW)  # another process: reads every part
+    assert here.part_reads == [] and len(elsewhere.part_reads) == 12
+    assert state.parts == reference.parts == 12 and state.rows == sum(5 + i for i in range(12))
+    assert same(state.profile, reference.profile) and same(state.profile, whole(*parts))
+    assert state.inputs == reference.inputs and state.absorbed.keys() == reference.absorbed.keys()
+    assert [p.rows for p in parts] == [5 + i for i in range(12)]  # the parts written are left as they were
+
+
+def test_parts_written_here_but_absorbed_by_another_compactor_first_are_counted_once():
+    blobs = CountingReads()
+    here, there = ProfileStore(blobs), ProfileStore(blobs)
+    for i in range(2):
+        here.write_part("m", "1", W, part(10, i), f"k{i}", f"http://h/a/c/{i}.csv")
+    assert there.compact("m", "1", W.key, now=NOW).parts == 2  # the other instance's timer was first
+    here.write_part("m", "1", W, part(7, 2), "k2", "http://h/a/c/2.csv")
+    blobs.part_reads.clear()
+
+    state = here.compact("m", "1", W.key, now=NOW)
+    assert state.parts == 3 and state.rows == 27
+    assert same(state.profile, whole(part(10, 0), part(10, 1), part(7, 2)))
+    assert blobs.part_reads == [f"drift/parts/m/1/{W.key}/{part_tag('k2')}.json".removeprefix("drift/")]
+
+
+def test_a_part_of_another_layout_is_read_back_and_set_aside_while_the_others_count():
+    blobs = AzureLikeBlobs()
+    store = ProfileStore(blobs)
+    store.write_part("m", "1", W, part(10, 1), "k1", "http://h/a/c/1.csv")
+    odd = Profile([FeatureSpec("x", "numeric", (0.0, 2.0))], model_version="1").update(
+        pa.table({"id": ["o"], "x": [1.0]})
+    )
+    store.write_part("m", "1", W, odd, "k2", "http://h/a/c/2.csv")
+    store.write_part("m", "1", W, part(5, 3), "k3", "http://h/a/c/3.csv")
+    with capture_logs() as logs:
+        state = store.compact("m", "1", W.key, now=NOW)
+    assert state.parts == 2 and state.rows == 15 and state.inputs_missing_profiles == 1
+    assert state.missing[part_tag("k2")]["input"] == "http://h/a/c/2.csv"
+    assert any("set aside" in line["message"] and line.get("input") == "http://h/a/c/2.csv" for line in logs)
+
+
+def test_instances_writing_and_compacting_one_window_concurrently_count_each_input_once():
+    blobs = AzureLikeBlobs()
+    instances = [ProfileStore(blobs) for _ in range(3)]
+    inputs = list(range(60))
+    deliveries = inputs * 3  # each input delivered three times, to any instance
+    errors: list[BaseException] = []
+
+    def writer(store: ProfileStore, chunk: list[int]) -> None:
+        try:
+            for i in chunk:
+                store.write_part("m", "1", W, part(3 + i % 5, i), f"blob:u{i}@0x{i}", f"http://h/a/c/{i}.csv")
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    def compactor(store: ProfileStore) -> None:
+        try:
+            while not done.wait(0.002):  # a tick now and then, between the writes of every instance
+                store.compact("m", "1", W.key, now=NOW)
+        except BaseException as exc:
+            errors.append(exc)
+
+    done = threading.Event()
+    writers = [threading.Thread(target=writer, args=(instances[k % 3], deliveries[k::9])) for k in range(9)]
+    compactors = [threading.Thread(target=compactor, args=(store,)) for store in instances]
+    for t in writers + compactors:
+        t.start()
+    for t in writers:
+        t.join()
+    done.set()
+    for t in compactors:
+        t.join()
+    assert not errors
+    for store in instances:  # each instance's last compaction, whatever it still held, changes nothing
+        store.compact("m", "1", W.key, now=NOW)
+    state = ProfileStore(blobs).compact("m", "1", W.key, now=NOW)
+    assert state.parts == len(inputs) and state.inputs_missing_profiles == 0
+    assert same(state.profile, whole(*(part(3 + i % 5, i) for i in inputs)))
+    assert sorted(state.inputs) == sorted(f"http://h/a/c/{i}.csv" for i in inputs)
 
 
 def test_two_compactors_racing_never_lose_each_others_parts():
