@@ -115,8 +115,14 @@ class UnmappedSignalError(InputError):
     reason = "unmapped_signal"
 
 
+INLINE_ROWS = 20_000
+"""A file's first rows up to this many are profiled in the scoring thread itself; beyond, on a worker."""
+
+
 class ProfileObserver:
-    """Adds scored batches to a profile on a worker thread, beside scoring; errors never fail scoring.
+    """Adds scored batches to a profile; errors never fail scoring. A small file's batches are added where
+    they are scored (a thread of its own cost a small file more in hand-offs than its profile costs); once
+    the file passes ``INLINE_ROWS`` rows the rest go to a worker thread, beside scoring.
 
     Rows are identified by the profile's key column when the file has it, else by position (salted with
     the input's identity), so a redelivered file profiles the same way.
@@ -129,19 +135,25 @@ class ProfileObserver:
         2
     """
 
-    def __init__(self, profile: Profile, salt: str) -> None:
-        self.profile, self.salt = profile, salt
+    def __init__(self, profile: Profile, salt: str, inline_rows: int = INLINE_ROWS) -> None:
+        self.profile, self.salt, self.inline_rows = profile, salt, inline_rows
         self.error: BaseException | None = None
         self._inputs = self._outputs = 0
         self._stopped = False
         self._queue: queue.Queue[tuple[Any, Any] | None] = queue.Queue(maxsize=8)
-        self._thread = threading.Thread(target=self._run, name="drift-profile", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
 
     def __call__(self, inputs: Any, outputs: Any | None) -> None:
-        """Queue one raw input batch and its scored output batch (None when every row was rejected)."""
-        if self.error is None:
-            self._queue.put((inputs, outputs))
+        """Add (or queue) one raw input batch and its scored output batch (None when every row was rejected)."""
+        if self.error is not None:
+            return
+        if self._thread is None:
+            if self._inputs + inputs.num_rows <= self.inline_rows:
+                self._add(inputs, outputs)
+                return
+            self._thread = threading.Thread(target=self._run, name="drift-profile", daemon=True)
+            self._thread.start()
+        self._queue.put((inputs, outputs))
 
     def _keys(self, batch: Any, offset: int) -> Any:
         if not self.profile.sample_size:  # rows need identities only to be sampled
@@ -150,30 +162,33 @@ class ProfileObserver:
             return row_keys(batch.column(self.profile.key))
         return row_keys(offset=offset, rows=batch.num_rows, salt=self.salt)
 
+    def _add(self, inputs: Any, outputs: Any | None) -> None:
+        try:
+            keys = self._keys(inputs, self._inputs)
+            self.profile.update(inputs, keys=keys)
+            self._inputs += inputs.num_rows
+            if outputs is not None:
+                names = [n for n in outputs.schema.names if n in PREDICTION_FEATURES]
+                same_rows = outputs.num_rows == inputs.num_rows  # nothing rejected: the same rows
+                out_keys = keys if same_rows else self._keys(outputs, self._outputs)
+                self.profile.update(outputs.select(names), keys=out_keys)
+                self._outputs += outputs.num_rows
+        except Exception as exc:  # monitoring must not fail scoring; close() reports it
+            self.error = exc
+
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            if self.error is not None:
-                continue
-            inputs, outputs = item
-            try:
-                keys = self._keys(inputs, self._inputs)
-                self.profile.update(inputs, keys=keys)
-                self._inputs += inputs.num_rows
-                if outputs is not None:
-                    names = [n for n in outputs.schema.names if n in PREDICTION_FEATURES]
-                    same_rows = outputs.num_rows == inputs.num_rows  # nothing rejected: the same rows
-                    out_keys = keys if same_rows else self._keys(outputs, self._outputs)
-                    self.profile.update(outputs.select(names), keys=out_keys)
-                    self._outputs += outputs.num_rows
-            except Exception as exc:  # monitoring must not fail scoring; close() reports it
-                self.error = exc
+            if self.error is None:
+                self._add(*item)
 
     def stop(self) -> None:
-        """Let the worker finish the queued batches and end (idempotent)."""
+        """Let the worker (if one started) finish the queued batches and end (idempotent)."""
         if not self._stopped:
             self._stopped = True
-            self._queue.put(None)
-        self._thread.join()
+            if self._thread is not None:
+                self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join()
 
     def close(self) -> Profile:
         """Wait for the queued batches; returns the profile (raises what the worker raised)."""

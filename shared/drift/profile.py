@@ -386,6 +386,9 @@ def _unpack(d: dict[str, str]) -> np.ndarray:
     return np.frombuffer(zlib.decompress(base64.b64decode(d["z"])), d["dtype"]).astype(np.int64)
 
 
+_NO_KEYS, _NO_VALUES = np.zeros(0, np.uint64), np.zeros(0, np.float64)
+
+
 class NumericStats:
     """A numeric feature's mergeable state (see the module docstring); ``sample_keys`` sorted with values.
 
@@ -413,8 +416,8 @@ class NumericStats:
     ) -> None:
         self.spec, self.count, self.missing, self.out_of_range = spec, count, missing, out_of_range
         self.min, self.max, self.mean, self.m2 = min, max, mean, m2
-        self.sample_keys = np.zeros(0, np.uint64) if sample_keys is None else sample_keys
-        self.sample_values = np.zeros(0, np.float64) if sample_values is None else sample_values
+        self.sample_keys = _NO_KEYS if sample_keys is None else sample_keys  # replaced, never changed in place
+        self.sample_values = _NO_VALUES if sample_values is None else sample_values
         self.cells = cells if cells is not None or not spec.grid else np.zeros(spec.cells + 2, np.int64)
         self.under_sum, self.over_sum = under_sum, over_sum
         self._counts = np.zeros(spec.bins, np.int64) if counts is None else counts

@@ -87,6 +87,7 @@ READ_AHEAD = 8
 _CACHED_WINDOWS = 32  # compacted windows a process keeps parsed (by eTag), to skip re-reading unchanged ones
 _WRITTEN_WINDOWS = 8  # windows whose parts written here a process keeps summed until it compacts them
 _WRITTEN_TAGS = 100_000  # parts a window's sum holds at most (the next ones are read back from storage)
+_UNSUMMED_PARTS = 64  # parts written and waiting to be summed at most (the next ones are read back)
 
 
 class CorruptDriftStateError(InputError):
@@ -242,6 +243,9 @@ class ProfileStore:
         self.retention_seconds, self.clock = retention_seconds, clock
         self._docs: dict[str, CompactedWindow] = {}  # window name → last state read or written (by eTag)
         self._written: dict[str, _Written] = {}  # window name → the parts written here, not compacted yet
+        self._to_sum: list[tuple[str, str, Window, str, Profile, float, str]] = []  # written, not summed yet
+        self._sum_lock, self._summing = threading.Lock(), threading.Event()
+        self._summer: threading.Thread | None = None
         self._lock = threading.Lock()
 
     # -- names --------------------------------------------------------------------------------
@@ -272,8 +276,9 @@ class ProfileStore:
     ) -> bool:  # fmt: skip
         """Write one input's profile as its own immutable part; False when an earlier attempt already wrote
         it (If-None-Match: a redelivery adds nothing). Raises ``TransientError`` when storage fails. A part
-        written is also added to this process's sum of the window's parts (``part`` itself is left as it
-        was), which this store's compactor absorbs instead of reading those parts back."""
+        written is also added, on a thread of this store's, to this process's sum of the window's parts
+        (``part`` must not change afterwards), which this store's compactor absorbs instead of reading those
+        parts back."""
         tag, written_at = part_tag(part_id), self.clock()
         body = {
             "format": PART_FORMAT, "version": 1, "model": model, "model_version": version, "window": window.key,
@@ -287,42 +292,55 @@ class ProfileStore:
             )  # fmt: skip
         except WriteConflictError:
             return False
-        self._keep(
-            self.window_name(model, version, window.key), version, window, tag, part, written_at, input_url
-        )
+        name = self.window_name(model, version, window.key)
+        with self._sum_lock:  # summed on a thread of its own: never on the scoring path
+            if len(self._to_sum) >= _UNSUMMED_PARTS:
+                return True  # read back from storage by the compactor instead
+            self._to_sum.append((name, version, window, tag, part, written_at, input_url))
+            if self._summer is None:
+                self._summer = threading.Thread(target=self._sum_loop, name="drift-sum", daemon=True)
+                self._summer.start()
+        self._summing.set()
         return True
 
-    def _keep(
-        self, name: str, version: str, window: Window, tag: str, part: Profile, written_at: float, input_url: str
-    ) -> None:  # fmt: skip
-        """Add a part just written to the window's sum (a part of another layout drops the sum: its parts
-        are then read back from storage, each counted or set aside on its own)."""
-        with self._lock:
+    def _sum_loop(self) -> None:
+        while True:
+            self._summing.wait()
+            self._summing.clear()
+            with self._sum_lock:
+                self._sum_written()
+
+    def _sum_written(self) -> None:
+        """Add the parts written since the last call to their windows' sums (the caller holds ``_sum_lock``).
+        A part of another layout than its window's sum drops the sum: those parts are then read back from
+        storage, each counted or set aside on its own."""
+        pending, self._to_sum = self._to_sum, []
+        for name, version, window, tag, part, written_at, input_url in pending:
             kept = self._written.get(name)
+            if kept is None:
+                kept = _Written(part.blank(seed=part.seed, model_version=version, window=window.iso()), {})
+                while len(self._written) >= _WRITTEN_WINDOWS:
+                    self._written.pop(next(iter(self._written)))
+                self._written[name] = kept
+            elif len(kept.tags) >= _WRITTEN_TAGS:
+                continue
+            summed = kept.profile
+            ours = summed.window, summed.model_version
+            summed.model_version = part.model_version  # as the compactor does, without touching the part
             try:
-                if kept is None:
-                    summed = part.blank(seed=part.seed, model_version=version, window=window.iso())
-                    kept = _Written(summed, {})
-                    while len(self._written) >= _WRITTEN_WINDOWS:
-                        self._written.pop(next(iter(self._written)))
-                    self._written[name] = kept
-                elif len(kept.tags) >= _WRITTEN_TAGS:
-                    return
-                window_of_part, version_of_part = part.window, part.model_version
-                part.window, part.model_version = kept.profile.window, kept.profile.model_version
-                try:
-                    kept.profile.absorb(part)
-                finally:
-                    part.window, part.model_version = window_of_part, version_of_part
+                summed.absorb(part)
             except ValueError:
                 self._written.pop(name, None)
-                return
+                continue
+            finally:
+                summed.window, summed.model_version = ours
             kept.tags[tag] = (written_at, input_url)
 
     def _take_written(self, name: str) -> _Written | None:
-        """The window's sum of the parts written here, removed (a compaction that fails leaves those parts
-        to be read back from storage by the next one)."""
-        with self._lock:
+        """The window's sum of every part written here so far, removed (a compaction that fails leaves those
+        parts to be read back from storage by the next one)."""
+        with self._sum_lock:
+            self._sum_written()
             return self._written.pop(name, None)
 
     def mark_missing(

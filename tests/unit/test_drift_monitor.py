@@ -19,9 +19,11 @@ from shared.drift.monitor import (
     BASELINE_ARTIFACT,
     DriftMonitor,
     NoBaselineError,
+    ProfileObserver,
     UnmappedSignalError,
     baseline_from_reference,
 )
+from shared.drift.profile import Profile
 from shared.drift.signals import DriftSignal
 from shared.drift.store import ProfileStore, window_of
 from shared.errors import RegistryUnavailableError
@@ -387,3 +389,29 @@ def test_a_commit_whose_response_was_lost_is_ours_not_superseded(drift):
     assert outcome.status == "succeeded" and outcome.rows == 200
     assert outcome.details["drift_profile"] == "recorded" and window_rows(drift)[0] == 200
     assert drift.ledger.get(outcome.key).status == "succeeded"
+
+
+def test_a_file_profiles_the_same_inline_threaded_or_both(tiny_onnx: Path):
+    """A small file is profiled in the scoring thread, a large one moves to a worker once it passes
+    ``inline_rows``: the profile is the same whichever way its batches went, and so is a failure."""
+    model = OnnxModel.from_file(str(tiny_onnx))
+    baseline = Profile.from_json(baseline_from_reference(table(3000, seed=1, prefix="b"), model))
+    batches = table(50_000, seed=3).to_batches(max_chunksize=8192)
+
+    def observed(inline_rows: int) -> tuple[Profile, bool]:
+        obs = ProfileObserver(baseline.blank(model_version="1"), salt="k", inline_rows=inline_rows)
+        for batch in batches:
+            scored = pa.record_batch({k: pa.array(v) for k, v in model.predict(batch).items()})
+            obs(batch, scored)
+        threaded = obs._thread is not None
+        return obs.close(), threaded
+
+    (inline, no_thread), (mixed, worker), (threaded, _) = (observed(n) for n in (10**9, 20_000, 0))
+    assert not no_thread and worker
+    assert inline.rows == 50_000 and inline == mixed == threaded
+
+    for inline_rows in (10**9, 0):
+        obs = ProfileObserver(baseline.blank(model_version="1"), salt="k", inline_rows=inline_rows)
+        obs(pa.record_batch({"x1": ["not a number"]}), None)  # never raises where scoring calls it
+        with pytest.raises(Exception):  # noqa: B017 - whatever the profile raised, close() raises it
+            obs.close()
