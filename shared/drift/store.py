@@ -246,6 +246,7 @@ class ProfileStore:
         self._to_sum: list[tuple[str, str, Window, str, Profile, float, str]] = []  # written, not summed yet
         self._sum_lock, self._summing = threading.Lock(), threading.Event()
         self._summer: threading.Thread | None = None
+        self._read_back: dict[str, set[str]] = {}  # window name → parts its compactor read from storage
         self._lock = threading.Lock()
 
     # -- names --------------------------------------------------------------------------------
@@ -316,6 +317,8 @@ class ProfileStore:
         storage, each counted or set aside on its own."""
         pending, self._to_sum = self._to_sum, []
         for name, version, window, tag, part, written_at, input_url in pending:
+            if tag in self._read_back.get(name, ()):
+                continue  # the compactor read it back already
             kept = self._written.get(name)
             if kept is None:
                 kept = _Written(part.blank(seed=part.seed, model_version=version, window=window.iso()), {})
@@ -335,6 +338,19 @@ class ProfileStore:
             finally:
                 summed.window, summed.model_version = ours
             kept.tags[tag] = (written_at, input_url)
+
+    def _reading_back(self, name: str, tags: list[str]) -> None:
+        """Note parts this compactor reads back from storage: one written here whose sum comes after the
+        sum was taken (its Put returned just before the listing) is then left out of the next sum, which
+        would otherwise hold a part absorbed already and be dropped whole."""
+        with self._sum_lock:
+            noted = self._read_back.pop(name, set())
+            if len(noted) + len(tags) > _WRITTEN_TAGS:
+                noted = set()
+            noted.update(tags)
+            self._read_back[name] = noted
+            while len(self._read_back) > _WRITTEN_WINDOWS:
+                self._read_back.pop(next(iter(self._read_back)))
 
     def _take_written(self, name: str) -> _Written | None:
         """The window's sum of every part written here so far, removed (a compaction that fails leaves those
@@ -401,6 +417,7 @@ class ProfileStore:
             if written is not None and not written.tags.keys() <= set(new):
                 # another compactor absorbed some of them first (a sum cannot be taken apart): read them back
                 written = None
+            self._reading_back(name, [t for t in new if written is None or t not in written.tags])
             noted = sorted(
                 t for t in markers if t not in state.absorbed and t not in state.missing and t not in parts
             )

@@ -230,6 +230,30 @@ def test_parts_written_here_but_absorbed_by_another_compactor_first_are_counted_
     assert blobs.part_reads == [f"drift/parts/m/1/{W.key}/{part_tag('k2')}.json".removeprefix("drift/")]
 
 
+def test_a_part_summed_after_the_compactor_read_it_back_does_not_spoil_the_next_sum():
+    class Interleaved(CountingReads):
+        """The compactor runs right after k3's Put returns, before write_part sums k3."""
+
+        def write_blocks(self, container, name, blocks, **kwargs):
+            etag = super().write_blocks(container, name, blocks, **kwargs)
+            if name.endswith(f"/{part_tag('k3')}.json"):
+                assert store.compact("m", "1", W.key, now=NOW).parts == 3  # k3 read back, k1 and k2 summed
+            return etag
+
+    blobs = Interleaved()
+    store = ProfileStore(blobs)
+    for i in (1, 2, 3):
+        store.write_part("m", "1", W, part(10, i), f"k{i}", f"http://h/a/c/{i}.csv")
+    assert len(blobs.part_reads) == 1  # k3, read back by the compaction its Put let in
+    store.write_part("m", "1", W, part(5, 4), "k4", "http://h/a/c/4.csv")
+    blobs.part_reads.clear()
+
+    state = store.compact("m", "1", W.key, now=NOW)
+    assert blobs.part_reads == []  # k4 came from the sum: k3 was left out of it, not summed a second time
+    assert state.parts == 4 and state.rows == 35
+    assert same(state.profile, whole(part(10, 1), part(10, 2), part(10, 3), part(5, 4)))
+
+
 def test_a_part_of_another_layout_is_read_back_and_set_aside_while_the_others_count():
     blobs = AzureLikeBlobs()
     store = ProfileStore(blobs)
