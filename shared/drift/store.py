@@ -244,7 +244,8 @@ class ProfileStore:
         self._docs: dict[str, CompactedWindow] = {}  # window name → last state read or written (by eTag)
         self._written: dict[str, _Written] = {}  # window name → the parts written here, not compacted yet
         self._to_sum: list[tuple[str, str, Window, str, Profile, float, str]] = []  # written, not summed yet
-        self._sum_lock, self._summing = threading.Lock(), threading.Event()
+        self._queue_lock = threading.Lock()  # ``_to_sum`` only: a writer never waits for a sum being made
+        self._sum_lock, self._summing = threading.Lock(), threading.Event()  # ``_written``, ``_read_back``
         self._summer: threading.Thread | None = None
         self._read_back: dict[str, set[str]] = {}  # window name → parts its compactor read from storage
         self._lock = threading.Lock()
@@ -294,7 +295,7 @@ class ProfileStore:
         except WriteConflictError:
             return False
         name = self.window_name(model, version, window.key)
-        with self._sum_lock:  # summed on a thread of its own: never on the scoring path
+        with self._queue_lock:  # summed on a thread of its own: never on the scoring path
             if len(self._to_sum) >= _UNSUMMED_PARTS:
                 return True  # read back from storage by the compactor instead
             self._to_sum.append((name, version, window, tag, part, written_at, input_url))
@@ -315,7 +316,8 @@ class ProfileStore:
         """Add the parts written since the last call to their windows' sums (the caller holds ``_sum_lock``).
         A part of another layout than its window's sum drops the sum: those parts are then read back from
         storage, each counted or set aside on its own."""
-        pending, self._to_sum = self._to_sum, []
+        with self._queue_lock:
+            pending, self._to_sum = self._to_sum, []
         for name, version, window, tag, part, written_at, input_url in pending:
             if tag in self._read_back.get(name, ()):
                 continue  # the compactor read it back already

@@ -254,6 +254,23 @@ def test_a_part_summed_after_the_compactor_read_it_back_does_not_spoil_the_next_
     assert same(state.profile, whole(part(10, 1), part(10, 2), part(10, 3), part(5, 4)))
 
 
+def test_a_writer_never_waits_for_a_sum_being_made():
+    blobs = CountingReads()
+    store = ProfileStore(blobs)
+    written = threading.Event()
+    with store._sum_lock:  # the summing thread (or a compactor taking the sum) holds the sums
+        writer = threading.Thread(
+            target=lambda: (
+                store.write_part("m", "1", W, part(10, 1), "k1", "http://h/a/c/1.csv") and written.set()
+            )
+        )
+        writer.start()
+        assert written.wait(5)  # the scoring path only queued its part
+    writer.join()
+    state = store.compact("m", "1", W.key, now=NOW)
+    assert state.parts == 1 and state.rows == 10 and blobs.part_reads == []
+
+
 def test_a_part_of_another_layout_is_read_back_and_set_aside_while_the_others_count():
     blobs = AzureLikeBlobs()
     store = ProfileStore(blobs)
