@@ -17,9 +17,6 @@ compactor (:meth:`ProfileStore.compact`, run by the evaluator) merges the parts 
 the window document under the document's eTag (``if_match``/``if_none_match``: two compactors never lose
 each other's work). The document keeps the tags it absorbed, so a part is counted once even when it is
 written again after it was pruned (absorbed parts are deleted ``retention_seconds`` after absorption).
-A process also sums the parts it wrote, per window, and its compactor absorbs that sum instead of reading
-those parts back (one GET and one parse per scored file saved on a single instance); a sum any of whose
-parts another compactor absorbed first is dropped, and its parts are read back from storage.
 
 Example:
     >>> from shared.testing import FakeBlobStore
@@ -85,9 +82,6 @@ _JSON = "application/json"
 READ_AHEAD = 8
 """Parts a compactor reads at once (in parallel threads)."""
 _CACHED_WINDOWS = 32  # compacted windows a process keeps parsed (by eTag), to skip re-reading unchanged ones
-_WRITTEN_WINDOWS = 8  # windows whose parts written here a process keeps summed until it compacts them
-_WRITTEN_TAGS = 100_000  # parts a window's sum holds at most (the next ones are read back from storage)
-_UNSUMMED_PARTS = 64  # parts written and waiting to be summed at most (the next ones are read back)
 
 
 class CorruptDriftStateError(InputError):
@@ -216,15 +210,6 @@ class _BadPart(Exception):
         self.doc = doc if isinstance(doc, dict) else {}
 
 
-@dataclass
-class _Written:
-    """The parts this process wrote into one window and has not compacted yet, summed: the compactor in the
-    same process absorbs them as one profile instead of reading each part back (see ``compact``)."""
-
-    profile: Profile
-    tags: dict[str, tuple[float, str]]  # tag → (written_at, input URL), as in the parts' documents
-
-
 class ProfileStore:
     """Drift state in one container of a :class:`BlobStore` (see the module docstring).
 
@@ -242,12 +227,6 @@ class ProfileStore:
         self.blobs, self.container = blobs, container
         self.retention_seconds, self.clock = retention_seconds, clock
         self._docs: dict[str, CompactedWindow] = {}  # window name → last state read or written (by eTag)
-        self._written: dict[str, _Written] = {}  # window name → the parts written here, not compacted yet
-        self._to_sum: list[tuple[str, str, Window, str, Profile, float, str]] = []  # written, not summed yet
-        self._queue_lock = threading.Lock()  # ``_to_sum`` only: a writer never waits for a sum being made
-        self._sum_lock, self._summing = threading.Lock(), threading.Event()  # ``_written``, ``_read_back``
-        self._summer: threading.Thread | None = None
-        self._read_back: dict[str, set[str]] = {}  # window name → parts its compactor read from storage
         self._lock = threading.Lock()
 
     # -- names --------------------------------------------------------------------------------
@@ -277,15 +256,12 @@ class ProfileStore:
         input_etag: str | None = None,
     ) -> bool:  # fmt: skip
         """Write one input's profile as its own immutable part; False when an earlier attempt already wrote
-        it (If-None-Match: a redelivery adds nothing). Raises ``TransientError`` when storage fails. A part
-        written is also added, on a thread of this store's, to this process's sum of the window's parts
-        (``part`` must not change afterwards), which this store's compactor absorbs instead of reading those
-        parts back."""
-        tag, written_at = part_tag(part_id), self.clock()
+        it (If-None-Match: a redelivery adds nothing). Raises ``TransientError`` when storage fails."""
+        tag = part_tag(part_id)
         body = {
             "format": PART_FORMAT, "version": 1, "model": model, "model_version": version, "window": window.key,
             "span": list(window.iso()), "tag": tag, "input": input_url, "etag": normalize_etag(input_etag), "rows": part.rows,
-            "written_at": written_at, "profile": part.to_json(),
+            "written_at": self.clock(), "profile": part.to_json(),
         }  # fmt: skip
         try:
             self.blobs.write_blocks(
@@ -294,72 +270,7 @@ class ProfileStore:
             )  # fmt: skip
         except WriteConflictError:
             return False
-        name = self.window_name(model, version, window.key)
-        with self._queue_lock:  # summed on a thread of its own: never on the scoring path
-            if len(self._to_sum) >= _UNSUMMED_PARTS:
-                return True  # read back from storage by the compactor instead
-            self._to_sum.append((name, version, window, tag, part, written_at, input_url))
-            if self._summer is None:
-                self._summer = threading.Thread(target=self._sum_loop, name="drift-sum", daemon=True)
-                self._summer.start()
-        self._summing.set()
         return True
-
-    def _sum_loop(self) -> None:
-        while True:
-            self._summing.wait()
-            self._summing.clear()
-            with self._sum_lock:
-                self._sum_written()
-
-    def _sum_written(self) -> None:
-        """Add the parts written since the last call to their windows' sums (the caller holds ``_sum_lock``).
-        A part of another layout than its window's sum drops the sum: those parts are then read back from
-        storage, each counted or set aside on its own."""
-        with self._queue_lock:
-            pending, self._to_sum = self._to_sum, []
-        for name, version, window, tag, part, written_at, input_url in pending:
-            if tag in self._read_back.get(name, ()):
-                continue  # the compactor read it back already
-            kept = self._written.get(name)
-            if kept is None:
-                kept = _Written(part.blank(seed=part.seed, model_version=version, window=window.iso()), {})
-                while len(self._written) >= _WRITTEN_WINDOWS:
-                    self._written.pop(next(iter(self._written)))
-                self._written[name] = kept
-            elif len(kept.tags) >= _WRITTEN_TAGS:
-                continue
-            summed = kept.profile
-            ours = summed.window, summed.model_version
-            summed.model_version = part.model_version  # as the compactor does, without touching the part
-            try:
-                summed.absorb(part)
-            except ValueError:
-                self._written.pop(name, None)
-                continue
-            finally:
-                summed.window, summed.model_version = ours
-            kept.tags[tag] = (written_at, input_url)
-
-    def _reading_back(self, name: str, tags: list[str]) -> None:
-        """Note parts this compactor reads back from storage: one written here whose sum comes after the
-        sum was taken (its Put returned just before the listing) is then left out of the next sum, which
-        would otherwise hold a part absorbed already and be dropped whole."""
-        with self._sum_lock:
-            noted = self._read_back.pop(name, set())
-            if len(noted) + len(tags) > _WRITTEN_TAGS:
-                noted = set()
-            noted.update(tags)
-            self._read_back[name] = noted
-            while len(self._read_back) > _WRITTEN_WINDOWS:
-                self._read_back.pop(next(iter(self._read_back)))
-
-    def _take_written(self, name: str) -> _Written | None:
-        """The window's sum of every part written here so far, removed (a compaction that fails leaves those
-        parts to be read back from storage by the next one)."""
-        with self._sum_lock:
-            self._sum_written()
-            return self._written.pop(name, None)
 
     def mark_missing(
         self, model: str, version: str, window: Window, part_id: str, input_url: str, input_etag: str | None,
@@ -401,8 +312,6 @@ class ProfileStore:
         """
         name = self.window_name(model, version, key)
         read_parts: dict[str, tuple[Profile, dict[str, Any]] | _BadPart] = {}  # parts are immutable
-        # taken before the listing: every part in the sum was written before it, so the listing shows it
-        written = self._take_written(name)
         for _ in range(MAX_ATTEMPTS):
             state, raw_etag, corrupt = self._load(model, version, key)
             parts = self._listed(f"parts/{model}/{version}/{key}/")
@@ -416,10 +325,6 @@ class ProfileStore:
                     read_parts[tag] = found
                     self._set_aside(state, tag, found)
                     new.remove(tag)
-            if written is not None and not written.tags.keys() <= set(new):
-                # another compactor absorbed some of them first (a sum cannot be taken apart): read them back
-                written = None
-            self._reading_back(name, [t for t in new if written is None or t not in written.tags])
             noted = sorted(
                 t for t in markers if t not in state.absorbed and t not in state.missing and t not in parts
             )
@@ -428,7 +333,7 @@ class ProfileStore:
                     return None
                 self._prune(state, parts, markers, final, now)
                 return state
-            merged, bad = self._merge(state, new, noted, read_parts, now, written)
+            merged, bad = self._merge(state, new, noted, read_parts, now)
             body = {
                 "format": WINDOW_FORMAT, "version": 2, "model": model, "model_version": version, "window": key,
                 "rows": merged.rows, "parts": merged.parts, "inputs_missing_profiles": merged.inputs_missing_profiles,
@@ -457,36 +362,17 @@ class ProfileStore:
     def _merge(
         self, state: CompactedWindow, new: list[str], noted: list[str],
         read_parts: dict[str, tuple[Profile, dict[str, Any]] | _BadPart], now: float | None,
-        written: _Written | None = None,
     ) -> tuple[CompactedWindow, dict[str, _BadPart]]:  # fmt: skip
         """The state with ``new`` parts and ``noted`` markers merged in, and the unreadable parts (counted
-        as missing; set aside by the caller once the state is written). The parts in ``written`` (all of
-        them in ``new``) are absorbed as its one sum; the others are read ``READ_AHEAD`` at a time in
-        parallel and merged in name order as they come; only unreadable ones are kept for a retry (a parsed
-        part of a 1k-row file holds ~0.7 MB of cells: a window's worth would not fit)."""
+        as missing; set aside by the caller once the state is written). Parts are read ``READ_AHEAD`` at a
+        time in parallel and merged in name order as they come; only unreadable ones are kept for a retry
+        (a parsed part of a 1k-row file holds ~0.7 MB of cells: a window's worth would not fit)."""
         stamp = self.clock() if now is None else now
         bad: dict[str, _BadPart] = {}
         profile, inputs = state.profile, list(state.inputs)
         owned = False  # whether ``profile`` is ours to add parts into (the state's may be a cached one's)
         absorbed, missing = dict(state.absorbed), dict(state.missing)
         arrived: list[tuple[float, str, str]] = []  # (written_at, tag, input): the inputs list in write order
-        if written is not None:
-            try:  # never absorbed into: a retry after a lost race merges the same sum again
-                if profile is None:
-                    profile = written.profile
-                    profile.model_version = state.version
-                else:
-                    written.profile.window = profile.window
-                    written.profile.model_version = profile.model_version
-                    profile, owned = profile.merge(written.profile), True
-            except ValueError:  # another layout than the window's: each part is read back and judged alone
-                written = None
-        if written is not None:
-            for tag, (at, url) in written.tags.items():
-                absorbed[tag] = stamp
-                missing.pop(tag, None)
-                arrived.append((at, tag, url))
-            new = [t for t in new if t not in written.tags]
 
         def read(tag: str) -> tuple[Profile, dict[str, Any]] | _BadPart | None:
             return read_parts.get(tag) or self._read_part(state, tag)
