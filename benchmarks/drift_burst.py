@@ -76,6 +76,30 @@ def _profiled_rows(stack: Any) -> int:
     return sum(int(report.get("rows") or 0) for report in monitor.store.reports(stack.model))
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """CPU seconds (user + system) a process and its children have used so far (0 when it is gone)."""
+    import psutil
+
+    if pid is None:
+        return 0.0
+    try:
+        root = psutil.Process(pid)
+        total = 0.0
+        for proc in [root, *root.children(recursive=True)]:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        return total
+    except psutil.Error:
+        return 0.0
+
+
+def _busy(before: Any, after: Any) -> float:
+    """The share of the machine's CPU time (all cores) that was not idle between two ``psutil.cpu_times()``."""
+    idle = (after.idle + getattr(after, "iowait", 0.0)) - (before.idle + getattr(before, "iowait", 0.0))
+    total = sum(after) - sum(before)
+    return 1.0 - idle / total if total > 0 else 0.0
+
+
 def _tick(stack: Any) -> float:
     """Run the drift timer (``evaluate_drift``) once by hand through devhost's admin API; its seconds."""
     t0 = time.perf_counter()
@@ -108,6 +132,8 @@ def _remove(stack: Any, prefix: str) -> None:
 
 def burst(stack: Any, payloads: list[tuple[bytes, int]], log: Path, drift: bool = False) -> dict[str, Any]:
     """One burst of ``payloads`` (CSV bytes, rows) through ``stack``'s devhost; files/s and its checks."""
+    import psutil
+
     from tests.reliability.harness import INPUT, OUTPUT, Version, check_invariants, wait_all
 
     prefix = f"drift-burst-{uuid.uuid4().hex[:8]}/"
@@ -129,6 +155,9 @@ def burst(stack: Any, payloads: list[tuple[bytes, int]], log: Path, drift: bool 
         uploaded[names[index]] = time.time()
 
     half = len(payloads) // 2
+    pids = {"devhost": stack.dev.process.pid, "azurite": getattr(stack.azurite.process, "pid", None)}
+    cpu = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    machine = psutil.cpu_times()
     started = time.time()
     with ThreadPoolExecutor(UPLOADERS) as pool:
         list(pool.map(upload, range(half)))
@@ -136,6 +165,8 @@ def burst(stack: Any, payloads: list[tuple[bytes, int]], log: Path, drift: bool 
         list(pool.map(upload, range(half, len(payloads))))
         mid_tick_s = mid_tick.result()
     waited = wait_all(stack, INPUT, versions, timeout=max(300.0, len(payloads) * 2.0), prefix=prefix)
+    cpu = {name: _cpu_seconds(pid) - cpu[name] for name, pid in pids.items()}
+    busy = _busy(machine, psutil.cpu_times())
     done: list[float] = []
     for blob in stack.blobs.get_container_client(OUTPUT).list_blobs(name_starts_with=f"{INPUT}/{prefix}",
                                                                     include=["metadata"]):  # fmt: skip
@@ -156,6 +187,9 @@ def burst(stack: Any, payloads: list[tuple[bytes, int]], log: Path, drift: bool 
         "seconds": seconds,
         "files_per_s": len(done) / seconds if seconds else 0.0,
         "mid_tick_s": mid_tick_s,
+        "devhost_cpu_ms_per_file": cpu["devhost"] * 1000 / len(payloads),
+        "azurite_cpu_ms_per_file": cpu["azurite"] * 1000 / len(payloads),
+        "machine_busy": busy,
         "final_tick_s": final_tick_s,
         "waited_s": waited,
         "problems": result.pop("problems"),
@@ -197,6 +231,8 @@ def run(files: int = 500, rows: int = 1000, rounds: int = 1) -> dict[str, Any]:
                       f"{result['seconds'] or 0:.1f} s), problems {len(result['problems'])}, "
                       f"drift warnings {sum(result['drift_warnings'].values())}"
                       + (f", rows profiled {result['profiled_rows']:,} of {result['rows']:,}" if arm == "on" else "")
+                      + f"; CPU ms per file: devhost {result['devhost_cpu_ms_per_file']:.1f}, "
+                      f"Azurite {result['azurite_cpu_ms_per_file']:.1f}, machine busy {result['machine_busy']:.0%}"
                       + f"; timer ticks by hand: mid-burst {result['mid_tick_s']:.2f} s, after {result['final_tick_s']:.2f} s",
                       flush=True)  # fmt: skip
                 arms[arm].append(result)

@@ -59,6 +59,7 @@ Example:
 from __future__ import annotations
 
 import base64
+import binascii
 import math
 import zlib
 from collections.abc import Iterable, Sequence
@@ -382,8 +383,17 @@ def _pack(counts: np.ndarray) -> dict[str, str]:
     return {"dtype": dtype, "z": base64.b64encode(zlib.compress(raw, 1)).decode("ascii")}
 
 
-def _unpack(d: dict[str, str]) -> np.ndarray:
-    return np.frombuffer(zlib.decompress(base64.b64decode(d["z"])), d["dtype"]).astype(np.int64)
+def _unpack(d: dict[str, str], size: int) -> np.ndarray:
+    """Inverse of :func:`_pack` for ``size`` counts; ``ValueError`` when the entry does not decode to that
+    many unsigned integers (a damaged part is then set aside, never crashes its compactor)."""
+    try:
+        dtype = np.dtype(d["dtype"])
+        raw = zlib.decompress(base64.b64decode(d["z"], validate=True))
+        if dtype.kind != "u" or len(raw) != size * dtype.itemsize:
+            raise ValueError(f"{len(raw)} bytes of {dtype} for {size} counts")
+    except (zlib.error, binascii.Error, TypeError, KeyError) as exc:
+        raise ValueError(f"undecodable counts: {type(exc).__name__}: {exc}") from exc
+    return np.frombuffer(raw, dtype).astype(np.int64)
 
 
 _NO_KEYS, _NO_VALUES = np.zeros(0, np.uint64), np.zeros(0, np.float64)
@@ -658,8 +668,8 @@ class NumericStats:
         keys, values = _unb64(sample["keys"], "<u8"), _unb64(sample["values"], "<f8")
         scalars = {k: d[k] for k in ("count", "missing", "out_of_range", "min", "max", "mean", "m2")}
         if spec.grid:
-            cells = _unpack(d["cells"])
-            if cells.size != spec.cells + 2 or keys.size != values.size:
+            cells = _unpack(d["cells"], spec.cells + 2)
+            if keys.size != values.size:
                 raise ValueError(f"{name}: inconsistent profile entry")
             return cls(spec, None, **scalars, sample_keys=keys, sample_values=values, cells=cells,
                        under_sum=float(d["under_sum"]), over_sum=float(d["over_sum"]))  # fmt: skip

@@ -37,7 +37,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -82,6 +82,10 @@ _JSON = "application/json"
 READ_AHEAD = 8
 """Parts a compactor reads at once (in parallel threads)."""
 _CACHED_WINDOWS = 32  # compacted windows a process keeps parsed (by eTag), to skip re-reading unchanged ones
+OWN_PARTS_BYTES = 32 << 20
+"""The parts a process wrote are kept (serialized, with the eTag their write returned) up to this many bytes
+until a compaction absorbs them: the compactor of the same process (the timer runs beside scoring) parses
+its own parts without reading them back; any other part, or one whose listed eTag differs, is read."""
 
 
 class CorruptDriftStateError(InputError):
@@ -227,6 +231,8 @@ class ProfileStore:
         self.blobs, self.container = blobs, container
         self.retention_seconds, self.clock = retention_seconds, clock
         self._docs: dict[str, CompactedWindow] = {}  # window name → last state read or written (by eTag)
+        self._own: dict[str, tuple[str, bytes]] = {}  # part name → (eTag, body) of parts written here
+        self._own_bytes = 0
         self._lock = threading.Lock()
 
     # -- names --------------------------------------------------------------------------------
@@ -263,14 +269,27 @@ class ProfileStore:
             "span": list(window.iso()), "tag": tag, "input": input_url, "etag": normalize_etag(input_etag), "rows": part.rows,
             "written_at": self.clock(), "profile": part.to_json(),
         }  # fmt: skip
+        name, data = self.part_name(model, version, window.key, tag), _dumps(body)
         try:
-            self.blobs.write_blocks(
-                self.container, self.part_name(model, version, window.key, tag), [_dumps(body)],
-                content_type=_JSON, if_none_match=True,
-            )  # fmt: skip
+            etag = self.blobs.write_blocks(self.container, name, [data], content_type=_JSON, if_none_match=True)
         except WriteConflictError:
             return False
+        self._keep_own(name, etag, data)
         return True
+
+    def _keep_own(self, name: str, etag: str, data: bytes) -> None:
+        with self._lock:
+            self._own[name] = (normalize_etag(etag), data)
+            self._own_bytes += len(data)
+            while self._own_bytes > OWN_PARTS_BYTES and self._own:  # the oldest first
+                self._own_bytes -= len(self._own.pop(next(iter(self._own)))[1])
+
+    def _forget_own(self, names: Iterable[str]) -> None:
+        with self._lock:
+            for name in names:
+                kept = self._own.pop(name, None)
+                if kept is not None:
+                    self._own_bytes -= len(kept[1])
 
     def mark_missing(
         self, model: str, version: str, window: Window, part_id: str, input_url: str, input_etag: str | None,
@@ -333,7 +352,7 @@ class ProfileStore:
                     return None
                 self._prune(state, parts, markers, final, now)
                 return state
-            merged, bad = self._merge(state, new, noted, read_parts, now)
+            merged, bad = self._merge(state, new, noted, read_parts, now, parts)
             body = {
                 "format": WINDOW_FORMAT, "version": 2, "model": model, "model_version": version, "window": key,
                 "rows": merged.rows, "parts": merged.parts, "inputs_missing_profiles": merged.inputs_missing_profiles,
@@ -362,6 +381,7 @@ class ProfileStore:
     def _merge(
         self, state: CompactedWindow, new: list[str], noted: list[str],
         read_parts: dict[str, tuple[Profile, dict[str, Any]] | _BadPart], now: float | None,
+        listed: dict[str, BlobInfo] | None = None,
     ) -> tuple[CompactedWindow, dict[str, _BadPart]]:  # fmt: skip
         """The state with ``new`` parts and ``noted`` markers merged in, and the unreadable parts (counted
         as missing; set aside by the caller once the state is written). Parts are read ``READ_AHEAD`` at a
@@ -375,7 +395,8 @@ class ProfileStore:
         arrived: list[tuple[float, str, str]] = []  # (written_at, tag, input): the inputs list in write order
 
         def read(tag: str) -> tuple[Profile, dict[str, Any]] | _BadPart | None:
-            return read_parts.get(tag) or self._read_part(state, tag)
+            info = (listed or {}).get(tag)
+            return read_parts.get(tag) or self._read_part(state, tag, info.etag if info else None)
 
         with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="drift-compact") as pool:
             for start in range(0, len(new), READ_AHEAD * 4):
@@ -422,13 +443,20 @@ class ProfileStore:
         return merged, bad
 
     def _read_part(
-        self, state: CompactedWindow, tag: str
+        self, state: CompactedWindow, tag: str, etag: str | None = None
     ) -> tuple[Profile, dict[str, Any]] | _BadPart | None:
+        """A part parsed: the body this process wrote when the listed ``etag`` is the one its write
+        returned, else read from storage; None when it is gone."""
         name = self.part_name(state.model, state.version, state.key, tag)
-        try:
-            raw = self.blobs.read_bytes(self.container, name)
-        except (BlobNotFoundError, FileNotFoundError):
-            return None
+        with self._lock:
+            own = self._own.get(name)
+        if own is not None and etag is not None and own[0] == normalize_etag(etag):
+            raw = own[1]
+        else:
+            try:
+                raw = self.blobs.read_bytes(self.container, name)
+            except (BlobNotFoundError, FileNotFoundError):
+                return None
         try:
             doc = json.loads(raw)
         except ValueError as exc:
@@ -479,6 +507,7 @@ class ProfileStore:
         self, state: CompactedWindow, parts: dict[str, BlobInfo], markers: dict[str, BlobInfo], final: bool,
         now: float | None,
     ) -> None:  # fmt: skip
+        self._forget_own(info.name for tag, info in parts.items() if tag in state.absorbed)
         cutoff = (self.clock() if now is None else now) - self.retention_seconds
         doomed = [info.name for tag, info in parts.items()
                   if tag in state.absorbed and (final or state.absorbed[tag] <= cutoff)]  # fmt: skip

@@ -264,6 +264,68 @@ def test_two_compactors_racing_never_lose_each_others_parts():
     assert json.loads(blobs.read_bytes("drift", f"windows/m/1/{W.key}.json"))["parts"] == 3
 
 
+class CountingReads(AzureLikeBlobs):
+    """Counts the reads of profile parts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.part_reads: list[str] = []
+
+    def read_bytes(self, container, name):
+        if name.startswith("parts/"):
+            self.part_reads.append(name)
+        return super().read_bytes(container, name)
+
+
+def test_a_compactor_parses_the_parts_its_process_wrote_without_reading_them_back():
+    blobs = CountingReads()
+    here, elsewhere = ProfileStore(blobs), ProfileStore(blobs)
+    for i in range(6):
+        (here if i % 3 else elsewhere).write_part("m", "1", W, part(4 + i, i), f"k{i}", f"http://h/a/c/{i}.csv")
+    state = here.compact("m", "1", W.key, now=NOW)
+    # the two parts the other instance wrote are read; the four written here come from memory
+    assert sorted(blobs.part_reads) == sorted(here.part_name("m", "1", W.key, part_tag(f"k{i}")) for i in (0, 3))
+    assert state.parts == 6 and same(state.profile, whole(*(part(4 + i, i) for i in range(6))))
+    blobs.part_reads.clear()
+    again = ProfileStore(blobs)
+    for i in range(6, 8):
+        here.write_part("m", "1", W, part(4 + i, i), f"k{i}", f"http://h/a/c/{i}.csv")
+    assert same(here.compact("m", "1", W.key, now=NOW).profile, whole(*(part(4 + i, i) for i in range(8))))
+    assert blobs.part_reads == [] and here._own == {}  # absorbed: nothing kept
+    assert same(again.compact("m", "1", W.key, now=NOW).profile, here.compacted("m", "1", W.key).profile)
+
+
+def test_a_part_changed_in_storage_after_its_write_is_read_from_storage():
+    blobs = CountingReads()
+    store = ProfileStore(blobs)
+    store.write_part("m", "1", W, part(10, 1), "k1", "http://h/a/c/1.csv")
+    name = store.part_name("m", "1", W.key, part_tag("k1"))
+    replaced = json.loads(blobs.read_bytes("drift", name))
+    replaced["profile"] = part(3, 2).to_json()  # rewritten by hand: the listing shows another eTag
+    blobs.write_bytes("drift", name, json.dumps(replaced).encode())
+    blobs.part_reads.clear()
+    state = store.compact("m", "1", W.key, now=NOW)
+    assert blobs.part_reads == [name] and state.rows == 3
+
+
+def test_a_part_whose_counts_do_not_decode_is_set_aside_and_counted():
+    blobs = AzureLikeBlobs()
+    grid = [FeatureSpec("x", "numeric", (0.0, 0.5, 1.0), grid=(0.0, 0.01, 100))]
+    good = Profile(grid, model_version="1").update(pa.table({"id": ["a", "b"], "x": [0.2, 0.7]}))
+    store = ProfileStore(blobs)
+    store.write_part("m", "1", W, good, "k1", "http://h/a/c/1.csv")
+    name = store.part_name("m", "1", W.key, part_tag("k2"))
+    damaged = json.loads(blobs.read_bytes("drift", store.part_name("m", "1", W.key, part_tag("k1"))))
+    damaged["input"], damaged["profile"]["features"]["x"]["cells"]["z"] = "http://h/a/c/2.csv", "bm90IHpsaWI="
+    blobs.write_bytes("drift", name, json.dumps(damaged).encode())  # valid JSON, base64 of b"not zlib"
+    with capture_logs() as logs:
+        state = store.compact("m", "1", W.key, now=NOW)
+    assert state.parts == 1 and state.rows == 2 and state.inputs_missing_profiles == 1
+    assert [m["input"] for m in state.missing.values()] == ["http://h/a/c/2.csv"]
+    assert any("undecodable counts" in str(line.get("error")) for line in logs if "set aside" in line["message"])
+    assert f"corrupt/{name}" in blobs.names("drift")
+
+
 def test_absorbed_parts_are_pruned_and_a_redelivery_after_pruning_is_not_counted_again():
     blobs = AzureLikeBlobs()
     store = ProfileStore(blobs, retention_seconds=600)
