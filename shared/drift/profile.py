@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import math
 import zlib
 from collections.abc import Iterable, Sequence
@@ -678,6 +679,18 @@ class NumericStats:
         return cls(spec, np.asarray(d["counts"], np.int64), **scalars, sample_keys=keys, sample_values=values)
 
 
+_FEW_VALUES = 4 * TAIL_SIZE
+"""Distinct values of a batch up to which a categorical feature maps them with a dict (above: Arrow kernels)."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _vocabulary_index(vocabulary: tuple[str, ...]) -> dict[str, int]:
+    index: dict[str, int] = {}
+    for i, value in enumerate(vocabulary):
+        index.setdefault(value, i)  # the first position of a repeated value, as ``pc.index_in`` finds it
+    return index
+
+
 def _tail_merge(
     values: Sequence[str], counts: np.ndarray, more_values: Sequence[str], more_counts: np.ndarray
 ) -> tuple[list[str], np.ndarray]:
@@ -742,13 +755,16 @@ class CategoricalStats:
         else:  # count first, then name the (few) distinct values as strings
             vc = pc.value_counts(column)
             values, counts = _strings(vc.field("values")), vc.field("counts").to_numpy()
+        if len(values) <= _FEW_VALUES:  # the usual case: a dict lookup per distinct value, no kernels
+            self._add_few(values.to_pylist(), counts.tolist())
+            return
         vocab = pa.array(self.spec.vocabulary, pa.string())
         index = pc.index_in(values, value_set=vocab).fill_null(-1).to_numpy()
         null = values.is_null().to_numpy(zero_copy_only=False)
         found = index >= 0
         np.add.at(self.counts, index[found], counts[found])
         self.missing += int(counts[null].sum())
-        unseen = ~found & ~null
+        unseen = ~found & ~null & (counts > 0)  # not a dictionary's unused entries
         if unseen.any():
             self.other += int(counts[unseen].sum())
             if unseen.sum() > 4 * TAIL_SIZE:  # many distinct values: only the batch's heaviest can matter
@@ -759,6 +775,26 @@ class CategoricalStats:
             names = values.filter(pa.array(unseen)).to_pylist()
             self.tail_values, self.tail_counts = _tail_merge(
                 self.tail_values, self.tail_counts, names, counts[unseen].astype(np.int64)
+            )
+
+    def _add_few(self, values: list[str | None], counts: list[int]) -> None:
+        """Count a batch's few distinct values (``values[i]`` seen ``counts[i]`` times; None: missing)."""
+        index = _vocabulary_index(self.spec.vocabulary)
+        names, unseen = [], []
+        for value, count in zip(values, counts, strict=True):
+            if not count:  # a dictionary's unused entry
+                continue
+            if value is None:
+                self.missing += count
+            elif (i := index.get(value)) is not None:
+                self.counts[i] += count
+            else:
+                names.append(value)
+                unseen.append(count)
+        if names:
+            self.other += sum(unseen)
+            self.tail_values, self.tail_counts = _tail_merge(
+                self.tail_values, self.tail_counts, names, np.asarray(unseen, np.int64)
             )
 
     def merged(self, other: CategoricalStats, k: int = 0) -> CategoricalStats:

@@ -247,6 +247,41 @@ def test_categorical_vocabulary_other_and_missing_on_hand_made_data() -> None:
     assert (ints.features["c"].counts.tolist(), ints.features["c"].other) == ([1, 2], 1)  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("distinct", [3, 40, 300, 2000])
+def test_a_categorical_batch_counts_the_same_through_the_dict_and_the_kernel_paths(distinct, monkeypatch) -> None:
+    import shared.drift.profile as profile
+
+    rng = np.random.default_rng(distinct)
+    vocabulary = tuple(f"v{i}" for i in range(0, 2 * distinct, 2)[:256])  # half the values seen are unknown
+    drawn = rng.zipf(1.3, 3000) % distinct
+    values = [None if d == 0 else f"v{d}" for d in drawn]
+    columns = [
+        pa.array(values),
+        pc.dictionary_encode(pa.array(values)),
+        pa.DictionaryArray.from_arrays(  # a dictionary with unused entries, and a repeated one
+            pa.array([None if d == 0 else int(d) for d in drawn], pa.int32()),
+            pa.array([f"v{i}" for i in range(distinct)] + ["unused", "v1"]),
+        ),
+    ]
+
+    def counted(few: int) -> list[tuple]:
+        monkeypatch.setattr(profile, "_FEW_VALUES", few)
+        states = []
+        for column in columns:
+            stats = CategoricalStats.empty(FeatureSpec("c", "categorical", vocabulary=vocabulary))
+            for start in range(0, len(column), 700):  # batches: the sketch merges across them
+                stats.add(column[start : start + 700])
+            states.append((stats.counts.tolist(), stats.other, stats.missing, stats.tail()))
+        return states
+
+    by_dict, by_kernels = counted(10**6), counted(0)
+    assert by_dict == by_kernels
+    counts, other, missing, tail = by_dict[0]
+    assert sum(counts) + other + missing == 3000 and missing == int(np.sum(drawn == 0))
+    assert "unused" not in tail and all(c > 0 for c in tail.values())
+    assert by_dict[1] == by_dict[0] == by_dict[2]
+
+
 def test_unseen_categories_and_out_of_range_in_drifted_data() -> None:
     base, table = _baseline(), _table(20000, seed=8, drift=1.0)
     cur = base.blank().update(table)
