@@ -853,13 +853,68 @@ def _moments(x: np.ndarray, edges: tuple[float, ...]) -> tuple[float, float]:
     if x.dtype != np.float32:
         mean = float(x.mean())
         d = x - mean
-        return mean, float(
-            np.einsum("i,i->", d, d)
-        )  # not d @ d: BLAS's spinning threads take the parser's core
+        with np.errstate(over="ignore"):  # |x| > 1e154: an infinite m2, as it is
+            return mean, float(np.square(d, out=d).sum())  # pairwise, as each row of ``_add_grids``; no BLAS
     pivot = np.float32(edges[len(edges) // 2] if edges else x[0])
     d = x - pivot
     s1, s2 = float(d.sum()), float(np.square(d, out=d).sum())
     return float(pivot) + s1 / x.size, max(s2 - s1 * s1 / x.size, 0.0)
+
+
+_GRID_GROUP = 2
+"""Unsampled float64 grid features of a batch counted together (at least this many): one array operation
+over all of them instead of one per feature (a 1k-row batch of 21 features: ~0.9 -> ~0.3 ms)."""
+
+
+def _add_grids(group: list[tuple[NumericStats, np.ndarray]]) -> None:
+    """Add one batch's float64 values to unsampled grid features, all features at once, exactly as
+    :meth:`NumericStats.add` adds each (the same cells, sums and moments, bit for bit); a column with a
+    missing or non-finite value is added on its own."""
+    if len({x.size for _, x in group}) != 1:
+        raise ValueError("the columns of one batch must have the same length")
+    values = np.vstack([x for _, x in group])  # a row per feature, contiguous: row reductions stay pairwise
+    lo, hi = values.min(axis=1), values.max(axis=1)
+    complete = np.isfinite(lo) & np.isfinite(hi)  # NaN and inf show in min/max
+    if not complete.all():
+        for (stats, x), ok in zip(group, complete.tolist(), strict=True):
+            if not ok:
+                stats.add(x, None, 0)
+        keep = np.flatnonzero(complete)
+        group, values, lo, hi = [group[i] for i in keep], values[keep], lo[keep], hi[keep]
+        if not group:
+            return
+    n = values.shape[1]
+    mean = values.mean(axis=1)
+    deviations = values - mean[:, None]
+    with np.errstate(over="ignore"):
+        m2 = np.square(deviations, out=deviations).sum(axis=1)
+    grid = np.array([stats.spec.grid for stats, _ in group], np.float64)  # origin, step, cells per row
+    origin, step, cells = grid[:, 0], grid[:, 1], grid[:, 2].astype(np.int64)
+    t = np.subtract(values, (origin - step)[:, None], out=deviations)
+    with np.errstate(over="ignore"):  # values beyond the grid (3e38 * 1/step may overflow): clipped
+        np.multiply(t, (1.0 / step)[:, None], out=t)
+    np.clip(t, 0, (cells + 1)[:, None].astype(np.float64), out=t)  # a no-op inside the grid
+    offsets = np.concatenate([[0], np.cumsum(cells + 2)])
+    index = t.astype(np.int64)
+    index += offsets[:-1, None]
+    got = np.bincount(index.ravel(), minlength=int(offsets[-1]))
+    for i, (stats, x) in enumerate(group):
+        mine = got[offsets[i] : offsets[i + 1]]
+        assert stats.cells is not None
+        stats.cells += mine
+        if mine[0]:
+            stats.under_sum += float(x[index[i] == offsets[i]].sum(dtype=np.float64))
+        if mine[-1]:
+            stats.over_sum += float(x[index[i] == offsets[i + 1] - 1].sum(dtype=np.float64))
+        low, high, edges = float(lo[i]), float(hi[i]), stats.spec.edges
+        if not edges:
+            stats.out_of_range += n
+        else:
+            if low < edges[0]:
+                stats.out_of_range += int(np.count_nonzero(x < edges[0]))
+            if high > edges[-1]:
+                stats.out_of_range += int(np.count_nonzero(x > edges[-1]))
+        stats._absorb(n, low + 0.0, high + 0.0, float(mean[i]), float(m2[i]))
 
 
 def _strings(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
@@ -1093,13 +1148,23 @@ class Profile:
             sampling = _mix(keys ^ self._seed_mix)
             sampling[keys == _MAX] = _MAX
         names, shared = set(batch.schema.names), dict[Any, np.ndarray]()
+        grids: list[tuple[NumericStats, np.ndarray]] = []
         for name, stats in self.features.items():
             if name not in names:
                 continue
             if isinstance(stats, NumericStats):
-                stats.add(_floats(batch.column(name)), sampling, self.sample_size, shared)
+                x = _floats(batch.column(name))
+                if sampling is None and stats.cells is not None and x.dtype == np.float64:
+                    grids.append((stats, x))
+                else:
+                    stats.add(x, sampling, self.sample_size, shared)
             else:
                 stats.add(batch.column(name))
+        if len(grids) >= _GRID_GROUP:
+            _add_grids(grids)
+        else:
+            for stats, x in grids:
+                stats.add(x, None, 0)
         return self
 
     def _check(self, other: Profile) -> None:

@@ -247,6 +247,36 @@ def test_categorical_vocabulary_other_and_missing_on_hand_made_data() -> None:
     assert (ints.features["c"].counts.tolist(), ints.features["c"].other) == ([1, 2], 1)  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_grid_features_counted_together_equal_each_counted_alone(seed, monkeypatch) -> None:
+    import shared.drift.profile as profile
+
+    rng = np.random.default_rng(seed)
+    base = Profile.baseline(
+        pa.table({f"x{i}": rng.normal(i, 1 + i, 5000) for i in range(6)}), numeric=[f"x{i}" for i in range(6)]
+    )
+    batches = []
+    for b in range(4):
+        cols = {f"x{i}": rng.normal(i + 0.3 * b, (1 + i) * (1 + 0.5 * b), 700) for i in range(6)}
+        cols["x1"][:: 50 + b] = np.nan if b % 2 else np.inf  # a column with missing or infinite values
+        cols["x2"][:3] = [1e300, -1e300, 3e38]  # far beyond the grid: the overflow and underflow cells
+        cols["x3"][:] = 7.25  # constant
+        batches.append(pa.record_batch({k: pa.array(v) for k, v in cols.items()}))
+
+    def profiled(group: int) -> dict:
+        monkeypatch.setattr(profile, "_GRID_GROUP", group)
+        p = base.blank(model_version="1")
+        assert p.sample_size == 0 and all(s.cells is not None for s in p.features.values())  # type: ignore[union-attr]
+        for batch in batches:
+            p.update(batch)
+        return p.to_json()
+
+    together, alone = profiled(2), profiled(10**6)
+    assert together == alone  # bit for bit: cells, sums, moments
+    x2 = Profile.from_json(together).features["x2"]
+    assert x2.cells[0] >= 4 and x2.cells[-1] >= 8 and x2.out_of_range >= 12  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("distinct", [3, 40, 300, 2000])
 def test_a_categorical_batch_counts_the_same_through_the_dict_and_the_kernel_paths(distinct, monkeypatch) -> None:
     import shared.drift.profile as profile
