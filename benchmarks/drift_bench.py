@@ -520,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", help="also write every measurement to this file")
     parser.add_argument("--burst-files", type=int, default=500, help="files of the drift on/off burst (0: skip)")
+    parser.add_argument("--burst-rounds", type=int, default=3, help="rounds of the burst, each drift off and on (default 3)")
     parser.add_argument(
         "--power-replicates",
         type=int,
@@ -692,8 +693,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.burst_files:
         from benchmarks import drift_burst
 
-        print(f"[+] burst of {args.burst_files} x 1k-row files through devhost, drift off and on", flush=True)
-        burst = drift_burst.run(args.burst_files)
+        print(f"[+] burst of {args.burst_files} x 1k-row files through devhost, drift off and on, "
+              f"{args.burst_rounds} round(s)", flush=True)
+        burst = drift_burst.run(args.burst_files, rounds=max(args.burst_rounds, 1))
         figs += drift_burst.figures(burst)
 
     elapsed = time.monotonic() - started
