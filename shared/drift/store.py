@@ -381,7 +381,7 @@ class ProfileStore:
     def _merge(
         self, state: CompactedWindow, new: list[str], noted: list[str],
         read_parts: dict[str, tuple[Profile, dict[str, Any]] | _BadPart], now: float | None,
-        listed: dict[str, BlobInfo] | None = None,
+        listed: dict[str, BlobInfo],
     ) -> tuple[CompactedWindow, dict[str, _BadPart]]:  # fmt: skip
         """The state with ``new`` parts and ``noted`` markers merged in, and the unreadable parts (counted
         as missing; set aside by the caller once the state is written). Parts are read ``READ_AHEAD`` at a
@@ -395,8 +395,7 @@ class ProfileStore:
         arrived: list[tuple[float, str, str]] = []  # (written_at, tag, input): the inputs list in write order
 
         def read(tag: str) -> tuple[Profile, dict[str, Any]] | _BadPart | None:
-            info = (listed or {}).get(tag)
-            return read_parts.get(tag) or self._read_part(state, tag, info.etag if info else None)
+            return read_parts.get(tag) or self._read_part(state, tag, listed[tag].etag)
 
         with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="drift-compact") as pool:
             for start in range(0, len(new), READ_AHEAD * 4):
