@@ -200,8 +200,12 @@ def _monotonic(wall: float) -> float:
 
 
 WATCHER_PAUSE_FACTOR = 4.0
-"""The blob watcher waits at least this many times as long as its last scan took before the next one (a
-container of thousands of blobs is scanned less often than ``blobPollIntervalSeconds``)."""
+"""The blob watcher waits at least this many times the CPU its last scan took before the next one (a
+container of thousands of blobs is scanned less often than ``blobPollIntervalSeconds``). CPU, not wall time:
+a scan that waited on storage (retries while Azurite is down) held no GIL and must not delay the next one."""
+
+WATCHER_MAX_PAUSE = 2.0
+"""The longest pause between two scans, seconds, however costly the last one was."""
 
 
 @dataclass(frozen=True)
@@ -458,13 +462,14 @@ class LocalEventGrid:
     def _watch_loop(self) -> None:
         wait = self.poll_interval
         while not self._stop.wait(wait):
-            started = time.perf_counter()
+            started = time.thread_time()
             try:
                 self._scan(emit=True)
             except Exception as exc:  # storage hiccup: keep watching
                 log.warning("blob watcher scan failed: %s", exc)
             # Event Grid costs a Functions app nothing: the watcher holds devhost's GIL at most ~1/5 of the time
-            wait = max(self.poll_interval, WATCHER_PAUSE_FACTOR * (time.perf_counter() - started))
+            spent = time.thread_time() - started
+            wait = min(WATCHER_MAX_PAUSE, max(self.poll_interval, WATCHER_PAUSE_FACTOR * spent))
 
     def _scan(self, emit: bool, containers: list[str] | None = None) -> None:
         from azure.core.exceptions import ResourceNotFoundError
