@@ -379,6 +379,12 @@ def _gamma_tail(null: np.ndarray) -> _Tail:
     return _Tail("gamma", mean * mean / var, var / mean)
 
 
+def _row_dot(matrix: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``matrix @ weights`` without BLAS: OpenBLAS's threads spin on every core after each call, and an
+    evaluation's resample matrices took the other core from scoring and storage (twice the CPU, 1.7 vs 0.86 s)."""
+    return np.einsum("ij,j->i", matrix, weights)
+
+
 def _w1_null(a: np.ndarray, b: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
     """W1 distances of ``resamples`` pairs of bootstrap samples (sizes of ``a`` and ``b``) of the pooled data."""
     pooled = np.sort(np.concatenate([a, b]))
@@ -390,7 +396,7 @@ def _w1_null(a: np.ndarray, b: np.ndarray, resamples: int, rng: np.random.Genera
         counts = np.bincount(picks.ravel(), minlength=resamples * size).reshape(resamples, size)
         return np.cumsum(counts[:, :-1], axis=1) / n
 
-    return np.abs(cdfs(a.size) - cdfs(b.size)) @ gaps
+    return _row_dot(np.abs(cdfs(a.size) - cdfs(b.size)), gaps)
 
 
 def _binomial_breach(
@@ -512,7 +518,7 @@ def grid_distances(base: NumericStats, cur: NumericStats) -> tuple[float, float]
     """
     pos, rb, rc = _joint_atoms(base, cur)
     diff = np.cumsum(rb)[:-1] / rb.sum() - np.cumsum(rc)[:-1] / rc.sum()
-    return float(np.abs(diff) @ np.diff(pos)), float(np.abs(diff).max(initial=0.0))
+    return float(np.einsum("i,i->", np.abs(diff), np.diff(pos))), float(np.abs(diff).max(initial=0.0))
 
 
 def _grid_null(
@@ -560,7 +566,7 @@ def _grid_null(
         diff = cdf(before_b - before_c, mass_b - mass_c)
     else:
         diff = cdf(before_b, mass_b) - cdf(before_c, mass_c)
-    return np.abs(diff[:, :-1]) @ np.diff(pos)
+    return _row_dot(np.abs(diff[:, :-1]), np.diff(pos))
 
 
 def _merge_by_mass(pos: np.ndarray, weight: np.ndarray, most: int) -> tuple[np.ndarray, np.ndarray]:
