@@ -34,7 +34,6 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from devhost.eventgrid_store import EventGridStore, EventGridStoreError, normalise_etag, state_table_name
+from shared.adapters.listing import ListedBlob, listed_blobs  # the watcher's scan: see that module
 
 __all__ = [
     "EventGridStore",
@@ -206,78 +206,6 @@ a scan that waited on storage (retries while Azurite is down) held no GIL and mu
 
 WATCHER_MAX_PAUSE = 2.0
 """The longest pause between two scans, seconds, however costly the last one was."""
-
-
-@dataclass(frozen=True)
-class ListedBlob:
-    """What the blob watcher needs of a listed blob."""
-
-    name: str
-    etag: str
-    size: int
-    content_type: str
-
-
-def _listing_page(client: Any, marker: str | None, per_page: int | None) -> Any:
-    """One page of a container's listing as the parsed XML (an ``ElementTree`` element).
-
-    The SDK's generated ``list_blob_flat_segment`` builds its model of every blob before it hands a ``cls``
-    the parsed XML, and that cost the watcher ~37 ms of the GIL per scan of 500 blobs: with a scan every
-    ``blobPollIntervalSeconds`` it held the GIL most of the time, and every thread of the app waited its
-    turn behind it (a 500-file burst ran at 9 files/s, 14 with the watcher scanning once a second). This
-    runs the same request (the SDK's request builder, on the container client's own pipeline: signing,
-    retries) and reads the XML its content-decoding policy parsed, as ``return_raw_deserialized`` does.
-    """
-    from azure.core.exceptions import (
-        ClientAuthenticationError,
-        HttpResponseError,
-        ResourceNotFoundError,
-        map_error,
-    )
-    from azure.core.pipeline.policies import ContentDecodePolicy
-    from azure.storage.blob._generated.operations._container_operations import (
-        build_list_blob_flat_segment_request,
-    )
-
-    operations = client._client.container
-    request = build_list_blob_flat_segment_request(
-        url=operations._config.url, marker=marker, maxresults=per_page, restype="container", comp="list",
-        version=operations._config.version,
-    )  # fmt: skip
-    request.url = operations._client.format_url(request.url)
-    response = operations._client._pipeline.run(request, stream=False)
-    if response.http_response.status_code != 200:
-        answer = response.http_response
-        errors = {401: ClientAuthenticationError, 404: ResourceNotFoundError}
-        map_error(status_code=answer.status_code, response=answer, error_map=errors)
-        raise HttpResponseError(response=answer)
-    return response.context[ContentDecodePolicy.CONTEXT_NAME]
-
-
-def listed_blobs(client: Any, per_page: int | None = None) -> Iterator[ListedBlob]:
-    """Every blob of a container, read from the raw listing XML for the four fields the watcher needs
-    (see ``_listing_page``: the SDK's models of every blob cost the watcher most of devhost's CPU).
-
-    Example:
-        >>> [b.name for b in listed_blobs(service.get_container_client("incoming"))]  # doctest: +SKIP
-        ['a.csv', 'b.csv']
-    """
-    marker = None
-    while True:
-        root = _listing_page(client, marker, per_page)
-        for blob in root.iterfind("Blobs/Blob"):
-            element = blob.find("Name")
-            name = (element.text or "") if element is not None else ""
-            if element is not None and element.get("Encoded") == "true":
-                name = urllib.parse.unquote(name)
-            properties = blob.find("Properties")
-            prop = properties.findtext if properties is not None else (lambda _tag: None)
-            yield ListedBlob(
-                name, prop("Etag") or "", int(prop("Content-Length") or 0), prop("Content-Type") or ""
-            )
-        marker = root.findtext("NextMarker") or None
-        if not marker:
-            return
 
 
 class LocalEventGrid:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from shared.adapters._azure import default_credential, storage_errors
+from shared.adapters.listing import listed_blobs
 from shared.errors import BlobChangedError, BlobNotFoundError, ConfigurationError, WriteConflictError
 from shared.names import ascii_metadata, block_ids
 from shared.ports import BlobInfo
@@ -296,18 +297,17 @@ class AzureBlobStore:
     def list_blobs(self, container: str, prefix: str | None = None) -> Iterator[BlobInfo]:
         from azure.core.exceptions import ResourceNotFoundError
 
+        client = self._service.get_container_client(container)
         with storage_errors(f"list {container}"):
-            try:
-                for item in self._service.get_container_client(container).list_blobs(
-                    name_starts_with=prefix, include=["metadata"]
-                ):
+            try:  # from the listing's XML: the SDK's per-blob models cost ~0.4 ms of CPU a blob
+                for item in listed_blobs(client, prefix, metadata=True):
                     yield BlobInfo(
                         container=container,
                         name=item.name,
                         etag=_quoted(item.etag),  # listings give it bare, properties quoted
                         size=item.size,
-                        content_type=item.content_settings.content_type,
-                        metadata=dict(item.metadata or {}),
+                        content_type=item.content_type or None,
+                        metadata=item.metadata,
                     )
             except ResourceNotFoundError:
                 return
