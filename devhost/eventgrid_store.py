@@ -104,7 +104,9 @@ class EventGridStore:
     def from_connection_string(cls, connection: str, table: str, blob_service: Any = None) -> EventGridStore:
         from azure.data.tables import TableClient
 
-        return cls(TableClient.from_connection_string(connection, table), blob_service)
+        from shared.adapters._azure import transport_options
+
+        return cls(TableClient.from_connection_string(connection, table, **transport_options()), blob_service)
 
     @property
     def name(self) -> str:

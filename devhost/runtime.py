@@ -18,6 +18,7 @@ from typing import Any
 
 from devhost.hostconfig import HostConfig
 from devhost.services import PROJECT_ROOT, Azurite, free_port
+from shared.adapters._azure import transport_options
 
 __all__ = ["DEFAULT_SUBSCRIPTIONS", "TOPIC_NAME", "DevHost", "local_settings"]
 
@@ -104,6 +105,7 @@ class _OutputSink:
                 self._connection(binding),
                 binding["queueName"],
                 message_encode_policy=BinaryBase64EncodePolicy(),
+                **transport_options(),
             )
             with contextlib.suppress(Exception):
                 client.create_queue()
@@ -113,7 +115,7 @@ class _OutputSink:
             from azure.storage.blob import BlobServiceClient
 
             container, _, name = binding["path"].partition("/")
-            service = BlobServiceClient.from_connection_string(self._connection(binding))
+            service = BlobServiceClient.from_connection_string(self._connection(binding), **transport_options())
             service.get_blob_client(container, name).upload_blob(value, overwrite=True)
         elif binding["type"] == "eventHub":
             from devhost.eventhubs import send_output
@@ -230,7 +232,7 @@ class DevHost:
     def _blob_service(self) -> Any:
         from azure.storage.blob import BlobServiceClient
 
-        return BlobServiceClient.from_connection_string(self._storage())
+        return BlobServiceClient.from_connection_string(self._storage(), **transport_options())
 
     def _read_blob(self, container: str, name: str) -> tuple[bytes, str, dict[str, Any]]:
         client = self._blob_service().get_blob_client(container, name)

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from devhost.host import FunctionHost, InvocationError
+from shared.adapters._azure import transport_options
 from shared.health import report_running, report_stopped
 from shared.ncrontab import EXPECTED_SCHEDULE, schedule_problem
 from shared.settings import configuration_error
@@ -186,7 +187,7 @@ class QueuePoller:
         from azure.storage.queue import QueueClient
 
         conn = self.env.get(connection or "AzureWebJobsStorage") or self.env.get("AzureWebJobsStorage", "")
-        client = QueueClient.from_connection_string(conn, queue)
+        client = QueueClient.from_connection_string(conn, queue, **transport_options())
         try:
             client.create_queue()
         except Exception:  # already there

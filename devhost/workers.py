@@ -95,8 +95,10 @@ class QueueWorker:
         (info,) = [f for f in host.by_trigger("queueTrigger") if f.trigger["queueName"] == queue]
         self.host, self.info = host, info
         connection = env.get(info.trigger.get("connection") or "AzureWebJobsStorage") or env["AzureWebJobsStorage"]
-        self.client = QueueClient.from_connection_string(connection, queue)
-        self.poison = QueueClient.from_connection_string(connection, f"{queue}-poison")
+        from shared.adapters._azure import transport_options
+
+        self.client = QueueClient.from_connection_string(connection, queue, **transport_options())
+        self.poison = QueueClient.from_connection_string(connection, f"{queue}-poison", **transport_options())
         for client in (self.client, self.poison):
             try:
                 client.create_queue()

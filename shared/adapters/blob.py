@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from shared.adapters._azure import default_credential, storage_errors
+from shared.adapters._azure import default_credential, storage_errors, transport_options
 from shared.adapters.listing import listed_blobs
 from shared.errors import BlobChangedError, BlobNotFoundError, ConfigurationError, WriteConflictError
 from shared.names import ascii_metadata, block_ids
@@ -48,10 +48,12 @@ class AzureBlobStore:
         from azure.storage.blob import BlobServiceClient
 
         if settings.data_connection_string:
-            return cls(BlobServiceClient.from_connection_string(settings.data_connection_string))
+            return cls(
+                BlobServiceClient.from_connection_string(settings.data_connection_string, **transport_options())
+            )
         if settings.data_blob_service_uri:
             uri = settings.data_blob_service_uri
-            return cls(BlobServiceClient(uri, credential=default_credential()))
+            return cls(BlobServiceClient(uri, credential=default_credential(), **transport_options()))
         raise ConfigurationError("set DataStorage or DataStorage__blobServiceUri", setting="DataStorage")
 
     @property

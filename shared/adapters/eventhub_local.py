@@ -76,7 +76,9 @@ class LocalEventHubs:
         from azure.storage.blob import BlobServiceClient
 
         count = partitions or int(os.environ.get("DEVHOST_EVENTHUB_PARTITIONS", DEFAULT_PARTITIONS))
-        return cls(BlobServiceClient.from_connection_string(connection), count)
+        from shared.adapters._azure import transport_options
+
+        return cls(BlobServiceClient.from_connection_string(connection, **transport_options()), count)
 
     def partition_ids(self) -> list[str]:
         return [str(i) for i in range(self.partitions)]

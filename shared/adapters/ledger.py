@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
-from shared.adapters._azure import default_credential, storage_errors
+from shared.adapters._azure import default_credential, storage_errors, transport_options
 from shared.errors import AlreadyClaimedError, ConfigurationError
 from shared.ports import LedgerRecord, takeable
 from shared.settings import Settings
@@ -50,10 +50,10 @@ class TableLedger:
         from azure.data.tables import TableServiceClient
 
         if settings.data_connection_string:
-            service = TableServiceClient.from_connection_string(settings.data_connection_string)
+            service = TableServiceClient.from_connection_string(settings.data_connection_string, **transport_options())
         elif settings.data_table_service_uri:
             uri = settings.data_table_service_uri
-            service = TableServiceClient(uri, credential=default_credential())
+            service = TableServiceClient(uri, credential=default_credential(), **transport_options())
         else:
             raise ConfigurationError("set DataStorage or DataStorage__tableServiceUri", setting="DataStorage")
         if create:

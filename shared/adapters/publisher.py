@@ -27,11 +27,11 @@ class EventGridPublisher:
         from azure.core.credentials import AzureKeyCredential
         from azure.eventgrid import EventGridPublisherClient
 
-        from shared.adapters._azure import default_credential
+        from shared.adapters._azure import default_credential, transport_options
 
         self.endpoint = endpoint
         credential = AzureKeyCredential(key) if key else default_credential()
-        self._client = EventGridPublisherClient(endpoint, credential)
+        self._client = EventGridPublisherClient(endpoint, credential, **transport_options())
 
     def publish(self, event_type: str, subject: str, data: Mapping[str, Any]) -> None:
         from azure.core.exceptions import AzureError

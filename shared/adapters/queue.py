@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.adapters._azure import default_credential, storage_errors
+from shared.adapters._azure import default_credential, storage_errors, transport_options
 from shared.errors import ConfigurationError
 from shared.settings import Settings
 
@@ -37,11 +37,11 @@ class StorageQueue:
         policy = TextBase64EncodePolicy()
         if settings.data_connection_string:
             client = QueueClient.from_connection_string(
-                settings.data_connection_string, queue, message_encode_policy=policy, **_BOUNDS
+                settings.data_connection_string, queue, message_encode_policy=policy, **_BOUNDS, **transport_options()
             )
         elif settings.data_queue_service_uri:
             client = QueueClient(settings.data_queue_service_uri, queue, credential=default_credential(),
-                                 message_encode_policy=policy, **_BOUNDS)  # fmt: skip
+                                 message_encode_policy=policy, **_BOUNDS, **transport_options())  # fmt: skip
         else:
             raise ConfigurationError("set DataStorage or DataStorage__queueServiceUri", setting="DataStorage")
         return cls(client)
