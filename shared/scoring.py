@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import io
 import json
@@ -31,6 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -80,6 +82,8 @@ _READ_CHUNK = 8 << 20  # per ranged download: fewer, larger requests (each costs
 _READS_IN_FLIGHT = 3  # ranges in memory at once (the parser's + 2 downloading ahead): 24 MiB at most
 _OWNER = f"{socket.gethostname()}:{os.getpid()}"
 _OUTPUT_SUFFIX = {"csv": ".predictions.csv", "parquet": ".predictions.parquet"}
+DRIFT_WRITERS = 8
+"""Drift parts written at once per instance, each beside its file's output commit (more files wait their turn)."""
 _CONTENT_TYPE = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 _MAX_LINEAGE_URL = 2048
 _NOT_COMMITTED_APIS = ("createfile",)  # Data Lake: the file exists, its content comes with FlushWithClose
@@ -247,6 +251,8 @@ class ScoringService:
         self.blobs, self.ledger, self.models = blobs, ledger, models
         self.publisher, self.settings, self._clock = publisher, settings, clock
         self.drift = drift
+        # a scored file's drift part is written while its output commits (see ``_score_claimed``)
+        self._drift_writes = ThreadPoolExecutor(DRIFT_WRITERS, "drift-part")  # no thread until the first part
         self.routes = load_routes(settings)
         # the files of engine azureml-batch routes go to an Azure ML batch endpoint (shared/batch_offload.py)
         self.batch = BatchOffload(batch, ledger, blobs, publisher, settings, owner=_OWNER) if batch else None
@@ -424,7 +430,17 @@ class ScoringService:
                 "event_id": event.id, "route": route.name, "model_name": version.name,
                 "model_version": version.version, "model_flavor": getattr(model, "flavor", "unknown"),
             }  # fmt: skip
-            lineage = _Lineage(blocks, metadata, stats, started, self._clock, lease.check)
+            recording: list[Future[dict[str, str]]] = []
+
+            def record_beside_commit() -> None:
+                # every row is scored and profiled: the part is written while the output commits (one round
+                # trip less per file); the ledger still says done only once both are durable
+                if observer is not None:
+                    recording.append(self._drift_writes.submit(
+                        contextvars.copy_context().run, self._record_drift, version, event, observer, key
+                    ))  # fmt: skip
+
+            lineage = _Lineage(blocks, metadata, stats, started, self._clock, lease.check, record_beside_commit)
             try:
                 if committed is not None:
                     self._recover_committed(committed, metadata, stats, lineage, observer)
@@ -445,12 +461,13 @@ class ScoringService:
             finally:
                 if observer is not None:
                     observer.stop()  # the worker has seen every batch once the output is committed
+                drift_details = recording[0].result() if recording else None  # never raises
             location = f"{route.output_container}/{output}"
             details: dict[str, Any] = {**metadata, "output": location, "rows_read": stats.rows_read,
                                        "rows_scored": stats.rows_scored, "rows_rejected": stats.rows_rejected,
                                        **resolved, "committed_at": datetime.now(UTC).isoformat()}  # fmt: skip
             if observer is not None:
-                details |= self._record_drift(version, event, observer, key)
+                details |= drift_details or self._record_drift(version, event, observer, key)
             if route.eventhub_output and self.collector is not None:  # after the commit, never before
                 details |= self.collector.send(route, key, event.blob_path, event.etag, location, version)
             elapsed_ms = round((self._clock() - started) * 1000, 1)
@@ -666,6 +683,7 @@ class _Lineage:
     def __init__(
         self, blocks: Iterator[bytes], metadata: dict[str, str], stats: EngineStats, started: float,
         clock: Callable[[], float], check: Callable[[], None] = lambda: None,
+        on_scored: Callable[[], None] = lambda: None,
     ) -> None:  # fmt: skip
         self._blocks, self._metadata, self._stats, self._started, self._clock = (
             blocks,
@@ -675,6 +693,7 @@ class _Lineage:
             clock,
         )
         self._check = check  # raises when the lease is lost or the deadline passed: nothing is committed
+        self._on_scored = on_scored  # called once every block is out, before the commit
 
     def __iter__(self) -> Iterator[bytes]:
         for block in self._blocks:
@@ -690,3 +709,4 @@ class _Lineage:
             "scoring_ms": str(round((self._clock() - self._started) * 1000, 1)),
             "scored_at": datetime.now(UTC).isoformat(),
         })  # fmt: skip
+        self._on_scored()

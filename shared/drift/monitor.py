@@ -2,7 +2,7 @@
 
 Scoring asks :meth:`DriftMonitor.observer` for a :class:`ProfileObserver` (a blank profile in the
 baseline's layout, updated on a worker thread beside scoring) and hands it back to :meth:`DriftMonitor.record`
-once the output is committed: the file's profile is written as its own immutable part of its window (by
+once every row is scored, while the output commits (before the ledger says done): the file's profile is written as its own immutable part of its window (by
 event time), named by the input's idempotency key, so a redelivery adds nothing. No shared blob is
 read-modify-written while scoring (see ``shared.drift.store``).
 

@@ -391,6 +391,65 @@ def test_a_commit_whose_response_was_lost_is_ours_not_superseded(drift):
     assert drift.ledger.get(outcome.key).status == "succeeded"
 
 
+def test_the_part_is_written_while_the_output_commits_and_before_the_ledger_says_done(drift):
+    """The output's commit waits until the file's part exists: it can only succeed if the part is written
+    beside the commit, not after it; the ledger's succeeded comes after both."""
+    blobs, ledger = drift.blobs, drift.ledger
+    real_write, real_finish = blobs.write_blocks, ledger.finish
+    part_seen, order = threading.Event(), []
+
+    def output_waits_for_the_part(container, name, blocks, **kwargs):
+        blocks = list(blocks)  # every row scored: the part may start now
+        if container == "drift" and name.startswith("parts/"):
+            etag = real_write(container, name, blocks, **kwargs)
+            order.append("part")
+            part_seen.set()
+            return etag
+        if container == "scored":
+            assert part_seen.wait(10), "the part was not written while the output committed"
+            order.append("output")
+        return real_write(container, name, blocks, **kwargs)
+
+    def finish(claim, status, details=None):
+        order.append(f"ledger {status}")
+        return real_finish(claim, status, details)
+
+    blobs.write_blocks, ledger.finish = output_waits_for_the_part, finish
+    outcome = score(drift, "beside.csv", table(300, seed=8, prefix="s"))
+    blobs.write_blocks, ledger.finish = real_write, real_finish
+    assert outcome.status == "succeeded" and outcome.details["drift_profile"] == "recorded"
+    assert order == ["part", "output", "ledger succeeded"]
+    assert window_rows(drift)[0] == 300
+
+
+def test_an_output_commit_that_fails_beside_a_written_part_counts_the_file_once(drift):
+    """Storage fails the output's commit after the part landed: the file is retried, its part is found
+    already written, and the window counts its rows once."""
+    from shared.errors import StorageUnavailableError
+
+    blobs = drift.blobs
+    real_write = blobs.write_blocks
+    failed = []
+
+    def output_fails_once(container, name, blocks, **kwargs):
+        blocks = list(blocks)
+        if container == "scored" and not failed:
+            failed.append(name)
+            raise StorageUnavailableError("storage answered 503", status=503)
+        return real_write(container, name, blocks, **kwargs)
+
+    blobs.write_blocks = output_fails_once
+    event = parse_blob_created(drift.upload("flaky.csv", csv_bytes(table(250, seed=9, prefix="f"))))
+    with pytest.raises(StorageUnavailableError):
+        drift.service.score(event)
+    assert failed and drift.blobs.names("drift") and window_rows(drift)[0] == 250  # the part landed
+    again = drift.service.score(event)
+    blobs.write_blocks = real_write
+    assert again.status == "succeeded" and again.details["drift_profile"] == "already_recorded"
+    rows, inputs = window_rows(drift)
+    assert rows == 250 and [u.rsplit("/", 1)[1] for u in inputs] == ["flaky.csv"]
+
+
 def test_a_file_profiles_the_same_inline_threaded_or_both(tiny_onnx: Path):
     """A small file is profiled in the scoring thread, a large one moves to a worker once it passes
     ``inline_rows``: the profile is the same whichever way its batches went, and so is a failure."""
