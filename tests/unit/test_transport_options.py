@@ -20,12 +20,18 @@ AZURITE = (
 )
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["HTTP_PROXY", "https_proxy", "ALL_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC"],
-)
-def test_any_setting_requests_reads_keeps_the_environment_trusted(name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["HTTP_PROXY", "https_proxy", "ALL_PROXY", "no_proxy", "NETRC"])
+def test_a_proxy_setting_keeps_the_environment_trusted(name: str, tmp_path: Path) -> None:
     assert transport_options({"PATH": "/bin", name: "x"}, home=tmp_path) == {}
+
+
+@pytest.mark.parametrize("name", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_a_ca_bundle_is_passed_as_the_transport_s_verify(name: str, tmp_path: Path) -> None:
+    assert transport_options({"PATH": "/bin", name: "/etc/ssl/bundle.pem"}, home=tmp_path) == {
+        "use_env_settings": False, "connection_verify": "/etc/ssl/bundle.pem"
+    }
+    both = {"REQUESTS_CA_BUNDLE": "/a.pem", "CURL_CA_BUNDLE": "/b.pem"}  # requests' own precedence
+    assert transport_options(both, home=tmp_path)["connection_verify"] == "/a.pem"
 
 
 @pytest.mark.parametrize("netrc", [".netrc", "_netrc"])
@@ -59,5 +65,10 @@ def test_the_storage_clients_use_it(monkeypatch: pytest.MonkeyPatch, tmp_path: P
                  "all_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     assert [t._use_env_settings for t in _transports(monkeypatch, tmp_path)] == [False, False, False]
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/bundle.pem")
+    transports = _transports(monkeypatch, tmp_path)
+    assert [(t._use_env_settings, t.connection_config.verify) for t in transports] == [
+        (False, "/etc/ssl/bundle.pem")
+    ] * 3
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     assert [t._use_env_settings for t in _transports(monkeypatch, tmp_path)] == [True, True, True]
