@@ -28,7 +28,6 @@ Reuses ``tests/reliability/harness.py`` (devhost as its own process, uploads, wa
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -292,24 +291,13 @@ def figures(result: dict[str, Any]) -> list[Any]:
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
-    from benchmarks.report import figure_lines, figure_table
+    from benchmarks.report import arm_parser, print_figures
 
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.drift_burst", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--files", type=int, default=500, help="files per burst (default 500)")
-    parser.add_argument("--rows", type=int, default=1000, help="rows per file (default 1000)")
-    parser.add_argument("--rounds", type=int, default=1, help="bursts per arm, order alternating (default 1)")
-    parser.add_argument("--json", help="also write every measurement to this file")
+    parser = arm_parser("python -m benchmarks.drift_burst", __doc__ or "", files=500, rounds=1,
+                        rounds_help="bursts per arm, order alternating")  # fmt: skip
     args = parser.parse_args(argv)
     result = run(args.files, args.rows, max(args.rounds, 1))
-    figs = figures(result)
-    print()
-    print(figure_table(figs))
-    print()
-    print(figure_lines(figs), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1, default=str))
+    print_figures(figures(result), args.json, result)
     return 0 if result["problems"] == 0 and result["rows_not_profiled"] == 0 else 1
 
 

@@ -16,9 +16,7 @@ The per-thread CPU split (scoring threads of each arm, the part writers) is prin
 
 from __future__ import annotations
 
-import argparse
 import collections
-import json
 import os
 import statistics
 import sys
@@ -125,22 +123,13 @@ def figures(result: dict[str, Any]) -> list[Any]:
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
-    from benchmarks.report import figure_lines, figure_table
+    from benchmarks.report import arm_parser, print_figures
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.drift_cost", description=__doc__.split("\n")[0])
-    parser.add_argument("--files", type=int, default=100, help="files per arm and round (default 100)")
-    parser.add_argument("--rows", type=int, default=1000, help="rows per file (default 1000)")
-    parser.add_argument("--rounds", type=int, default=6, help="counted rounds, arm order alternating (default 6)")
-    parser.add_argument("--json", help="also write every measurement to this file")
+    parser = arm_parser("python -m benchmarks.drift_cost", __doc__ or "", files=100, rounds=6,
+                        rounds_help="counted rounds, arm order alternating")  # fmt: skip
     args = parser.parse_args(argv)
     result = run(args.files, args.rows, max(args.rounds, 1))
-    figs = figures(result)
-    print()
-    print(figure_table(figs))
-    print()
-    print(figure_lines(figs), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1, default=str))
+    print_figures(figures(result), args.json, result)
     return 0
 
 

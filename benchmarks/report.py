@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 Results = dict[str, dict[str, Any] | None]  # measurement name → result (None: failed)
@@ -157,3 +160,33 @@ def figure_table(figs: list[Figure]) -> str:
 
 def figure_lines(figs: list[Figure]) -> str:
     return "\n".join(f"{f.name}: {'nan' if f.value is None else f'{f.value:.{f.digits}f}'}" for f in figs)
+
+
+def print_figures(figs: list[Figure], json_path: str | None = None, measurements: Any = None) -> None:
+    """The figure table, then the ``name: value`` lines; ``measurements`` also written to ``json_path``.
+
+    Example:
+        >>> print_figures([Figure("x_over_y", 0.93, ">= 0.9", True)])
+        <BLANKLINE>
+        figure    value  target  status
+        --------  -----  ------  ------
+        x_over_y   0.93  >= 0.9  met
+        <BLANKLINE>
+        x_over_y: 0.93
+    """
+    print()
+    print(figure_table(figs))
+    print()
+    print(figure_lines(figs), flush=True)
+    if json_path:
+        Path(json_path).write_text(json.dumps(measurements, indent=1, default=str))
+
+
+def arm_parser(prog: str, description: str, *, files: int, rounds: int, rounds_help: str) -> argparse.ArgumentParser:
+    """The command line of an A/B benchmark of scored files (``--files --rows --rounds --json``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description.split("\n")[0])
+    parser.add_argument("--files", type=int, default=files, help=f"files per arm and round (default {files})")
+    parser.add_argument("--rows", type=int, default=1000, help="rows per file (default 1000)")
+    parser.add_argument("--rounds", type=int, default=rounds, help=f"{rounds_help} (default {rounds})")
+    parser.add_argument("--json", help="also write every measurement to this file")
+    return parser
