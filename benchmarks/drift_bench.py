@@ -506,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import BENCH_DIR, ROOT
     from benchmarks.fixtures import data_file, label
     from benchmarks.measures import _sample
-    from benchmarks.report import Figure, figure_lines, figure_table
+    from benchmarks.report import Figure, print_figures
 
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.drift_bench", description=__doc__.split("\n")[0]
@@ -742,10 +742,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("\n".join(power_lines(power)))
     print("power targets: " + ("all met" if not power_misses else "; ".join(power_misses)))
-    print()
-    print(figure_table(figs))
-    print()
-    print(figure_lines(figs), flush=True)
+    print_figures(figs)
     if args.json:
         Path(args.json).write_text(
             json.dumps(

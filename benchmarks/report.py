@@ -182,7 +182,9 @@ def print_figures(figs: list[Figure], json_path: str | None = None, measurements
         Path(json_path).write_text(json.dumps(measurements, indent=1, default=str))
 
 
-def arm_parser(prog: str, description: str, *, files: int, rounds: int, rounds_help: str) -> argparse.ArgumentParser:
+def arm_parser(
+    prog: str, description: str, *, files: int, rounds: int, rounds_help: str
+) -> argparse.ArgumentParser:
     """The command line of an A/B benchmark of scored files (``--files --rows --rounds --json``)."""
     parser = argparse.ArgumentParser(prog=prog, description=description.split("\n")[0])
     parser.add_argument("--files", type=int, default=files, help=f"files per arm and round (default {files})")
