@@ -37,10 +37,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -52,7 +53,7 @@ from shared.drift.metrics import DriftInputError
 from shared.drift.monitor import ProfileObserver, baseline_from_reference
 from shared.drift.profile import Profile
 from shared.engine import NULL_TOKENS, Limits, detect_format, score_file
-from shared.errors import BlobNotFoundError, EmptyFileError, FileFormatError, SchemaMismatchError
+from shared.errors import BlobNotFoundError, EmptyFileError, FileFormatError, InputError, SchemaMismatchError
 from shared.models import ModelInput
 
 __all__ = ["compare_tables", "policy_from_settings"]
@@ -149,6 +150,8 @@ def _schema(source: Source, key: str) -> pa.Schema:
     if isinstance(source, pa.Table):
         return source.schema
     open_, fmt, name = _opened(source)
+    if Path(source).stat().st_size == 0:
+        raise EmptyFileError("the file is empty (0 bytes)")
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq
@@ -279,9 +282,11 @@ def compare_tables(
         artifact = reference.to_json() if isinstance(reference, Profile) else dict(reference)
         importance = importance if importance is not None else artifact.get("importance")
     elif model is not None:
-        artifact = baseline_from_reference(read_table(reference, model, key=key, limits=limits), model)
+        with _located(reference, "the reference table"):
+            artifact = baseline_from_reference(read_table(reference, model, key=key, limits=limits), model)
     else:
-        artifact, dtypes, skipped = _baseline(reference, numeric, categorical, key, limits)
+        with _located(reference, "the reference table"):
+            artifact, dtypes, skipped = _baseline(reference, numeric, categorical, key, limits)
     try:
         baseline = Profile.from_json(json.loads(json.dumps(artifact)))  # as the monitor reads the artifact
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
@@ -289,20 +294,23 @@ def compare_tables(
     window: Profile | None = None
     absent: set[str] = set(baseline.features)
     for index, source in enumerate(sources):
-        present = set(_columns(source, key))
-        shared = [name for name in baseline.features if name in present]
-        reads = model
-        if model is None:
-            if not shared:
-                raise SchemaMismatchError(
-                    f"{_name(source)} has none of the reference's feature columns "
-                    f"({', '.join(sorted(baseline.features)[:20])})",
-                    columns=sorted(present)[:50],
-                )
-            reads = _Columns(tuple(ModelInput(n, dtypes.get(n) or _dtype(baseline, n)) for n in shared))
-        absent -= present
-        part = _window_part(baseline, source, reads, key, limits, salt=f"offline:{index}:{_name(source)}")
-        window = part if window is None else window.merge(part)
+        with _located(source, "the current table"):
+            present = set(_columns(source, key))
+            shared = [name for name in baseline.features if name in present]
+            reads = model
+            if model is None:
+                if not shared:
+                    # a file that cannot be read says what is wrong with it before the columns are judged
+                    _read_or_raise(source, baseline, dtypes, key, limits)
+                    raise SchemaMismatchError(
+                        f"{_name(source)} has none of the reference's feature columns "
+                        f"({', '.join(sorted(baseline.features)[:20])})",
+                        columns=sorted(present)[:50],
+                    )
+                reads = _Columns(tuple(ModelInput(n, dtypes.get(n) or _dtype(baseline, n)) for n in shared))
+            absent -= present
+            part = _window_part(baseline, source, reads, key, limits, salt=f"offline:{index}:{_name(source)}")
+            window = part if window is None else window.merge(part)
     assert window is not None
     report = compare(baseline, window, policy, importance=importance)
     if absent and model is None:
@@ -310,6 +318,39 @@ def compare_tables(
     if skipped:
         report.reasons.append(f"not compared (dates, times, nested or empty columns): {', '.join(skipped)}")
     return report
+
+
+@contextlib.contextmanager
+def _located(source: Any, table_name: str) -> Iterator[None]:
+    """An input error raised while ``source`` is read names it: ``path`` in its details and the message.
+
+    Example:
+        >>> with _located("cur.csv", "the current table"):    # doctest: +SKIP
+        ...     raise EmptyFileError("the file is empty (0 bytes)")
+        shared.errors.EmptyFileError: cur.csv: the file is empty (0 bytes)
+    """
+    try:
+        yield
+    except InputError as exc:
+        name = table_name if isinstance(source, pa.Table | Profile | Mapping) else str(source)
+        exc.details.setdefault("path", name)
+        if name not in exc.message:
+            exc.message = f"{name}: {exc.message}"
+            exc.args = (exc.message, *exc.args[1:])
+        raise
+
+
+def _read_or_raise(
+    source: Source, baseline: Profile, dtypes: Mapping[str, str], key: str, limits: Limits | None
+) -> None:
+    """Read ``source`` as the engine reads an input of every reference feature: its own located error
+    for a file that cannot be read (empty, not UTF-8, corrupt gzip, ...); a missing column is left to the
+    caller, which names every reference feature."""
+    columns = _Columns(tuple(ModelInput(n, dtypes.get(n) or _dtype(baseline, n)) for n in baseline.features))
+    try:
+        _read(source, columns, key, limits, lambda inputs, outputs: None)
+    except SchemaMismatchError:
+        pass
 
 
 def _name(source: Source) -> str:
@@ -338,8 +379,14 @@ def _baseline(
     chosen = {i.name for i in inputs}
     skipped = [n for n, k in kinds.items() if k is None and n not in chosen]
     if not inputs:
+        if skipped:  # a header-only file types every column null: the engine says the file has no rows
+            empty = _Columns(tuple(ModelInput(n, "object") for n in skipped))
+            read_table(reference, empty, key=key, limits=limits)
+        why = (
+            f"; not comparable (dates, times, nested or empty): {', '.join(skipped[:20])}" if skipped else ""
+        )
         raise SchemaMismatchError(
-            f"{_name(reference)} has no column to profile (only {key!r} or nested columns)"
+            f"{_name(reference)} has no column to profile but {key!r}{why}", columns=list(kinds)[:50]
         )
     table = read_table(reference, _Columns(tuple(inputs)), key=key, limits=limits)
     profile = Profile.baseline(table, numeric=list(numeric), categorical=list(categorical), key=key)

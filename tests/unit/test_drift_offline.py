@@ -200,6 +200,40 @@ def test_bad_inputs_raise_errors_of_the_one_tree(tmp_path: Path) -> None:
     assert info.value.reason in ("empty_file", "schema_mismatch")
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "empty_file"),
+        (b"id,x1,x2,color\n", "empty_file"),
+        (bytes(range(256)) * 4, "not_utf8"),
+        (b"\x1f\x8b\x08\x00not gzip", "bad_file_format"),
+    ],
+)
+@pytest.mark.parametrize("side", ["reference", "current"])
+def test_an_unreadable_file_is_named_with_its_own_reason_on_either_side(
+    tmp_path: Path, content: bytes, reason: str, side: str
+) -> None:
+    """A file the engine cannot read says why (not "no shared columns"), and names the file."""
+    bad = tmp_path / ("bad.csv.gz" if content.startswith(b"\x1f\x8b") else "bad.csv")
+    bad.write_bytes(content)
+    good = data(300, seed=2)
+    with pytest.raises(InputError) as info:
+        compare_tables(bad, good) if side == "reference" else compare_tables(good, bad)
+    if side == "reference" and reason == "not_utf8":
+        assert info.value.reason in ("not_utf8", "bad_file_format")  # the reference is typed by pyarrow first
+    else:
+        assert info.value.reason == reason
+    assert info.value.details["path"] == str(bad) and str(bad) in str(info.value)
+
+
+def test_a_reference_without_comparable_columns_says_which_it_has(tmp_path: Path) -> None:
+    nulls = tmp_path / "nulls.csv"
+    nulls.write_text("id,x1\n1,\n2,\n")
+    with pytest.raises(SchemaMismatchError, match="not comparable .*: x1") as info:
+        compare_tables(nulls, data(100, seed=3))
+    assert info.value.details["path"] == str(nulls)
+
+
 def test_default_policy_is_the_default_settings_policy() -> None:
     assert policy_from_settings(Settings.from_env({})) == DriftPolicy()
     custom = Settings.from_env({"SCOREHOOK_DRIFT_NUMERIC_THRESHOLD": "0.2", "SCOREHOOK_DRIFT_MIN_ROWS": "10"})
