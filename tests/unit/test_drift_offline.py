@@ -229,7 +229,7 @@ def test_an_unreadable_file_is_named_with_its_own_reason_on_either_side(
 def test_a_reference_without_comparable_columns_says_which_it_has(tmp_path: Path) -> None:
     nulls = tmp_path / "nulls.csv"
     nulls.write_text("id,x1\n1,\n2,\n")
-    with pytest.raises(SchemaMismatchError, match="not comparable .*: x1") as info:
+    with pytest.raises(SchemaMismatchError, match=r"not comparable .*: x1") as info:
         compare_tables(nulls, data(100, seed=3))
     assert info.value.details["path"] == str(nulls)
 
