@@ -41,7 +41,10 @@ unseen-category rate (categorical, outside the baseline's vocabulary). A rate br
 than ``quality_threshold`` over the baseline's rate and a one-sided binomial test against the baseline rate
 plus ``quality_threshold`` (the baseline rate Laplace-smoothed; out-of-range: 2 / (N + 1), the chance a new
 value falls outside N baseline values) is significant at the same corrected ``alpha``: a rise smaller than
-the threshold is never a breach, however large n is.
+the threshold is never a breach, however large n is. The missing rate breaches when it fell as far too
+(the same test the other way, against the baseline rate minus ``quality_threshold``): a column upstream
+stopped leaving empty is a change of the data. A feature with no values at all in the window (``status``
+``no_values``) has no distance, but its missing-rate breach counts in the dataset's share.
 
 Dataset level: the share of drifted input features (distribution or quality), weighted by the model's
 feature importance when the baseline has it, against ``drift_share``; prediction drift (the
@@ -269,11 +272,16 @@ def compare(
             pending.append((result, to_decide))
     _holm(pending, policy, features)
 
-    inputs = [f for f in results if f.role == "input" and f.status == "evaluated"]
+    # a feature without values (all missing) has no distance, but its missing-rate breach is drift all the same
+    inputs = [f for f in results if f.role == "input" and (f.status == "evaluated" or f.quality_breaches)]
     weights = [(f.importance if f.importance is not None else 1.0) for f in inputs]
     total = sum(weights)
     share = sum(w for f, w in zip(inputs, weights, strict=True) if f.flagged) / total if total else 0.0
-    prediction_drift = any(f.flagged for f in results if f.role == "prediction" and f.status == "evaluated")
+    prediction_drift = any(
+        f.flagged
+        for f in results
+        if f.role == "prediction" and (f.status == "evaluated" or f.quality_breaches)
+    )
     reasons = [r for f in results if f.flagged for r in f.reasons]
     coarse = [f.name for f in results if f.basis == "sample"]
     if coarse:
@@ -408,7 +416,10 @@ def _binomial_breach(
     null_rate: float,
     policy: DriftPolicy,
     corrected: float,
+    low_null_rate: float | None = None,
 ) -> None:
+    """A rate risen more than the quality threshold beyond noise is a breach; with ``low_null_rate`` (the
+    baseline's rate smoothed down) a rate fallen as far is one too."""
     rate = hits / n if n else 0.0
     result.quality[what] = round(rate, 6)
     result.quality[f"baseline_{what}"] = round(base_rate, 6)
@@ -420,6 +431,14 @@ def _binomial_breach(
                 f"{result.name}: {what} {rate:.4f} vs baseline {base_rate:.4f} "
                 f"(+{rate - base_rate:.4f} > {policy.quality_threshold}, binomial p={p_value:.2g})"
             )
+    elif n and low_null_rate is not None and base_rate - rate > policy.quality_threshold:
+        p_value = float(stats.binom.cdf(hits, n, max(low_null_rate - policy.quality_threshold, 0.0)))
+        if p_value < corrected:
+            result.quality_breaches.append(what)
+            result.reasons.append(
+                f"{result.name}: {what} {rate:.4f} vs baseline {base_rate:.4f} "
+                f"(-{base_rate - rate:.4f}, a fall of more than {policy.quality_threshold}, binomial p={p_value:.2g})"
+            )
 
 
 def _missing_breach(
@@ -429,11 +448,12 @@ def _missing_breach(
     policy: DriftPolicy,
     corrected: float,
 ) -> None:
-    """The missing rate against the baseline's (Laplace-smoothed for the test: a clean baseline is not 0)."""
+    """The missing rate against the baseline's, risen or fallen (Laplace-smoothed for the test: a clean
+    baseline is not 0, an always-missing one not 1)."""
     base_rows = max(base.rows, 1)
     _binomial_breach(
         result, "missing_rate", cur.missing, cur.rows, base.missing / base_rows,
-        (base.missing + 1) / (base_rows + 2), policy, corrected,
+        (base.missing + 1) / (base_rows + 2), policy, corrected, base.missing / (base_rows + 2),
     )  # fmt: skip
 
 
@@ -454,11 +474,11 @@ def _numeric(
     result.metric, result.threshold = "normalized_wasserstein", policy.numeric_threshold
     if base.spec.grid and cur.count and base.count:
         return _numeric_grid(result, base, cur, policy, corrected, rng)
-    result.basis = "sample"
     a, b = base.sample_values, cur.sample_values
-    if cur.count == 0 or a.size == 0:
+    if cur.count == 0 or a.size == 0:  # nothing to measure a distance on (not a version-1 baseline's doing)
         result.status = "no_values" if cur.count == 0 else "no_baseline_sample"
         return None
+    result.basis = "sample"
     value = normalized_wasserstein(a, b, ddof=1)
     std = float(np.std(a, ddof=1)) if a.size > 1 else 0.0
     null = _w1_null(a, b, policy.resamples, rng) / max(std, WASSERSTEIN_STD_FLOOR)

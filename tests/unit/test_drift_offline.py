@@ -282,3 +282,29 @@ def test_with_a_model_its_types_are_the_contract(tiny_onnx: Path, tmp_path: Path
         compare_tables(
             data(500, seed=1), write(data(500, seed=2).drop_columns(["x2"]), tmp_path / "c.csv"), model=model
         )
+
+
+@pytest.mark.parametrize("rows", [50, 1000, 100_000])
+def test_a_missing_rate_that_falls_is_flagged_and_one_that_holds_is_not(rows: int) -> None:
+    """An upstream change that stops sending missing values is a change of the data (20 % -> 0 %)."""
+    rng = np.random.default_rng(5)
+    ref = rng.normal(size=20_000)
+    ref[rng.random(20_000) < 0.2] = np.nan
+    fallen = compare_tables(pa.table({"x": ref}), pa.table({"x": rng.normal(size=rows)})).feature("x")
+    assert fallen.flagged and fallen.quality_breaches == ["missing_rate"]
+    assert "a fall of more than" in fallen.reasons[-1]
+    same = rng.normal(size=rows)
+    same[rng.random(rows) < 0.2] = np.nan
+    assert not compare_tables(pa.table({"x": ref}), pa.table({"x": same})).feature("x").flagged
+
+
+def test_a_column_gone_all_missing_counts_in_the_dataset_decision() -> None:
+    rng = np.random.default_rng(6)
+    ref = pa.table({"x": rng.normal(size=5000), "y": rng.normal(size=5000)})
+    cur = pa.table({"x": pa.array([None] * 5000, pa.float64()), "y": rng.normal(size=5000)})
+    report = compare_tables(ref, cur)
+    assert report.feature("x").flagged and report.feature("x").status == "no_values"
+    assert report.decision == "drift" and report.drifted_share == 0.5
+    assert not any("profile version 1" in reason for reason in report.reasons)
+    alone = compare_tables(ref.select(["x"]), cur.select(["x"]))
+    assert alone.decision == "drift" and alone.drifted_share == 1.0
