@@ -40,7 +40,8 @@ Data quality per feature: missing rate, out-of-range rate (numeric, outside the 
 unseen-category rate (categorical, outside the baseline's vocabulary). A rate breaches when it rose by more
 than ``quality_threshold`` over the baseline's rate and a one-sided binomial test against the baseline rate
 plus ``quality_threshold`` (the baseline rate Laplace-smoothed; out-of-range: 2 / (N + 1), the chance a new
-value falls outside N baseline values) is significant at the same corrected ``alpha``: a rise smaller than
+value falls outside N baseline values; unseen: plus the baseline's ``other_excess`` when its vocabulary had
+to leave levels out, the share its own counts understate) is significant at the same corrected ``alpha``: a rise smaller than
 the threshold is never a breach, however large n is. The missing rate breaches when it fell as far too
 (the same test the other way, against the baseline rate minus ``quality_threshold``): a column upstream
 stopped leaving empty is a change of the data. A feature with no values at all in the window (``status``
@@ -662,7 +663,7 @@ def _categorical(
     base_other = base.other / base_present if base_present else 0.0
     _binomial_breach(
         result, "unseen_rate", cur.other, cur_present, base_other,
-        (base.other + 1) / (base_present + 2), policy, corrected,
+        min((base.other + 1) / (base_present + 2) + base.other_excess, 1.0), policy, corrected,
     )  # fmt: skip
     result.metric, result.threshold = "jensen_shannon_distance", policy.categorical_threshold
     result.basis = "counts"

@@ -329,6 +329,33 @@ def _top(pairs: Iterable[tuple[str, int]], k: int) -> list[str]:
     return [v for v, _ in sorted(pairs, key=lambda vc: (-vc[1], vc[0]))[:k]]
 
 
+def _other_excess(strings: pa.Array | pa.ChunkedArray, top_k: int) -> float:
+    """How much a top-``top_k`` vocabulary's out-of-vocabulary share, measured on the rows it was chosen
+    from, understates the share on fresh rows: chosen on the even rows, the share on the odd rows minus the
+    share on the even rows (0 when not positive). Half the rows select worse than all of them, so this
+    errs on the side of the larger excess (a fresh window is then less easily called "unseen").
+
+    Example:
+        >>> levels = np.array([f"L{i}" for i in range(500)])
+        >>> column = pa.array(levels[np.random.default_rng(0).integers(0, 500, 20_000)])
+        >>> 0.03 < _other_excess(column, 256) < 0.15
+        True
+    """
+    strings = pa.chunked_array([strings]) if isinstance(strings, pa.Array) else strings
+    even = np.zeros(len(strings), bool)
+    even[::2] = True
+    halves = []
+    for mask in (even, ~even):
+        vc = pc.value_counts(strings.filter(pa.array(mask)).drop_null()).to_pylist()
+        halves.append({v["values"]: v["counts"] for v in vc})
+    chosen = set(_top(halves[0].items(), top_k))
+    shares = []
+    for counts in halves:
+        total = sum(counts.values())
+        shares.append(sum(c for v, c in counts.items() if v not in chosen) / total if total else 0.0)
+    return round(max(shares[1] - shares[0], 0.0), 6)
+
+
 def _b64(a: np.ndarray, dtype: str) -> str:
     return base64.b64encode(np.ascontiguousarray(a, dtype).tobytes()).decode("ascii")
 
@@ -427,7 +454,9 @@ class NumericStats:
     ) -> None:
         self.spec, self.count, self.missing, self.out_of_range = spec, count, missing, out_of_range
         self.min, self.max, self.mean, self.m2 = min, max, mean, m2
-        self.sample_keys = _NO_KEYS if sample_keys is None else sample_keys  # replaced, never changed in place
+        self.sample_keys = (
+            _NO_KEYS if sample_keys is None else sample_keys
+        )  # replaced, never changed in place
         self.sample_values = _NO_VALUES if sample_values is None else sample_values
         self.cells = cells if cells is not None or not spec.grid else np.zeros(spec.cells + 2, np.int64)
         self.under_sum, self.over_sum = under_sum, over_sum
@@ -709,7 +738,12 @@ def _tail_merge(
 @dataclass(eq=False)
 class CategoricalStats:
     """A categorical feature's mergeable state: ``counts`` per vocabulary value, ``other``, ``missing``, and
-    the sketch of out-of-vocabulary values (``tail_values`` with their estimated ``tail_counts``)."""
+    the sketch of out-of-vocabulary values (``tail_values`` with their estimated ``tail_counts``).
+
+    A baseline whose vocabulary could not hold every level also has ``other_excess``: how much its own
+    out-of-vocabulary share understates what fresh data of the same distribution shows (the top levels are
+    chosen by these very counts, so the ones left out came out low), estimated by choosing the vocabulary
+    on half the rows and counting on the other half (see :meth:`Profile.baseline`)."""
 
     spec: FeatureSpec
     counts: np.ndarray
@@ -717,6 +751,7 @@ class CategoricalStats:
     missing: int = 0
     tail_values: list[str] = field(default_factory=list)
     tail_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    other_excess: float = 0.0
 
     @classmethod
     def empty(cls, spec: FeatureSpec) -> CategoricalStats:
@@ -800,7 +835,13 @@ class CategoricalStats:
     def merged(self, other: CategoricalStats, k: int = 0) -> CategoricalStats:
         """The state of both (``other`` must have the same spec): a copy of this one that absorbed ``other``."""
         out = CategoricalStats(
-            self.spec, self.counts, self.other, self.missing, self.tail_values, self.tail_counts
+            self.spec,
+            self.counts,
+            self.other,
+            self.missing,
+            self.tail_values,
+            self.tail_counts,
+            self.other_excess,
         )
         out.absorb(other, k)
         return out
@@ -815,8 +856,8 @@ class CategoricalStats:
         self.missing += other.missing
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready state."""
-        return {
+        """JSON-ready state (``other_excess`` only when there is one: a truncated baseline vocabulary)."""
+        d: dict[str, Any] = {
             "kind": "categorical",
             "vocabulary": list(self.spec.vocabulary),
             "counts": self.counts.tolist(),
@@ -824,6 +865,9 @@ class CategoricalStats:
             "missing": self.missing,
             "tail": {"values": list(self.tail_values), "counts": self.tail_counts.tolist()},
         }
+        if self.other_excess:
+            d["other_excess"] = self.other_excess
+        return d
 
     @classmethod
     def from_json(cls, name: str, d: dict[str, Any]) -> CategoricalStats:
@@ -832,9 +876,12 @@ class CategoricalStats:
         tail = d.get("tail") or {"values": [], "counts": []}
         if len(d["counts"]) != spec.bins or len(tail["values"]) != len(tail["counts"]):
             raise ValueError(f"{name}: inconsistent profile entry")
+        excess = float(d.get("other_excess") or 0.0)
+        if not 0.0 <= excess <= 1.0:
+            raise ValueError(f"{name}: inconsistent profile entry")
         return cls(
             spec, np.asarray(d["counts"], np.int64), d["other"], d["missing"],
-            [str(v) for v in tail["values"]], np.asarray(tail["counts"], np.int64),
+            [str(v) for v in tail["values"]], np.asarray(tail["counts"], np.int64), excess,
         )  # fmt: skip
 
 
@@ -1070,20 +1117,22 @@ class Profile:
                 std = float(present.std(ddof=1)) if present.size > 1 else 0.0
                 fine = grid_for(float(edges[0]), float(edges[-1]), std, resolution)
             specs.append(FeatureSpec(name, "numeric", tuple(edges), grid=fine))
+        excess: dict[str, float] = {}
         for name in categorical:
-            pairs = [
-                (v["values"], v["counts"]) for v in pc.value_counts(_strings(table.column(name))).to_pylist()
-            ]
-            specs.append(
-                FeatureSpec(
-                    name, "categorical", vocabulary=tuple(_top([p for p in pairs if p[0] is not None], top_k))
-                )
-            )
+            strings = _strings(table.column(name))
+            pairs = [(v["values"], v["counts"]) for v in pc.value_counts(strings).to_pylist()]
+            pairs = [p for p in pairs if p[0] is not None]
+            specs.append(FeatureSpec(name, "categorical", vocabulary=tuple(_top(pairs, top_k))))
+            if len(pairs) > top_k:
+                excess[name] = _other_excess(strings, top_k)
         profile = cls(specs, sample_size=sample_size, seed=seed, key=key, model_version=model_version)
         keys = (
             None if key in table.column_names or not sample_size else row_keys(offset=0, rows=table.num_rows)
         )
-        return profile.update(table, keys=keys)
+        profile.update(table, keys=keys)
+        for name, value in excess.items():
+            profile.features[name].other_excess = value  # type: ignore[union-attr]
+        return profile
 
     @classmethod
     def from_baseline(
