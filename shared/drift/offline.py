@@ -41,7 +41,7 @@ import contextlib
 import io
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -307,7 +307,7 @@ def compare_tables(
                         f"({', '.join(sorted(baseline.features)[:20])})",
                         columns=sorted(present)[:50],
                     )
-                reads = _Columns(tuple(ModelInput(n, dtypes.get(n) or _dtype(baseline, n)) for n in shared))
+                reads = _reads(baseline, dtypes, shared)
             absent -= present
             part = _window_part(baseline, source, reads, key, limits, salt=f"offline:{index}:{_name(source)}")
             window = part if window is None else window.merge(part)
@@ -346,11 +346,15 @@ def _read_or_raise(
     """Read ``source`` as the engine reads an input of every reference feature: its own located error
     for a file that cannot be read (empty, not UTF-8, corrupt gzip, ...); a missing column is left to the
     caller, which names every reference feature."""
-    columns = _Columns(tuple(ModelInput(n, dtypes.get(n) or _dtype(baseline, n)) for n in baseline.features))
     try:
-        _read(source, columns, key, limits, lambda inputs, outputs: None)
+        _read(source, _reads(baseline, dtypes, baseline.features), key, limits, lambda inputs, outputs: None)
     except SchemaMismatchError:
         pass
+
+
+def _reads(baseline: Profile, dtypes: Mapping[str, str], names: Iterable[str]) -> _Columns:
+    """The stand-in model that reads ``names`` with the types the reference gave them."""
+    return _Columns(tuple(ModelInput(n, dtypes.get(n) or _dtype(baseline, n)) for n in names))
 
 
 def _name(source: Source) -> str:

@@ -329,26 +329,27 @@ def _top(pairs: Iterable[tuple[str, int]], k: int) -> list[str]:
     return [v for v, _ in sorted(pairs, key=lambda vc: (-vc[1], vc[0]))[:k]]
 
 
-def _other_excess(strings: pa.Array | pa.ChunkedArray, top_k: int) -> float:
+def _other_excess(strings: pa.Array | pa.ChunkedArray, counts: dict[str, int], top_k: int) -> float:
     """How much a top-``top_k`` vocabulary's out-of-vocabulary share, measured on the rows it was chosen
     from, understates the share on fresh rows: chosen on the even rows, the share on the odd rows minus the
     share on the even rows (0 when not positive). Half the rows select worse than all of them, so this
     errs on the side of the larger excess (a fresh window is then less easily called "unseen").
+    ``counts`` are the column's value counts (the odd rows' are those minus the even rows').
 
     Example:
         >>> levels = np.array([f"L{i}" for i in range(500)])
         >>> column = pa.array(levels[np.random.default_rng(0).integers(0, 500, 20_000)])
-        >>> 0.03 < _other_excess(column, 256) < 0.15
+        >>> full = {v["values"]: v["counts"] for v in pc.value_counts(column).to_pylist()}
+        >>> 0.03 < _other_excess(column, full, 256) < 0.15
         True
     """
     strings = pa.chunked_array([strings]) if isinstance(strings, pa.Array) else strings
     even = np.zeros(len(strings), bool)
     even[::2] = True
-    halves = []
-    for mask in (even, ~even):
-        vc = pc.value_counts(strings.filter(pa.array(mask)).drop_null()).to_pylist()
-        halves.append({v["values"]: v["counts"] for v in vc})
-    chosen = set(_top(halves[0].items(), top_k))
+    vc = pc.value_counts(strings.filter(pa.array(even)).drop_null()).to_pylist()
+    even_counts = {v["values"]: v["counts"] for v in vc}
+    halves = [even_counts, {v: c - even_counts.get(v, 0) for v, c in counts.items()}]
+    chosen = set(_top(even_counts.items(), top_k))
     shares = []
     for counts in halves:
         total = sum(counts.values())
@@ -454,9 +455,7 @@ class NumericStats:
     ) -> None:
         self.spec, self.count, self.missing, self.out_of_range = spec, count, missing, out_of_range
         self.min, self.max, self.mean, self.m2 = min, max, mean, m2
-        self.sample_keys = (
-            _NO_KEYS if sample_keys is None else sample_keys
-        )  # replaced, never changed in place
+        self.sample_keys = _NO_KEYS if sample_keys is None else sample_keys  # replaced, never changed in place
         self.sample_values = _NO_VALUES if sample_values is None else sample_values
         self.cells = cells if cells is not None or not spec.grid else np.zeros(spec.cells + 2, np.int64)
         self.under_sum, self.over_sum = under_sum, over_sum
@@ -1124,7 +1123,7 @@ class Profile:
             pairs = [p for p in pairs if p[0] is not None]
             specs.append(FeatureSpec(name, "categorical", vocabulary=tuple(_top(pairs, top_k))))
             if len(pairs) > top_k:
-                excess[name] = _other_excess(strings, top_k)
+                excess[name] = _other_excess(strings, dict(pairs), top_k)
         profile = cls(specs, sample_size=sample_size, seed=seed, key=key, model_version=model_version)
         keys = (
             None if key in table.column_names or not sample_size else row_keys(offset=0, rows=table.num_rows)
