@@ -89,7 +89,7 @@ from shared.drift.metrics import (
     normalized_wasserstein,
     psi,
 )
-from shared.drift.profile import CategoricalStats, NumericStats, Profile
+from shared.drift.profile import TAIL_SIZE, CategoricalStats, NumericStats, Profile
 from shared.errors import ConfigurationError
 
 __all__ = [
@@ -176,7 +176,8 @@ class FeatureDrift:
     """What the distance was computed from: ``grid`` (numeric, fine histogram), ``sample`` (numeric, a
     version-1 layout: the bounded samples), ``counts`` (categorical: vocabulary, sketch and the rest)."""
     new_levels: dict[str, float] = field(default_factory=dict)
-    """Categorical: values unseen in the baseline with at least a 2 % share of the window's values."""
+    """Categorical: values unseen in the baseline with at least a 2 % share of the window's values (the
+    sketch's count, which may be up to its error low: listed when the count plus that error reaches 2 %)."""
     vanished_levels: dict[str, float] = field(default_factory=dict)
     """Categorical: baseline values with at least a 2 % share that the window (>= 50 values) never has."""
 
@@ -746,11 +747,12 @@ def _categorical(
     c_named = np.asarray([cur_tail.get(v, 0) for v in names], float)
     r = np.concatenate([base.counts, r_named, [max(base.other - r_named.sum(), 0.0)]]).astype(float)
     c = np.concatenate([cur.counts, c_named, [max(cur.other - c_named.sum(), 0.0)]]).astype(float)
-    if cur_present:
+    if cur_present:  # a sketch count is up to `slack` low: a level at 2 % may show as 1.95 %
+        slack = (cur.other - int(cur.tail_counts.sum())) / (TAIL_SIZE + 1)
         result.new_levels = {
             v: round(n / cur_present, 6)
             for v, n in zip(names, c_named.tolist(), strict=True)
-            if v not in base_tail and n / cur_present >= LEVEL_SHARE
+            if v not in base_tail and n > 0 and (n + slack) / cur_present >= LEVEL_SHARE
         }
     if cur_present >= 50 and base_present:
         result.vanished_levels = {

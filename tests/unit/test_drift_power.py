@@ -94,3 +94,17 @@ def test_a_new_level_under_five_percent_in_a_wide_feature_is_its_own_category() 
         base=2,
     )
     assert feature.value == pytest.approx(oracle, abs=0.005)  # ~0.13: lumped with the rarest it was ~0.04
+
+
+def test_a_new_level_at_two_percent_among_thousands_is_listed_though_its_sketch_count_is_low() -> None:
+    """5,000 Zipf levels (two thirds of the values outside the 256 kept): the sketch of the rest counts a new
+    level up to other / 65 low, so one at exactly 2 % may show as 1.9 %; it is listed all the same."""
+    rng = np.random.default_rng(4)
+    levels = np.array([f"v{i:04d}" for i in range(5_000)], dtype=object)
+    p = 1 / np.arange(1, 5_001) ** 0.7
+    base = Profile.baseline(pa.table({"c": levels[rng.choice(5_000, 20_000, p=p / p.sum())]}))
+    values = levels[rng.choice(5_000, 200_000, p=p / p.sum())]
+    values[rng.permutation(values.size)[:4_000]] = "brand-new"
+    feature = compare(base, base.blank().update(pa.table({"c": values}))).feature("c")
+    assert set(feature.new_levels) == {"brand-new"}
+    assert feature.new_levels["brand-new"] == pytest.approx(0.02, abs=0.002)
