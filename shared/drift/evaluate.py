@@ -16,8 +16,8 @@ bound and a p-value: a (zero-inflated) log-normal of the numeric distances, a ga
 categorical ones (see ``_gamma_tail``) and of numeric ones with at most ``FEW_ATOMS`` distinct values
 (0/1 data), each the one that matches the far tail of 100,000 resamples at 50 to 1,000 rows. A heavy tail
 (Pareto, log-normal) adds the single big jump to the log-normal: the chance that the smaller side draws one
-of the far values, and the distance that value alone forces (``_with_jumps``). The bound's level is Holm's step-down over the window's features (``_holm``): ``alpha /
-features`` for the feature most clearly beyond its threshold (Bonferroni, the level of every feature when
+of the far values, and the distance that value alone forces (``_with_jumps``). The bound's level is Holm's
+step-down over the window's features (``_holm``): ``alpha / features`` for the feature most clearly beyond its threshold (Bonferroni, the level of every feature when
 nothing drifted), then ``alpha / (features - 1)`` for the next, and so on while each is drifted; the
 family-wise level stays ``alpha``. The bound shrinks as both
 sides grow (numeric: about 0.08 at 1,000 rows, 0.03 at 10k and 0.02 at 1M against a 16k-row baseline), so a
@@ -685,6 +685,7 @@ squared distances, as a categorical: its W1 is a weighted sum of a few absolute 
 whose square is exactly a gamma), where the log-normal put the bound 1.6x (95 % point) to 3.5x (99.98 %) too
 high (0/1 data at 10k rows: 0.041 for a true 0.025, a 0.15 effect caught 65 % of the time instead of 95 %).
 From 10 values on the log-normal matches (and the gamma falls short in the far tail)."""
+
 KS_EXACT_ROWS = 1000
 """Up to this effective size the KS p-value is the exact one (``kstwo``); beyond, the asymptotic Kolmogorov
 law (``kstwobign``), within a few percent of it: ``kstwo`` took up to 100 ms per feature at 100k rows."""
@@ -718,10 +719,11 @@ def _numeric_grid(
     w1, ks = grid_distances(base, cur)
     value = w1 / scale
     null = _grid_null(pos, rb, rc, policy.resamples, rng) / scale
-    few = np.count_nonzero(rb + rc) <= FEW_ATOMS  # a 0/1 or small-integer feature
+    pooled = rb + rc
+    few = np.count_nonzero(pooled) <= FEW_ATOMS  # a 0/1 or small-integer feature
     tail = _gamma_tail(null) if few else _lognormal_tail(null)
     if tail.kind == "lognormal":
-        tail = _with_jumps(tail, pos, rb + rc, int(min(base.count, cur.count)), scale)
+        tail = _with_jumps(tail, pos, pooled, int(min(base.count, cur.count)), scale)
     result.value, result.p_value = round(value, 6), tail.sf(value)
     effective = max(round(base.count * cur.count / (base.count + cur.count)), 1)
     result.other_metrics = {
@@ -794,10 +796,10 @@ def _categorical(
     draws_c = rng.multinomial(int(c.sum()), pooled, size=policy.resamples)
     null = np.nan_to_num(jensenshannon(draws_r, draws_c, base=2, axis=1))
     tail, decided = _gamma_tail(null), value
+    result.value, result.p_value = round(value, 6), tail.sf(value)
     if tail.kind == "gamma":  # decide on the distance less its noise bias (the null's mean square)
         tail = replace(tail, shift=tail.a * tail.b, offset=policy.categorical_threshold)
         decided = math.sqrt(max(value * value - tail.shift, 0.0))
-    result.value, result.p_value = round(value, 6), replace(tail, offset=0.0).sf(value)
     chi2 = chi2_test(r, c)
     result.other_metrics = {
         "js_debiased": round(decided, 6),

@@ -136,10 +136,7 @@ def test_small_windows_are_tested_at_a_level_in_proportion_to_their_rows(baselin
     with pytest.raises(ConfigurationError):
         DriftPolicy(full_alpha_rows=-1)
     small = window(baseline, 50)
-    strict, full = (
-        compare(baseline, small, DriftPolicy()),
-        compare(baseline, small, DriftPolicy(full_alpha_rows=0)),
-    )
+    strict, full = compare(baseline, small, DriftPolicy()), compare(baseline, small, DriftPolicy(full_alpha_rows=0))
     for name in ("x03", "x10", "channel"):
         a, b = strict.feature(name), full.feature(name)
         assert a.value == b.value and a.p_value == b.p_value and a.noise_bound > b.noise_bound
@@ -202,18 +199,12 @@ def test_a_categorical_noise_bound_is_the_far_tail_of_the_null(rows):
     rng = np.random.default_rng(rows)
     p = np.array([0.5, 0.3, 0.2])
     levels = np.array(["a", "b", "c"])
-    base = Profile.baseline(
-        pa.table({"c": levels[rng.choice(3, 200_000, p=p)]}), categorical=["c"], numeric=[]
-    )
-    cur = base.blank().update(
-        pa.table({"id": [str(i) for i in range(rows)], "c": levels[rng.choice(3, rows, p=p)]})
-    )
+    base = Profile.baseline(pa.table({"c": levels[rng.choice(3, 200_000, p=p)]}), categorical=["c"], numeric=[])
+    cur = base.blank().update(pa.table({"id": [str(i) for i in range(rows)], "c": levels[rng.choice(3, rows, p=p)]}))
     feature = compare(base, cur, DriftPolicy()).feature("c")
     level = DriftPolicy().alpha_at(rows)
     shares = (base.features["c"].counts + cur.features["c"].counts) / (200_000 + rows)
-    null = jensenshannon(
-        rng.multinomial(200_000, shares, 100_000), rng.multinomial(rows, shares, 100_000), base=2, axis=1
-    )
+    null = jensenshannon(rng.multinomial(200_000, shares, 100_000), rng.multinomial(rows, shares, 100_000), base=2, axis=1)
     squares = null * null
     far = math.sqrt(float(np.quantile(squares, 1 - level)) - float(squares.mean()))
     assert feature.noise_bound == pytest.approx(math.sqrt((0.1 + far) ** 2 + squares.mean()) - 0.1, rel=0.15)
