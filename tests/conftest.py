@@ -116,8 +116,10 @@ def start_devhost(
     app: str = "function_app:app",
     subscriptions: Path | None = None,
     extra: dict[str, str] | None = None,
+    wait: bool = True,
 ) -> DevhostProcess:
-    """Write a local.settings.json for the running services and start devhost on a free port."""
+    """Write a local.settings.json for the running services and start devhost on a free port (``wait``: until
+    it answers; a host meant to exit at once is not waited for)."""
     port = free_port()
     settings = local_settings(azurite, mlflow_uri, port)
     settings["Values"].update(extra or {})
@@ -149,7 +151,8 @@ def start_devhost(
         except OSError:
             return False
 
-    dev.wait_for(up, timeout=60, what="devhost to start")
+    if wait:
+        dev.wait_for(up, timeout=60, what="devhost to start")
     return dev
 
 
