@@ -910,6 +910,10 @@ def _moments(x: np.ndarray, edges: tuple[float, ...]) -> tuple[float, float]:
 _GRID_GROUP = 2
 """Unsampled grid features of one float type in a batch counted together (at least this many): one array
 operation over all of them instead of one per feature (a 1k-row batch of 21 features: ~0.9 -> ~0.3 ms)."""
+_GRID_GROUP_ROWS = 2048
+"""Batches of more rows count each feature on its own: there the grouped arrays (a stacked copy, int64 cells,
+several MB each) cost more in memory traffic than the per-call overhead they save (21 features, batches of
+4k rows: 0.14 vs 0.13 ms per 1k rows; the 75k-row batches of a 1M-row CSV: 0.098 vs 0.053 s per 1M rows)."""
 
 
 def _add_grids(group: list[tuple[NumericStats, np.ndarray]]) -> None:
@@ -1222,7 +1226,7 @@ class Profile:
             else:
                 stats.add(batch.column(name))
         for group in grids.values():
-            if len(group) >= _GRID_GROUP:
+            if len(group) >= _GRID_GROUP and batch.num_rows <= _GRID_GROUP_ROWS:
                 _add_grids(group)
             else:
                 for stats, x in group:
