@@ -280,6 +280,26 @@ def test_grid_features_counted_together_equal_each_counted_alone(seed, dtype, mo
     assert x2.cells[0] >= 4 and x2.cells[-1] >= 8 and x2.out_of_range >= 12  # type: ignore[union-attr]
 
 
+def test_a_big_batch_counted_feature_by_feature_gives_the_cells_of_small_batches_counted_together() -> None:
+    import shared.drift.profile as profile
+
+    rng = np.random.default_rng(5)
+    base = Profile.baseline(pa.table({f"x{i}": rng.normal(i, 1, 4000) for i in range(4)}), numeric=[f"x{i}" for i in range(4)])
+    rows = 5 * profile._GRID_GROUP_ROWS
+    cols = {f"x{i}": rng.normal(i + 0.2, 1.5, rows).astype(np.float32) for i in range(4)}
+    cols["x3"][:5] = [3e38, -3e38, 1e30, -1e30, 40.0]  # the overflow and underflow cells
+    big = pa.record_batch({k: pa.array(v) for k, v in cols.items()})
+    whole = base.blank(model_version="1").update(big)
+    pieces = base.blank(model_version="1")
+    for start in range(0, rows, 1000):  # batches small enough for the grouped path
+        pieces.update(big.slice(start, 1000))
+    for name in cols:
+        a, b = whole.features[name], pieces.features[name]
+        assert a.cells.tolist() == b.cells.tolist() and a.cells.sum() == rows  # type: ignore[union-attr]
+        assert (a.count, a.missing, a.out_of_range, a.min, a.max) == (b.count, b.missing, b.out_of_range, b.min, b.max)  # type: ignore[union-attr]
+        assert a.under_sum == pytest.approx(b.under_sum) and a.over_sum == pytest.approx(b.over_sum)  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("distinct", [3, 40, 300, 2000])
 def test_a_categorical_batch_counts_the_same_through_the_dict_and_the_kernel_paths(distinct, monkeypatch) -> None:
     import shared.drift.profile as profile
