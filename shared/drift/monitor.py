@@ -165,13 +165,22 @@ class ProfileObserver:
     def _add(self, inputs: Any, outputs: Any | None) -> None:
         try:
             keys = self._keys(inputs, self._inputs)
+            names = [] if outputs is None else [n for n in outputs.schema.names if n in PREDICTION_FEATURES]
+            same_rows = outputs is not None and outputs.num_rows == inputs.num_rows  # nothing rejected
+            if names and same_rows and not set(names) & set(inputs.schema.names):
+                import pyarrow as pa
+
+                # one update of the inputs and the predictions: their numeric features are counted together
+                inputs = pa.RecordBatch.from_arrays(
+                    [*inputs.columns, *(outputs.column(n) for n in names)], [*inputs.schema.names, *names]
+                )
+                names = []
             self.profile.update(inputs, keys=keys)
             self._inputs += inputs.num_rows
             if outputs is not None:
-                names = [n for n in outputs.schema.names if n in PREDICTION_FEATURES]
-                same_rows = outputs.num_rows == inputs.num_rows  # nothing rejected: the same rows
-                out_keys = keys if same_rows else self._keys(outputs, self._outputs)
-                self.profile.update(outputs.select(names), keys=out_keys)
+                if names:
+                    out_keys = keys if same_rows else self._keys(outputs, self._outputs)
+                    self.profile.update(outputs.select(names), keys=out_keys)
                 self._outputs += outputs.num_rows
         except Exception as exc:  # monitoring must not fail scoring; close() reports it
             self.error = exc

@@ -405,10 +405,17 @@ def _bottom_k(
 def _pack(counts: np.ndarray) -> dict[str, str]:
     """Counts as zlib-compressed little-endian integers of the smallest width that holds them, base64.
     Level 1: every scored file packs its part's cells, and level 6 cost ~6x the CPU for ~25 % less."""
-    top = int(counts.max(initial=0))
-    dtype = next(d for d, limit in (("<u1", 1 << 8), ("<u2", 1 << 16), ("<u4", 1 << 32), ("<u8", None))
-                 if limit is None or top < limit)  # fmt: skip
-    raw = np.ascontiguousarray(counts, dtype).tobytes()
+    dtype = _width(int(counts.max(initial=0)))
+    return _packed(dtype, np.ascontiguousarray(counts, dtype).tobytes())
+
+
+def _width(top: int) -> str:
+    """The smallest little-endian unsigned type that holds ``top``."""
+    return next(d for d, limit in (("<u1", 1 << 8), ("<u2", 1 << 16), ("<u4", 1 << 32), ("<u8", None))
+                if limit is None or top < limit)  # fmt: skip
+
+
+def _packed(dtype: str, raw: bytes) -> dict[str, str]:
     return {"dtype": dtype, "z": base64.b64encode(zlib.compress(raw, 1)).decode("ascii")}
 
 
@@ -665,15 +672,16 @@ class NumericStats:
                 self.sample_keys, self.sample_values, other.sample_keys, other.sample_values, k
             )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, cells: dict[str, str] | None = None) -> dict[str, Any]:
         """JSON-ready state; the sample as base64 little-endian uint64 keys and float64 values (exact), the
-        cells as zlib-compressed integers (see ``_pack``); no sample entry when there is none in a grid layout.
+        cells as zlib-compressed integers (``_pack``, or ``cells`` when the profile packed them already); no
+        sample entry when there is none in a grid layout.
 
         In :meth:`Profile.to_json` keys equal to an earlier feature's are written ``{"same_as": name}``.
         """
         d: dict[str, Any] = {"kind": "numeric", "edges": list(self.spec.edges)}
         if self.cells is not None:
-            d |= {"grid": list(self.spec.grid), "cells": _pack(self.cells),
+            d |= {"grid": list(self.spec.grid), "cells": cells or _pack(self.cells),
                   "under_sum": self.under_sum, "over_sum": self.over_sum}  # fmt: skip
         else:
             d["counts"] = self._counts.tolist()
@@ -917,14 +925,19 @@ several MB each) cost more in memory traffic than the per-call overhead they sav
 4k rows: 0.14 vs 0.13 ms per 1k rows; the 75k-row batches of a 1M-row CSV: 0.098 vs 0.053 s per 1M rows)."""
 
 
-def _add_grids(group: list[tuple[NumericStats, np.ndarray]]) -> None:
+def _add_grids(group: list[tuple[NumericStats, np.ndarray]], joint: _JointCells | None = None) -> None:
     """Add one batch's values (all float64 or all float32) to unsampled grid features, all features at
     once, exactly as :meth:`NumericStats.add` adds each (the same cells, sums and moments, bit for bit: the
     same operations in the same precision, row by row); a column with a missing or non-finite value is
-    added on its own."""
+    added on its own. When each feature of the group counts into ``joint``'s array, the cells of all are
+    added there in one operation."""
     if len({x.size for _, x in group}) != 1 or len({x.dtype for _, x in group}) != 1:
         raise ValueError("the columns of one group must have one length and one float type")
-    values = np.vstack([x for _, x in group])  # a row per feature, contiguous: row reductions stay pairwise
+    # a row per feature, contiguous (row reductions stay pairwise); joined as bytes: np.vstack releases the
+    # GIL once per row
+    values = np.frombuffer(
+        bytearray().join([np.ascontiguousarray(x) for _, x in group]), group[0][1].dtype
+    ).reshape(len(group), -1)
     lo, hi = values.min(axis=1), values.max(axis=1)
     complete = np.isfinite(lo) & np.isfinite(hi)  # NaN and inf show in min/max
     if not complete.all():
@@ -954,21 +967,33 @@ def _add_grids(group: list[tuple[NumericStats, np.ndarray]]) -> None:
             row_s2 = float(np.einsum("i,i->", t[i], t[i]))
             mean_t = row_s1 / n
             moments.append((float(base[i]) + mean_t, max(row_s2 - row_s1 * mean_t, 0.0)))
+    inverse, top = (1.0 / step).astype(values.dtype), (cells + 1).astype(values.dtype)
     with np.errstate(over="ignore"):  # values beyond the grid (3e38 * 1/step may overflow): clipped
-        np.multiply(t, (1.0 / step).astype(values.dtype)[:, None], out=t)
-    np.clip(t, 0, (cells + 1)[:, None].astype(values.dtype), out=t)  # a no-op inside the grid
-    offsets = np.concatenate([[0], np.cumsum(cells + 2)])
+        np.multiply(t, inverse[:, None], out=t)
+        # a row's lowest and highest cells are its min's and max's (the same steps, each monotonic)
+        ends = np.multiply(np.subtract(np.stack([lo, hi], axis=1), base[:, None]), inverse[:, None])
+    np.clip(t, 0, top[:, None], out=t)  # a no-op inside the grid
+    ends = np.clip(ends, 0, top[:, None]).astype(np.int64)
+    starts = None if joint is None else joint.starts_of([stats for stats, _ in group])
     index = t.astype(np.int64)
-    index += offsets[:-1, None]
-    got = np.bincount(index.ravel(), minlength=int(offsets[-1]))
+    if starts is not None:  # counted straight into the profile's one array of cells
+        index += starts[:, None]
+        np.add.at(joint.buffer, index.ravel(), 1)  # type: ignore[union-attr]
+    else:
+        offsets = np.concatenate([[0], np.cumsum(cells + 2)])
+        starts = offsets[:-1]
+        index += starts[:, None]
+        got = np.bincount(index.ravel(), minlength=int(offsets[-1]))
+        for i, (stats, _) in enumerate(group):
+            assert stats.cells is not None
+            stats.cells += got[offsets[i] : offsets[i + 1]]
+    first, last = (ends[:, 0] == 0).tolist(), (ends[:, 1] == cells + 1).tolist()
+    under, over = starts.tolist(), (starts + cells + 1).tolist()
     for i, (stats, x) in enumerate(group):
-        mine = got[offsets[i] : offsets[i + 1]]
-        assert stats.cells is not None
-        stats.cells += mine
-        if mine[0]:
-            stats.under_sum += float(x[index[i] == offsets[i]].sum(dtype=np.float64))
-        if mine[-1]:
-            stats.over_sum += float(x[index[i] == offsets[i + 1] - 1].sum(dtype=np.float64))
+        if first[i]:
+            stats.under_sum += float(x[index[i] == under[i]].sum(dtype=np.float64))
+        if last[i]:
+            stats.over_sum += float(x[index[i] == over[i]].sum(dtype=np.float64))
         low, high, edges = float(lo[i]), float(hi[i]), stats.spec.edges
         if not edges:
             stats.out_of_range += n
@@ -988,7 +1013,12 @@ def _strings(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 
 
 def _floats(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """float64 values (float32 ones kept as they are), NaN for nulls (zero-copy without nulls)."""
+    """float64 values (float32 ones kept as they are), NaN for nulls (zero-copy without nulls: a float
+    array's values buffer read as it is, without Arrow's conversion, which releases the GIL several times)."""
+    kind = column.type
+    if (kind == pa.float64() or kind == pa.float32()) and isinstance(column, pa.Array) and not column.null_count:
+        dtype = np.float64 if kind == pa.float64() else np.float32
+        return np.frombuffer(column.buffers()[1], dtype, len(column), column.offset * np.dtype(dtype).itemsize)
     if pa.types.is_dictionary(column.type):
         column = pc.cast(column, column.type.value_type)
     if pa.types.is_float32(column.type):
@@ -999,6 +1029,53 @@ def _floats(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 Stats = NumericStats | CategoricalStats
+
+
+@dataclass(frozen=True)
+class _JointCells:
+    """The cells of a profile's grid features, one feature after another in one array (feature order), each
+    feature's ``cells`` a view of it: a batch's cells of every feature are added with one operation and
+    packed with one cast (each numpy call over more than a few hundred values releases the GIL, and a file
+    scored beside others pays for every hand-off). Holds while those features still count into their
+    views (a merge or a parse gives features arrays of their own)."""
+
+    buffer: np.ndarray
+    offsets: np.ndarray  # a start per feature, and the end
+    stats: tuple[NumericStats, ...]
+    starts: dict[int, int] = field(init=False, default_factory=dict)  # id(stats) -> where its cells start
+
+    def __post_init__(self) -> None:
+        self.starts.update((id(s), start) for s, start in zip(self.stats, self.offsets.tolist(), strict=False))
+
+    def starts_of(self, group: Sequence[NumericStats]) -> np.ndarray | None:
+        """Where the cells of each of ``group`` start in the array, or None unless every one of them is one of
+        these features still counting into its view."""
+        starts = [self.starts.get(id(s)) for s in group]
+        if any(start is None for start in starts) or not all(
+            s.cells is not None and s.cells.base is self.buffer for s in group
+        ):
+            return None
+        return np.array(starts, np.int64)
+
+    def pack(self, features: dict[str, Stats]) -> dict[str, dict[str, str]]:
+        """Each feature's ``_pack`` of its cells (the same entries), with one reduction and one cast for all;
+        empty when the features are no longer these."""
+        if not self.stats or not all(features.get(s.spec.name) is s for s in self.stats):
+            return {}
+        if self.starts_of(self.stats) is None:
+            return {}
+        sizes = np.diff(self.offsets)
+        if (sizes == sizes[0]).all():  # the usual layout: as many cells each (reduceat is ~10x slower)
+            tops = self.buffer.reshape(len(self.stats), -1).max(axis=1)
+        else:
+            tops = np.maximum.reduceat(self.buffer, self.offsets[:-1])
+        widths = [_width(int(top)) for top in tops.tolist()]
+        raw = {dtype: self.buffer.astype(dtype) for dtype in set(widths)}
+        starts, ends = self.offsets[:-1].tolist(), self.offsets[1:].tolist()
+        return {
+            s.spec.name: _packed(dtype, raw[dtype][start:end].tobytes())
+            for s, dtype, start, end in zip(self.stats, widths, starts, ends, strict=True)
+        }
 
 
 class Profile:
@@ -1032,11 +1109,21 @@ class Profile:
         self.sample_size, self.seed, self.key = sample_size, seed, key
         self.model_version, self.window = model_version, tuple(window) if window else None
         self.features: dict[str, Stats] = {}
-        for spec in specs:
+        specs = tuple(specs)
+        sizes = [s.cells + 2 if s.kind == "numeric" and s.grid else 0 for s in specs]
+        offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        cells = np.zeros(int(offsets[-1]), np.int64)  # one allocation: each grid feature's cells are a view
+        gridded: list[NumericStats] = []
+        for spec, start, size in zip(specs, offsets.tolist(), sizes, strict=False):
             if spec.name in self.features:
                 raise ValueError(f"duplicate feature {spec.name!r}")
-            empty = NumericStats.empty if spec.kind == "numeric" else CategoricalStats.empty
-            self.features[spec.name] = empty(spec)
+            if size:
+                stats: Stats = NumericStats(spec, cells=cells[start : start + size])
+                gridded.append(stats)
+            else:
+                stats = NumericStats.empty(spec) if spec.kind == "numeric" else CategoricalStats.empty(spec)
+            self.features[spec.name] = stats
+        self._cells = _JointCells(cells, np.array([0, *np.cumsum([s for s in sizes if s])], np.int64), tuple(gridded))
         self._seed_mix = _mix(np.array([seed & 0xFFFFFFFFFFFFFFFF], np.uint64) ^ _GOLD)[0]
 
     @property
@@ -1228,7 +1315,7 @@ class Profile:
                 stats.add(batch.column(name))
         for group in grids.values():
             if len(group) >= _GRID_GROUP and batch.num_rows <= _GRID_GROUP_ROWS:
-                _add_grids(group)
+                _add_grids(group, self._cells)
             else:
                 for stats, x in group:
                     stats.add(x, None, 0)
@@ -1278,6 +1365,7 @@ class Profile:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (``format``, ``version``, settings, one entry per feature in order)."""
+        packed = self._cells.pack(self.features)
         return {
             "format": PROFILE_FORMAT,
             "version": PROFILE_VERSION,
@@ -1287,7 +1375,10 @@ class Profile:
             "model_version": self.model_version,
             "window": list(self.window) if self.window else None,
             "rows": self.rows,
-            "features": _shared_keys({name: stats.to_json() for name, stats in self.features.items()}),
+            "features": _shared_keys({
+                name: stats.to_json(packed[name]) if name in packed else stats.to_json()
+                for name, stats in self.features.items()
+            }),
         }
 
     @classmethod

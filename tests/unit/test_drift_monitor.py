@@ -450,6 +450,25 @@ def test_an_output_commit_that_fails_beside_a_written_part_counts_the_file_once(
     assert rows == 250 and [u.rsplit("/", 1)[1] for u in inputs] == ["flaky.csv"]
 
 
+def test_inputs_and_predictions_profiled_in_one_update_equal_them_profiled_one_after_the_other(tiny_onnx: Path):
+    """The observer adds a batch's inputs and its predictions in one update when they are the same rows
+    (their numeric features counted together); the profile is what two separate updates give, and so it is
+    when rows were rejected or an input column has a prediction's name."""
+    model = OnnxModel.from_file(str(tiny_onnx))
+    baseline = Profile.from_json(baseline_from_reference(table(3000, seed=1, prefix="b"), model))
+    batch = table(1000, seed=4).to_batches()[0]
+    scored = pa.record_batch({k: pa.array(v) for k, v in model.predict(batch).items()})
+    assert {"probability", "prediction"} <= set(scored.schema.names)
+    clash = batch.append_column("prediction", pa.array(["x"] * batch.num_rows))
+    for inputs, outputs in ((batch, scored), (batch, scored.slice(0, 600)), (clash, scored)):
+        obs = ProfileObserver(baseline.blank(model_version="1"), salt="k")
+        obs(inputs, outputs)
+        expected = baseline.blank(model_version="1").update(inputs)
+        expected.update(outputs.select(["probability", "prediction"]))
+        got = obs.close()
+        assert got == expected and got.features["probability"].count == outputs.num_rows  # type: ignore[union-attr]
+
+
 def test_a_file_profiles_the_same_inline_threaded_or_both(tiny_onnx: Path):
     """A small file is profiled in the scoring thread, a large one moves to a worker once it passes
     ``inline_rows``: the profile is the same whichever way its batches went, and so is a failure."""

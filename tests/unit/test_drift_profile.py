@@ -280,6 +280,45 @@ def test_grid_features_counted_together_equal_each_counted_alone(seed, dtype, mo
     assert x2.cells[0] >= 4 and x2.cells[-1] >= 8 and x2.out_of_range >= 12  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("equal_grids", [True, False])
+def test_cells_counted_into_the_profiles_one_array_equal_cells_of_features_with_arrays_of_their_own(equal_grids) -> None:
+    """A blank profile's grid features count into views of one array (one addition per batch, one cast to
+    pack); a parsed or merged profile's features have arrays of their own and take the per-feature paths.
+    Cells, sums and the JSON are the same bit for bit either way, whether the batch has every grid feature,
+    some of them, or a column with missing values."""
+    import shared.drift.profile as profile
+
+    rng = np.random.default_rng(11)
+    if equal_grids:
+        base = Profile.baseline(pa.table({f"x{i}": rng.normal(i, 1 + i, 4000) for i in range(5)}), numeric=[f"x{i}" for i in range(5)])
+    else:  # cells of different counts: packed through reduceat
+        specs = [FeatureSpec(f"x{i}", "numeric", (0.0, 1.0), grid=(-1.0, 0.5 / (i + 1), 8 * (i + 1))) for i in range(5)]
+        base = Profile(specs, sample_size=0)
+    blank = base.blank(model_version="1")
+    joint = blank._cells
+    assert all(blank.features[f"x{i}"].cells.base is joint.buffer for i in range(5))  # type: ignore[union-attr]
+    parsed = Profile.from_json(base.blank(model_version="1").to_json())
+    merged = base.blank(model_version="1").merge(base.blank(model_version="1"))
+    assert parsed.features["x0"].cells.base is not joint.buffer  # type: ignore[union-attr]
+    batches = []
+    for b in range(3):
+        cols = {f"x{i}": rng.normal(i + 0.4 * b, 1 + i, 900) for i in range(5)}
+        cols["x4"][:2] = [1e9, -1e9]  # the outer cells and their sums
+        batches.append(pa.record_batch(cols))
+    batches.append(batches[0].select(["x1", "x3"]))  # some of the grid features
+    with_nan = {f"x{i}": rng.normal(i, 1, 900) for i in range(5)}
+    with_nan["x2"][7] = np.nan
+    batches.append(pa.record_batch(with_nan))
+    for p in (blank, parsed, merged):
+        for batch in batches:
+            p.update(batch)
+    assert blank.to_json() == parsed.to_json() == merged.to_json()
+    assert blank.to_json()["features"]["x4"]["cells"] == profile._pack(blank.features["x4"].cells)  # type: ignore[union-attr]
+    x4 = blank.features["x4"]
+    assert x4.cells[0] >= 1 and x4.under_sum <= -1e9 and x4.over_sum >= 1e9  # type: ignore[union-attr]
+    assert Profile.from_json(blank.to_json()) == blank
+
+
 def test_a_big_batch_counted_feature_by_feature_gives_the_cells_of_small_batches_counted_together() -> None:
     import shared.drift.profile as profile
 
