@@ -167,18 +167,19 @@ class ProfileObserver:
             keys = self._keys(inputs, self._inputs)
             names = [] if outputs is None else [n for n in outputs.schema.names if n in PREDICTION_FEATURES]
             same_rows = outputs is not None and outputs.num_rows == inputs.num_rows  # nothing rejected
-            if names and same_rows and not set(names) & set(inputs.schema.names):
+            # the same rows: one update of the inputs and the predictions (their numeric features counted together)
+            together = bool(names) and same_rows and not set(names) & set(inputs.schema.names)
+            batch = inputs
+            if together:
                 import pyarrow as pa
 
-                # one update of the inputs and the predictions: their numeric features are counted together
-                inputs = pa.RecordBatch.from_arrays(
+                batch = pa.RecordBatch.from_arrays(
                     [*inputs.columns, *(outputs.column(n) for n in names)], [*inputs.schema.names, *names]
                 )
-                names = []
-            self.profile.update(inputs, keys=keys)
+            self.profile.update(batch, keys=keys)
             self._inputs += inputs.num_rows
             if outputs is not None:
-                if names:
+                if names and not together:
                     out_keys = keys if same_rows else self._keys(outputs, self._outputs)
                     self.profile.update(outputs.select(names), keys=out_keys)
                 self._outputs += outputs.num_rows

@@ -1060,9 +1060,10 @@ class _JointCells:
     def pack(self, features: dict[str, Stats]) -> dict[str, dict[str, str]]:
         """Each feature's ``_pack`` of its cells (the same entries), with one reduction and one cast for all;
         empty when the features are no longer these."""
-        if not self.stats or not all(features.get(s.spec.name) is s for s in self.stats):
-            return {}
-        if self.starts_of(self.stats) is None:
+        if not self.stats or not all(
+            features.get(s.spec.name) is s and s.cells is not None and s.cells.base is self.buffer
+            for s in self.stats
+        ):
             return {}
         sizes = np.diff(self.offsets)
         if (sizes == sizes[0]).all():  # the usual layout: as many cells each (reduceat is ~10x slower)
@@ -1114,16 +1115,18 @@ class Profile:
         offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
         cells = np.zeros(int(offsets[-1]), np.int64)  # one allocation: each grid feature's cells are a view
         gridded: list[NumericStats] = []
+        starts: list[int] = []
         for spec, start, size in zip(specs, offsets.tolist(), sizes, strict=False):
             if spec.name in self.features:
                 raise ValueError(f"duplicate feature {spec.name!r}")
             if size:
                 stats: Stats = NumericStats(spec, cells=cells[start : start + size])
                 gridded.append(stats)
+                starts.append(start)
             else:
                 stats = NumericStats.empty(spec) if spec.kind == "numeric" else CategoricalStats.empty(spec)
             self.features[spec.name] = stats
-        self._cells = _JointCells(cells, np.array([0, *np.cumsum([s for s in sizes if s])], np.int64), tuple(gridded))
+        self._cells = _JointCells(cells, np.array([*starts, cells.size], np.int64), tuple(gridded))
         self._seed_mix = _mix(np.array([seed & 0xFFFFFFFFFFFFFFFF], np.uint64) ^ _GOLD)[0]
 
     @property
